@@ -1,0 +1,11 @@
+"""Customer detail (being built)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.auth import require_page
+
+user = require_page("customer")
+st.title("Customer detail")
+st.info("This page is being built.")

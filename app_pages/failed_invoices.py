@@ -1,0 +1,11 @@
+"""Failed invoices (being built)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.auth import require_page
+
+user = require_page("failed-invoices")
+st.title("Failed invoices")
+st.info("This page is being built.")

@@ -1,0 +1,11 @@
+"""Subscriptions (being built)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.auth import require_page
+
+user = require_page("subscriptions")
+st.title("Subscriptions")
+st.info("This page is being built.")

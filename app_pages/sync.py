@@ -1,0 +1,11 @@
+"""Sync (being built)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.auth import require_page
+
+user = require_page("sync")
+st.title("Sync")
+st.info("This page is being built.")
