@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.components.header import render_header
 from lib import access
 from lib.auth import current_user
 from lib.config import ConfigError, get_settings
@@ -26,4 +27,6 @@ for spec in access.PAGES:
             st.Page(f"app_pages/{spec.file}", title=spec.title, icon=spec.icon, url_path=spec.key,
                     default=spec.key == "overview")
         )
-st.navigation(sections).run()
+current = st.navigation(sections)
+render_header()
+current.run()

@@ -41,6 +41,7 @@ class Customer(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     email: str | None = None
     email_normalized: str | None = Field(default=None, index=True)  # case-folded, trimmed
+    email_canonical: str | None = Field(default=None, index=True)  # + plus-tag removed, gmail dots removed
     name: str | None = None
     name_search: str | None = Field(default=None, index=True)  # lower-cased, accents removed
     phone: str | None = None

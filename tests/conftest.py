@@ -86,3 +86,26 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[No
     st.cache_resource.clear()
     yield
     get_settings.cache_clear()
+
+
+# --- the local Stripe sandbox -----------------------------------------------------------------
+
+from tests.utils.sandbox import SandboxServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """One sandbox process per test worker."""
+    server = SandboxServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
+    """A reset sandbox with no faults, and the app's settings pointed at it."""
+    sandbox_server.reset()
+    monkeypatch.setenv("STRIPE_API_BASE", sandbox_server.url)
+    monkeypatch.setenv("STRIPE_API_KEY", sandbox_server.key)
+    get_settings.cache_clear()
+    return sandbox_server

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:36:59.697700
+Create Date: 2026-11-26 00:38:27.564142
 """
 from collections.abc import Sequence
 
@@ -45,6 +45,7 @@ def upgrade() -> None:
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('email_normalized', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('email_canonical', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('name_search', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -68,6 +69,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_customers_currency'), ['currency'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_deleted'), ['deleted'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_delinquent'), ['delinquent'], unique=False)
+        batch_op.create_index(batch_op.f('ix_customers_email_canonical'), ['email_canonical'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_email_normalized'), ['email_normalized'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_mrr'), ['mrr'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_name_search'), ['name_search'], unique=False)
@@ -351,6 +353,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_customers_name_search'))
         batch_op.drop_index(batch_op.f('ix_customers_mrr'))
         batch_op.drop_index(batch_op.f('ix_customers_email_normalized'))
+        batch_op.drop_index(batch_op.f('ix_customers_email_canonical'))
         batch_op.drop_index(batch_op.f('ix_customers_delinquent'))
         batch_op.drop_index(batch_op.f('ix_customers_deleted'))
         batch_op.drop_index(batch_op.f('ix_customers_currency'))

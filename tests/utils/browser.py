@@ -1,0 +1,69 @@
+"""Browser tests: the real dashboard server (`streamlit run server.py`) driven by Debian's chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.utils.net import free_port, wait_http_ok
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+APP_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+@contextmanager
+def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
+    """Start the dashboard on a free port with `env` on top of os.environ; yield its base URL."""
+    port = port or free_port()
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(url + "/_stcore/health", timeout=60, proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def browser_page() -> Iterator:  # noqa: ANN201
+    """A fresh Playwright page in Debian's chromium (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_selector(APP_IDLE, timeout=timeout)
+
+
+def screenshot(page, name: str) -> Path:  # noqa: ANN001
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

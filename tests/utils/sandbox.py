@@ -1,0 +1,84 @@
+"""Drive the local Stripe sandbox process: start it, reset it, move its clock, inject faults, read its log.
+
+Tests talk to Stripe resources only through the official SDK (`server.client`); these helpers cover the
+sandbox's own control endpoints under /_sandbox/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+from tests.utils.net import free_port, wait_http_ok
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@dataclass
+class SandboxServer:
+    url: str
+    proc: subprocess.Popen | None = None
+    key: str = KEY
+    _client: stripe.StripeClient | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, *, state_file: Path | None = None, port: int | None = None) -> SandboxServer:
+        port = port or free_port()
+        cmd = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        if state_file is not None:
+            cmd += ["--state", str(state_file)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        server = cls(url=f"http://127.0.0.1:{port}", proc=proc)
+        wait_http_ok(server.url + "/_sandbox/health", timeout=30, proc=proc)
+        return server
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if self._client is None:
+            self._client = stripe.StripeClient(self.key, base_addresses={"api": self.url}, max_network_retries=0)
+        return self._client
+
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + "/_sandbox/" + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def reset(self) -> None:
+        self.control("POST", "reset", {})
+
+    def advance(self, *, days: float = 0, seconds: float = 0) -> int:
+        """Move sandbox time forward, running renewals and payment retries; returns the new now."""
+        return self.control("POST", "clock/advance", {"seconds": seconds + days * 86400})["now"]
+
+    def now(self) -> int:
+        return self.control("GET", "clock")["now"]
+
+    def faults(self, **settings: Any) -> None:
+        """E.g. faults(rate_limit=0.2, server_error=0.05, latency_ms=[5, 20], max_rps=25); faults() clears."""
+        self.control("POST", "faults", settings)
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """The request log: method, path, params, idempotency_key, status, seq."""
+        return self.control("GET", f"requests?since={since}")["data"]
+
+    def clear_requests(self) -> None:
+        self.control("DELETE", "requests")
