@@ -93,4 +93,30 @@ def translate(exc: stripe.StripeError) -> GatewayError:
 # --- portal sessions (owned by the portal-links work) -----------------------------------------
 
 
+@dataclass(frozen=True)
+class PortalSession:
+    """What the dashboard keeps of a portal session: its id, URL and creation time (the URL is shown, never stored)."""
+
+    id: str
+    url: str
+    created: int
+
+
+def create_portal_session(
+    params: dict, *, idempotency_key: str, settings: Settings | None = None
+) -> PortalSession:
+    """Create a billing portal session (a write: it always carries the caller's idempotency key).
+
+    Raises GatewayError; the caller (lib/portal.py) turns portal-specific errors into portal advice.
+    """
+    client = get_client(settings)
+    try:
+        sess = client.v1.billing_portal.sessions.create(
+            params=params, options={"idempotency_key": idempotency_key}  # type: ignore[arg-type]
+        )
+    except stripe.StripeError as exc:
+        raise translate(exc) from None
+    return PortalSession(id=sess.id, url=sess.url, created=int(sess.created))
+
+
 # --- merge writes (owned by the merge work) ---------------------------------------------------

@@ -1,0 +1,206 @@
+"""Portal-link widgets: one link for a customer (customer detail, a failed-invoice row) and bulk links for
+finance. UI only: the work is in lib/portal.py. All state lives in st.session_state under the caller's
+key prefix, so AppTest can drive it (no st.dialog)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+from sqlmodel import Session
+
+from lib import portal
+from lib.auth import User, can
+from lib.config import get_settings
+from lib.db import get_engine
+
+
+def _session() -> Session:
+    return Session(get_engine(get_settings().database_url), expire_on_commit=False)
+
+
+def _k(prefix: str, name: str) -> str:
+    return f"{prefix}_portal_{name}"
+
+
+def _attempt(kp: str, user: User, req: portal.PortalRequest, key: str) -> None:
+    """Run one attempt and leave its outcome (link or error) in session_state for the render below."""
+    st.session_state[_k(kp, "attempt")] = {"req": req, "key": key}
+    st.session_state.pop(_k(kp, "result"), None)
+    st.session_state.pop(_k(kp, "error"), None)
+    try:
+        with _session() as session:
+            link = portal.create_link(req, user=user, session=session, idempotency_key=key)
+            name, _email = portal.customer_label(req.customer_id, session=session)
+    except portal.PortalError as err:
+        st.session_state[_k(kp, "error")] = {"kind": err.kind, "message": err.message,
+                                              "retry": err.retry_same_key, "refresh": err.offer_refresh}
+        return
+    except Exception:  # noqa: BLE001 - never a traceback in the UI; the audit row says 'started'
+        st.session_state[_k(kp, "error")] = {
+            "kind": "unexpected", "retry": False, "refresh": False,
+            "message": "Something unexpected went wrong while making the link. Try again; if it keeps "
+                       "happening, tell an admin (the attempt is in the audit log).",
+        }
+        return
+    st.session_state[_k(kp, "result")] = {
+        "url": link.url, "flow": link.flow, "customer_id": link.customer_id,
+        "made_at": link.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "email": portal.email_text(name, link),
+    }
+
+
+def _refresh(kp: str, customer_id: str) -> None:
+    try:
+        from lib.sync import refresh_customer  # the sync work provides it
+
+        refresh_customer(customer_id)
+    except ImportError:
+        st.session_state[_k(kp, "refreshed")] = "Refreshing one customer is not available in this version yet."
+        return
+    except Exception as exc:  # noqa: BLE001 - GatewayError and friends carry a user message
+        st.session_state[_k(kp, "refreshed")] = f"Could not refresh the customer: {exc}"
+        return
+    st.session_state[_k(kp, "refreshed")] = "Customer refreshed from Stripe: the page now shows its current state."
+
+
+def portal_link_action(
+    user: User, customer_id: str, *, key_prefix: str, default_flow: str | None = None,
+    subscription_id: str | None = None,
+) -> None:
+    """A 'Portal link' button that opens a small panel: flow, subscription, locale, return URL → a link."""
+    kp = key_prefix
+    settings = get_settings()
+    open_key = _k(kp, "open")
+    if st.button("Portal link…", key=_k(kp, "toggle"), icon=":material/link:",
+                 help="Make a link to Stripe's Customer Portal for this customer"):
+        if not can(user, "portal_link"):
+            with _session() as session:
+                err = portal.refuse(user, "portal_link", session=session, customer_id=customer_id,
+                                    flow=default_flow or portal.PORTAL)
+            st.session_state[_k(kp, "refused")] = err.message
+            st.session_state[open_key] = False
+        else:
+            st.session_state[open_key] = not st.session_state.get(open_key, False)
+    if st.session_state.get(_k(kp, "refused")):
+        st.error(st.session_state[_k(kp, "refused")])
+    if not st.session_state.get(open_key):
+        return
+
+    with st.container(border=True):
+        flows = list(portal.FLOWS)
+        flow = st.selectbox(
+            "What should the customer do?", flows, key=_k(kp, "flow"),
+            index=flows.index(default_flow) if default_flow in flows else 0,
+            format_func=lambda f: portal.FLOWS[f],
+        )
+        sub_id: str | None = None
+        if flow in portal.SUBSCRIPTION_FLOWS:
+            with _session() as session:
+                choices = portal.subscription_choices(customer_id, session=session)
+            ids = [c.id for c in choices]
+            labels = {c.id: c.label for c in choices}
+            if subscription_id and subscription_id not in ids:
+                ids.insert(0, subscription_id)
+                labels[subscription_id] = f"{subscription_id} (not in the cache for this customer)"
+            if ids:
+                sub_id = st.selectbox(
+                    "Subscription", ids, key=_k(kp, "sub"),
+                    index=ids.index(subscription_id) if subscription_id in ids else 0,
+                    format_func=lambda i: labels.get(i, i),
+                )
+            else:
+                st.caption("The cache shows no live subscription for this customer; type its id if you know it.")
+                sub_id = st.text_input("Subscription id", key=_k(kp, "sub_text"), placeholder="sub_…").strip()
+        cols = st.columns(2)
+        locale = cols[0].selectbox("Portal language", portal.LOCALES, key=_k(kp, "locale"),
+                                   help="auto: the customer's preferred language or their browser's")
+        return_url = cols[1].text_input("Return URL", value=settings.portal_return_url, key=_k(kp, "return_url"),
+                                        help="Where the portal's back link takes the customer")
+        configuration = st.text_input(
+            "Portal configuration id (optional)", value=settings.portal_configuration_id,
+            key=_k(kp, "config"), placeholder="bpc_… (empty: the account's default)",
+        )
+        if st.button("Make link", key=_k(kp, "make"), type="primary"):
+            req = portal.PortalRequest(
+                customer_id=customer_id, flow=flow, subscription_id=sub_id or None, locale=locale,
+                return_url=return_url.strip() or None, configuration_id=configuration.strip() or None,
+            )
+            _attempt(kp, user, req, portal.new_attempt_key())  # a new key per click
+
+        error: dict[str, Any] | None = st.session_state.get(_k(kp, "error"))
+        if error:
+            st.error(error["message"])
+            if error["retry"] and st.button("Try again", key=_k(kp, "retry")):
+                attempt = st.session_state[_k(kp, "attempt")]
+                _attempt(kp, user, attempt["req"], attempt["key"])  # the same attempt: the same key
+                st.rerun()
+            if error["refresh"] and st.button("Refresh this customer from Stripe", key=_k(kp, "refresh")):
+                _refresh(kp, customer_id)
+            if st.session_state.get(_k(kp, "refreshed")):
+                st.info(st.session_state[_k(kp, "refreshed")])
+
+        result: dict[str, Any] | None = st.session_state.get(_k(kp, "result"))
+        if result:
+            st.success(f"Link made at {result['made_at']} ({portal.FLOWS[result['flow']]}).")
+            st.code(result["url"], language=None)
+            st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")
+            st.caption("Email text to paste:")
+            st.code(result["email"], language=None, wrap_lines=True)
+
+
+def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: str) -> None:
+    """Finance: 'update payment method' links for the customers of the selected failed invoices, as CSV."""
+    kp = f"{key_prefix}_bulk"
+    settings = get_settings()
+    n = len(invoice_ids)
+    clicked = st.button(
+        f"Make update-payment links for {n} selected invoice{'s' if n != 1 else ''}", key=_k(kp, "make"),
+        disabled=n == 0, icon=":material/link:",
+        help=f"One link per customer, sent at most {settings.request_budget:g} requests per second",
+    )
+    if clicked:
+        st.session_state.pop(_k(kp, "result"), None)
+        st.session_state.pop(_k(kp, "error"), None)
+        bar = st.progress(0.0, text="Making links…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Made {done} of {total} links…")
+
+        try:
+            with _session() as session:
+                result = portal.bulk_links(invoice_ids, user=user, session=session, progress=progress)
+        except portal.PortalError as err:
+            st.session_state[_k(kp, "error")] = err.message
+        except Exception:  # noqa: BLE001 - never a traceback in the UI
+            st.session_state[_k(kp, "error")] = (
+                "Something unexpected went wrong while making the links. Links already made are in the audit "
+                "log; try again, and tell an admin if it keeps happening."
+            )
+        else:
+            st.session_state[_k(kp, "result")] = {
+                "csv": result.csv(), "made": result.made, "failed": result.failed, "seconds": result.seconds,
+                "missing": len(result.missing_invoices), "error": result.error,
+                "stamp": datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
+                "problems": [(r.customer_id, r.error) for r in result.rows if r.error][:20],
+            }
+        bar.empty()
+    if st.session_state.get(_k(kp, "error")):
+        st.error(st.session_state[_k(kp, "error")])
+    result = st.session_state.get(_k(kp, "result"))
+    if not result:
+        return
+    if result["made"]:
+        st.success(f"Made {result['made']} links in {result['seconds']:.1f} s.")
+    if result["failed"]:
+        st.error(result["error"] or f"{result['failed']} links could not be made (see the error column of the CSV).")
+        for cid, problem in result["problems"][:5]:
+            st.caption(f"{cid}: {problem}")
+    if result["missing"]:
+        st.warning(f"{result['missing']} selected invoices are no longer in the cache and were skipped.")
+    st.download_button(
+        "Download links as CSV", data=result["csv"], file_name=f"portal-links-{result['stamp']}.csv",
+        mime="text/csv", key=_k(kp, "download"), icon=":material/download:",
+    )
+    st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")

@@ -1,0 +1,515 @@
+"""Customer Portal links: build the session request, call the gateway, audit every attempt, bulk links, CSV.
+
+Stripe creates portal sessions only through the API, they are short-lived and cannot be listed later, and
+Stripe does not record who made them: so every attempt is written to `audit_log` before the call and
+completed after it (who, when, customer, flow, result, error). The URL itself is never stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from lib import audit
+from lib.auth import User, can
+from lib.config import Settings, get_settings
+from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
+from lib.stripe_gateway import GatewayError, create_portal_session
+
+PORTAL = "portal"
+FLOWS: dict[str, str] = {
+    PORTAL: "Portal home (everything the portal allows)",
+    "payment_method_update": "Update payment method",
+    "subscription_cancel": "Cancel a subscription",
+    "subscription_update": "Change a subscription's plan",
+}
+SUBSCRIPTION_FLOWS = frozenset({"subscription_cancel", "subscription_update"})
+LOCALES: tuple[str, ...] = (
+    "auto", "en", "en-GB", "de", "fr", "es", "es-419", "it", "nl", "pt", "pt-BR", "sv", "da", "nb", "fi",
+    "pl", "cs", "ja", "ko", "zh", "zh-TW",
+)
+# Kinds where the very same request may simply be sent again: Stripe kept no result for it.
+RETRY_SAME_KEY = frozenset({"rate_limited", "network"})
+# Kinds that would fail every other customer of a bulk run the same way.
+FATAL_FOR_BULK = frozenset({"not_configured", "auth", "permission"})
+EXPIRY_NOTE = (
+    "Portal links expire soon after they are made (minutes, not days). Make the link right before you send "
+    "it; if the customer opens it late they will need a new one."
+)
+ZERO_DECIMAL = frozenset({
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
+    "xpf",
+})
+
+
+@dataclass(frozen=True)
+class PortalRequest:
+    """What the user asked for; `params()` is exactly what is sent to Stripe."""
+
+    customer_id: str
+    flow: str = PORTAL
+    subscription_id: str | None = None
+    locale: str = "auto"
+    return_url: str | None = None  # None: Settings.portal_return_url
+    configuration_id: str | None = None  # None: Settings.portal_configuration_id (empty: Stripe's default)
+
+    def params(self, settings: Settings | None = None) -> dict[str, Any]:
+        s = settings or get_settings()
+        params: dict[str, Any] = {
+            "customer": self.customer_id,
+            "return_url": (self.return_url or s.portal_return_url).strip(),
+        }
+        if self.locale and self.locale != "auto":
+            params["locale"] = self.locale
+        configuration = (self.configuration_id or s.portal_configuration_id or "").strip()
+        if configuration:
+            params["configuration"] = configuration
+        if self.flow != PORTAL:
+            flow: dict[str, Any] = {"type": self.flow}
+            if self.flow in SUBSCRIPTION_FLOWS:
+                flow[self.flow] = {"subscription": self.subscription_id}
+            params["flow_data"] = flow
+        return params
+
+
+@dataclass(frozen=True)
+class PortalLink:
+    """A link that was just made: shown once, never stored."""
+
+    url: str
+    session_id: str
+    customer_id: str
+    flow: str
+    created_at: datetime
+    audit_id: int | None
+
+
+@dataclass
+class PortalError(Exception):
+    """A link could not be made; `message` says why and what to do. Nothing was changed in Stripe."""
+
+    kind: str  # refused | bad_input | not_configured | customer_missing | subscription_not_customers |
+    #            subscription_missing | rate_limited | network | auth | permission | server | invalid
+    message: str
+    audit_id: int | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def retry_same_key(self) -> bool:
+        """True when 'Try again' should resend the same request (same idempotency key)."""
+        return self.kind in RETRY_SAME_KEY
+
+    @property
+    def offer_refresh(self) -> bool:
+        """True when refreshing the customer from Stripe is the useful next step."""
+        return self.kind in {"customer_missing", "subscription_not_customers", "subscription_missing"}
+
+
+def new_attempt_key() -> str:
+    """A fresh idempotency key for one 'make link' click (a retry of that attempt reuses it)."""
+    return f"portal-{uuid.uuid4().hex}"
+
+
+def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | None = None) -> PortalError:
+    """Turn a gateway error into portal advice: where to configure the portal, which permission is missing…"""
+    s = settings or get_settings()
+    text = exc.user_message or ""
+    param = exc.param or ""
+    lowered = text.lower()
+    if "no configuration provided" in lowered or ("default configuration" in lowered and "portal" in lowered):
+        return PortalError("not_configured", (
+            f"The Customer Portal is not set up in {s.key_mode} mode, so Stripe cannot make links. Configure "
+            f"and save it in the Stripe Dashboard → Settings → Billing → Customer portal "
+            f"({s.dashboard_path}settings/billing/portal), or set PORTAL_CONFIGURATION_ID to an existing "
+            "portal configuration id (bpc_…). No link was made."
+        ))
+    if param == "configuration" or (exc.kind == "missing" and "configuration" in lowered):
+        configured = req.configuration_id or s.portal_configuration_id
+        return PortalError("not_configured", (
+            f"Stripe has no portal configuration {configured!r} in {s.key_mode} mode. Fix "
+            "PORTAL_CONFIGURATION_ID (or the configuration id you typed) to an id listed under Stripe "
+            f"Dashboard → Settings → Billing → Customer portal ({s.dashboard_path}settings/billing/portal), "
+            "or clear it to use the default configuration. No link was made."
+        ))
+    if exc.kind in {"missing", "invalid"} and "subscription" in (param + lowered) and req.subscription_id:
+        if exc.kind == "missing" or "no such subscription" in lowered:
+            return PortalError("subscription_missing", (
+                f"Subscription {req.subscription_id} no longer exists in Stripe. Refresh this customer to "
+                "update the cache, then pick another subscription. No link was made."
+            ))
+        return PortalError("subscription_not_customers", (
+            f"Stripe refused subscription {req.subscription_id} for customer {req.customer_id}: "
+            f"{text.rstrip('.')}. Pick one of this customer's active subscriptions (refresh the customer if "
+            "the list looks wrong). No link was made."
+        ))
+    if exc.kind == "missing" or (exc.kind == "invalid" and "customer" in param + lowered and "deleted" in lowered):
+        return PortalError("customer_missing", (
+            f"Customer {req.customer_id} does not exist in Stripe any more (deleted, or it belongs to the other "
+            "mode). Refresh this customer so the cache shows it as deleted. No link was made."
+        ))
+    if exc.kind == "rate_limited":
+        return PortalError("rate_limited", (
+            "Stripe is rate-limiting requests right now. Wait a minute, then click Try again (the same request "
+            "is resent safely). No link was made."
+        ))
+    if exc.kind == "network":
+        return PortalError("network", (
+            "Stripe could not be reached (network error). Check the server's internet connection or "
+            "STRIPE_API_BASE, then click Try again. No link was made."
+        ))
+    if exc.kind == "auth":
+        return PortalError("auth", (
+            "Stripe rejected the API key: ask an admin to check STRIPE_API_KEY in the server's settings (it may "
+            "be revoked, expired or for another account). No link was made."
+        ))
+    if exc.kind == "permission":
+        return PortalError("permission", (
+            "The restricted API key may not create portal sessions. In the Stripe Dashboard → Developers → API "
+            "keys, edit the key and give it Write access to \"Customer portal\" (billing portal sessions), "
+            "then try again. No link was made."
+        ))
+    if exc.kind == "server":
+        return PortalError("server", (
+            "Stripe had an internal error. Make the link again in a minute. No link was made."
+        ))
+    return PortalError("invalid", f"Stripe refused the request: {text} No link was made.")
+
+
+def _role(user: User) -> str:
+    return ",".join(sorted(user.roles))
+
+
+def refuse(user: User, action: str, *, session: Session, customer_id: str | None = None,
+           flow: str | None = None, details: dict[str, Any] | None = None) -> PortalError:
+    """Record a refused attempt and return the message to show."""
+    who = "staff, finance or admin" if action == "portal_link" else "finance or admin"
+    message = f"Your role ({user.role_label}) may not do this: it needs {who}. Ask an admin for access."
+    row = audit.start(session=session, actor=user.email, role=_role(user), action=action,
+                      customer_id=customer_id, flow=flow, details=details)
+    audit.finish(row, session=session, result="refused", error=message)
+    return PortalError("refused", message, audit_id=row.id)
+
+
+def _check_request(req: PortalRequest, *, session: Session) -> str | None:
+    """Problems found before calling Stripe (bad input, a subscription the cache says is someone else's)."""
+    if req.flow not in FLOWS:
+        return f"Unknown portal flow {req.flow!r}: choose one of {', '.join(FLOWS)}."
+    return_url = (req.return_url or "").strip()
+    if return_url and not return_url.startswith(("http://", "https://")):
+        return f"The return URL {return_url!r} must start with http:// or https://."
+    if req.flow in SUBSCRIPTION_FLOWS:
+        if not req.subscription_id:
+            return "Choose the subscription this link is for."
+        sub = session.get(Subscription, req.subscription_id)
+        if sub is not None and sub.customer_id != req.customer_id:
+            return (
+                f"Subscription {req.subscription_id} belongs to customer {sub.customer_id}, not "
+                f"{req.customer_id}. Pick one of this customer's subscriptions."
+            )
+    return None
+
+
+def create_link(
+    req: PortalRequest, *, user: User, session: Session, idempotency_key: str,
+    settings: Settings | None = None, action: str = "portal_link", correlation_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> PortalLink:
+    """Make one portal link: role check, audit 'started', Stripe call, audit result. Raises PortalError."""
+    s = settings or get_settings()
+    if not can(user, action):
+        raise refuse(user, action, session=session, customer_id=req.customer_id, flow=req.flow)
+    problem = _check_request(req, session=session)
+    params = req.params(s)
+    row = audit.start(
+        session=session, actor=user.email, role=_role(user), action="portal_link", customer_id=req.customer_id,
+        object_id=req.subscription_id, flow=req.flow, correlation_id=correlation_id,
+        details={"locale": params.get("locale", "auto"), "return_url": params["return_url"],
+                 "configuration": params.get("configuration"), "idempotency_key": idempotency_key,
+                 **(details or {})},
+    )
+    if problem:
+        kind = "subscription_not_customers" if "belongs to customer" in problem else "bad_input"
+        audit.finish(row, session=session, result="failed", error=problem)
+        raise PortalError(kind, problem, audit_id=row.id)
+    try:
+        made = create_portal_session(params, idempotency_key=idempotency_key, settings=s)
+    except GatewayError as exc:
+        err = portal_error(exc, req, s)
+        audit.finish(row, session=session, result="failed", error=err.message,
+                     details={"stripe_status": exc.status, "stripe_code": exc.code, "request_id": exc.request_id})
+        err.audit_id = row.id
+        raise err from None
+    audit.finish(row, session=session, result="succeeded", details={"session_id": made.id})
+    return PortalLink(url=made.url, session_id=made.id, customer_id=req.customer_id, flow=req.flow,
+                      created_at=from_ts(made.created) or utcnow(), audit_id=row.id)
+
+
+# --- cache reads the widgets need ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionChoice:
+    id: str
+    label: str
+
+
+def subscription_choices(customer_id: str, *, session: Session) -> list[SubscriptionChoice]:
+    """The customer's not-yet-ended subscriptions from the cache, labelled for a picker."""
+    subs = session.exec(
+        select(Subscription)
+        .where(Subscription.customer_id == customer_id)
+        .where(col(Subscription.status).not_in(["canceled", "incomplete_expired"]))
+        .order_by(col(Subscription.created).desc())
+        .limit(50)
+    ).all()
+    choices = []
+    for sub in subs:
+        names = session.exec(
+            select(SubscriptionItem.product_name).where(SubscriptionItem.subscription_id == sub.id).limit(3)
+        ).all()
+        what = ", ".join(n for n in names if n) or "subscription"
+        choices.append(SubscriptionChoice(sub.id, f"{what} · {sub.status} · {sub.id}"))
+    return choices
+
+
+def customer_label(customer_id: str, *, session: Session) -> tuple[str, str | None]:
+    """(name to greet, email) for the email text; falls back to the id when the cache has no name."""
+    cust = session.get(Customer, customer_id)
+    if cust is None:
+        return customer_id, None
+    return (cust.name or cust.email or customer_id), cust.email
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """Minor units as a plain amount with its currency code, e.g. 1234 usd → '12.34 USD'."""
+    cur = (currency or "").lower()
+    if cur in ZERO_DECIMAL:
+        return f"{amount} {cur.upper()}"
+    return f"{amount / 100:.2f} {cur.upper()}"
+
+
+def email_text(name: str, link: PortalLink) -> str:
+    """An email-ready block the user can paste: greeting, what the link does, the link, the expiry."""
+    what = {
+        PORTAL: "manage your billing details and subscription",
+        "payment_method_update": "update the card or payment method we charge",
+        "subscription_cancel": "cancel your subscription",
+        "subscription_update": "change your subscription plan",
+    }[link.flow]
+    return (
+        f"Hi {name},\n\n"
+        f"You can {what} securely on our billing portal (hosted by Stripe):\n\n"
+        f"{link.url}\n\n"
+        "For your security this link expires shortly. If it no longer works, reply to this email and we "
+        "will send you a fresh one.\n\n"
+        "Thank you!"
+    )
+
+
+# --- bulk links for finance -----------------------------------------------------------------------
+
+
+@dataclass
+class BulkRow:
+    customer_id: str
+    name: str
+    email: str
+    amount_due: str
+    invoice_ids: list[str]
+    link: str = ""
+    made_at: str = ""
+    error: str = ""
+
+
+@dataclass
+class BulkResult:
+    run_id: str
+    rows: list[BulkRow] = field(default_factory=list)
+    requests: int = 0
+    seconds: float = 0.0
+    missing_invoices: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def made(self) -> int:
+        return sum(1 for r in self.rows if r.link)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r.error)
+
+    def csv(self) -> str:
+        """CSV for finance's mail merge: customer, name, email, amount due, link, when made, error."""
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error"])
+        for r in self.rows:
+            writer.writerow([r.customer_id, r.name, r.email, r.amount_due, r.link, r.made_at, r.error])
+        return buf.getvalue()
+
+
+def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[BulkRow], list[str]]:
+    """One row per customer of the selected invoices, amounts summed per currency, in selection order."""
+    found: dict[str, Invoice] = {}
+    for start in range(0, len(invoice_ids), 500):
+        chunk = invoice_ids[start:start + 500]
+        for inv in session.exec(select(Invoice).where(col(Invoice.id).in_(chunk))).all():
+            found[inv.id] = inv
+    missing = [i for i in invoice_ids if i not in found]
+    by_customer: dict[str, list[Invoice]] = {}
+    for inv_id in invoice_ids:
+        inv = found.get(inv_id)
+        if inv is not None and inv.id not in {i.id for i in by_customer.get(inv.customer_id, [])}:
+            by_customer.setdefault(inv.customer_id, []).append(inv)
+    customers: dict[str, Customer] = {}
+    ids = list(by_customer)
+    for start in range(0, len(ids), 500):
+        for cust in session.exec(select(Customer).where(col(Customer.id).in_(ids[start:start + 500]))).all():
+            customers[cust.id] = cust
+    rows = []
+    for cid, invs in by_customer.items():
+        totals: dict[str, int] = {}
+        for inv in invs:
+            totals[inv.currency] = totals.get(inv.currency, 0) + (inv.amount_remaining or inv.amount_due)
+        cust = customers.get(cid)
+        email = (cust.email if cust else None) or next((i.customer_email for i in invs if i.customer_email), "")
+        rows.append(BulkRow(
+            customer_id=cid, name=(cust.name or "") if cust else "", email=email or "",
+            amount_due="; ".join(format_amount(a, c) for c, a in sorted(totals.items())),
+            invoice_ids=[i.id for i in invs],
+        ))
+    return rows, missing
+
+
+class _Pacer:
+    """Spaces request starts to the request budget (requests per second), shared by the worker threads."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self.next_at = time.monotonic()
+
+    def slot(self) -> float:
+        """Reserve the next start time; the caller sleeps until it (no lock needed: called from one thread)."""
+        at = max(self.next_at, time.monotonic())
+        self.next_at = at + self.interval
+        return at
+
+
+def bulk_links(
+    invoice_ids: Iterable[str], *, user: User, session: Session, settings: Settings | None = None,
+    progress: Callable[[int, int], None] | None = None, return_url: str | None = None,
+    max_attempts: int = 3,
+) -> BulkResult:
+    """'Update payment method' links for each selected invoice's customer, paced to the request budget.
+
+    Each customer gets its own audit row (correlated to one bulk row) and its own idempotency key for this
+    run; rate-limited or network-failed requests are retried with the same key, paced like the rest.
+    """
+    s = settings or get_settings()
+    ids = list(dict.fromkeys(invoice_ids))
+    run_id = uuid.uuid4().hex[:16]
+    result = BulkResult(run_id=run_id)
+    if not can(user, "bulk_portal_links"):
+        err = refuse(user, "bulk_portal_links", session=session, flow="payment_method_update",
+                     details={"invoices": len(ids)})
+        result.error = err.message
+        raise err
+    started = time.monotonic()
+    rows, missing = _bulk_targets(ids, session=session)
+    result.rows, result.missing_invoices = rows, missing
+    parent = audit.start(
+        session=session, actor=user.email, role=_role(user), action="bulk_portal_links",
+        flow="payment_method_update", correlation_id=run_id,
+        details={"invoices": len(ids), "customers": len(rows), "missing_invoices": missing[:50]},
+    )
+    pacer = _Pacer(s.request_budget)
+    workers = max(1, min(8, int(s.request_budget)))
+    total = len(rows)
+    done = 0
+
+    def send(params: dict[str, Any], key: str, at: float) -> Any:
+        delay = at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            return create_portal_session(params, idempotency_key=key, settings=s)
+        except GatewayError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = list(rows)
+        attempts: dict[str, int] = {}
+        audit_rows: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        batch_size = max(workers, int(s.request_budget))
+        fatal: str | None = None
+        while pending:
+            batch, pending = pending[:batch_size], pending[batch_size:]
+            futures = []
+            for row in batch:
+                req = PortalRequest(row.customer_id, "payment_method_update", return_url=return_url)
+                params = req.params(s)
+                if row.customer_id not in audit_rows:
+                    keys[row.customer_id] = f"portal-bulk-{run_id}-{row.customer_id}"
+                    audit_rows[row.customer_id] = audit.start(
+                        session=session, actor=user.email, role=_role(user), action="portal_link",
+                        customer_id=row.customer_id, flow="payment_method_update", correlation_id=run_id,
+                        details={"bulk": True, "invoice_ids": row.invoice_ids[:20],
+                                 "idempotency_key": keys[row.customer_id], "return_url": params["return_url"]},
+                    )
+                attempts[row.customer_id] = attempts.get(row.customer_id, 0) + 1
+                futures.append((row, req, pool.submit(send, params, keys[row.customer_id], pacer.slot())))
+            for row, req, fut in futures:
+                outcome = fut.result()
+                result.requests += 1
+                arow = audit_rows[row.customer_id]
+                if isinstance(outcome, GatewayError):
+                    if outcome.kind in RETRY_SAME_KEY and attempts[row.customer_id] < max_attempts:
+                        pacer.next_at = max(pacer.next_at, time.monotonic() + 1.0)  # back off a little
+                        pending.append(row)
+                        continue
+                    err = portal_error(outcome, req, s)
+                    row.error = err.message
+                    if err.kind in FATAL_FOR_BULK:
+                        fatal = err.message
+                    audit.finish(arow, session=session, result="failed", error=err.message,
+                                 details={"stripe_status": outcome.status, "attempts": attempts[row.customer_id]})
+                else:
+                    row.link = outcome.url
+                    row.made_at = (from_ts(outcome.created) or utcnow()).strftime("%Y-%m-%d %H:%M:%S")
+                    audit.finish(arow, session=session, result="succeeded",
+                                 details={"session_id": outcome.id, "attempts": attempts[row.customer_id]})
+                done += 1
+                if progress:
+                    progress(done, total)
+            if fatal is not None:
+                # A configuration problem fails every customer the same way: stop, and say it once.
+                for row in pending:
+                    row.error = "Not attempted: " + fatal
+                    if row.customer_id in audit_rows:
+                        audit.finish(audit_rows[row.customer_id], session=session, result="failed", error=row.error)
+                for row in rows:
+                    if not row.link and not row.error:
+                        row.error = "Not attempted: " + fatal
+                pending = []
+    result.seconds = round(time.monotonic() - started, 3)
+    failed = result.failed
+    audit.finish(
+        parent, session=session, result="succeeded" if not failed else "failed",
+        error=None if not failed else f"{failed} of {len(rows)} links could not be made.",
+        details={"made": result.made, "failed": failed, "requests": result.requests, "seconds": result.seconds},
+    )
+    if failed and not result.made:
+        result.error = rows[0].error if rows else None
+    return result
