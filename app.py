@@ -6,27 +6,31 @@ import streamlit as st
 
 from app_pages.components.header import render_header
 from lib import access
-from lib.auth import current_user
+from lib.auth import gate, render_account
 from lib.config import ConfigError, get_settings
 from lib.db import ensure_migrated
 
 st.set_page_config(page_title="Billing Console", page_icon=":material/receipt_long:", layout="wide")
 
+user = gate()  # login screen, no-role page or refusal end the run here; nothing below renders for them
+
 try:
-    settings = get_settings()
-    ensure_migrated(settings.database_url)
+    ensure_migrated(get_settings().database_url)
 except ConfigError as exc:
     st.error(f"Configuration problem: {exc}")
     st.stop()
 
-user = current_user()
+# Every page is registered so a direct URL to a forbidden one runs its own require_page() and says
+# "no access"; only the permitted ones are visible in the menu.
 sections: dict[str, list[st.Page]] = {}
+hidden: list[st.Page] = []
 for spec in access.PAGES:
-    if spec.roles & user.roles:
-        sections.setdefault(spec.section, []).append(
-            st.Page(f"app_pages/{spec.file}", title=spec.title, icon=spec.icon, url_path=spec.key,
-                    default=spec.key == "overview")
-        )
+    allowed = access.may_open(user.roles, spec.key)
+    page = st.Page(f"app_pages/{spec.file}", title=spec.title, icon=spec.icon, url_path=spec.key,
+                   default=spec.key == "overview", visibility="visible" if allowed else "hidden")
+    (sections.setdefault(spec.section, []) if allowed else hidden).append(page)
+next(iter(sections.values())).extend(hidden)  # gate() guarantees a role, and every role opens Overview
 current = st.navigation(sections)
+render_account(user)
 render_header()
 current.run()

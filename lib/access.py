@@ -52,3 +52,89 @@ def may_open(roles: frozenset[str] | set[str], key: str) -> bool:
 
 def may_do(roles: frozenset[str] | set[str], action: str) -> bool:
     return bool(ACTIONS[action] & set(roles))
+
+
+# --- who has which role: rules from roles.toml ---------------------------------------------------
+
+
+class RolesFileError(ValueError):
+    """roles.toml is unreadable or malformed; the message names the file and what to fix."""
+
+
+@dataclass(frozen=True)
+class RoleRules:
+    """Role grants by exact email, by email domain and by the provider's group claim."""
+
+    emails: dict[str, frozenset[str]]
+    domains: dict[str, frozenset[str]]
+    groups: dict[str, frozenset[str]]
+    group_claim: str = "groups"
+
+
+NO_RULES = RoleRules(emails={}, domains={}, groups={})
+
+
+def _names(raw: object, where: str) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise RolesFileError(f"{where} must be a list of strings, e.g. [\"alice@example.com\"].")
+    return [x.strip() for x in raw if x.strip()]
+
+
+def parse_role_rules(data: dict[str, object], *, source: str = "roles.toml") -> RoleRules:
+    """Turn the parsed TOML into lookup tables; unknown roles or keys are errors, not silent no-ops."""
+    group_claim = data.get("group_claim", "groups")
+    if not isinstance(group_claim, str) or not group_claim:
+        raise RolesFileError(f"{source}: group_claim must be a claim name such as \"groups\".")
+    roles_table = data.get("roles", {})
+    if not isinstance(roles_table, dict):
+        raise RolesFileError(f"{source}: [roles.<role>] tables expected.")
+    unknown_top = set(data) - {"group_claim", "roles"}
+    if unknown_top:
+        raise RolesFileError(f"{source}: unknown keys {sorted(unknown_top)}; use group_claim and [roles.<role>].")
+    emails: dict[str, set[str]] = {}
+    domains: dict[str, set[str]] = {}
+    groups: dict[str, set[str]] = {}
+    for role, grant in roles_table.items():
+        if role not in ROLES:
+            raise RolesFileError(f"{source}: unknown role {role!r}; the roles are {', '.join(ROLES)}.")
+        if not isinstance(grant, dict):
+            raise RolesFileError(f"{source}: [roles.{role}] must be a table with emails, domains, groups.")
+        bad = set(grant) - {"emails", "domains", "groups"}
+        if bad:
+            raise RolesFileError(f"{source}: [roles.{role}] has unknown keys {sorted(bad)}.")
+        for email in _names(grant.get("emails"), f"{source}: roles.{role}.emails"):
+            emails.setdefault(email.lower(), set()).add(role)
+        for domain in _names(grant.get("domains"), f"{source}: roles.{role}.domains"):
+            domains.setdefault(domain.lower().lstrip("@"), set()).add(role)
+        for group in _names(grant.get("groups"), f"{source}: roles.{role}.groups"):
+            groups.setdefault(group, set()).add(role)
+    freeze = lambda table: {k: frozenset(v) for k, v in table.items()}  # noqa: E731
+    return RoleRules(emails=freeze(emails), domains=freeze(domains), groups=freeze(groups), group_claim=group_claim)
+
+
+def load_role_rules(path: str) -> RoleRules:
+    """Read roles.toml; a missing file means nobody has a role (the no-access page says so)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return NO_RULES
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RolesFileError(f"{path} could not be read: {exc}. Fix the file or point ROLES_FILE elsewhere.") from None
+    return parse_role_rules(data, source=path)
+
+
+def roles_for(rules: RoleRules, *, email: str, groups: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The union of every role granted to this email, its domain and its groups."""
+    email = (email or "").strip().lower()
+    found: set[str] = set()
+    if "@" in email:
+        found |= rules.emails.get(email, frozenset())
+        found |= rules.domains.get(email.rsplit("@", 1)[1], frozenset())
+    for group in groups:
+        found |= rules.groups.get(str(group), frozenset())
+    return frozenset(found)

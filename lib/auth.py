@@ -1,15 +1,31 @@
 """The logged-in user and the checks every page and action runs first.
 
-Placeholder until the access-control issue lands: without `[auth]` everyone is the local demo admin.
+Identity comes only from Streamlit's native OIDC login (`st.login` / `st.user`, `[auth]` in secrets): the
+user dict is read from a cookie Streamlit signed after the provider's callback, so nothing a browser sends
+can choose the email or the groups. Roles come from `roles.toml` (`Settings.roles_file`).
+
+Without `[auth]` the dashboard is a local demo with no login (everyone is an admin), and only when it is
+bound to a loopback address and the Stripe key is a test-mode key; otherwise it refuses to run.
+There is no other way in: no session-state or query-parameter override exists.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import streamlit as st
 
 from lib import access
+from lib.config import ROOT, ConfigError, Settings, get_settings
+
+SECRETS_FILE_ENV = "BILLING_SECRETS_FILE"  # a secrets.toml outside .streamlit/, read by server.py
+DEMO_EMAIL = "demo@localhost"
+AUTH_REQUIRED_KEYS = ("redirect_uri", "cookie_secret")
+PROVIDER_REQUIRED_KEYS = ("client_id", "client_secret", "server_metadata_url")
 
 
 @dataclass(frozen=True)
@@ -21,21 +37,229 @@ class User:
 
     @property
     def role_label(self) -> str:
-        return ", ".join(sorted(self.roles)) or "no role"
+        return ", ".join(r for r in access.ROLES if r in self.roles) or "no role"
+
+
+DEMO_USER = User(email=DEMO_EMAIL, name="Local demo", roles=access.ALL, demo=True)
+
+
+# --- configuration: is login set up, and may the demo run? ---------------------------------------
+
+
+def read_secrets_file(path: str) -> dict[str, Any]:
+    """Parse a secrets TOML file for `st.App(secrets=...)`; a bad path or bad TOML is a clear error."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} does not exist: point it at a secrets.toml file.") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} could not be read as TOML: {exc}") from None
+
+
+def auth_section() -> Mapping[str, Any] | None:
+    """`[auth]` from st.secrets (the .streamlit file or `st.App(secrets=...)`), or None when absent."""
+    try:
+        section = st.secrets.get("auth")
+    except FileNotFoundError:  # StreamlitSecretNotFoundError: no secrets at all, or unreadable
+        return None
+    return section if isinstance(section, Mapping) and len(section) else None
+
+
+def providers(section: Mapping[str, Any]) -> list[str]:
+    """Provider names for `st.login(name)`: "default" for a flat [auth], else each [auth.<name>] table."""
+    named = [k for k, v in section.items() if isinstance(v, Mapping) and "client_id" in v]
+    if "client_id" in section or not named:
+        return ["default", *named]
+    return named
+
+
+def auth_problems(section: Mapping[str, Any]) -> list[str]:
+    """What is missing from [auth], in words an operator can act on (empty when complete)."""
+    problems = [f"[auth] needs {key}" for key in AUTH_REQUIRED_KEYS if key not in section]
+    for name in providers(section):
+        table = section if name == "default" else section[name]
+        missing = [key for key in PROVIDER_REQUIRED_KEYS if key not in table]
+        if missing:
+            where = "[auth]" if name == "default" else f"[auth.{name}]"
+            problems.append(f"{where} needs {', '.join(missing)}")
+    return problems
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.1/::1 (and 'localhost'); an empty address binds every interface."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_refusal(settings: Settings, *, address: str, login_configured: bool) -> str | None:
+    """Why the dashboard must not run without login, or None when it may (never mentions the key itself)."""
+    if login_configured:
+        return None
+    if settings.key_mode == "live":
+        return (
+            "Refusing to start: STRIPE_API_KEY is a live-mode key and no login is configured. "
+            "Add an [auth] section to .streamlit/secrets.toml (or set BILLING_SECRETS_FILE) as described in "
+            "docs/operations.md, 'Login and roles'; the no-login demo runs only with a test-mode key."
+        )
+    if not is_loopback(address):
+        shown = address or "all interfaces"
+        return (
+            f"Refusing to start: no login is configured and the server is bound to {shown}. "
+            "The no-login demo runs only on 127.0.0.1 (server.address in .streamlit/config.toml or "
+            "--server.address 127.0.0.1); to serve other machines, configure [auth] as described in "
+            "docs/operations.md, 'Login and roles'."
+        )
+    return None
+
+
+def server_address() -> str:
+    return str(st.get_option("server.address") or "")
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _rules(path: str, mtime_ns: int) -> access.RoleRules:  # noqa: ARG001 - mtime makes edits visible
+    return access.load_role_rules(path)
+
+
+def role_rules(settings: Settings) -> access.RoleRules:
+    path = settings.roles_file if os.path.isabs(settings.roles_file) else str(ROOT / settings.roles_file)
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = 0
+    return _rules(path, mtime)
+
+
+def _claim_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return []
+
+
+def user_from_claims(claims: Mapping[str, Any], rules: access.RoleRules) -> User:
+    """Roles for an OIDC user; an email the provider marks unverified grants nothing by email."""
+    email = str(claims.get("email") or "")
+    by_email = email if claims.get("email_verified", True) not in (False, "false") else ""
+    groups = _claim_list(claims.get(rules.group_claim))
+    roles = access.roles_for(rules, email=by_email, groups=groups)
+    name = str(claims.get("name") or email or claims.get("sub") or "")
+    return User(email=email or str(claims.get("sub") or ""), name=name, roles=roles)
+
+
+# --- the gate -----------------------------------------------------------------------------------
+
+
+def _stop() -> NoReturn:
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop raises; this keeps type checkers honest
+
+
+def _login_screen(section: Mapping[str, Any]) -> NoReturn:
+    st.title("Billing Console")
+    problems = auth_problems(section)
+    if problems:
+        st.error(
+            "Login is configured but incomplete: " + "; ".join(problems)
+            + ". Ask the operator to finish the [auth] settings (docs/operations.md, 'Login and roles')."
+        )
+        _stop()
+    st.write("Sign in with your company account to see billing data.")
+    for name in providers(section):
+        label = "Log in" if name == "default" else f"Log in with {name.capitalize()}"
+        st.button(label, key=f"auth_login_{name}", type="primary", on_click=st.login, args=(name,))
+    _stop()
+
+
+def _logout_button(where: Any = st) -> None:
+    where.button("Log out", key="auth_logout", on_click=st.logout)
+
+
+def _no_role_screen(user: User) -> NoReturn:
+    st.title("No access yet")
+    st.info(
+        f"You are signed in as {user.email}, but no role has been given to this account, so there is "
+        "nothing here you may see. Ask a Billing Console admin to add your email, domain or group to "
+        "roles.toml; then log out and in again."
+    )
+    _logout_button()
+    _stop()
+
+
+def _resolve() -> User:
+    """The current user, or stop the run with the screen that explains why there is none."""
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        st.error(f"Configuration problem: {exc}")
+        _stop()
+    section = auth_section()
+    if section is None:
+        refusal = demo_refusal(settings, address=server_address(), login_configured=False)
+        if refusal:
+            st.error(refusal)
+            _stop()
+        return DEMO_USER
+    if not st.user.get("is_logged_in", False):
+        _login_screen(section)
+    try:
+        rules = role_rules(settings)
+    except access.RolesFileError as exc:
+        st.error(f"Roles are misconfigured, so nobody can be let in: {exc}")
+        _logout_button()
+        _stop()
+    return user_from_claims(st.user.to_dict(), rules)
 
 
 def current_user() -> User:
-    return User(email="demo@localhost", name="Local demo", roles=access.ALL, demo=True)
+    """The logged-in user with roles; stops the run (login screen, refusal) when there is none."""
+    return _resolve()
+
+
+def gate() -> User:
+    """app.py's gate: login, no-role page, demo banner. Returns a user who has at least one role."""
+    user = _resolve()
+    if not user.roles:
+        _no_role_screen(user)
+    if user.demo:
+        st.warning(
+            "**Local demo, no login.** Everyone who can open this address is an admin. "
+            "Configure login before sharing it (docs/operations.md, 'Login and roles').",
+            icon=":material/science:",
+        )
+    return user
+
+
+def render_account(user: User) -> None:
+    """Who is signed in, with which roles, and the logout button (sidebar)."""
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.email}** · {user.role_label}")
+        if not user.demo:
+            _logout_button(st.sidebar)
 
 
 def require_page(key: str) -> User:
     """Call first on every page: stops the script with a polite message when the role may not see it."""
-    user = current_user()
+    user = _resolve()
+    if not user.roles:
+        _no_role_screen(user)
     if not access.may_open(user.roles, key):
         st.error("You do not have access to this page. Ask an admin to grant you a role that includes it.")
-        st.stop()
+        _stop()
     return user
 
 
 def can(user: User, action: str) -> bool:
+    """Whether this user's roles allow `action` (see lib/access.ACTIONS); check before every action."""
     return access.may_do(user.roles, action)
