@@ -6,14 +6,21 @@ whose `user_message` says what happened and what to do. The secret key never app
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import stripe
 
 from lib.config import Settings, get_settings
 
 API_VERSION = "2026-10-28"
+T = TypeVar("T")
 
 
 @dataclass
@@ -87,7 +94,197 @@ def translate(exc: stripe.StripeError) -> GatewayError:
     return make("server", message or "Stripe returned an unexpected error. Try again later.")
 
 
+# --- request budget and retries (core: every call goes through `call`) -----------------------
+
+
+class TokenBucket:
+    """A thread-safe token bucket: `acquire()` blocks until a request may go out within the budget."""
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        self.rate = float(rate)
+        self.burst = max(1.0, float(burst))
+        self._tokens = self.burst
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+_buckets: dict[float, TokenBucket] = {}
+_buckets_lock = threading.Lock()
+_requests_sent = 0
+
+
+def budget(settings: Settings | None = None) -> TokenBucket:
+    """The process-wide bucket for the configured budget (STRIPE_REQUESTS_PER_SECOND, else 20 test / 80 live)."""
+    rate = (settings or get_settings()).request_budget
+    with _buckets_lock:
+        if rate not in _buckets:
+            _buckets[rate] = TokenBucket(rate)
+        return _buckets[rate]
+
+
+def requests_sent() -> int:
+    """Requests sent to Stripe by this process so far (retries included): callers take differences."""
+    return _requests_sent
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    try:
+        value = headers.get(name)
+        if value is None:
+            lowered = name.lower()
+            value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    except AttributeError:
+        return None
+    return None if value is None else str(value)
+
+
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 8.0
+MAX_ATTEMPTS = 8
+
+
+def retry_delay(exc: stripe.StripeError, attempt: int, *, safe: bool) -> float | None:
+    """Seconds to wait before retrying `exc`, or None when retrying would be wrong.
+
+    Stripe's own `Stripe-Should-Retry` wins; 429 is always retryable (the request was not processed);
+    5xx and network errors only when the call is safe to repeat (a read, or a write with an idempotency key).
+    """
+    headers = getattr(exc, "headers", None)
+    should = _header(headers, "Stripe-Should-Retry")
+    status = getattr(exc, "http_status", None)
+    if should == "false":
+        return None
+    jittered = random.uniform(0.5, 1.0) * min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+    retry_after = _header(headers, "Retry-After")
+    if retry_after:
+        try:
+            jittered = max(jittered, min(60.0, float(retry_after)))
+        except ValueError:
+            pass
+    if should == "true" or status == 429 or isinstance(exc, stripe.RateLimitError):
+        return jittered
+    if not safe:
+        return None
+    if isinstance(exc, stripe.APIConnectionError) or (status is not None and status >= 500):
+        return jittered
+    return None
+
+
+def call(
+    fn: Callable[..., T],
+    *args: Any,
+    idempotency_key: str | None = None,
+    safe: bool | None = None,
+    settings: Settings | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    **kwargs: Any,
+) -> T:
+    """Run one SDK call within the request budget, retrying what may be retried; raise `GatewayError`.
+
+    `fn` is an SDK method (e.g. `get_client().v1.customers.update`); `args`/`kwargs` go to it unchanged.
+    Writes pass `idempotency_key=`: it is sent as the request option on every attempt, so a retried write
+    is applied once. Reads pass `safe=True` (or nothing else is needed when a key is given).
+    """
+    global _requests_sent
+    if idempotency_key is not None:
+        options = dict(kwargs.pop("options", None) or {})
+        options["idempotency_key"] = idempotency_key
+        kwargs["options"] = options
+    safe = (idempotency_key is not None) if safe is None else safe
+    bucket = budget(settings)
+    attempt = 0
+    while True:
+        bucket.acquire()
+        with _buckets_lock:
+            _requests_sent += 1
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            delay = retry_delay(exc, attempt, safe=safe)
+            attempt += 1
+            if delay is None or attempt >= max_attempts:
+                raise translate(exc) from None
+            time.sleep(delay)
+
+
 # --- reads for the sync (owned by the sync work) ----------------------------------------------
+
+
+@dataclass
+class Page:
+    """One list page as plain dicts, plus Stripe's clock when it answered (the version of these states)."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+    server_time: int
+
+
+def _server_time(headers: Any) -> int:
+    """Stripe's `Date` header in epoch seconds (our own clock if it is missing or unreadable)."""
+    raw = _header(headers, "Date")
+    if raw:
+        try:
+            return int(parsedate_to_datetime(raw).timestamp())
+        except (TypeError, ValueError):
+            pass
+    return int(time.time())
+
+
+def _get(path: str, params: dict[str, Any], settings: Settings | None) -> tuple[Any, int]:
+    client = get_client(settings)
+    resp = call(client.raw_request, "get", path, safe=True, settings=settings, **params)
+    return resp.data, _server_time(resp.headers)
+
+
+def list_page(path: str, params: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Page:
+    """GET one page of a list endpoint (e.g. `/v1/customers`, limit 100) with the budget and retries."""
+    body, server_time = _get(path, {"limit": 100, **(params or {})}, settings)
+    return Page(list(body.get("data") or []), bool(body.get("has_more")), server_time)
+
+
+def retrieve(path: str, params: dict[str, Any] | None = None, *, settings: Settings | None = None
+             ) -> tuple[dict[str, Any], int]:
+    """GET one object (e.g. `/v1/customers/cus_1`); returns it with Stripe's clock."""
+    return _get(path, dict(params or {}), settings)
+
+
+def iter_list(path: str, params: dict[str, Any] | None = None, *, starting_after: str | None = None,
+              settings: Settings | None = None) -> Iterator[dict[str, Any]]:
+    """Every object of a list endpoint, page by page (only one page is held at a time)."""
+    cursor = starting_after
+    while True:
+        page = list_page(path, {**(params or {}), **({"starting_after": cursor} if cursor else {})},
+                         settings=settings)
+        yield from page.data
+        if not page.has_more or not page.data:
+            return
+        cursor = page.data[-1]["id"]
+
+
+def complete_nested(obj: dict[str, Any], field: str, path: str, params: dict[str, Any] | None = None, *,
+                    settings: Settings | None = None) -> None:
+    """Stripe embeds at most 10 items of a nested list (`items`, `lines`): fetch the rest when there are more."""
+    nested = obj.get(field)
+    if not isinstance(nested, dict) or not nested.get("has_more"):
+        return
+    data = list(nested.get("data") or [])
+    rest = iter_list(path, params, starting_after=data[-1]["id"] if data else None, settings=settings)
+    obj[field] = {**nested, "data": data + list(rest), "has_more": False}
+
 
 
 # --- portal sessions (owned by the portal-links work) -----------------------------------------
