@@ -1,0 +1,134 @@
+"""Login through a real OpenID Connect provider process, and what an anonymous visitor can see.
+
+The provider is `oidc-provider-mock` (a separate process on 127.0.0.1); the dashboard is the real
+`streamlit run server.py`, given `[auth]` through BILLING_SECRETS_FILE so nothing is written into the
+repository's .streamlit/ folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlmodel import Session
+
+from lib import access
+from lib.db import get_engine, migrate
+from tests.conftest import TEST_KEY
+from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
+from tests.utils.factories import make_customer
+from tests.utils.net import free_port, wait_http_ok
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("login_browser")]
+
+STAFF = {"sub": "sam", "email": "sam@corp.test", "email_verified": True, "name": "Sam Staff",
+         "groups": ["billing-staff"]}
+ROLES_TOML = """
+group_claim = "groups"
+[roles.staff]
+groups = ["billing-staff"]
+[roles.admin]
+emails = ["ada@corp.test"]
+"""
+LEAK_EMAIL = "leak-check-customer@corp.test"
+
+
+@pytest.fixture(scope="module")
+def oidc_provider() -> Iterator[str]:
+    """A real OIDC provider process with one predefined user (the staff member, with a group claim)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
+         "--user-claims", json.dumps(STAFF)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(url + "/.well-known/openid-configuration", timeout=30, proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def login_env(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a dashboard with login: secrets and roles in a temp dir, one seeded customer."""
+    tmp = tmp_path_factory.mktemp("login")
+    secrets = tmp / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        'cookie_secret = "a-test-cookie-secret-that-is-long-enough-0123456789"\n'
+        'client_id = "billing-console"\n'
+        'client_secret = "test-client-secret"\n'
+        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n'
+    )
+    roles = tmp / "roles.toml"
+    roles.write_text(ROLES_TOML)
+    db_url = f"sqlite:///{tmp / 'cache.db'}"
+    migrate(db_url)
+    with Session(get_engine(db_url)) as session:
+        make_customer(session, email=LEAK_EMAIL, name="Leak Check")
+    return {
+        "BILLING_SECRETS_FILE": str(secrets), "ROLES_FILE": str(roles), "DATABASE_URL": db_url,
+        "STRIPE_API_KEY": TEST_KEY, "STRIPE_API_BASE": "http://127.0.0.1:9",
+    }
+
+
+def _nav_titles(page) -> list[str]:  # noqa: ANN001
+    """Titles in the sidebar menu (each link's text ends with the title, after the icon's ligature name)."""
+    return [t.strip().splitlines()[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
+
+
+def test_login_sees_own_pages_is_refused_others_and_logs_out(login_env: dict[str, str], oidc_provider: str) -> None:
+    with dashboard(login_env) as url, browser_page() as page:
+        page.goto(url + "/")
+        wait_idle(page)
+        page.get_by_role("button", name="Log in").click()
+
+        page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
+        page.get_by_role("button", name=STAFF["sub"], exact=True).click()  # the provider's predefined user
+
+        page.wait_for_url(url + "/**")
+        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+        wait_idle(page)
+        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+        assert "sam@corp.test" in sidebar and "staff" in sidebar
+        nav = _nav_titles(page)
+        staff_pages = [p.title for p in access.PAGES if access.may_open({"staff"}, p.key)]
+        assert sorted(nav) == sorted(staff_pages)
+        assert "Audit log" not in nav and "Duplicates" not in nav
+        screenshot(page, "login_staff_home")
+
+        page.goto(url + "/audit")  # an admin page, by direct URL
+        wait_idle(page)
+        page.get_by_text("You do not have access to this page").wait_for()
+        assert page.get_by_role("heading", name="Audit log").count() == 0
+
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(f"{oidc_provider}/oauth2/end_session**")  # RP-initiated logout at the provider
+        page.get_by_role("button", name="End session").click()
+        page.wait_for_url(url + "/**")
+        page.get_by_role("button", name="Log in").wait_for()
+        wait_idle(page)
+        assert "Signed in as" not in page.content()
+        page.goto(url + "/customers")
+        wait_idle(page)
+        page.get_by_role("button", name="Log in").wait_for()
+
+
+def test_anonymous_visitor_sees_login_screen_and_no_data_on_every_page(login_env: dict[str, str]) -> None:
+    with dashboard(login_env) as url, browser_page() as page:
+        for spec in access.PAGES:  # the first request to a fresh server is the first page URL
+            page.goto(f"{url}/{spec.key}")
+            wait_idle(page)
+            page.get_by_role("button", name="Log in").wait_for()
+            html = page.content()
+            assert LEAK_EMAIL not in html and "Leak Check" not in html, spec.key
+            assert "Signed in as" not in html
+            assert _nav_titles(page) == [], spec.key
+        screenshot(page, "login_anonymous")
