@@ -1,0 +1,619 @@
+"""Merge two Stripe customers safely: a plan first, then a resumable saga of idempotent steps.
+
+Stripe has no merge: a subscription cannot change customer (it is recreated on the survivor, billing from
+the old period end, and the old one runs out at period end), payment methods cannot move, invoices stay.
+The plan reads the *current* state from Stripe (it is about to write), lists every step and every blocker;
+a blocked plan writes nothing. Execution stores each step in `merge_steps`; each write carries an
+idempotency key derived from job + step, and each step first looks in Stripe for its own earlier effect
+(metadata `merge_job`), so a job killed anywhere and resumed finishes exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from lib import audit
+from lib import stripe_gateway as gw
+from lib.auth import User, can
+from lib.config import Settings, get_settings
+from lib.models import MergeJob, MergeStep, utcnow
+from lib.stripe_gateway import GatewayError
+
+RECREATE_STATUSES = ("active", "trialing")
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
+MERGE_KEYS = ("merged_from", "merged_into", "merge_job")  # never copied between customers
+STALE_RUNNING_SECONDS = 120  # a 'running' job without progress for this long is taken to have crashed
+
+
+class MergeError(Exception):
+    """A merge cannot be planned or run; the message says why and what to do."""
+
+
+class MergeCrash(BaseException):  # noqa: N818 - a simulated kill, not an error to handle
+    """Raised by a test's stop hook to simulate the process dying between two instructions."""
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Facts:
+    """One customer as Stripe has it right now: what the plan and the survivor choice need."""
+
+    id: str
+    name: str | None
+    email: str | None
+    created: int
+    currency: str | None
+    balance: int
+    metadata: dict[str, str]
+    deleted: bool
+    subscriptions: list[dict[str, Any]]  # live ones (any live status), as Stripe returns them
+    open_invoices: list[dict[str, Any]]  # open with something still due
+    cash_balance: dict[str, int]
+    tax_ids: list[dict[str, str]]  # {type, value}
+    usable_payment_method: str | None  # id of a default card that is not expired, else None
+    paid_total: int
+
+
+@dataclass
+class PlanStep:
+    kind: str  # recreate_subscription | cancel_old_subscription | move_balance | copy_tax_id |
+    #            copy_metadata | mark_duplicate
+    title: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    survivor_id: str
+    duplicate_id: str
+    suggested_survivor_id: str
+    survivor_reason: str
+    steps: list[PlanStep]
+    blockers: list[str]
+    warnings: list[dict[str, Any]]  # {code, message, needs_ack}
+    survivor: Facts
+    duplicate: Facts
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blockers)
+
+    @property
+    def needs_ack(self) -> list[str]:
+        return [w["code"] for w in self.warnings if w.get("needs_ack")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            survivor_id=data["survivor_id"], duplicate_id=data["duplicate_id"],
+            suggested_survivor_id=data["suggested_survivor_id"], survivor_reason=data["survivor_reason"],
+            steps=[PlanStep(**s) for s in data["steps"]], blockers=list(data["blockers"]),
+            warnings=list(data["warnings"]), survivor=Facts(**data["survivor"]),
+            duplicate=Facts(**data["duplicate"]),
+        )
+
+
+def _card_usable(pm: Any, now: float) -> bool:
+    if not isinstance(pm, dict):
+        return False
+    card = pm.get("card") or {}
+    if pm.get("type") != "card" or not card:
+        return True  # a non-card method (SEPA, ACH…) has no expiry to check
+    year, month = int(card.get("exp_year") or 0), int(card.get("exp_month") or 0)
+    t = time.gmtime(now)
+    return (year, month) >= (t.tm_year, t.tm_mon)
+
+
+def read_facts(customer_id: str, *, settings: Settings | None = None) -> Facts:
+    """Read one customer's merge-relevant state from Stripe (not the cache: we are about to write)."""
+    s = settings or get_settings()
+    cust = gw.merge_retrieve_customer(customer_id, settings=s)
+    if cust.get("deleted"):
+        return Facts(customer_id, None, None, 0, None, 0, {}, True, [], [], {}, [], None, 0)
+    subs = [x for x in gw.merge_list("/v1/subscriptions", {"customer": customer_id, "status": "all",
+                                                          "expand": ["data.discounts"]}, settings=s)
+            if x.get("status") in LIVE_STATUSES]
+    for sub in subs:
+        gw.complete_nested(sub, "items", "/v1/subscription_items", {"subscription": sub["id"]}, settings=s)
+    invoices = [i for i in gw.merge_list("/v1/invoices", {"customer": customer_id, "status": "open"}, settings=s)
+                if int(i.get("amount_remaining") or 0) > 0]
+    paid = gw.merge_list("/v1/invoices", {"customer": customer_id, "status": "paid"}, limit=300, settings=s)
+    tax_ids = [{"type": t["type"], "value": t["value"]}
+               for t in gw.merge_list(f"/v1/customers/{customer_id}/tax_ids", settings=s)]
+    pm = (cust.get("invoice_settings") or {}).get("default_payment_method")
+    usable = pm["id"] if _card_usable(pm, time.time()) else None
+    if usable is None and cust.get("default_source"):
+        usable = cust["default_source"] if isinstance(cust["default_source"], str) else cust["default_source"]["id"]
+    return Facts(
+        id=cust["id"], name=cust.get("name"), email=cust.get("email"), created=int(cust.get("created") or 0),
+        currency=cust.get("currency"), balance=int(cust.get("balance") or 0),
+        metadata=dict(cust.get("metadata") or {}), deleted=False, subscriptions=subs, open_invoices=invoices,
+        cash_balance=gw.merge_customer_cash_balance(customer_id, settings=s), tax_ids=tax_ids,
+        usable_payment_method=usable, paid_total=sum(int(i.get("amount_paid") or 0) for i in paid),
+    )
+
+
+def suggest_survivor(facts: list[Facts], *, external_key: str = "") -> tuple[str, str]:
+    """Which customer should survive, and why: the one our own system knows, else active subscriptions,
+    else the most paid, else the oldest."""
+    alive = [f for f in facts if not f.deleted]
+    if external_key:
+        known = [f for f in alive if f.metadata.get(external_key)]
+        if len(known) == 1:
+            return known[0].id, f"it has metadata {external_key!r} (your own system knows this one)"
+    with_subs = [f for f in alive if any(s["status"] in RECREATE_STATUSES for s in f.subscriptions)]
+    if len(with_subs) == 1:
+        return with_subs[0].id, "it is the only one with active subscriptions"
+    pool = with_subs or alive
+    top = max(f.paid_total for f in pool)
+    if top > 0 and sum(1 for f in pool if f.paid_total == top) == 1:
+        best = next(f for f in pool if f.paid_total == top)
+        return best.id, "it has paid the most"
+    oldest = min(pool, key=lambda f: (f.created, f.id))
+    return oldest.id, "it is the oldest"
+
+
+def _item_period_end(sub: dict[str, Any]) -> int | None:
+    ends = [int(i["current_period_end"]) for i in (sub.get("items") or {}).get("data", [])
+            if i.get("current_period_end")]
+    return max(ends) if ends else None
+
+
+def _discount_params(discounts: list[Any]) -> list[dict[str, str]]:
+    """Discount objects as create params: the same coupon or promotion code."""
+    out: list[dict[str, str]] = []
+    for d in discounts or []:
+        if not isinstance(d, dict):
+            continue
+        if d.get("promotion_code"):
+            pc = d["promotion_code"]
+            out.append({"promotion_code": pc if isinstance(pc, str) else pc["id"]})
+            continue
+        coupon = (d.get("source") or {}).get("coupon") or d.get("coupon")
+        if coupon:
+            out.append({"coupon": coupon if isinstance(coupon, str) else coupon["id"]})
+    return out
+
+
+def _currencies(sub: dict[str, Any]) -> set[str]:
+    cur = {((i.get("price") or {}).get("currency") or "").lower() for i in (sub.get("items") or {}).get("data", [])}
+    if sub.get("currency"):
+        cur.add(sub["currency"].lower())
+    return {c for c in cur if c}
+
+
+def _recreate_params(sub: dict[str, Any]) -> dict[str, Any]:
+    """What the new subscription on the survivor is made of (customer, job and keys are added at run)."""
+    items = []
+    for it in (sub.get("items") or {}).get("data", []):
+        item: dict[str, Any] = {"price": it["price"]["id"], "metadata": dict(it.get("metadata") or {})}
+        if it.get("quantity") is not None:
+            item["quantity"] = int(it["quantity"])
+        item_discounts = _discount_params(it.get("discounts") or [])
+        if item_discounts:
+            item["discounts"] = item_discounts
+        items.append(item)
+    params: dict[str, Any] = {
+        "items": items,
+        "proration_behavior": "none",
+        "billing_cycle_anchor": _item_period_end(sub),
+        "collection_method": sub.get("collection_method") or "charge_automatically",
+        "metadata": {k: v for k, v in (sub.get("metadata") or {}).items() if k not in MERGE_KEYS},
+    }
+    if params["collection_method"] == "send_invoice" and sub.get("days_until_due"):
+        params["days_until_due"] = int(sub["days_until_due"])
+    discounts = _discount_params(sub.get("discounts") or [])
+    if discounts:
+        params["discounts"] = discounts
+    if sub.get("description"):
+        params["description"] = sub["description"]
+    return params
+
+
+def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str]) -> Plan:
+    """Steps, blockers and warnings for merging `duplicate` into `survivor` (pure: no I/O)."""
+    blockers: list[str] = []
+    warnings: list[dict[str, Any]] = []
+    sid, did = survivor.id, duplicate.id
+    if sid == did:
+        blockers.append("Survivor and duplicate are the same customer: choose two different customers.")
+    for f in (survivor, duplicate):
+        if f.deleted:
+            blockers.append(f"Customer {f.id} is deleted in Stripe: nothing can be merged into or out of it.")
+    if duplicate.metadata.get("merged_into"):
+        blockers.append(f"{did} was already merged into {duplicate.metadata['merged_into']}.")
+    if survivor.metadata.get("merged_into"):
+        blockers.append(f"{sid} was itself merged into {survivor.metadata['merged_into']}: pick that one as survivor.")
+    for inv in duplicate.open_invoices:
+        blockers.append(
+            f"Invoice {inv['id']} of {did} is open with {inv['amount_remaining']} {inv.get('currency', '').upper()} "
+            "(minor units) still due: collect, void or mark it uncollectible first.")
+    for cur, amount in duplicate.cash_balance.items():
+        blockers.append(f"{did} holds a cash balance of {amount} {cur.upper()} (minor units): refund or apply it "
+                        "to an invoice first — cash balances cannot be moved.")
+    survivor_cur = {c for s in survivor.subscriptions for c in _currencies(s)}
+    if survivor.currency:
+        survivor_cur.add(survivor.currency.lower())
+    for sub in duplicate.subscriptions:
+        status = sub.get("status")
+        if sub.get("schedule"):
+            blockers.append(f"Subscription {sub['id']} is managed by schedule {sub['schedule']}: release or finish "
+                            "the schedule first.")
+        if status == "paused" or sub.get("pause_collection"):
+            blockers.append(f"Subscription {sub['id']} is paused: resume it (or cancel it) first.")
+        if status in ("past_due", "unpaid"):
+            blockers.append(f"Subscription {sub['id']} is {status.replace('_', '-')}: settle its unpaid invoice first.")
+        if status == "incomplete":
+            blockers.append(f"Subscription {sub['id']} is incomplete (first payment pending): "
+                            "wait for it or cancel it.")
+        other = _currencies(sub) - survivor_cur if survivor_cur else set()
+        if other:
+            blockers.append(
+                f"Subscription {sub['id']} bills in {', '.join(sorted(c.upper() for c in other))} but {sid} bills in "
+                f"{', '.join(sorted(c.upper() for c in survivor_cur))}: a customer has one currency.")
+    if duplicate.balance and survivor.currency and duplicate.currency and survivor.currency != duplicate.currency:
+        blockers.append(f"{did}'s balance is in {duplicate.currency.upper()} but {sid} uses "
+                        f"{survivor.currency.upper()}: settle the balance first.")
+
+    steps: list[PlanStep] = []
+    recreate = [s for s in duplicate.subscriptions
+                if s.get("status") in RECREATE_STATUSES and not s.get("cancel_at_period_end")]
+    for sub in duplicate.subscriptions:
+        if sub.get("status") in RECREATE_STATUSES and sub.get("cancel_at_period_end"):
+            warnings.append({"code": "ends_anyway", "needs_ack": False, "message":
+                             f"Subscription {sub['id']} is already set to end at period end: it is not recreated."})
+    charges_auto = False
+    for sub in recreate:
+        params = _recreate_params(sub)
+        charges_auto |= params["collection_method"] == "charge_automatically"
+        names = ", ".join(f"{(i.get('price') or {}).get('id')}×{i.get('quantity', 1)}"
+                          for i in (sub.get("items") or {}).get("data", []))
+        steps.append(PlanStep("recreate_subscription",
+                              f"Recreate {sub['id']} ({names}) on {sid}, billing from the old period end",
+                              {"old_subscription": sub["id"], "create": params}))
+        steps.append(PlanStep("cancel_old_subscription", f"Set {sub['id']} to cancel at its period end",
+                              {"subscription": sub["id"]}))
+        if sub.get("discounts"):
+            warnings.append({"code": "discount_restarts", "needs_ack": False, "message":
+                             f"{sub['id']}'s discount is applied anew on the new subscription (a limited-duration "
+                             "coupon starts its duration again)."})
+    if duplicate.balance:
+        kind = "credit" if duplicate.balance < 0 else "amount owed"
+        steps.append(PlanStep("move_balance", f"Move {did}'s balance ({kind} {abs(duplicate.balance)} minor units) "
+                              f"to {sid} with a pair of balance transactions",
+                              {"amount": duplicate.balance, "currency": duplicate.currency or survivor.currency}))
+    have = {(t["type"], t["value"]) for t in survivor.tax_ids}
+    for t in duplicate.tax_ids:
+        if (t["type"], t["value"]) not in have:
+            steps.append(PlanStep("copy_tax_id", f"Add tax id {t['type']} {t['value']} to {sid}", dict(t)))
+    missing = {k: v for k, v in duplicate.metadata.items() if k not in survivor.metadata and k not in MERGE_KEYS}
+    if missing:
+        steps.append(PlanStep("copy_metadata", f"Copy metadata keys {', '.join(sorted(missing))} to {sid}",
+                              {"metadata": missing}))
+    steps.append(PlanStep("mark_duplicate", f"Mark {did} with metadata merged_into={sid} (it is kept, not deleted)",
+                          {"merged_into": sid}))
+    if recreate and charges_auto and not survivor.usable_payment_method:
+        warnings.append({"code": "no_payment_method", "needs_ack": True, "message":
+                         f"{sid} has no usable default payment method, but the recreated subscriptions charge "
+                         "automatically: their first invoice will fail unless the customer adds a card. Cards "
+                         f"cannot move from {did}. Send the customer a payment-method-update link."})
+    if duplicate.usable_payment_method:
+        warnings.append({"code": "cards_stay", "needs_ack": False, "message":
+                         f"{did}'s payment methods stay on {did} (Stripe cannot move them)."})
+    return Plan(sid, did, suggested[0], suggested[1], steps, blockers, warnings, survivor, duplicate)
+
+
+def plan_merge(customer_ids: tuple[str, str] | list[str], *, survivor_id: str | None = None,
+               settings: Settings | None = None) -> Plan:
+    """Read both customers from Stripe and build the plan; `survivor_id` overrides the suggestion."""
+    s = settings or get_settings()
+    a, b = (x.strip() for x in customer_ids)
+    if not a or not b:
+        raise MergeError("Give two customer ids (cus_…).")
+    if survivor_id not in (None, a, b):
+        raise MergeError(f"The survivor must be one of {a} and {b}.")
+    facts: dict[str, Facts] = {}
+    for cid in dict.fromkeys((a, b)):
+        try:
+            facts[cid] = read_facts(cid, settings=s)
+        except GatewayError as err:
+            if err.kind == "missing":
+                raise MergeError(f"Customer {cid} does not exist in Stripe: check the id.") from None
+            raise MergeError(f"Could not read {cid} from Stripe: {err.user_message}") from None
+    suggested = suggest_survivor(list(facts.values()), external_key=s.merge_external_id_key)
+    sid = survivor_id or suggested[0]
+    did = b if sid == a else a
+    return build_plan(facts[sid], facts[did], suggested=suggested)
+
+
+# --- the saga -----------------------------------------------------------------------------------
+
+
+def step_key(job_id: str, seq: int, kind: str) -> str:
+    """The idempotency key of one step: the same on every attempt and every resume."""
+    return f"merge-{job_id}-{seq:02d}-{kind}"
+
+
+def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[str] | tuple[str, ...] = (),
+               confirm_text: str = "") -> MergeJob:
+    """Store the plan as a job with its steps (nothing is written to Stripe yet)."""
+    if not can(user, "merge"):
+        audit.record(session=session, actor=user.email, action="merge", result="refused",
+                     customer_id=plan.duplicate_id, object_id=plan.survivor_id, error="role may not merge")
+        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    if plan.blocked:
+        raise MergeError("The plan is blocked: " + " ".join(plan.blockers))
+    missing_ack = [c for c in plan.needs_ack if c not in acknowledged]
+    if missing_ack:
+        raise MergeError("Acknowledge the warnings first: " + ", ".join(missing_ack) + ".")
+    if confirm_text.strip() != plan.survivor_id:
+        raise MergeError(f"Type the survivor's id ({plan.survivor_id}) exactly to confirm.")
+    job = MergeJob(id=f"mj_{uuid.uuid4().hex[:20]}", created_by=user.email, survivor_id=plan.survivor_id,
+                   duplicate_id=plan.duplicate_id, status="planned",
+                   plan={**plan.to_dict(), "acknowledged": list(acknowledged)})
+    session.add(job)
+    for seq, st in enumerate(plan.steps, start=1):
+        session.add(MergeStep(job_id=job.id, seq=seq, kind=st.kind, params={"title": st.title, **st.params},
+                              idempotency_key=step_key(job.id, seq, st.kind)))
+    session.commit()
+    audit.record(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge_planned",
+                 result="succeeded", customer_id=plan.duplicate_id, object_id=plan.survivor_id,
+                 correlation_id=job.id, details={"steps": len(plan.steps)})
+    return job
+
+
+def steps_of(job_id: str, *, session: Session) -> list[MergeStep]:
+    return list(session.exec(select(MergeStep).where(MergeStep.job_id == job_id).order_by(MergeStep.seq)).all())
+
+
+def request_stop(job_id: str, *, session: Session) -> None:
+    """Ask a running job to stop before its next step (it finishes the step it is on)."""
+    session.execute(update(MergeJob).where(MergeJob.id == job_id).values(stop_requested=True, updated_at=utcnow()))
+    session.commit()
+
+
+def _claim(job_id: str, *, session: Session, takeover: bool) -> MergeJob:
+    """Mark the job running, unless another run holds it (compare-and-set: one runner at a time)."""
+    job = session.get(MergeJob, job_id)
+    if job is None:
+        raise MergeError(f"Merge job {job_id} does not exist.")
+    session.refresh(job)
+    if job.status == "succeeded":
+        return job
+    allowed = ["planned", "stopped", "failed"]
+    cond = MergeJob.status.in_(allowed)
+    if job.status == "running":
+        stale = (utcnow() - job.updated_at).total_seconds() > STALE_RUNNING_SECONDS
+        if not (takeover or stale):
+            raise MergeError("This merge is running in another session. Wait for it, or resume it once it has "
+                             f"made no progress for {STALE_RUNNING_SECONDS} s.")
+        cond = MergeJob.status.in_([*allowed, "running"])
+    got = session.execute(update(MergeJob).where(MergeJob.id == job_id, cond)
+                          .values(status="running", stop_requested=False, error=None, updated_at=utcnow()))
+    session.commit()
+    if got.rowcount != 1:
+        raise MergeError("This merge was just started from another session.")
+    session.refresh(job)
+    return job
+
+
+def _find_recreated(job: MergeJob, old_id: str, settings: Settings) -> dict[str, Any] | None:
+    for sub in gw.merge_list("/v1/subscriptions", {"customer": job.survivor_id, "status": "all"}, settings=settings):
+        md = sub.get("metadata") or {}
+        if md.get("merged_from") == old_id and md.get("merge_job") == job.id:
+            return sub
+    return None
+
+
+def _exec_step(job: MergeJob, step: MergeStep, settings: Settings) -> dict[str, Any]:
+    """Perform one step; first look for its own earlier effect so a repeat changes nothing."""
+    p, key = step.params, step.idempotency_key
+    if step.kind == "recreate_subscription":
+        found = _find_recreated(job, p["old_subscription"], settings)
+        if found:
+            return {"subscription": found["id"], "reused": True}
+        # The old period may have renewed since the plan: anchor on its period end as it is now.
+        old, _ = gw.retrieve(f"/v1/subscriptions/{p['old_subscription']}", settings=settings)
+        if old.get("status") not in RECREATE_STATUSES:
+            raise MergeError(f"{old['id']} is now {old.get('status')}: it changed since the plan. Stop this merge "
+                             "and plan it again.")
+        create = dict(p["create"])
+        create["customer"] = job.survivor_id
+        create["billing_cycle_anchor"] = _item_period_end(old) or create.get("billing_cycle_anchor")
+        create["metadata"] = {**create.get("metadata", {}), "merged_from": p["old_subscription"],
+                              "merge_job": job.id}
+        new = gw.merge_create_subscription(create, idempotency_key=key, settings=settings)
+        return {"subscription": new["id"], "status": new.get("status")}
+    if step.kind == "cancel_old_subscription":
+        sub = gw.merge_update_subscription(p["subscription"], {"cancel_at_period_end": True,
+                                                               "metadata": {"merge_job": job.id}},
+                                           idempotency_key=key, settings=settings)
+        return {"subscription": sub["id"], "cancel_at_period_end": bool(sub.get("cancel_at_period_end"))}
+    if step.kind == "move_balance":
+        amount, currency = int(p["amount"]), p.get("currency")
+        legs = ((job.duplicate_id, -amount, "out", f"moved to {job.survivor_id}"),
+                (job.survivor_id, amount, "in", f"moved from {job.duplicate_id}"))
+        out: dict[str, Any] = {}
+        for customer, value, leg, text in legs:
+            existing = next((t for t in gw.merge_list(f"/v1/customers/{customer}/balance_transactions",
+                                                      settings=settings)
+                             if (t.get("metadata") or {}).get("merge_job") == job.id
+                             and (t.get("metadata") or {}).get("merge_leg") == leg), None)
+            if existing is None:
+                params: dict[str, Any] = {"amount": value, "description": f"Merge {job.id}: balance {text}",
+                                          "metadata": {"merge_job": job.id, "merge_leg": leg}}
+                if currency:
+                    params["currency"] = currency
+                existing = gw.merge_create_balance_transaction(customer, params, idempotency_key=f"{key}-{leg}",
+                                                               settings=settings)
+            out[leg] = existing["id"]
+        return out
+    if step.kind == "copy_tax_id":
+        for t in gw.merge_list(f"/v1/customers/{job.survivor_id}/tax_ids", settings=settings):
+            if t.get("type") == p["type"] and t.get("value") == p["value"]:
+                return {"tax_id": t["id"], "reused": True}
+        made = gw.merge_create_tax_id(job.survivor_id, {"type": p["type"], "value": p["value"]},
+                                      idempotency_key=key, settings=settings)
+        return {"tax_id": made["id"]}
+    if step.kind == "copy_metadata":
+        gw.merge_update_customer(job.survivor_id, {"metadata": p["metadata"]}, idempotency_key=key, settings=settings)
+        return {"keys": sorted(p["metadata"])}
+    if step.kind == "mark_duplicate":
+        gw.merge_update_customer(job.duplicate_id, {"metadata": {"merged_into": job.survivor_id, "merge_job": job.id}},
+                                 idempotency_key=key, settings=settings)
+        return {"merged_into": job.survivor_id}
+    raise MergeError(f"Unknown merge step {step.kind!r}.")
+
+
+StepHook = Callable[[str, MergeStep], None]  # (moment, step) with moment in before_call | after_call
+
+
+def run_job(job_id: str, *, user: User, session: Session, settings: Settings | None = None,
+            hook: StepHook | None = None, takeover: bool = False,
+            progress: Callable[[MergeStep], None] | None = None) -> MergeJob:
+    """Run (or resume) a job to the end, or until a stop request or an error; returns the job."""
+    s = settings or get_settings()
+    if not can(user, "merge"):
+        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    job = _claim(job_id, session=session, takeover=takeover)
+    if job.status == "succeeded":
+        return job
+    role = ",".join(sorted(user.roles))
+    for step in steps_of(job_id, session=session):
+        if step.status == "done":
+            continue
+        session.refresh(job)
+        if job.stop_requested:
+            job.status, job.updated_at = "stopped", utcnow()
+            session.add(job)
+            session.commit()
+            audit.record(session=session, actor=user.email, role=role, action="merge_stopped", result="succeeded",
+                         customer_id=job.duplicate_id, correlation_id=job.id, details={"before_step": step.seq})
+            return job
+        step.status, step.started_at, step.error = "running", utcnow(), None
+        session.add(step)
+        job.updated_at = utcnow()
+        session.add(job)
+        session.commit()
+        row = audit.start(session=session, actor=user.email, role=role, action="merge_step",
+                          customer_id=job.duplicate_id, object_id=job.survivor_id, flow=step.kind,
+                          correlation_id=job.id,
+                          details={"seq": step.seq, "idempotency_key": step.idempotency_key,
+                                   "title": step.params.get("title")})
+        if hook:
+            hook("before_call", step)
+        try:
+            result = _exec_step(job, step, s)
+        except (GatewayError, MergeError) as err:
+            message = str(err)
+            step.status, step.error, step.finished_at = "failed", message, utcnow()
+            job.status, job.error, job.updated_at = "failed", f"Step {step.seq} ({step.kind}): {message}", utcnow()
+            session.add(step)
+            session.add(job)
+            session.commit()
+            audit.finish(row, session=session, result="failed", error=message)
+            return job
+        if hook:
+            hook("after_call", step)
+        step.status, step.result, step.finished_at = "done", result, utcnow()
+        session.add(step)
+        session.commit()
+        audit.finish(row, session=session, result="succeeded", details={"result": result})
+        if progress:
+            progress(step)
+    return _finish(job, user=user, session=session, settings=s)
+
+
+def verify(job: MergeJob, *, session: Session, settings: Settings) -> list[str]:
+    """Re-read both customers from Stripe and list every way the end state differs from the plan."""
+    problems: list[str] = []
+    steps = steps_of(job.id, session=session)
+    surv_subs = gw.merge_list("/v1/subscriptions", {"customer": job.survivor_id, "status": "all"}, settings=settings)
+    dup_subs = {x["id"]: x for x in gw.merge_list("/v1/subscriptions", {"customer": job.duplicate_id,
+                                                                         "status": "all"}, settings=settings)}
+    for st in steps:
+        if st.kind == "recreate_subscription":
+            old = st.params["old_subscription"]
+            made = [x for x in surv_subs if (x.get("metadata") or {}).get("merged_from") == old
+                    and (x.get("metadata") or {}).get("merge_job") == job.id]
+            live = [x for x in made if x.get("status") in RECREATE_STATUSES]
+            if len(made) != 1 or len(live) != 1:
+                problems.append(f"{old} should exist exactly once, live, on {job.survivor_id}; found {len(made)}.")
+        if st.kind == "cancel_old_subscription":
+            old_sub = dup_subs.get(st.params["subscription"])
+            if old_sub is None or not (old_sub.get("cancel_at_period_end") or old_sub.get("status") == "canceled"):
+                problems.append(f"{st.params['subscription']} is not set to cancel at period end.")
+    dup = gw.merge_retrieve_customer(job.duplicate_id, settings=settings)
+    if dup.get("deleted"):
+        problems.append(f"{job.duplicate_id} was deleted.")
+    elif (dup.get("metadata") or {}).get("merged_into") != job.survivor_id:
+        problems.append(f"{job.duplicate_id} lacks metadata merged_into={job.survivor_id}.")
+    if any(st.kind == "move_balance" for st in steps) and int(dup.get("balance") or 0) != 0:
+        problems.append(f"{job.duplicate_id} still has a balance of {dup.get('balance')}.")
+    return problems
+
+
+def _refresh_cache(customer_ids: list[str]) -> str | None:
+    """Bring the cache up to date for both customers (the sync's refresh); a failure only delays it."""
+    try:
+        from lib.sync import refresh_customer
+    except ImportError:
+        return "The cache refresh is not available: run a sync to see the merge in the cache."
+    try:
+        for cid in customer_ids:
+            refresh_customer(cid)
+    except Exception as exc:  # noqa: BLE001 - Stripe is already correct; only the cache lags
+        return f"The merge is done in Stripe but the cache could not be refreshed ({exc}); run a sync."
+    return None
+
+
+def _finish(job: MergeJob, *, user: User, session: Session, settings: Settings) -> MergeJob:
+    role = ",".join(sorted(user.roles))
+    row = audit.start(session=session, actor=user.email, role=role, action="merge_verify",
+                      customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
+    try:
+        problems = verify(job, session=session, settings=settings)
+    except GatewayError as err:
+        job.status, job.error, job.updated_at = "failed", f"Verification could not read Stripe: {err}", utcnow()
+        session.add(job)
+        session.commit()
+        audit.finish(row, session=session, result="failed", error=job.error)
+        return job
+    cache_note = _refresh_cache([job.survivor_id, job.duplicate_id])
+    plan = dict(job.plan)
+    plan["verification"] = {"problems": problems, "cache": cache_note, "at": int(time.time())}
+    job.plan = plan
+    job.status = "failed" if problems else "succeeded"
+    job.error = "; ".join(problems) or None
+    job.finished_at = job.updated_at = utcnow()
+    session.add(job)
+    session.commit()
+    audit.finish(row, session=session, result="failed" if problems else "succeeded", error=job.error,
+                 details={"cache": cache_note})
+    return job
+
+
+def latest_jobs(customer_id: str, *, session: Session, limit: int = 5) -> list[MergeJob]:
+    """The newest merge jobs that involve a customer (for resuming from the page)."""
+    stmt = (select(MergeJob).where((MergeJob.survivor_id == customer_id) | (MergeJob.duplicate_id == customer_id))
+            .order_by(MergeJob.created_at.desc()).limit(limit))
+    return list(session.exec(stmt).all())
+
+
+def unfinished_jobs(*, session: Session, limit: int = 20) -> list[MergeJob]:
+    stmt = (select(MergeJob).where(MergeJob.status.in_(["planned", "running", "stopped", "failed"]))
+            .order_by(MergeJob.created_at.desc()).limit(limit))
+    return list(session.exec(stmt).all())
+
