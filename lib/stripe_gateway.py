@@ -317,3 +317,70 @@ def create_portal_session(
 
 
 # --- merge writes (owned by the merge work) ---------------------------------------------------
+# Reads return plain dicts so lib/merge works on data, not SDK objects; they go through the core's budget
+# and retries (`call`, `iter_list`, `retrieve`). Every write carries the caller's idempotency key (derived
+# from merge job + step), so a retried or resumed merge step is applied once.
+
+
+def merge_retrieve_customer(customer_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The customer as Stripe has it now, with its default payment method expanded."""
+    obj, _ = retrieve(f"/v1/customers/{customer_id}", {"expand": ["invoice_settings.default_payment_method"]},
+                      settings=settings)
+    return obj
+
+
+def merge_customer_cash_balance(customer_id: str, *, settings: Settings | None = None) -> dict[str, int]:
+    """Cash balance available per currency ({} when the customer has none)."""
+    try:
+        obj, _ = retrieve(f"/v1/customers/{customer_id}/cash_balance", settings=settings)
+    except GatewayError as err:
+        if err.kind == "missing":
+            return {}
+        raise
+    return {k: int(v) for k, v in (obj.get("available") or {}).items() if v}
+
+
+def merge_list(path: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
+               settings: Settings | None = None) -> list[dict[str, Any]]:
+    """A customer's objects from a list endpoint (e.g. `/v1/subscriptions`), at most `limit` of them."""
+    out: list[dict[str, Any]] = []
+    for obj in iter_list(path, params, settings=settings):
+        out.append(obj)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _merge_write(fn: Callable[..., Any], *args: Any, params: dict[str, Any], idempotency_key: str,
+                 settings: Settings | None) -> dict[str, Any]:
+    return call(fn, *args, params=params, idempotency_key=idempotency_key, settings=settings).to_dict()
+
+
+def merge_create_subscription(params: dict[str, Any], *, idempotency_key: str,
+                              settings: Settings | None = None) -> dict[str, Any]:
+    return _merge_write(get_client(settings).v1.subscriptions.create, params=params,
+                        idempotency_key=idempotency_key, settings=settings)
+
+
+def merge_update_subscription(subscription_id: str, params: dict[str, Any], *, idempotency_key: str,
+                              settings: Settings | None = None) -> dict[str, Any]:
+    return _merge_write(get_client(settings).v1.subscriptions.update, subscription_id, params=params,
+                        idempotency_key=idempotency_key, settings=settings)
+
+
+def merge_create_balance_transaction(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
+                                     settings: Settings | None = None) -> dict[str, Any]:
+    return _merge_write(get_client(settings).v1.customers.balance_transactions.create, customer_id,
+                        params=params, idempotency_key=idempotency_key, settings=settings)
+
+
+def merge_create_tax_id(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
+                        settings: Settings | None = None) -> dict[str, Any]:
+    return _merge_write(get_client(settings).v1.customers.tax_ids.create, customer_id, params=params,
+                        idempotency_key=idempotency_key, settings=settings)
+
+
+def merge_update_customer(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
+                          settings: Settings | None = None) -> dict[str, Any]:
+    return _merge_write(get_client(settings).v1.customers.update, customer_id, params=params,
+                        idempotency_key=idempotency_key, settings=settings)
