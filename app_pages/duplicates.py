@@ -1,11 +1,119 @@
-"""Duplicates (being built)."""
+"""Duplicates: clusters of customers that look like one person, most confident first, with the evidence,
+the customers side by side, and a merge for each cluster (admins only)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
+from app_pages.components.merge import merge_action
+from app_pages.components.tables import ago
+from lib import duplicates
 from lib.auth import require_page
+from lib.config import get_settings
+from lib.db import session_scope
+
+P = "dup"  # widget-key prefix
+SCAN_TTL = 15 * 60
+PAGE_SIZES = (10, 25, 50)
 
 user = require_page("duplicates")
-st.title("Duplicates")
-st.info("This page is being built.")
+
+
+@st.cache_data(ttl=SCAN_TTL, show_spinner="Scanning the cache for duplicates…", max_entries=4)
+def scan(database_url: str, generation: int) -> duplicates.DetectionResult:
+    """One detection run per database and 'Re-scan' press, kept for SCAN_TTL seconds."""
+    with session_scope() as session:
+        return duplicates.detect(session=session)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=200)
+def side_by_side(database_url: str, ids: tuple[str, ...]) -> dict[str, duplicates.CustomerSummary]:
+    with session_scope() as session:
+        return duplicates.summaries(list(ids), session=session)
+
+
+def money(amount: int, currency: str | None) -> str:
+    return f"{amount / 100:,.2f} {(currency or '').upper()}".strip()
+
+
+def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplicates.CustomerSummary]) -> None:
+    labels = ", ".join(duplicates.SIGNAL_LABELS[s] for s in cluster.signals)
+    with st.container(border=True):
+        size = len(cluster.customer_ids)
+        st.markdown(f"**#{n} · {size} customers · confidence {cluster.confidence:.0%}** — {labels}")
+        with st.expander("Evidence"):
+            for e in cluster.evidence:
+                score = f" (name similarity {e.score:.0f}%)" if e.score is not None else ""
+                st.markdown(f"- {e.a} ↔ {e.b}: {duplicates.SIGNAL_LABELS[e.signal]} `{e.value}`{score}")
+        shown = cluster.customer_ids[:4]
+        for col, cid in zip(st.columns(len(shown)), shown, strict=True):
+            c = people.get(cid)
+            if c is None:
+                col.warning(f"{cid} is no longer in the cache.")
+                continue
+            col.markdown(f"**[{c.name or cid}](customer?id={cid})**  \n`{cid}`")
+            col.caption(f"{c.email or 'no email'} · {c.phone or 'no phone'}")
+            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {money(c.mrr, c.currency)}")
+            col.write(f"Unpaid invoices: **{c.unpaid_invoices}**"
+                      + (f" ({money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
+            col.write(f"Balance: {money(c.balance, c.currency)} · created {c.created:%Y-%m-%d}")
+            col.caption(f"Last activity {ago(c.last_activity)}")
+            if c.metadata.get("merged_into"):
+                col.info(f"Already merged into {c.metadata['merged_into']}")
+        if len(cluster.customer_ids) > len(shown):
+            st.caption(f"…and {len(cluster.customer_ids) - len(shown)} more: "
+                       + ", ".join(cluster.customer_ids[len(shown):]))
+        merge_action(user, cluster.customer_ids[0], key_prefix=f"{P}_{cluster.id}", other_ids=cluster.customer_ids)
+
+
+def main() -> None:
+    st.title("Duplicates")
+    db_url = get_settings().database_url
+    top = st.columns([3, 1])
+    if top[1].button("Re-scan", key=f"{P}_rescan", icon=":material/refresh:"):
+        st.session_state[f"{P}_gen"] = st.session_state.get(f"{P}_gen", 0) + 1
+    try:
+        result = scan(db_url, st.session_state.get(f"{P}_gen", 0))
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+        st.error(f"The duplicate scan could not read the cache ({type(exc).__name__}). Check the database on the "
+                 "Sync page and press Re-scan.")
+        return
+    top[0].caption(f"{len(result.clusters):,} clusters · {result.customers_linked:,} customers involved · scanned "
+                   f"{ago(result.scanned_at)} in {result.seconds:.1f} s (kept {SCAN_TTL // 60} min; Re-scan after a "
+                   "sync or a merge)")
+    f1, f2, f3 = st.columns([3, 2, 1])
+    signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
+                             format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")
+    min_conf = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05, key=f"{P}_min_conf")
+    size = f3.selectbox("Per page", PAGE_SIZES, key=f"{P}_size")
+    clusters = duplicates.filter_clusters(result.clusters, signals=signals, min_confidence=min_conf)
+    if not clusters:
+        st.info("No duplicate clusters match. Lower the minimum confidence or clear the signal filter."
+                if result.clusters else "No duplicates found in the cache. Run a sync first if it is empty.")
+        return
+    sig: Any = (tuple(signals), min_conf, size, len(clusters))
+    if st.session_state.get(f"{P}_sig") != sig:
+        st.session_state[f"{P}_sig"], st.session_state[f"{P}_page"] = sig, 1
+    pages = (len(clusters) + size - 1) // size
+    page = min(int(st.session_state.get(f"{P}_page", 1)), pages)
+    chunk = clusters[(page - 1) * size: page * size]
+    try:
+        people = side_by_side(db_url, tuple(cid for c in chunk for cid in c.customer_ids[:4]))
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"Could not read the customers of this page ({type(exc).__name__}). Reload the page.")
+        return
+    for n, cluster in enumerate(chunk, start=(page - 1) * size + 1):
+        render_cluster(n, cluster, people)
+    left, mid, right = st.columns([1, 3, 1])
+    if left.button("← Previous", key=f"{P}_prev", disabled=page <= 1):
+        st.session_state[f"{P}_page"] = page - 1
+        st.rerun()
+    mid.caption(f"Page {page} of {pages} · {len(clusters):,} clusters")
+    if right.button("Next →", key=f"{P}_next", disabled=page >= pages):
+        st.session_state[f"{P}_page"] = page + 1
+        st.rerun()
+
+
+main()

@@ -1,24 +1,219 @@
-"""The merge widget: pick the other customer, review the plan, confirm, watch the steps.
+"""The merge widget: pick the other customer, review the plan in a dialog, confirm, watch the steps.
 
 Called from customer detail and the Duplicates page: `merge_action(user, customer_id, key_prefix=...)`.
-Only admins (`can(user, "merge")`) see it; everyone else gets nothing rendered.
+Only admins (`can(user, "merge")`) see it. UI only: the work is in lib/merge.py. All state lives in
+st.session_state under `{key_prefix}_merge_*` so the dialog survives reruns and AppTest can drive it.
 """
 
 from __future__ import annotations
 
-import streamlit as st
+from typing import Any
 
+import streamlit as st
+from sqlmodel import Session
+
+from lib import merge
 from lib.auth import User, can
+from lib.config import get_settings
+from lib.db import get_engine
+from lib.stripe_gateway import GatewayError
+
+STATUS_ICON = {"pending": "⏳", "running": "▶️", "done": "✅", "failed": "❌"}
+
+
+def _k(kp: str, name: str) -> str:
+    return f"{kp}_merge_{name}"
+
+
+def _session() -> Session:
+    return Session(get_engine(get_settings().database_url), expire_on_commit=False)
+
+
+def _dashboard(kind: str, object_id: str) -> str:
+    return f"{get_settings().dashboard_path}{kind}/{object_id}"
+
+
+def _plan(kp: str, ids: tuple[str, str], survivor_id: str | None) -> None:
+    """Read both customers from Stripe and keep the plan (or the reason there is none) in session_state."""
+    st.session_state.pop(_k(kp, "plan"), None)
+    st.session_state.pop(_k(kp, "plan_error"), None)
+    try:
+        plan = merge.plan_merge(ids, survivor_id=survivor_id)
+    except merge.MergeError as err:
+        st.session_state[_k(kp, "plan_error")] = str(err)
+        return
+    except Exception:  # noqa: BLE001 - never a traceback in the UI
+        st.session_state[_k(kp, "plan_error")] = "Planning failed unexpectedly. Try again; nothing was changed."
+        return
+    st.session_state[_k(kp, "plan")] = plan.to_dict()
+
+
+def _run(kp: str, user: User, job_id: str, *, takeover: bool = False) -> None:
+    st.session_state.pop(_k(kp, "run_error"), None)
+    try:
+        with _session() as session, st.status("Merging…", expanded=True) as status:
+            def progress(step: Any) -> None:
+                status.write(f"✅ {step.seq}. {step.params.get('title', step.kind)}")
+
+            job = merge.run_job(job_id, user=user, session=session, takeover=takeover, progress=progress)
+            status.update(label=f"Merge {job.status}", state="complete" if job.status == "succeeded" else "error")
+    except merge.MergeError as err:
+        st.session_state[_k(kp, "run_error")] = str(err)
+    except GatewayError as err:
+        st.session_state[_k(kp, "run_error")] = f"{err.user_message} Resume the merge when Stripe answers again."
+    except Exception:  # noqa: BLE001 - the job stays resumable; its steps say where it stopped
+        st.session_state[_k(kp, "run_error")] = ("The merge stopped unexpectedly. Its finished steps are kept: "
+                                                 "press Resume to continue from where it stopped.")
+    st.session_state[_k(kp, "job")] = job_id
+
+
+def _start(kp: str, user: User) -> None:
+    plan = merge.Plan.from_dict(st.session_state[_k(kp, "plan")])
+    acks = [c for c in plan.needs_ack if st.session_state.get(_k(kp, f"ack_{c}"))]
+    try:
+        with _session() as session:
+            job = merge.create_job(plan, user=user, session=session, acknowledged=acks,
+                                   confirm_text=st.session_state.get(_k(kp, "confirm"), ""))
+    except merge.MergeError as err:
+        st.session_state[_k(kp, "run_error")] = str(err)
+        return
+    st.session_state.pop(_k(kp, "plan"), None)
+    _run(kp, user, job.id)
+
+
+def _facts_table(plan: dict[str, Any]) -> None:
+    cols = st.columns(2)
+    for col, role in zip(cols, ("survivor", "duplicate"), strict=True):
+        f = plan[role]
+        label = "Keeps" if role == "survivor" else "Merged away"
+        col.markdown(f"**{label}: [{f['id']}]({_dashboard('customers', f['id'])})**")
+        col.caption(f"{f.get('name') or '—'} · {f.get('email') or '—'}")
+        subs = ", ".join(f"{s['id']} ({s['status']})" for s in f["subscriptions"]) or "no live subscriptions"
+        col.write(f"Subscriptions: {subs}")
+        col.write(f"Balance: {f['balance']} {(f.get('currency') or '').upper()} (minor units) · "
+                  f"payment method: {f.get('usable_payment_method') or 'none usable'}")
+
+
+def _render_plan(kp: str, user: User) -> None:
+    plan = st.session_state[_k(kp, "plan")]
+    sid, did = plan["survivor_id"], plan["duplicate_id"]
+    st.markdown(f"Suggested survivor: **{plan['suggested_survivor_id']}** — {plan['survivor_reason']}.")
+    choice = st.radio("Survivor (the customer that stays)", [sid, did], key=_k(kp, "survivor_choice"),
+                      horizontal=True)
+    if choice != sid:
+        _plan(kp, (sid, did), choice)
+        st.rerun()
+    _facts_table(plan)
+    if plan["blockers"]:
+        st.error("This merge cannot run yet. Nothing has been written to Stripe.")
+        for reason in plan["blockers"]:
+            st.markdown(f"- {reason}")
+        return
+    st.markdown("**Steps**")
+    for n, step in enumerate(plan["steps"], start=1):
+        st.markdown(f"{n}. {step['title']}")
+    for w in plan["warnings"]:
+        if w.get("needs_ack"):
+            st.warning(w["message"])
+            st.checkbox("I understand", key=_k(kp, f"ack_{w['code']}"))
+            if w["code"] == "no_payment_method":
+                from app_pages.components.portal import portal_link_action
+
+                portal_link_action(user, sid, key_prefix=f"{kp}_mergepm", default_flow="payment_method_update")
+        else:
+            st.info(w["message"])
+    st.text_input(f"Type the survivor's id ({sid}) to confirm", key=_k(kp, "confirm"))
+    acked = all(st.session_state.get(_k(kp, f"ack_{c}")) for c in
+                [w["code"] for w in plan["warnings"] if w.get("needs_ack")])
+    ready = acked and st.session_state.get(_k(kp, "confirm"), "").strip() == sid
+    if st.button("Run merge", key=_k(kp, "run"), type="primary", disabled=not ready):
+        _start(kp, user)
+
+
+def _render_job(kp: str, user: User, job_id: str) -> None:
+    with _session() as session:
+        job = session.get(merge.MergeJob, job_id)
+        if job is None:
+            st.warning(f"Merge job {job_id} no longer exists.")
+            return
+        steps = merge.steps_of(job_id, session=session)
+    st.markdown(f"**Merge {job.id}** — {job.duplicate_id} → {job.survivor_id}: **{job.status}**")
+    for step in steps:
+        line = f"{STATUS_ICON.get(step.status, '')} {step.seq}. {step.params.get('title', step.kind)}"
+        if step.error:
+            line += f" — {step.error}"
+        st.markdown(line)
+    if job.status == "succeeded":
+        note = (job.plan.get("verification") or {}).get("cache")
+        st.success(f"Merged. Verified in Stripe. [{job.survivor_id}]({_dashboard('customers', job.survivor_id)}) keeps "
+                   f"the subscriptions; [{job.duplicate_id}]({_dashboard('customers', job.duplicate_id)}) is kept "
+                   "with metadata merged_into.")
+        if note:
+            st.warning(note)
+        return
+    if job.error:
+        st.error(job.error)
+    c1, c2 = st.columns(2)
+    if job.status in ("planned", "stopped", "failed", "running"):
+        takeover = job.status == "running"
+        label = "Resume (the other session has stopped)" if takeover else "Resume"
+        if c1.button(label, key=_k(kp, f"resume_{job.id}")):
+            _run(kp, user, job.id, takeover=takeover)
+            st.rerun()
+    if job.status == "running" and c2.button("Stop after this step", key=_k(kp, f"stop_{job.id}")):
+        with _session() as session:
+            merge.request_stop(job.id, session=session)
+        st.rerun()
+
+
+def _body(kp: str, user: User, customer_id: str, other_ids: list[str]) -> None:
+    if st.session_state.get(_k(kp, "run_error")):
+        st.error(st.session_state[_k(kp, "run_error")])
+    job_id = st.session_state.get(_k(kp, "job"))
+    if job_id:
+        _render_job(kp, user, job_id)
+        return
+    choices = [o for o in other_ids if o != customer_id]
+    if choices:
+        other = st.selectbox("Merge with", choices, key=_k(kp, "other_pick"))
+    else:
+        other = st.text_input("Other customer id", key=_k(kp, "other"), placeholder="cus_…").strip()
+    if st.button("Read from Stripe and plan", key=_k(kp, "plan_btn"), disabled=not other):
+        _plan(kp, (customer_id, other), None)
+    if st.session_state.get(_k(kp, "plan_error")):
+        st.error(st.session_state[_k(kp, "plan_error")])
+    if st.session_state.get(_k(kp, "plan")):
+        _render_plan(kp, user)
+
+
+def _close(kp: str) -> None:
+    for key in [k for k in st.session_state if str(k).startswith(f"{kp}_merge_")]:
+        del st.session_state[key]
 
 
 def merge_action(user: User, customer_id: str, *, key_prefix: str, other_ids: list[str] | None = None) -> None:
-    """Render the merge entry point for `customer_id` (the duplicate or survivor candidate)."""
+    """A "Merge…" button for `customer_id`; the plan, confirmation and progress open in a dialog."""
     if not can(user, "merge"):
         return
-    with st.expander("Merge with another customer", expanded=False):
-        other = st.text_input(
-            "Other customer id", key=f"{key_prefix}_merge_other",
-            placeholder="cus_…", help="The customer that is the same person as this one.",
-        )
-        if st.button("Plan merge", key=f"{key_prefix}_merge_plan", disabled=not other.strip()):
-            st.info(f"Planning a merge of {customer_id} and {other.strip()} — the planner is being connected.")
+    kp = key_prefix
+    if st.button("Merge duplicates…", key=_k(kp, "open"), icon=":material/call_merge:"):
+        _close(kp)
+        st.session_state[_k(kp, "is_open")] = True
+    with _session() as session:
+        pending = [j for j in merge.latest_jobs(customer_id, session=session)
+                   if j.status in ("planned", "running", "stopped", "failed")]
+    if pending and not st.session_state.get(_k(kp, "is_open")):
+        st.warning(f"Merge {pending[0].id} ({pending[0].duplicate_id} → {pending[0].survivor_id}) is "
+                   f"{pending[0].status} and can be resumed.")
+        if st.button("Open it", key=_k(kp, "open_pending")):
+            _close(kp)
+            st.session_state[_k(kp, "is_open")] = True
+            st.session_state[_k(kp, "job")] = pending[0].id
+    if not st.session_state.get(_k(kp, "is_open")):
+        return
+
+    @st.dialog("Merge customers", width="large", on_dismiss=lambda: _close(kp))
+    def dialog() -> None:
+        _body(kp, user, customer_id, other_ids or [])
+
+    dialog()
