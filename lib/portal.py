@@ -23,7 +23,7 @@ from lib import audit
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
-from lib.stripe_gateway import GatewayError, create_portal_session
+from lib.stripe_gateway import GatewayError, PortalSession, create_portal_session, requests_sent
 
 PORTAL = "portal"
 FLOWS: dict[str, str] = {
@@ -127,7 +127,9 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
     text = exc.user_message or ""
     param = exc.param or ""
     lowered = text.lower()
-    if "no configuration provided" in lowered or ("default configuration" in lowered and "portal" in lowered):
+    if "no configuration provided" in lowered or "portal settings" in lowered or (
+        "default configuration" in lowered and "not been created" in lowered
+    ):
         return PortalError("not_configured", (
             f"The Customer Portal is not set up in {s.key_mode} mode, so Stripe cannot make links. Configure "
             f"and save it in the Stripe Dashboard → Settings → Billing → Customer portal "
@@ -392,40 +394,35 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
     return rows, missing
 
 
-class _Pacer:
-    """Spaces request starts to the request budget (requests per second), shared by the worker threads."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self.next_at = time.monotonic()
-
-    def slot(self) -> float:
-        """Reserve the next start time; the caller sleeps until it (no lock needed: called from one thread)."""
-        at = max(self.next_at, time.monotonic())
-        self.next_at = at + self.interval
-        return at
+def _send(params: dict[str, Any], key: str, settings: Settings, max_attempts: int) -> PortalSession | GatewayError:
+    """One bulk request (run in a worker thread; the gateway's shared bucket keeps the whole run in budget)."""
+    try:
+        return create_portal_session(params, idempotency_key=key, settings=settings, max_attempts=max_attempts)
+    except GatewayError as exc:
+        return exc
 
 
 def bulk_links(
     invoice_ids: Iterable[str], *, user: User, session: Session, settings: Settings | None = None,
-    progress: Callable[[int, int], None] | None = None, return_url: str | None = None,
-    max_attempts: int = 3,
+    progress: Callable[[int, int], None] | None = None, return_url: str | None = None, max_attempts: int = 6,
 ) -> BulkResult:
-    """'Update payment method' links for each selected invoice's customer, paced to the request budget.
+    """'Update payment method' links for each selected invoice's customer, within the request budget.
 
-    Each customer gets its own audit row (correlated to one bulk row) and its own idempotency key for this
-    run; rate-limited or network-failed requests are retried with the same key, paced like the rest.
+    Requests go out through the gateway's process-wide token bucket (Settings.request_budget per second) from
+    a few worker threads, so the run is as fast as the budget allows even when Stripe answers slowly. Each
+    customer gets its own audit row (correlated to one bulk row) and its own idempotency key for this run, so
+    the gateway's retries of a 429 or a network blip are applied once. A configuration problem (portal not
+    set up, key rejected, permission missing) stops the run at the first batch instead of failing 200 times.
     """
     s = settings or get_settings()
     ids = list(dict.fromkeys(invoice_ids))
     run_id = uuid.uuid4().hex[:16]
-    result = BulkResult(run_id=run_id)
     if not can(user, "bulk_portal_links"):
-        err = refuse(user, "bulk_portal_links", session=session, flow="payment_method_update",
+        raise refuse(user, "bulk_portal_links", session=session, flow="payment_method_update",
                      details={"invoices": len(ids)})
-        result.error = err.message
-        raise err
+    result = BulkResult(run_id=run_id)
     started = time.monotonic()
+    sent_before = requests_sent()
     rows, missing = _bulk_targets(ids, session=session)
     result.rows, result.missing_invoices = rows, missing
     parent = audit.start(
@@ -433,83 +430,54 @@ def bulk_links(
         flow="payment_method_update", correlation_id=run_id,
         details={"invoices": len(ids), "customers": len(rows), "missing_invoices": missing[:50]},
     )
-    pacer = _Pacer(s.request_budget)
     workers = max(1, min(8, int(s.request_budget)))
-    total = len(rows)
-    done = 0
-
-    def send(params: dict[str, Any], key: str, at: float) -> Any:
-        delay = at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        try:
-            return create_portal_session(params, idempotency_key=key, settings=s)
-        except GatewayError as exc:
-            return exc
-
+    batch_size = workers * 4
+    total, done = len(rows), 0
+    fatal: str | None = None
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = list(rows)
-        attempts: dict[str, int] = {}
-        audit_rows: dict[str, Any] = {}
-        keys: dict[str, str] = {}
-        batch_size = max(workers, int(s.request_budget))
-        fatal: str | None = None
-        while pending:
-            batch, pending = pending[:batch_size], pending[batch_size:]
-            futures = []
+        for first in range(0, total, batch_size):
+            batch = rows[first:first + batch_size]
+            if fatal is not None:
+                for row in batch:
+                    row.error = "Not attempted: " + fatal
+                continue
+            jobs = []
             for row in batch:
                 req = PortalRequest(row.customer_id, "payment_method_update", return_url=return_url)
                 params = req.params(s)
-                if row.customer_id not in audit_rows:
-                    keys[row.customer_id] = f"portal-bulk-{run_id}-{row.customer_id}"
-                    audit_rows[row.customer_id] = audit.start(
-                        session=session, actor=user.email, role=_role(user), action="portal_link",
-                        customer_id=row.customer_id, flow="payment_method_update", correlation_id=run_id,
-                        details={"bulk": True, "invoice_ids": row.invoice_ids[:20],
-                                 "idempotency_key": keys[row.customer_id], "return_url": params["return_url"]},
-                    )
-                attempts[row.customer_id] = attempts.get(row.customer_id, 0) + 1
-                futures.append((row, req, pool.submit(send, params, keys[row.customer_id], pacer.slot())))
-            for row, req, fut in futures:
+                key = f"portal-bulk-{run_id}-{row.customer_id}"
+                arow = audit.start(
+                    session=session, actor=user.email, role=_role(user), action="portal_link",
+                    customer_id=row.customer_id, flow="payment_method_update", correlation_id=run_id,
+                    details={"bulk": True, "invoice_ids": row.invoice_ids[:20], "idempotency_key": key,
+                             "return_url": params["return_url"]},
+                )
+                jobs.append((row, req, arow, pool.submit(_send, params, key, s, max_attempts)))
+            for row, req, arow, fut in jobs:
                 outcome = fut.result()
-                result.requests += 1
-                arow = audit_rows[row.customer_id]
                 if isinstance(outcome, GatewayError):
-                    if outcome.kind in RETRY_SAME_KEY and attempts[row.customer_id] < max_attempts:
-                        pacer.next_at = max(pacer.next_at, time.monotonic() + 1.0)  # back off a little
-                        pending.append(row)
-                        continue
                     err = portal_error(outcome, req, s)
                     row.error = err.message
                     if err.kind in FATAL_FOR_BULK:
                         fatal = err.message
                     audit.finish(arow, session=session, result="failed", error=err.message,
-                                 details={"stripe_status": outcome.status, "attempts": attempts[row.customer_id]})
+                                 details={"stripe_status": outcome.status, "request_id": outcome.request_id})
                 else:
                     row.link = outcome.url
                     row.made_at = (from_ts(outcome.created) or utcnow()).strftime("%Y-%m-%d %H:%M:%S")
-                    audit.finish(arow, session=session, result="succeeded",
-                                 details={"session_id": outcome.id, "attempts": attempts[row.customer_id]})
+                    audit.finish(arow, session=session, result="succeeded", details={"session_id": outcome.id})
                 done += 1
                 if progress:
                     progress(done, total)
-            if fatal is not None:
-                # A configuration problem fails every customer the same way: stop, and say it once.
-                for row in pending:
-                    row.error = "Not attempted: " + fatal
-                    if row.customer_id in audit_rows:
-                        audit.finish(audit_rows[row.customer_id], session=session, result="failed", error=row.error)
-                for row in rows:
-                    if not row.link and not row.error:
-                        row.error = "Not attempted: " + fatal
-                pending = []
     result.seconds = round(time.monotonic() - started, 3)
+    result.requests = requests_sent() - sent_before
     failed = result.failed
+    if failed and not result.made:
+        result.error = fatal or (rows[0].error if rows else None)
     audit.finish(
         parent, session=session, result="succeeded" if not failed else "failed",
-        error=None if not failed else f"{failed} of {len(rows)} links could not be made.",
+        error=None if not failed else f"{failed} of {total} links could not be made."
+        + (f" {fatal}" if fatal else ""),
         details={"made": result.made, "failed": failed, "requests": result.requests, "seconds": result.seconds},
     )
-    if failed and not result.made:
-        result.error = rows[0].error if rows else None
     return result

@@ -300,19 +300,16 @@ class PortalSession:
 
 
 def create_portal_session(
-    params: dict, *, idempotency_key: str, settings: Settings | None = None
+    params: dict[str, Any], *, idempotency_key: str, settings: Settings | None = None, max_attempts: int = 3,
 ) -> PortalSession:
-    """Create a billing portal session (a write: it always carries the caller's idempotency key).
+    """Create a billing portal session within the request budget (a write: always with the caller's key).
 
-    Raises GatewayError; the caller (lib/portal.py) turns portal-specific errors into portal advice.
+    Someone is waiting on a single link, so few attempts (a brief 429 or blip is retried with the same key,
+    then the user is told); bulk runs pass more. Raises GatewayError; lib/portal.py words portal advice.
     """
     client = get_client(settings)
-    try:
-        sess = client.v1.billing_portal.sessions.create(
-            params=params, options={"idempotency_key": idempotency_key}  # type: ignore[arg-type]
-        )
-    except stripe.StripeError as exc:
-        raise translate(exc) from None
+    sess = call(client.v1.billing_portal.sessions.create, params=params, idempotency_key=idempotency_key,
+                settings=settings, max_attempts=max_attempts)
     return PortalSession(id=sess.id, url=sess.url, created=int(sess.created))
 
 
