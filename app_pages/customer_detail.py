@@ -1,11 +1,208 @@
-"""Customer detail (being built)."""
+"""Customer detail: profile, balance, default card, subscriptions, invoices, cards, recent events, links to
+the Stripe Dashboard, and the portal-link and merge actions. Opened as /customer?id=cus_…"""
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
+from app_pages.components.data import query
+from app_pages.components.merge import merge_action
+from app_pages.components.portal import portal_link_action
+from app_pages.components.tables import (
+    ago,
+    dashboard_url,
+    frame,
+    link_to,
+    money_column,
+    money_lines,
+    pager,
+    pager_controls,
+)
 from lib.auth import require_page
+from lib.declines import explain
+from lib.queries import format_money
+
+P = "cd"  # widget-key prefix
+
+
+def back_link() -> None:
+    link_to("customers.py", label="Back to customer search", icon=":material/arrow_back:")
+
+
+def customer_id_from_url() -> str | None:
+    raw = st.query_params.get("id", "")
+    cid = raw.strip() if isinstance(raw, str) else ""
+    return cid or None
+
+
+def render_missing(cid: str | None) -> None:
+    st.title("Customer detail")
+    if cid is None:
+        st.info("No customer chosen: search for one and open it from the results.")
+    elif not re.fullmatch(r"cus_[A-Za-z0-9_]+", cid):
+        st.error(f"{cid!r} is not a customer id (they look like cus_NffrFeUfNV2Hib). Search for the customer "
+                 "instead.")
+    else:
+        st.error(f"Customer {cid} is not in the cache. It may be new (wait for the next sync or refresh from "
+                 "the Sync page), deleted long ago, or from the other key mode.")
+    back_link()
+
+
+def render_profile(c: dict) -> None:
+    title = c["name"] or c["email"] or c["id"]
+    st.title(title)
+    flags = []
+    if c["deleted"]:
+        flags.append(":gray-background[deleted in Stripe]")
+    if c["delinquent"]:
+        flags.append(":red-background[delinquent]")
+    st.markdown(" ".join([f"`{c['id']}`", *flags]) + f" · [Open in Stripe]({dashboard_url('customers', c['id'])})")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Email", c["email"] or "—")
+    m2.metric("Phone", c["phone"] or "—")
+    bal = c["balance"] or 0
+    m3.metric("Balance", format_money(abs(bal), c["currency"] or "usd") if bal else "0",
+              help="Stripe's customer balance: a credit is applied to the next invoices; a debit is added.")
+    m3.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
+    m4.metric("MRR", format_money(c["mrr"], c["currency"] or "usd"))
+    created = c["created"].strftime("%Y-%m-%d")
+    st.caption(f"Customer since {created} · currency {(c['currency'] or '—').upper()} · "
+               f"cached {ago(c['synced_at'])}")
+
+
+def render_actions(user, cid: str) -> None:  # noqa: ANN001
+    """The portal-link and merge actions (widgets owned by the portal and merge modules)."""
+    st.subheader("Actions")
+    a1, a2 = st.columns(2)
+    with a1:
+        portal_link_action(user, cid, key_prefix=f"{P}_portal")
+    with a2:
+        merge_action(user, cid, key_prefix=f"{P}_merge")
+
+
+def render_payment_methods(c: dict, pms: list[dict]) -> None:
+    st.subheader("Payment methods")
+    if not pms:
+        st.info("No card on file: the customer must add one (send a portal link) before invoices can be paid.")
+        return
+    default = c["default_payment_method_id"]
+    df = frame([{
+        "id": pm["id"], "default": pm["id"] == default, "brand": (pm["card_brand"] or pm["type"]).title(),
+        "last4": pm["card_last4"], "expires": f"{pm['card_exp_month']:02d}/{pm['card_exp_year']}"
+        if pm["card_exp_month"] else "", "stripe": dashboard_url("payment_methods", pm["id"]),
+    } for pm in pms])
+    st.dataframe(df, key=f"{P}_pms", hide_index=True, column_config={
+        "default": st.column_config.CheckboxColumn("Default"),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    })
+    if default and default not in {pm["id"] for pm in pms}:
+        st.caption(f"Default payment method {default} is not cached yet.")
+
+
+def render_subscriptions(subs: list[dict]) -> None:
+    st.subheader(f"Subscriptions ({len(subs)})")
+    if not subs:
+        st.info("No subscriptions.")
+        return
+    rows = []
+    for s in subs:
+        items = ", ".join(
+            f"{i['product_name'] or i['product_id'] or i['price_id']}"
+            + (f" × {i['quantity']}" if i["quantity"] != 1 else "")
+            + (f" ({format_money(i['unit_amount'], i['currency'])}/{i['interval']})" if i["unit_amount"] is not None
+               and i["interval"] else "") for i in s["items"])
+        period_end = s["current_period_end"] or next(
+            (i["current_period_end"] for i in s["items"] if i["current_period_end"]), None)
+        rows.append({
+            "id": s["id"], "status": s["status"], "items": items, "currency": s["currency"], "mrr": s["mrr"],
+            "period_end": period_end, "cancel_at_period_end": s["cancel_at_period_end"],
+            "trial_end": s["trial_end"], "stripe": dashboard_url("subscriptions", s["id"]),
+        })
+    df = frame(rows, money=("mrr",))
+    st.dataframe(df, key=f"{P}_subs", hide_index=True, column_config={
+        "items": st.column_config.TextColumn("Items", width="large"),
+        "mrr": money_column("MRR", df["currency"]),
+        "period_end": st.column_config.DatetimeColumn("Current period ends", format="YYYY-MM-DD"),
+        "cancel_at_period_end": st.column_config.CheckboxColumn("Cancels at period end"),
+        "trial_end": st.column_config.DatetimeColumn("Trial ends", format="YYYY-MM-DD"),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    })
+
+
+def render_invoices(cid: str) -> list[str]:
+    """The invoices table, paged; returns the ids shown (their events join the timeline)."""
+    page_no, size = pager(f"{P}_inv", cid)
+    page = query("customer_invoices", customer_id=cid, page=page_no, page_size=size)
+    owed = query("customer_open_amounts", customer_id=cid)
+    st.subheader(f"Invoices ({page.total_label})")
+    st.caption(f"Open and unpaid: {money_lines(owed)}")
+    if not page.rows:
+        st.info("No invoices.")
+        return []
+    rows = []
+    for inv in page.rows:
+        code = inv["decline_code"] or inv["failure_code"]
+        rows.append({
+            "id": inv["id"], "number": inv["number"], "status": inv["status"], "currency": inv["currency"],
+            "amount_due": inv["amount_due"], "amount_paid": inv["amount_paid"],
+            "amount_remaining": inv["amount_remaining"], "attempts": inv["attempt_count"],
+            "decline": f"{code}: {explain(code).meaning}" if code else "",
+            "next_retry": inv["next_payment_attempt"], "created": inv["created"],
+            "hosted": inv["hosted_invoice_url"], "stripe": dashboard_url("invoices", inv["id"]),
+        })
+    df = frame(rows, money=("amount_due", "amount_paid", "amount_remaining"))
+    st.dataframe(df, key=f"{P}_invoices", hide_index=True, column_config={
+        "amount_due": money_column("Due", df["currency"]),
+        "amount_paid": money_column("Paid", df["currency"]),
+        "amount_remaining": money_column("Remaining", df["currency"]),
+        "decline": st.column_config.TextColumn("Decline reason", width="large"),
+        "next_retry": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm"),
+        "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
+        "hosted": st.column_config.LinkColumn("Hosted invoice", display_text="Pay page"),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    })
+    pager_controls(f"{P}_inv", page)
+    return [r["id"] for r in page.rows]
+
+
+def render_timeline(cid: str, object_ids: list[str]) -> None:
+    st.subheader("Recent events")
+    events = query("customer_timeline", customer_id=cid, object_ids=tuple(object_ids))
+    if not events:
+        st.caption("No events cached for this customer yet (events arrive with each sync and webhook).")
+        return
+    df = frame(events)
+    df["stripe"] = [dashboard_url("events", e) for e in df["id"]]
+    st.dataframe(df, key=f"{P}_events", hide_index=True, column_config={
+        "created": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    })
+
+
+def render(user) -> None:  # noqa: ANN001
+    cid = customer_id_from_url()
+    customer = query("get_customer", customer_id=cid) if cid else None
+    if customer is None:
+        render_missing(cid)
+        return
+    back_link()
+    render_profile(customer)
+    pms = query("customer_payment_methods", customer_id=cid)
+    subs = query("customer_subscriptions", customer_id=cid)
+    default = next((pm for pm in pms if pm["id"] == customer["default_payment_method_id"]), None)
+    if default:
+        st.caption(f"Default card: {(default['card_brand'] or '').title()} •••• {default['card_last4']} "
+                   f"expires {default['card_exp_month']:02d}/{default['card_exp_year']}")
+    elif pms:
+        st.caption("No default payment method set: invoices fall back to the subscription's card, if any.")
+    render_actions(user, cid)
+    render_subscriptions(subs)
+    invoice_ids = render_invoices(cid)
+    render_payment_methods(customer, pms)
+    render_timeline(cid, [s["id"] for s in subs] + invoice_ids + [pm["id"] for pm in pms])
+
 
 user = require_page("customer")
-st.title("Customer detail")
-st.info("This page is being built.")
+render(user)

@@ -1,11 +1,102 @@
-"""Customers (being built)."""
+"""Customers: one search box (email any case, name without accents, cus_ id, phone, card last 4), filters,
+sorted and paged in SQL, MRR per row, click a row to open the customer, CSV of the whole result."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.components.data import fresh, query
+from app_pages.components.tables import frame, link_to, money_column, open_customer, pager, pager_controls
 from lib.auth import require_page
+from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
+
+P = "cust"  # widget-key prefix
+SORTS = {"Newest first": ("created", True), "Oldest first": ("created", False), "Highest MRR": ("mrr", True),
+         "Email A–Z": ("email", False), "Name A–Z": ("name", False), "Largest balance": ("balance", True)}
+
+
+def filters_from_widgets() -> CustomerFilters:
+    st.text_input(
+        "Search", key=f"{P}_search", placeholder="Email, name, cus_… id, phone (+1 415…) or card last 4",
+        help="Email matches any case, with or without a +tag; names match without accents.",
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    c1.checkbox("Delinquent only", key=f"{P}_delinquent")
+    c1.checkbox("Has an unpaid invoice", key=f"{P}_unpaid")
+    c2.selectbox("Subscription status", ["Any", *SUBSCRIPTION_STATUSES], key=f"{P}_sub_status")
+    currencies = query("customer_currencies")
+    c2.selectbox("Currency", ["Any", *[c.upper() for c in currencies]], key=f"{P}_currency")
+    c3.date_input("Created from", value=None, key=f"{P}_from")
+    c3.date_input("Created to", value=None, key=f"{P}_to")
+    c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+    c4.checkbox("Include deleted customers", key=f"{P}_deleted")
+    sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
+    status = st.session_state.get(f"{P}_sub_status")
+    currency = st.session_state.get(f"{P}_currency")
+    return CustomerFilters(
+        q=st.session_state.get(f"{P}_search") or "",
+        delinquent=bool(st.session_state.get(f"{P}_delinquent")),
+        unpaid=bool(st.session_state.get(f"{P}_unpaid")),
+        sub_status=None if status in (None, "Any") else status,
+        currency=None if currency in (None, "Any") else currency.lower(),
+        created_from=st.session_state.get(f"{P}_from"), created_to=st.session_state.get(f"{P}_to"),
+        include_deleted=bool(st.session_state.get(f"{P}_deleted")), sort=sort, descending=desc,
+    )
+
+
+def render_results(filters: CustomerFilters) -> None:
+    page_no, size = pager(P, filters)
+    try:
+        page = query("search_customers", filters=filters, page=page_no, page_size=size)
+    except SearchError as exc:
+        st.warning(str(exc), icon=":material/search_off:")
+        return
+    if not page.rows:
+        st.info("No customer matches. Check the spelling, try part of the name or the email without its "
+                "+tag, or clear the filters." if filters != CustomerFilters() else
+                "The cache holds no customers yet: run a sync from the Sync page.")
+        return
+    st.caption(f"{page.total_label} customer(s) · MRR is per customer, in the customer's currency")
+    df = frame(page.rows, money=("mrr", "balance"))
+    df.insert(1, "open", [f"customer?id={cid}" for cid in df["id"]])
+    event = st.dataframe(
+        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
+        column_order=["id", "open", "email", "name", "phone", "created", "currency", "mrr", "balance",
+                      "delinquent", "deleted"],
+        column_config={
+            "id": st.column_config.TextColumn("Customer"),
+            "open": st.column_config.LinkColumn("Detail", display_text="Open"),
+            "email": "Email", "name": "Name", "phone": "Phone",
+            "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
+            "currency": "Currency",
+            "mrr": money_column("MRR", df["currency"]),
+            "balance": money_column("Balance", df["currency"],
+                                    help="Negative = credit the customer holds; positive = owed."),
+            "delinquent": st.column_config.CheckboxColumn("Delinquent"),
+            "deleted": st.column_config.CheckboxColumn("Deleted"),
+        },
+    )
+    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    if rows:
+        open_customer(str(df.iloc[rows[0]]["id"]))
+    if len(page.rows) == 1:
+        only = page.rows[0]
+        link_to("customer_detail.py", label=f"Open {only['email'] or only['name'] or only['id']}",
+                     icon=":material/person:", query_params={"id": only["id"]})
+    else:
+        st.caption("Select a row (left edge) to open the customer.")
+    pager_controls(P, page)
+    st.download_button(
+        "Download CSV (all pages)", key=f"{P}_csv", file_name="customers.csv", mime="text/csv",
+        data=lambda: fresh("export_customers_csv", filters=filters), icon=":material/download:",
+    )
+
+
+def render() -> None:
+    st.title("Customers")
+    filters = filters_from_widgets()
+    render_results(filters)
+
 
 user = require_page("customers")
-st.title("Customers")
-st.info("This page is being built.")
+render()

@@ -1,11 +1,215 @@
-"""Failed invoices (being built)."""
+"""Failed invoices (finance): money at risk per currency, why payments failed and what to do, age buckets,
+next retries, failed vs recovered per week, recovery rate, a follow-up per invoice, bulk portal links, CSV."""
 
 from __future__ import annotations
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
-from lib.auth import require_page
+from app_pages.components import data
+from app_pages.components.data import fresh, query
+from app_pages.components.portal import bulk_portal_links_action
+from app_pages.components.tables import frame, money_column, money_lines, pager, pager_controls
+from lib import followups
+from lib.auth import can, require_page
+from lib.db import session_scope
+from lib.declines import explain
+from lib.queries import AGE_BUCKETS, FailedFilters, format_money
+
+P = "fi"  # widget-key prefix
+SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
+         "Newest first": ("created", True), "Next retry soonest": ("next_retry", False)}
+ANY = "Any"
+
+
+def filters_from_widgets() -> FailedFilters:
+    codes = query("decline_codes")
+    currencies = query("failed_currencies")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox("Decline code", [ANY, *codes], key=f"{P}_decline",
+                 format_func=lambda c: c if c == ANY else (c or "(no code)"))
+    c1.selectbox("Currency", [ANY, *[c.upper() for c in currencies]], key=f"{P}_currency")
+    c2.selectbox("Invoice status", [ANY, "open", "uncollectible"], key=f"{P}_status")
+    c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
+    c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
+    c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+
+    def pick(name: str) -> str | None:
+        value = st.session_state.get(f"{P}_{name}")
+        return None if value in (None, ANY) else value
+
+    sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
+    return FailedFilters(decline_code=pick("decline"), currency=(pick("currency") or "").lower() or None,
+                         status=pick("status"), followup=pick("followup"), age=pick("age"), sort=sort,
+                         descending=desc)
+
+
+def render_summary(filters: FailedFilters) -> None:
+    at_risk = query("at_risk_by_currency", filters=filters)
+    if not at_risk:
+        return
+    cols = st.columns(min(4, len(at_risk)))
+    for i, r in enumerate(at_risk):
+        cols[i % len(cols)].metric(f"At risk · {r['currency'].upper()}", format_money(r["amount"], r["currency"]),
+                                   help="Amount remaining on failed invoices in this currency")
+        cols[i % len(cols)].caption(f"{r['invoices']:,} invoice(s)")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Why payments failed")
+        codes = query("failed_by_decline_code", filters=filters)
+        df = frame(codes, money=("amount",))
+        st.dataframe(df, key=f"{P}_codes", hide_index=True,
+                     column_order=["code", "currency", "invoices", "amount", "meaning", "next_step"],
+                     column_config={"code": "Decline code", "amount": money_column("At risk", df["currency"]),
+                                    "meaning": st.column_config.TextColumn("Meaning", width="medium"),
+                                    "next_step": st.column_config.TextColumn("Suggested next step", width="large")})
+    with right:
+        st.subheader("Age")
+        ages = query("failed_by_age", filters=filters)
+        df = frame(ages, money=("amount",))
+        st.dataframe(df, key=f"{P}_ages", hide_index=True, column_config={
+            "age": "Since created", "amount": money_column("At risk", df["currency"])})
+
+
+def render_recovery() -> None:
+    st.subheader("Failed vs recovered, last 12 months")
+    currencies = query("failed_currencies")
+    if not currencies:
+        st.caption("No failed payments in the cache.")
+        return
+    cur = st.selectbox("Chart currency", [c.upper() for c in currencies], key=f"{P}_chart_currency",
+                       help="Amounts are never added across currencies: pick one.").lower()
+    rec = query("recovery", currency=cur)
+    rate = next((r for r in rec.rates if r["currency"] == cur), None)
+    if rate:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Failed", format_money(rate["failed"], cur))
+        c2.metric("Recovered", format_money(rate["recovered"], cur))
+        c3.metric("Recovery rate", f"{rate['rate']:.0%}" if rate["rate"] is not None else "—",
+                  help="Recovered ÷ failed amount over the last 12 months")
+    if rec.weekly:
+        df = frame(rec.weekly, money=("amount",))
+        df["week"] = pd.to_datetime(df["week"])
+        chart = alt.Chart(df).mark_bar().encode(
+            x=alt.X("week:T", title="Week"), xOffset="kind:N",
+            y=alt.Y("amount:Q", title=f"Amount ({cur.upper()})"),
+            color=alt.Color("kind:N", title="", scale=alt.Scale(domain=["failed", "recovered"],
+                                                                 range=["#d62728", "#2ca02c"])),
+            tooltip=["week:T", "kind:N", alt.Tooltip("amount:Q", format=",.2f")],
+        ).properties(height=260)
+        st.altair_chart(chart, key=f"{P}_chart")
+
+
+def _save_followup(user_email: str, role: str) -> None:
+    """Button callback: save before the rerun, so the table below already shows the new status."""
+    invoice_id = st.session_state.get(f"{P}_fu_invoice")
+    try:
+        with session_scope() as session:
+            followups.set_followup(session=session, invoice_id=invoice_id, actor=user_email, role=role,
+                                   status=st.session_state.get(f"{P}_fu_status", "open"),
+                                   note=st.session_state.get(f"{P}_fu_note", ""))
+    except followups.FollowupError as exc:
+        st.session_state[f"{P}_fu_error"] = str(exc)
+        return
+    except Exception:  # noqa: BLE001 — never a traceback; nothing was half-written (one transaction)
+        st.session_state[f"{P}_fu_error"] = "Could not save the follow-up: the cache database did not answer. " \
+                                            "Try again in a moment."
+        return
+    data.clear()
+    st.session_state[f"{P}_fu_saved"] = f"Follow-up for {invoice_id} saved."
+
+
+def _load_followup() -> None:
+    """When another invoice is picked, show its current status and note in the editor."""
+    invoice_id = st.session_state.get(f"{P}_fu_invoice")
+    with session_scope() as session:
+        row = followups.get(session=session, invoice_id=invoice_id) if invoice_id else None
+    st.session_state[f"{P}_fu_status"] = row.status if row else "open"
+    st.session_state[f"{P}_fu_note"] = row.note if row else ""
+
+
+def render_followup_editor(user, rows: list[dict]) -> None:  # noqa: ANN001
+    st.subheader("Follow-up")
+    if not can(user, "followup"):
+        st.caption("Only finance and admins can change follow-ups; you can read them in the table.")
+        return
+    labels = {r["id"]: f"{r['id']} · {r['customer_email'] or r['customer_id']} · "
+                       f"{format_money(r['amount_remaining'], r['currency'])}" for r in rows}
+    if st.session_state.get(f"{P}_fu_invoice") not in labels:
+        st.session_state[f"{P}_fu_invoice"] = rows[0]["id"]
+        _load_followup()
+    with st.container(border=True):
+        st.selectbox("Invoice (this page)", list(labels), key=f"{P}_fu_invoice", format_func=labels.get,
+                     on_change=_load_followup)
+        st.radio("Status", followups.STATUSES, key=f"{P}_fu_status", horizontal=True)
+        st.text_area("Note", key=f"{P}_fu_note", max_chars=followups.MAX_NOTE,
+                     placeholder="e.g. Emailed on Monday; customer promised to pay by Friday")
+        st.button("Save follow-up", key=f"{P}_fu_save", type="primary", on_click=_save_followup,
+                  args=(user.email, user.role_label))
+        if msg := st.session_state.pop(f"{P}_fu_saved", None):
+            st.toast(msg, icon=":material/check:")
+            st.success(msg)
+        if err := st.session_state.pop(f"{P}_fu_error", None):
+            st.error(err)
+        with session_scope() as session:
+            past = followups.history(session=session, invoice_id=st.session_state[f"{P}_fu_invoice"])
+        if past:
+            st.caption("History")
+            st.dataframe(pd.DataFrame(past), key=f"{P}_fu_history", hide_index=True, column_config={
+                "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm")})
+
+
+def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
+    st.subheader("Worklist")
+    page_no, size = pager(P, filters)
+    page = query("failed_invoices", filters=filters, page=page_no, page_size=size)
+    if not page.rows:
+        st.info("No failed invoice matches these filters." if filters != FailedFilters()
+                else "No failed payments: nothing is at risk right now.")
+        return
+    st.caption(f"{page.total_label} failed invoice(s) · at risk: "
+               f"{money_lines(query('at_risk_by_currency', filters=filters))}")
+    df = frame(page.rows, money=("amount_remaining", "amount_due"))
+    df["customer"] = [f"customer?id={c}" for c in df["customer_id"]]
+    event = st.dataframe(
+        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
+        column_order=["id", "customer", "customer_email", "status", "currency", "amount_remaining", "attempt_count",
+                      "code", "next_step", "next_payment_attempt", "age_days", "followup_status", "followup_note",
+                      "followup_by", "hosted_invoice_url"],
+        column_config={
+            "id": "Invoice", "customer": st.column_config.LinkColumn("Customer", display_text="Open"),
+            "customer_email": "Email", "amount_remaining": money_column("At risk", df["currency"]),
+            "attempt_count": st.column_config.NumberColumn("Attempts"),
+            "code": "Decline code", "next_step": st.column_config.TextColumn("Suggested next step", width="medium"),
+            "next_payment_attempt": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm",
+                                                                    help="Empty: no automatic retry is scheduled"),
+            "age_days": st.column_config.NumberColumn("Age (days)"),
+            "followup_status": "Follow-up", "followup_note": "Note", "followup_by": "By",
+            "hosted_invoice_url": st.column_config.LinkColumn("Hosted invoice", display_text="Pay page"),
+        },
+    )
+    pager_controls(P, page)
+    selected = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    ids = [str(df.iloc[i]["id"]) for i in selected]
+    st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
+                       mime="text/csv", icon=":material/download:",
+                       data=lambda: fresh("export_failed_csv", filters=filters))
+    st.caption("Select rows to make update-payment links for their customers.")
+    bulk_portal_links_action(user, ids, key_prefix=P)
+    render_followup_editor(user, page.rows)
+    if filters.decline_code is not None:
+        d = explain(filters.decline_code)
+        st.info(f"**{d.code}** — {d.meaning} Next step: {d.next_step}")
+
+
+def render(user) -> None:  # noqa: ANN001
+    st.title("Failed invoices")
+    filters = filters_from_widgets()
+    render_summary(filters)
+    render_worklist(user, filters)
+    render_recovery()
+
 
 user = require_page("failed-invoices")
-st.title("Failed invoices")
-st.info("This page is being built.")
+render(user)

@@ -1,18 +1,43 @@
-"""Overview: which Stripe account and mode, which database, how fresh the cache is."""
+"""Overview: the account and mode, cache size and freshness, MRR and money at risk per currency."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.components.data import query
+from app_pages.components.tables import ago, link_to, money_lines
 from lib.auth import require_page
 from lib.config import get_settings
 
-user = require_page("overview")
-settings = get_settings()
+P = "ov"  # widget-key prefix
 
-st.title("Billing Console")
-st.write(f"Signed in as **{user.email}** ({user.role_label}).")
-col1, col2 = st.columns(2)
-col1.metric("Stripe key", settings.key_hint.upper())
-col1.caption("Local sandbox at " + settings.stripe_api_base if settings.uses_sandbox else "api.stripe.com")
-col2.metric("Cache database", settings.database_kind)
+
+def render(user) -> None:  # noqa: ANN001
+    settings = get_settings()
+    st.title("Billing Console")
+    st.write(f"Signed in as **{user.email}** ({user.role_label}).")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Stripe key", settings.key_hint.upper())
+    c1.caption("Local sandbox at " + settings.stripe_api_base if settings.uses_sandbox else "api.stripe.com")
+    c2.metric("Cache database", settings.database_kind)
+    c2.caption(f"Refreshed {ago(query('cache_freshness'))}")
+    sizes = query("table_estimates")
+    c3.metric("Customers", f"{sizes['customers']:,}")
+    c3.caption(f"{sizes['subscriptions']:,} subscriptions · {sizes['invoices']:,} invoices (approximate)")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("MRR")
+        mrr = query("mrr_by_currency")
+        st.markdown(money_lines(mrr, "mrr"))
+        st.caption("Active and past-due subscriptions, per currency (never added across currencies).")
+        link_to("subscriptions.py", label="Subscriptions", icon=":material/autorenew:")
+    with right:
+        st.subheader("At risk")
+        st.markdown(money_lines(query("at_risk_by_currency")))
+        st.caption("Amount remaining on open invoices whose payment failed, and uncollectible ones.")
+        link_to("failed_invoices.py", label="Failed invoices", icon=":material/money_off:")
+    link_to("customers.py", label="Find a customer", icon=":material/search:")
+
+
+user = require_page("overview")
+render(user)

@@ -1,11 +1,113 @@
-"""Subscriptions (being built)."""
+"""Subscriptions: filter by status, product, price, interval, currency, cancel-at-period-end and trials
+ending soon; MRR per row; counts and MRR per status and currency; CSV of the whole result."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from app_pages.components.data import fresh, query
+from app_pages.components.tables import frame, money_column, open_customer, pager, pager_controls
 from lib.auth import require_page
+from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
+
+P = "subs"  # widget-key prefix
+SORTS = {"Newest first": ("created", True), "Highest MRR": ("mrr", True),
+         "Period ends soonest": ("current_period_end", False)}
+
+
+def filters_from_widgets() -> SubscriptionFilters:
+    choices = query("subscription_choices")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.multiselect("Status", SUBSCRIPTION_STATUSES, key=f"{P}_status", placeholder="Any status")
+    c1.selectbox("Currency", ["Any", *[label for _, label in choices["currencies"]]], key=f"{P}_currency")
+    products = {label: pid for pid, label in choices["products"]}
+    c2.selectbox("Product", ["Any", *products], key=f"{P}_product")
+    c2.selectbox("Price", ["Any", *[p for p, _ in choices["prices"]]], key=f"{P}_price")
+    c3.selectbox("Billing interval", ["Any", "day", "week", "month", "year"], key=f"{P}_interval")
+    c3.checkbox("Cancels at period end", key=f"{P}_cape")
+    c4.number_input("Trial ends within (days)", min_value=0, max_value=365, value=None, step=1,
+                    key=f"{P}_trial_days", placeholder="any", help="Only trialing subscriptions whose trial "
+                    "ends between now and this many days from now.")
+    c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+
+    def pick(name: str) -> str | None:
+        value = st.session_state.get(f"{P}_{name}")
+        return None if value in (None, "Any") else value
+
+    sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
+    days = st.session_state.get(f"{P}_trial_days")
+    return SubscriptionFilters(
+        statuses=tuple(st.session_state.get(f"{P}_status") or ()),
+        product_id=products.get(pick("product") or ""), price_id=pick("price"), interval=pick("interval"),
+        currency=(pick("currency") or "").lower() or None, cancel_at_period_end=bool(st.session_state.get(f"{P}_cape")),
+        trial_ending_days=None if days is None else int(days), sort=sort, descending=desc,
+    )
+
+
+def render_totals(filters: SubscriptionFilters) -> None:
+    totals = query("subscription_totals", filters=filters)
+    if not totals:
+        return
+    by_currency: dict[str, dict[str, int]] = {}
+    for t in totals:
+        cur = by_currency.setdefault(t["currency"] or "—", {"count": 0, "mrr": 0})
+        cur["count"] += t["count"]
+        if t["status"] in ("active", "past_due", "trialing"):
+            cur["mrr"] += t["mrr"]
+    cols = st.columns(min(4, len(by_currency)))
+    for i, (cur, v) in enumerate(sorted(by_currency.items())):
+        cols[i % len(cols)].metric(f"MRR {cur.upper()}", format_money(v["mrr"], cur),
+                                   help="Active, past-due and trialing subscriptions of the current filter")
+        cols[i % len(cols)].caption(f"{v['count']:,} subscriptions")
+    table = pd.DataFrame(totals)
+    pivot = table.pivot_table(index="status", columns="currency", values="count", aggfunc="sum", fill_value=0)
+    pivot.columns = [str(c).upper() for c in pivot.columns]
+    with st.expander("Counts and MRR per status and currency"):
+        st.dataframe(pivot, key=f"{P}_counts")
+        st.dataframe(frame(totals, money=("mrr",)), key=f"{P}_totals", hide_index=True, column_config={
+            "mrr": money_column("MRR", [t["currency"] for t in totals])})
+
+
+def render_table(filters: SubscriptionFilters) -> None:
+    page_no, size = pager(P, filters)
+    page = query("list_subscriptions", filters=filters, page=page_no, page_size=size)
+    if not page.rows:
+        st.info("No subscription matches these filters: clear some of them." if filters != SubscriptionFilters()
+                else "The cache holds no subscriptions yet: run a sync from the Sync page.")
+        return
+    st.caption(f"{page.total_label} subscription(s)")
+    df = frame(page.rows, money=("mrr",))
+    df.insert(1, "open", [f"customer?id={c}" for c in df["customer_id"]])
+    event = st.dataframe(
+        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
+        column_order=["id", "open", "customer_email", "status", "plan", "interval", "currency", "mrr",
+                      "current_period_end", "cancel_at_period_end", "trial_end", "created"],
+        column_config={
+            "id": "Subscription", "open": st.column_config.LinkColumn("Customer", display_text="Open"),
+            "customer_email": "Email", "plan": st.column_config.TextColumn("Items", width="medium"),
+            "mrr": money_column("MRR", df["currency"]),
+            "current_period_end": st.column_config.DatetimeColumn("Period ends", format="YYYY-MM-DD"),
+            "cancel_at_period_end": st.column_config.CheckboxColumn("Cancels at period end"),
+            "trial_end": st.column_config.DatetimeColumn("Trial ends", format="YYYY-MM-DD"),
+            "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
+        },
+    )
+    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    if rows:
+        open_customer(str(df.iloc[rows[0]]["customer_id"]))
+    pager_controls(P, page)
+    st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="subscriptions.csv",
+                       mime="text/csv", icon=":material/download:",
+                       data=lambda: fresh("export_subscriptions_csv", filters=filters))
+
+
+def render() -> None:
+    st.title("Subscriptions")
+    filters = filters_from_widgets()
+    render_totals(filters)
+    render_table(filters)
+
 
 user = require_page("subscriptions")
-st.title("Subscriptions")
-st.info("This page is being built.")
+render()

@@ -1,11 +1,134 @@
-"""Sync (being built)."""
+"""Sync health: recent runs with figures and errors, cursor age per resource, webhook deliveries, and a
+"Refresh now" button that runs the same incremental sync as `python -m lib sync`."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from lib.auth import require_page
+from app_pages.components import data
+from app_pages.components.data import query
+from app_pages.components.tables import ago, frame
+from lib.auth import can, require_page
+
+P = "sync"  # widget-key prefix
+
+
+def _run_refresh() -> None:
+    """Run an incremental sync with a live progress bar; the outcome is kept for the next render."""
+    try:
+        from lib.sync import run_sync
+    except ImportError:
+        st.session_state[f"{P}_outcome"] = ("error", "The sync engine is not installed in this build; "
+                                            "run `python -m lib sync` from a shell instead.")
+        return
+    with st.status("Refreshing from Stripe…", expanded=True) as status:
+        bar = st.progress(0.0, text="Starting…")
+        seen: dict[str, int] = {}
+
+        def progress(resource: str, count: int) -> None:
+            seen[resource] = count
+            done = sum(seen.values())
+            bar.progress(min(0.99, len(seen) / 8 + done / (done + 500) / 8),
+                         text=f"{resource}: {count:,} object(s) · {done:,} in total")
+
+        try:
+            result = run_sync(mode="incremental", progress=progress)
+        except Exception as exc:  # noqa: BLE001 — the UI must not show a traceback
+            status.update(label="Refresh failed", state="error")
+            st.session_state[f"{P}_outcome"] = (
+                "error", f"The refresh stopped: {exc}. The cache keeps what was written so far; press Refresh "
+                         "now again to resume from where it stopped.")
+            return
+        bar.progress(1.0, text="Done")
+        data.clear()
+        counts = ", ".join(f"{k}: {v:,}" for k, v in (result.counts or {}).items()) or "no changes"
+        if result.status == "succeeded":
+            status.update(label="Refresh finished", state="complete", expanded=False)
+            st.session_state[f"{P}_outcome"] = ("ok", f"Refreshed in {result.seconds:.1f} s — {counts}.")
+        elif result.status == "skipped":
+            status.update(label="Another sync is running", state="complete", expanded=False)
+            st.session_state[f"{P}_outcome"] = ("info", "Another sync is already running (another replica or the "
+                                                "worker); its results will show here when it finishes.")
+        else:
+            status.update(label="Refresh failed", state="error")
+            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {result.error or 'unknown error'}. "
+                                                "Press Refresh now to resume; written pages are kept.")
+
+
+def render_refresh(user) -> None:  # noqa: ANN001
+    if not can(user, "refresh"):
+        st.caption("Your role cannot start a refresh.")
+        return
+    if st.button("Refresh now", key=f"{P}_refresh", type="primary", icon=":material/sync:"):
+        _run_refresh()
+    outcome = st.session_state.pop(f"{P}_outcome", None)
+    if outcome:
+        kind, message = outcome
+        {"ok": st.success, "info": st.info, "error": st.error}[kind](message)
+        if kind == "ok":
+            st.toast(message, icon=":material/check:")
+
+
+def render_runs() -> None:
+    st.subheader("Recent sync runs")
+    runs = query("recent_sync_runs")
+    if not runs:
+        st.info("No sync has run yet: press Refresh now, or start the worker (`python -m lib sync`).")
+        return
+    rows = []
+    for r in runs:
+        took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+        rows.append({"started": r["started_at"], "mode": r["mode"], "status": r["status"],
+                     "seconds": round(took, 1) if took is not None else None,
+                     "objects": sum(v for v in (r["counts"] or {}).values() if isinstance(v, int)),
+                     "counts": ", ".join(f"{k} {v}" for k, v in (r["counts"] or {}).items()),
+                     "requests": r["requests"], "error": r["error"] or "", "host": r["host"] or ""})
+    st.dataframe(frame(rows), key=f"{P}_runs", hide_index=True, column_config={
+        "started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
+        "counts": st.column_config.TextColumn("Written per resource", width="medium"),
+        "error": st.column_config.TextColumn("Error", width="large")})
+    failed = [r for r in runs[:1] if r["status"] == "failed"]
+    if failed:
+        st.error(f"The last run failed: {failed[0]['error'] or 'no error recorded'}. Press Refresh now to resume.")
+
+
+def render_cursors() -> None:
+    st.subheader("Cursors per resource")
+    states = query("sync_states")
+    if not states:
+        st.caption("No resource has been synced yet.")
+        return
+    rows = [{"resource": s["resource"], "event cursor age (min)": s["cursor_age_minutes"],
+             "backfill": "done" if s["backfill_completed_at"] else ("in progress" if s["backfill_cursor"]
+                                                                    else "not started"),
+             "backfill finished": s["backfill_completed_at"], "updated": s["updated_at"]} for s in states]
+    st.dataframe(frame(rows), key=f"{P}_cursors", hide_index=True, column_config={
+        "backfill finished": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+
+
+def render_webhooks() -> None:
+    st.subheader("Webhook deliveries")
+    hooks = query("webhook_stats")
+    c1, c2 = st.columns(2)
+    c1.metric("Received in the last 24 h", f"{hooks['last_24h']:,}")
+    c2.metric("Last received", ago(hooks["last_received"]))
+    if hooks["recent"]:
+        st.dataframe(frame(hooks["recent"]), key=f"{P}_hooks", hide_index=True, column_config={
+            "created": st.column_config.DatetimeColumn("Event time", format="YYYY-MM-DD HH:mm:ss"),
+            "processed_at": st.column_config.DatetimeColumn("Received", format="YYYY-MM-DD HH:mm:ss")})
+    else:
+        st.caption("No webhook delivery received yet. Point a Stripe webhook endpoint at /webhooks/stripe "
+                   "(see docs/operations.md); until then the sync polls the Events API.")
+
+
+def render(user) -> None:  # noqa: ANN001
+    st.title("Sync")
+    render_refresh(user)
+    render_runs()
+    render_cursors()
+    render_webhooks()
+
 
 user = require_page("sync")
-st.title("Sync")
-st.info("This page is being built.")
+render(user)

@@ -1,0 +1,128 @@
+"""Display helpers shared by the pages: money columns, timestamps, a pager and a dataframe frame."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from lib import access
+from lib.config import get_settings
+from lib.queries import PAGE_SIZES, Page, format_money, minor_to_major
+
+_SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
+
+
+def money_format(currencies: Iterable[str | None]) -> str:
+    """A NumberColumn format: the currency's symbol when the table holds one currency, else plain."""
+    found = {c for c in currencies if c}
+    if len(found) == 1:
+        only = found.pop()
+        return _SYMBOL_FORMATS.get(only, "%.0f" if only in ("krw", "vnd") else "%.2f")
+    return "%.2f"
+
+
+def money_column(label: str, currencies: Iterable[str | None], help: str | None = None) -> Any:
+    return st.column_config.NumberColumn(label, format=money_format(currencies),
+                                         help=help or "In the row's currency (see the Currency column).")
+
+
+def frame(rows: list[dict[str, Any]], money: Iterable[str] = (), columns: list[str] | None = None) -> pd.DataFrame:
+    """One page of rows as a DataFrame, money converted from minor to major units per row's currency."""
+    df = pd.DataFrame(rows, columns=columns or (list(rows[0]) if rows else None))
+    for col in money:
+        if col in df:
+            pairs = zip(df[col], df.get("currency", [None] * len(df)), strict=True)
+            df[col] = [minor_to_major(a, c) for a, c in pairs]
+    if "currency" in df:
+        df["currency"] = df["currency"].str.upper()
+    return df
+
+
+def dashboard_url(kind: str, object_id: str) -> str:
+    """Link to an object in the Stripe Dashboard, under /test/ for test keys."""
+    return f"{get_settings().dashboard_path}{kind}/{object_id}"
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    """'3 min ago', '2 h ago', '5 days ago'."""
+    if when is None:
+        return "never"
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400 * 2:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+def money_lines(rows: list[dict[str, Any]], amount: str = "amount") -> str:
+    """'1,200.00 USD · 30,000 JPY': one figure per currency, never added across currencies."""
+    return " · ".join(format_money(r[amount], r["currency"]) for r in rows) or "none"
+
+
+def pager(prefix: str, signature: Any) -> tuple[int, int]:
+    """The current page and page size for a table; back to page 1 whenever the filters change."""
+    if st.session_state.get(f"{prefix}_sig") != signature:
+        st.session_state[f"{prefix}_sig"] = signature
+        st.session_state[f"{prefix}_page"] = 1
+    size = st.session_state.get(f"{prefix}_size", PAGE_SIZES[0])
+    return int(st.session_state.get(f"{prefix}_page", 1)), int(size)
+
+
+def pager_controls(prefix: str, page: Page) -> None:
+    """Previous / next buttons, the page position and the page size under a table."""
+    left, mid, right, size = st.columns([1, 3, 1, 1])
+    if left.button("← Previous", key=f"{prefix}_prev", disabled=page.page <= 1):
+        st.session_state[f"{prefix}_page"] = max(1, page.page - 1)
+        st.rerun()
+    shown_from = (page.page - 1) * page.page_size + (1 if page.rows else 0)
+    shown_to = (page.page - 1) * page.page_size + len(page.rows)
+    of = f" of {page.total_label}" if page.total is not None else ""
+    mid.caption(f"Page {page.page} · rows {shown_from:,}–{shown_to:,}{of}")
+    if right.button("Next →", key=f"{prefix}_next", disabled=not page.has_more):
+        st.session_state[f"{prefix}_page"] = page.page + 1
+        st.rerun()
+    size.selectbox("Rows per page", PAGE_SIZES, key=f"{prefix}_size", label_visibility="collapsed")
+
+
+def safe(message: str) -> Any:
+    """Decorator for page sections: a database error becomes one clear message, never a traceback."""
+    def wrap(fn: Any) -> Any:
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 — the UI must never show a traceback
+                if type(exc).__module__.startswith("streamlit"):
+                    raise
+                st.error(f"{message} ({type(exc).__name__}). Check that the cache database is reachable "
+                         "(Sync page) and reload; if it persists, tell an admin.")
+                return None
+        return inner
+    return wrap
+
+
+def link_to(page_file: str, label: str, *, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
+    """`st.page_link` to another page; a plain link when the page runs outside `st.navigation` (AppTest)."""
+    try:
+        st.page_link(f"app_pages/{page_file}", label=label, icon=icon, query_params=query_params)
+    except StreamlitPageNotFoundError:
+        spec = next(p for p in access.PAGES if p.file == page_file)
+        query = ("?" + urlencode(query_params)) if query_params else ""
+        st.markdown(f"[{label}]({spec.key}{query})")
+
+
+def open_customer(customer_id: str) -> None:
+    """Go to the customer's detail page (selection events on the tables call this)."""
+    try:
+        st.switch_page("app_pages/customer_detail.py", query_params={"id": customer_id})
+    except StreamlitPageNotFoundError:
+        st.query_params["id"] = customer_id
+        link_to("customer_detail.py", f"Open {customer_id}", query_params={"id": customer_id})

@@ -1,0 +1,766 @@
+"""Every query the dashboard pages run: pure functions over the cache, filtered, sorted and paged in SQL.
+
+Rules: never load a whole table; a page fetches `page_size + 1` rows (to know whether there is a next
+page); totals are counted with a LIMIT-bounded subquery (`COUNT_CAP`) so a broad filter over a million
+rows stays fast; CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in
+minor units per currency and is never summed across currencies. The same SQL runs on SQLite and
+PostgreSQL (the few dialect differences are in `_prefix` and `_epoch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import IO, Any
+
+from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, literal_column, or_, select, text
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from lib.declines import explain
+from lib.models import (
+    Customer,
+    Invoice,
+    InvoiceFollowup,
+    PaymentMethod,
+    StripeEvent,
+    Subscription,
+    SubscriptionItem,
+    SyncRun,
+    SyncState,
+    utcnow,
+)
+from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
+
+COUNT_CAP = 10_000
+PAGE_SIZES = (25, 50, 100)
+MAX_SEARCH_LEN = 200
+ZERO_DECIMAL = frozenset({
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
+    "xpf",
+})
+SUBSCRIPTION_STATUSES = (
+    "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused",
+)
+FOLLOWUP_STATUSES = ("open", "contacted", "promised", "resolved")
+AGE_BUCKETS = ("0–7 days", "8–30 days", "31–60 days", "over 60 days")
+_MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Monday
+
+
+# --- shared helpers ---------------------------------------------------------------------------------
+
+
+def minor_to_major(amount: int | None, currency: str | None) -> float | None:
+    """Minor units (cents) → major units, respecting zero-decimal currencies such as JPY."""
+    if amount is None:
+        return None
+    return float(amount) if (currency or "").lower() in ZERO_DECIMAL else amount / 100
+
+
+def format_money(amount: int | None, currency: str | None) -> str:
+    """'1,234.50 USD' / '1,200 JPY': one currency per string, never a sum across currencies."""
+    if amount is None:
+        return ""
+    cur = (currency or "").lower()
+    value = minor_to_major(amount, cur) or 0
+    text = f"{value:,.0f}" if cur in ZERO_DECIMAL else f"{value:,.2f}"
+    return f"{text} {cur.upper()}".strip()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows plus a bounded total (`total_capped` means "at least `total`")."""
+
+    rows: list[dict[str, Any]]
+    page: int
+    page_size: int
+    has_more: bool
+    total: int | None = None
+    total_capped: bool = False
+
+    @property
+    def total_label(self) -> str:
+        if self.total is None:
+            return ""
+        return f"{self.total:,}+" if self.total_capped else f"{self.total:,}"
+
+    @property
+    def last_page(self) -> int:
+        """The last reachable page number (1-based), bounded by the count cap."""
+        if self.total is None:
+            return self.page + (1 if self.has_more else 0)
+        return max(1, -(-self.total // self.page_size))
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _prefix(session: Session, column: Any, value: str) -> ColumnElement[bool]:
+    """`column` starts with `value`, in a form each database answers from a b-tree index.
+
+    SQLite's LIKE is case-insensitive and skips the index, so it gets a range; PostgreSQL's LIKE 'x%' uses
+    the text_pattern_ops index declared in lib/models.py.
+    """
+    if _dialect(session) == "sqlite":
+        return and_(column >= value, column < value + "\U0010ffff")
+    return column.like(_escape_like(value) + "%", escape="\\")
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    """Seconds since 1970 of a datetime column, on either database."""
+    if _dialect(session) == "sqlite":
+        return func.cast(func.strftime("%s", column), Invoice.attempt_count.type)
+    return func.extract("epoch", column)
+
+
+def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many rows `stmt` matches, counting at most cap+1 of them: (count, capped)."""
+    sub = stmt.with_only_columns(literal(1)).order_by(None).limit(cap + 1).subquery()
+    n = session.execute(select(func.count()).select_from(sub)).scalar_one()
+    return (cap, True) if n > cap else (n, False)
+
+
+def _page(session: Session, stmt: Select, page: int, page_size: int, count: bool = True) -> Page:
+    page = max(1, int(page))
+    page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
+    rows = [dict(r) for r in session.execute(stmt.offset((page - 1) * page_size).limit(page_size + 1)).mappings()]
+    has_more = len(rows) > page_size
+    total, capped = _bounded_count(session, stmt) if count else (None, False)
+    return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=has_more, total=total,
+                total_capped=capped)
+
+
+def _day_start(d: date | None) -> datetime | None:
+    return datetime.combine(d, time.min, UTC) if d else None
+
+
+def stream_csv(
+    session: Session, stmt: Select, columns: list[str], *, transform: Callable[[dict], dict] | None = None,
+    batch: int = 2_000,
+) -> IO[bytes]:
+    """Run `stmt` once and write every row to a spooled CSV file batch by batch (memory stays flat).
+
+    The file spills to disk past 8 MB and is rewound, ready for `st.download_button`.
+    """
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    result = session.execute(stmt.execution_options(yield_per=batch)).mappings()
+    for part in result.partitions():
+        writer.writerows([transform(dict(r)) if transform else dict(r) for r in part])
+    text.flush()
+    text.detach()
+    out.seek(0)
+    return out
+
+
+# --- customers ------------------------------------------------------------------------------------
+
+
+class SearchError(ValueError):
+    """Search text the search box cannot use; the message tells the user what to type instead."""
+
+
+@dataclass(frozen=True)
+class Search:
+    kind: str  # none | id | email | phone | last4 | name
+    value: str = ""
+    extra: str = ""  # email: canonical form
+
+    @property
+    def label(self) -> str:
+        return {"id": "customer id", "email": "email", "phone": "phone number", "last4": "card last 4",
+                "name": "name or email"}.get(self.kind, "")
+
+
+_PHONEISH = re.compile(r"^\+?[\d\s().\-]{6,}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_search(text: str | None) -> Search:
+    """Decide what the one search box holds: a customer id, an email, a phone, card last 4 or a name."""
+    q = (text or "").strip()
+    if not q:
+        return Search("none")
+    if len(q) > MAX_SEARCH_LEN:
+        raise SearchError(f"That search is {len(q)} characters long; type at most {MAX_SEARCH_LEN}, "
+                          "e.g. an email, a name, a cus_… id, a phone number or a card's last 4 digits.")
+    if _CONTROL.search(q):
+        raise SearchError("The search contains invisible control characters; retype it without pasting "
+                          "formatting.")
+    if q.lower().startswith("cus_"):
+        if not re.fullmatch(r"cus_[A-Za-z0-9_]*", q, flags=re.IGNORECASE):
+            raise SearchError(f"{q!r} is not a customer id: ids look like cus_NffrFeUfNV2Hib (letters and "
+                              "digits only).")
+        return Search("id", "cus_" + q[4:])
+    if "@" in q:
+        norm = normalize_email(q) or ""
+        if " " in norm:
+            raise SearchError("An email address cannot contain spaces; check the address and try again.")
+        return Search("email", norm, canonical_email(norm) or "")
+    digits = re.sub(r"\D", "", q)
+    if re.fullmatch(r"\d{4}", q):
+        return Search("last4", q)
+    if _PHONEISH.match(q) and len(digits) >= 6:
+        e164 = normalize_phone(q)
+        if not e164:
+            raise SearchError(f"{q!r} looks like a phone number but is not a valid one: type it with the "
+                              "country code, e.g. +1 415 555 0100.")
+        return Search("phone", e164)
+    folded = fold_name(q) or ""
+    if len(folded) < 2 or not re.search(r"\w", folded):
+        raise SearchError("Type at least two letters of a name, or an email, a cus_… id, a phone number "
+                          "or a card's last 4 digits.")
+    return Search("name", folded)
+
+
+@dataclass(frozen=True)
+class CustomerFilters:
+    q: str = ""
+    delinquent: bool = False
+    unpaid: bool = False
+    sub_status: str | None = None
+    currency: str | None = None
+    created_from: date | None = None
+    created_to: date | None = None
+    include_deleted: bool = False
+    sort: str = "created"  # created | mrr | email | name | balance
+    descending: bool = True
+
+
+CUSTOMER_SORTS = {"created": Customer.created, "mrr": Customer.mrr, "email": Customer.email_normalized,
+                  "name": Customer.name_search, "balance": Customer.balance}
+CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr", "balance", "delinquent",
+                    "deleted"]
+
+
+def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None:
+    if s.kind == "id":
+        return Customer.id == s.value if len(s.value) <= 4 else or_(
+            Customer.id == s.value, _prefix(session, Customer.id, s.value))
+    if s.kind == "email":
+        conds = [_prefix(session, Customer.email_normalized, s.value)]
+        if s.extra:
+            conds.append(Customer.email_canonical == s.extra)
+        return or_(*conds)
+    if s.kind == "phone":
+        return Customer.phone_normalized == s.value
+    if s.kind == "last4":
+        owners = select(PaymentMethod.customer_id).where(PaymentMethod.card_last4 == s.value)
+        return Customer.id.in_(owners)
+    if s.kind == "name":
+        return or_(
+            Customer.name_search.like("%" + _escape_like(s.value) + "%", escape="\\"),
+            _prefix(session, Customer.email_normalized, s.value),
+        )
+    return None
+
+
+def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any] | None = None) -> Select:
+    stmt = select(*(columns or [getattr(Customer, c) for c in CUSTOMER_COLUMNS]))
+    cond = _search_condition(session, parse_search(f.q))
+    if cond is not None:
+        stmt = stmt.where(cond)
+    if not f.include_deleted:
+        stmt = stmt.where(Customer.deleted.is_(False))
+    if f.delinquent:
+        stmt = stmt.where(Customer.delinquent.is_(True))
+    if f.unpaid:
+        stmt = stmt.where(exists().where(Invoice.customer_id == Customer.id, Invoice.status == "open"))
+    if f.sub_status:
+        stmt = stmt.where(exists().where(Subscription.customer_id == Customer.id,
+                                         Subscription.status == f.sub_status))
+    if f.currency:
+        stmt = stmt.where(Customer.currency == f.currency.lower())
+    if f.created_from:
+        stmt = stmt.where(Customer.created >= _day_start(f.created_from))
+    if f.created_to:
+        stmt = stmt.where(Customer.created < _day_start(f.created_to + timedelta(days=1)))
+    key = CUSTOMER_SORTS.get(f.sort, Customer.created)
+    order = [key.desc(), Customer.id.desc()] if f.descending else [key.asc(), Customer.id.asc()]
+    return stmt.order_by(*order)
+
+
+def search_customers(
+    *, session: Session, filters: CustomerFilters, page: int = 1, page_size: int = 25, count: bool = True,
+) -> Page:
+    """One page of customers matching the search box and filters (raises SearchError on bad text)."""
+    return _page(session, _customers_stmt(session, filters), page, page_size, count)
+
+
+def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
+    """Every customer of the current result (all pages) as CSV, streamed."""
+    cols = CUSTOMER_COLUMNS
+
+    def money(r: dict) -> dict:
+        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"]),
+                "balance": minor_to_major(r["balance"], r["currency"])}
+
+    return stream_csv(session, _customers_stmt(session, filters), cols, transform=money)
+
+
+def customer_currencies(*, session: Session) -> list[str]:
+    """Currencies present among customers (a short list; read from the currency index)."""
+    rows = session.execute(select(Customer.currency).where(Customer.currency.is_not(None))
+                           .group_by(Customer.currency).limit(200))
+    return [r[0] for r in rows]
+
+
+# --- customer detail ------------------------------------------------------------------------------
+
+
+def get_customer(*, session: Session, customer_id: str) -> dict[str, Any] | None:
+    row = session.get(Customer, customer_id)
+    return row.model_dump() if row else None
+
+
+def customer_payment_methods(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
+    stmt = (select(PaymentMethod).where(PaymentMethod.customer_id == customer_id)
+            .order_by(PaymentMethod.created.desc()).limit(100))
+    return [pm.model_dump() for pm in session.execute(stmt).scalars()]
+
+
+def customer_subscriptions(*, session: Session, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The customer's subscriptions, newest first, each with its items (price, product, period)."""
+    subs = [s.model_dump() for s in session.execute(
+        select(Subscription).where(Subscription.customer_id == customer_id)
+        .order_by(Subscription.created.desc()).limit(limit)).scalars()]
+    items = _items_for(session, [s["id"] for s in subs])
+    for s in subs:
+        s["items"] = items.get(s["id"], [])
+    return subs
+
+
+def _items_for(session: Session, sub_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    if not sub_ids:
+        return out
+    for item in session.execute(select(SubscriptionItem).where(SubscriptionItem.subscription_id.in_(sub_ids))
+                                .order_by(SubscriptionItem.id)).scalars():
+        out.setdefault(item.subscription_id, []).append(item.model_dump())
+    return out
+
+
+def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page_size: int = 25) -> Page:
+    stmt = (select(Invoice.id, Invoice.number, Invoice.status, Invoice.currency, Invoice.amount_due,
+                   Invoice.amount_paid, Invoice.amount_remaining, Invoice.attempt_count,
+                   Invoice.decline_code, Invoice.failure_code, Invoice.failure_message,
+                   Invoice.next_payment_attempt, Invoice.created, Invoice.paid_at, Invoice.hosted_invoice_url,
+                   Invoice.subscription_id)
+            .where(Invoice.customer_id == customer_id).order_by(Invoice.created.desc(), Invoice.id.desc()))
+    return _page(session, stmt, page, page_size)
+
+
+def customer_open_amounts(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
+    """What the customer owes on open invoices, per currency."""
+    stmt = (select(Invoice.currency, func.count().label("invoices"),
+                   func.sum(Invoice.amount_remaining).label("amount"))
+            .where(Invoice.customer_id == customer_id, Invoice.status == "open").group_by(Invoice.currency))
+    return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def customer_timeline(*, session: Session, customer_id: str, object_ids: Iterable[str] = (),
+                      limit: int = 30) -> list[dict[str, Any]]:
+    """Recent events about the customer or its subscriptions, invoices and cards, newest first."""
+    ids = list(dict.fromkeys([customer_id, *object_ids]))[:500]
+    stmt = (select(StripeEvent.id, StripeEvent.type, StripeEvent.created, StripeEvent.object_id,
+                   StripeEvent.source)
+            .where(StripeEvent.object_id.in_(ids)).order_by(StripeEvent.created.desc()).limit(limit))
+    return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+# --- subscriptions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionFilters:
+    statuses: tuple[str, ...] = ()
+    product_id: str | None = None
+    price_id: str | None = None
+    interval: str | None = None
+    currency: str | None = None
+    cancel_at_period_end: bool = False
+    trial_ending_days: int | None = None
+    sort: str = "created"  # created | mrr | current_period_end
+    descending: bool = True
+
+
+SUB_SORTS = {"created": Subscription.created, "mrr": Subscription.mrr,
+             "current_period_end": Subscription.current_period_end}
+SUB_COLUMNS = ["id", "customer_id", "customer_email", "status", "currency", "mrr", "current_period_end",
+               "cancel_at_period_end", "trial_end", "created"]
+
+
+def _subs_where(stmt: Select, f: SubscriptionFilters) -> Select:
+    if f.statuses:
+        stmt = stmt.where(Subscription.status.in_(list(f.statuses)))
+    item_conds = []
+    if f.product_id:
+        item_conds.append(SubscriptionItem.product_id == f.product_id)
+    if f.price_id:
+        item_conds.append(SubscriptionItem.price_id == f.price_id)
+    if f.interval:
+        item_conds.append(SubscriptionItem.interval == f.interval)
+    if item_conds:
+        stmt = stmt.where(Subscription.id.in_(select(SubscriptionItem.subscription_id).where(*item_conds)))
+    if f.currency:
+        stmt = stmt.where(Subscription.currency == f.currency.lower())
+    if f.cancel_at_period_end:
+        stmt = stmt.where(Subscription.cancel_at_period_end.is_(True))
+    if f.trial_ending_days is not None:
+        now = utcnow()
+        stmt = stmt.where(Subscription.status == "trialing", Subscription.trial_end >= now,
+                          Subscription.trial_end <= now + timedelta(days=max(0, f.trial_ending_days)))
+    return stmt
+
+
+def _subs_stmt(f: SubscriptionFilters) -> Select:
+    stmt = select(Subscription.id, Subscription.customer_id, Customer.email.label("customer_email"),
+                  Subscription.status, Subscription.currency, Subscription.mrr,
+                  Subscription.current_period_end, Subscription.cancel_at_period_end, Subscription.trial_end,
+                  Subscription.created).outerjoin(Customer, Customer.id == Subscription.customer_id)
+    key = SUB_SORTS.get(f.sort, Subscription.created)
+    order = [key.desc(), Subscription.id.desc()] if f.descending else [key.asc(), Subscription.id.asc()]
+    return _subs_where(stmt, f).order_by(*order)
+
+
+def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: int = 1,
+                       page_size: int = 25) -> Page:
+    """One page of subscriptions with MRR and their plan names ("Basic × 2, Add-on")."""
+    result = _page(session, _subs_stmt(filters), page, page_size)
+    items = _items_for(session, [r["id"] for r in result.rows])
+    for r in result.rows:
+        r["plan"] = ", ".join(
+            (i["product_name"] or i["product_id"] or i["price_id"] or "?")
+            + (f" × {i['quantity']}" if i["quantity"] != 1 else "") for i in items.get(r["id"], []))
+        r["interval"] = ", ".join(sorted({i["interval"] for i in items.get(r["id"], []) if i["interval"]}))
+    return result
+
+
+def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> list[dict[str, Any]]:
+    """Count and MRR per status and currency for the filtered subscriptions (one row per pair)."""
+    stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
+                  func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
+    stmt = _subs_where(stmt, filters).group_by(Subscription.status, Subscription.currency)
+    return [dict(r) for r in session.execute(stmt.order_by(Subscription.status, Subscription.currency)).mappings()]
+
+
+def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) -> IO[bytes]:
+    def money(r: dict) -> dict:
+        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"])}
+
+    return stream_csv(session, _subs_stmt(filters), SUB_COLUMNS, transform=money)
+
+
+def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]]:
+    """Products, prices and intervals to filter by: [(id, label)] each, read through their indexes."""
+    products = session.execute(
+        select(SubscriptionItem.product_id, func.max(SubscriptionItem.product_name))
+        .where(SubscriptionItem.product_id.is_not(None)).group_by(SubscriptionItem.product_id).limit(500)).all()
+    prices = session.execute(
+        select(SubscriptionItem.price_id).where(SubscriptionItem.price_id.is_not(None))
+        .group_by(SubscriptionItem.price_id).limit(500)).all()
+    currencies = session.execute(
+        select(Subscription.currency).where(Subscription.currency.is_not(None))
+        .group_by(Subscription.currency).limit(200)).all()
+    return {
+        "products": [(p, f"{n} ({p})" if n else p) for p, n in products],
+        "prices": [(p[0], p[0]) for p in prices],
+        "intervals": [(i, i) for i in ("day", "week", "month", "year")],
+        "currencies": [(c[0], c[0].upper()) for c in currencies],
+    }
+
+
+# --- failed invoices ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedFilters:
+    decline_code: str | None = None
+    currency: str | None = None
+    status: str | None = None  # open | uncollectible
+    followup: str | None = None  # open | contacted | promised | resolved
+    age: str | None = None  # one of AGE_BUCKETS
+    sort: str = "amount"  # amount | created | next_retry
+    descending: bool = True
+
+
+FAILED_COLUMNS = ["id", "customer_id", "customer_email", "number", "status", "currency", "amount_remaining",
+                  "amount_due", "attempt_count", "code", "meaning", "next_step", "next_payment_attempt",
+                  "created", "age_days", "hosted_invoice_url", "followup_status", "followup_note",
+                  "followup_by", "followup_at"]
+_CODE = func.coalesce(Invoice.decline_code, Invoice.failure_code, "")
+
+
+def _failed_base() -> ColumnElement[bool]:
+    """Open invoices with at least one failed attempt, and uncollectible ones."""
+    return or_(and_(Invoice.status == "open", Invoice.attempt_count > 0), Invoice.status == "uncollectible")
+
+
+def _age_bounds(bucket: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+    edges = {AGE_BUCKETS[0]: (7, None), AGE_BUCKETS[1]: (30, 7), AGE_BUCKETS[2]: (60, 30),
+             AGE_BUCKETS[3]: (None, 60)}
+    older, newer = edges[bucket]
+    return (now - timedelta(days=older) if older else None, now - timedelta(days=newer) if newer else None)
+
+
+def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
+    stmt = stmt.where(_failed_base())
+    if f.decline_code is not None:
+        stmt = stmt.where(_CODE == f.decline_code)
+    if f.currency:
+        stmt = stmt.where(Invoice.currency == f.currency.lower())
+    if f.status:
+        stmt = stmt.where(Invoice.status == f.status)
+    if f.followup == "open":
+        stmt = stmt.where(or_(InvoiceFollowup.status.is_(None), InvoiceFollowup.status == "open"))
+    elif f.followup:
+        stmt = stmt.where(InvoiceFollowup.status == f.followup)
+    if f.age in AGE_BUCKETS:
+        lo, hi = _age_bounds(f.age, now)
+        if lo:
+            stmt = stmt.where(Invoice.created >= lo)
+        if hi:
+            stmt = stmt.where(Invoice.created < hi)
+    return stmt
+
+
+def _failed_from(stmt: Select) -> Select:
+    return stmt.select_from(Invoice).outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+
+
+FAILED_SORTS = {"amount": Invoice.amount_remaining, "created": Invoice.created,
+                "next_retry": Invoice.next_payment_attempt}
+
+
+def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
+    stmt = _failed_from(select(
+        Invoice.id, Invoice.customer_id, Invoice.customer_email, Invoice.number, Invoice.status,
+        Invoice.currency, Invoice.amount_remaining, Invoice.amount_due, Invoice.attempt_count,
+        _CODE.label("code"), Invoice.failure_message, Invoice.next_payment_attempt, Invoice.created,
+        Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
+        InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
+        InvoiceFollowup.updated_at.label("followup_at")))
+    key = FAILED_SORTS.get(f.sort, Invoice.amount_remaining)
+    order = [key.desc(), Invoice.id.desc()] if f.descending else [key.asc(), Invoice.id.asc()]
+    return _failed_where(stmt, f, now).order_by(*order)
+
+
+def _decorate_failed(r: dict[str, Any], now: datetime) -> dict[str, Any]:
+    d = explain(r["code"])
+    r["meaning"], r["next_step"] = d.meaning, d.next_step
+    r["followup_status"] = r["followup_status"] or "open"
+    r["followup_note"] = r["followup_note"] or ""
+    r["age_days"] = (now - r["created"]).days if r["created"] else None
+    return r
+
+
+def failed_invoices(*, session: Session, filters: FailedFilters, page: int = 1, page_size: int = 25,
+                    now: datetime | None = None) -> Page:
+    """One page of the failed-payment worklist with decline meaning, next retry and follow-up."""
+    now = now or utcnow()
+    result = _page(session, _failed_stmt(filters, now), page, page_size)
+    for r in result.rows:
+        _decorate_failed(r, now)
+    return result
+
+
+def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:
+    now = utcnow()
+
+    def row(r: dict) -> dict:
+        r = _decorate_failed(r, now)
+        return {**r, "amount_remaining": minor_to_major(r["amount_remaining"], r["currency"]),
+                "amount_due": minor_to_major(r["amount_due"], r["currency"])}
+
+    return stream_csv(session, _failed_stmt(filters, now), FAILED_COLUMNS, transform=row)
+
+
+def at_risk_by_currency(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
+    """Money at risk (amount remaining) and invoice count per currency: never one cross-currency sum."""
+    stmt = _failed_from(select(Invoice.currency, func.count().label("invoices"),
+                               func.sum(Invoice.amount_remaining).label("amount")))
+    stmt = _failed_where(stmt, filters or FailedFilters(), utcnow()).group_by(Invoice.currency)
+    return [dict(r) for r in session.execute(stmt.order_by(Invoice.currency)).mappings()]
+
+
+def failed_by_decline_code(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
+    """Per decline code and currency: invoices, amount at risk, meaning and next step."""
+    stmt = _failed_from(select(_CODE.label("code"), Invoice.currency, func.count().label("invoices"),
+                               func.sum(Invoice.amount_remaining).label("amount")))
+    stmt = _failed_where(stmt, filters or FailedFilters(), utcnow()).group_by(_CODE, Invoice.currency)
+    rows = [dict(r) for r in session.execute(stmt.order_by(func.count().desc())).mappings()]
+    for r in rows:
+        d = explain(r["code"])
+        r["code"], r["meaning"], r["next_step"] = d.code, d.meaning, d.next_step
+    return rows
+
+
+def failed_by_age(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
+    """Per age bucket (since the invoice was created) and currency: invoices and amount at risk."""
+    now = utcnow()
+    bucket = case(
+        (Invoice.created >= now - timedelta(days=7), AGE_BUCKETS[0]),
+        (Invoice.created >= now - timedelta(days=30), AGE_BUCKETS[1]),
+        (Invoice.created >= now - timedelta(days=60), AGE_BUCKETS[2]),
+        else_=AGE_BUCKETS[3],
+    )
+    stmt = _failed_from(select(bucket.label("age"), Invoice.currency, func.count().label("invoices"),
+                               func.sum(Invoice.amount_remaining).label("amount")))
+    stmt = _failed_where(stmt, filters or FailedFilters(), now).group_by(bucket, Invoice.currency)
+    rows = [dict(r) for r in session.execute(stmt).mappings()]
+    return sorted(rows, key=lambda r: (AGE_BUCKETS.index(r["age"]), r["currency"]))
+
+
+def decline_codes(*, session: Session) -> list[str]:
+    """Codes present in the failed worklist (for the filter box)."""
+    stmt = select(_CODE).where(_failed_base()).group_by(_CODE).order_by(_CODE).limit(200)
+    return [r[0] for r in session.execute(stmt)]
+
+
+def failed_currencies(*, session: Session) -> list[str]:
+    stmt = select(Invoice.currency).where(_failed_base()).group_by(Invoice.currency).limit(200)
+    return [r[0] for r in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    weekly: list[dict[str, Any]] = field(default_factory=list)  # week, currency, kind, amount
+    rates: list[dict[str, Any]] = field(default_factory=list)  # currency, failed, recovered, rate
+
+
+def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
+             now: datetime | None = None) -> Recovery:
+    """Weekly failed vs recovered amounts over the last `weeks` weeks, and the recovery rate per currency.
+
+    Failed: invoices created in the window that had a failed attempt (still open/uncollectible, or paid
+    after more than one attempt), by creation week. Recovered: those paid after a failed attempt, by
+    payment week. Rate = recovered / failed per currency (never across currencies).
+    """
+    now = now or utcnow()
+    since = now - timedelta(weeks=weeks)
+    week0 = (int(since.timestamp()) + _MONDAY) // 604800
+    had_failure = or_(and_(Invoice.status.in_(["open", "uncollectible"]), Invoice.attempt_count > 0),
+                      and_(Invoice.status == "paid", Invoice.attempt_count > 1))
+    cur = [Invoice.currency == currency.lower()] if currency else []
+    week_c = func.floor((_epoch(session, Invoice.created) + _MONDAY) / 604800)
+    week_p = func.floor((_epoch(session, Invoice.paid_at) + _MONDAY) / 604800)
+    failed = session.execute(
+        select(week_c.label("w"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
+        .where(had_failure, Invoice.created >= since, *cur).group_by(week_c, Invoice.currency)).all()
+    recovered = session.execute(
+        select(week_p.label("w"), Invoice.currency, func.sum(Invoice.amount_paid).label("amount"))
+        .where(Invoice.status == "paid", Invoice.attempt_count > 1, Invoice.paid_at >= since, *cur)
+        .group_by(week_p, Invoice.currency)).all()
+    weekly: list[dict[str, Any]] = []
+    totals: dict[str, dict[str, int]] = {}
+    for kind, rows in (("failed", failed), ("recovered", recovered)):
+        for w, c, amount in rows:
+            if w is None or int(w) < week0:
+                continue
+            start = datetime.fromtimestamp(int(w) * 604800 - _MONDAY, UTC).date()
+            weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
+            totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
+    rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
+              "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
+    return Recovery(weekly=sorted(weekly, key=lambda r: (r["week"], r["currency"], r["kind"])), rates=rates)
+
+
+# --- overview -------------------------------------------------------------------------------------
+
+
+def mrr_by_currency(*, session: Session) -> list[dict[str, Any]]:
+    """MRR of live subscriptions (active, past due) per currency, from the status/currency/mrr index."""
+    stmt = (select(Subscription.currency, func.count().label("subscriptions"),
+                   func.sum(Subscription.mrr).label("mrr"))
+            .where(Subscription.status.in_(["active", "past_due"])).group_by(Subscription.currency)
+            .order_by(Subscription.currency))
+    return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def table_estimates(*, session: Session) -> dict[str, int]:
+    """Approximate row counts for the headline numbers, without counting a million rows each time.
+
+    PostgreSQL: the planner's estimate (pg_class.reltuples, kept fresh by autovacuum), falling back to a
+    bounded count for a table never analyzed. SQLite: max(rowid), exact unless rows were deleted.
+    """
+    models = {"customers": Customer, "subscriptions": Subscription, "invoices": Invoice}
+    out: dict[str, int] = {}
+    if _dialect(session) == "postgresql":
+        stmt = text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relname IN :names "
+                    "AND relnamespace = to_regnamespace(current_schema())::oid")
+        rows = session.execute(stmt.bindparams(bindparam("names", expanding=True)), {"names": list(models)})
+        out = {name: int(n) for name, n in rows if n and n > 0}
+        for name, model in models.items():
+            if name not in out:
+                out[name] = _bounded_count(session, select(model.id), cap=100_000)[0]
+        return out
+    for name, model in models.items():
+        stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(model)
+        out[name] = int(session.execute(stmt).scalar_one())
+    return out
+
+
+# --- sync health ----------------------------------------------------------------------------------
+
+
+def recent_sync_runs(*, session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    stmt = select(SyncRun).order_by(SyncRun.started_at.desc()).limit(limit)
+    return [r.model_dump() for r in session.execute(stmt).scalars()]
+
+
+def sync_states(*, session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each resource's cursors and how old its newest processed event is."""
+    now = now or utcnow()
+    rows = []
+    for s in session.execute(select(SyncState).order_by(SyncState.resource)).scalars():
+        d = s.model_dump()
+        ref = s.event_cursor_created or s.backfill_completed_at
+        d["cursor_age_minutes"] = round((now - ref).total_seconds() / 60, 1) if ref else None
+        rows.append(d)
+    return rows
+
+
+def webhook_stats(*, session: Session, now: datetime | None = None, limit: int = 20) -> dict[str, Any]:
+    """Webhook deliveries received: in the last 24 hours, the newest time, and the latest few."""
+    now = now or utcnow()
+    is_hook = StripeEvent.source == "webhook"
+    last_day = session.execute(select(func.count()).where(
+        is_hook, StripeEvent.processed_at >= now - timedelta(hours=24))).scalar_one()
+    recent = [dict(r) for r in session.execute(
+        select(StripeEvent.id, StripeEvent.type, StripeEvent.object_id, StripeEvent.created,
+               StripeEvent.processed_at).where(is_hook).order_by(StripeEvent.processed_at.desc())
+        .limit(limit)).mappings()]
+    return {"last_24h": int(last_day), "last_received": recent[0]["processed_at"] if recent else None,
+            "recent": recent}
+
+
+def cache_freshness(*, session: Session) -> datetime | None:
+    """When the cache last took in Stripe's state: the newest finished sync run or webhook delivery."""
+    run = session.execute(select(func.max(SyncRun.finished_at)).where(SyncRun.status == "succeeded")).scalar()
+    hook = session.execute(select(func.max(StripeEvent.processed_at))
+                           .where(StripeEvent.source == "webhook")).scalar()
+    times = [t for t in (run, hook) if t is not None]
+    return max(times) if times else None
+
+
+def iter_pages(fetch: Callable[[int], Page]) -> Iterator[Page]:
+    """Walk pages 1, 2, … of a paged query until the last one (used by tests and the bench)."""
+    n = 1
+    while True:
+        p = fetch(n)
+        yield p
+        if not p.has_more:
+            return
+        n += 1
