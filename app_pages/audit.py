@@ -1,11 +1,94 @@
-"""Audit log (being built)."""
+"""Audit log (admins): who did what, for whom, with which result. Filtered and paged in SQL, exportable as CSV.
+
+Read fresh on every run (no cache): an admin checking what just happened must see it.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 
-from lib.auth import require_page
+from app_pages.components.tables import frame, pager, pager_controls, safe
+from lib import audit
+from lib.auth import User, can, require_page
+from lib.db import session_scope
+from lib.models import utcnow
+
+P = "aud"  # widget-key prefix
+ANY = "Any"
+
+
+def filters_from_widgets() -> audit.AuditFilters | None:
+    """The filter row; None when the date range is half-picked or backwards (a message says so)."""
+    with session_scope() as session:
+        actions = audit.audit_actions(session=session)
+    c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1.4, 2.2])
+    c1.text_input("Actor", key=f"{P}_actor", placeholder="email, or its beginning")
+    c2.selectbox("Action", [ANY, *actions], key=f"{P}_action")
+    c3.text_input("Customer", key=f"{P}_customer", placeholder="cus_…")
+    c4.selectbox("Result", [ANY, *audit.RESULTS], key=f"{P}_result")
+    today = utcnow().date()
+    dates = c5.date_input("Date range (UTC)", value=(today - timedelta(days=30), today), key=f"{P}_dates",
+                          max_value=today)
+    if not isinstance(dates, tuple | list) or len(dates) != 2:
+        st.info("Pick the last day of the range too (click a second date).", icon=":material/date_range:")
+        return None
+    since, until = dates
+    action = st.session_state.get(f"{P}_action") or ANY
+    result = st.session_state.get(f"{P}_result") or ANY
+    return audit.AuditFilters(
+        actor=st.session_state.get(f"{P}_actor") or "", action="" if action == ANY else action,
+        customer_id=st.session_state.get(f"{P}_customer") or "", result="" if result == ANY else result,
+        since=since, until=until,
+    )
+
+
+def _export(user: User, filters: audit.AuditFilters) -> bytes:
+    """The CSV for the download button; exporting the trail is itself recorded in the trail."""
+    with session_scope() as session:
+        data = audit.export_audit_csv(session=session, filters=filters).read()
+        audit.record(session=session, actor=user.email, role=user.role_label, action="export_audit",
+                     result="succeeded", details={"filters": {k: str(v) for k, v in vars(filters).items() if v}})
+    return data
+
+
+@safe("The audit log could not be read")
+def render_results(user: User, filters: audit.AuditFilters) -> None:
+    page_no, size = pager(P, filters)
+    with session_scope() as session:
+        page = audit.search_audit(session=session, filters=filters, page=page_no, page_size=size)
+    if not page.rows:
+        st.info("No audit entry matches these filters. Widen the date range or clear a filter.")
+        return
+    st.caption(f"{page.total_label} entr{'y' if page.total == 1 else 'ies'} · newest first · times in UTC")
+    st.dataframe(
+        frame(page.rows), key=f"{P}_table", hide_index=True,
+        column_order=["created_at", "actor", "role", "action", "customer_id", "object_id", "flow", "result",
+                      "error", "correlation_id", "details"],
+        column_config={
+            "created_at": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss"),
+            "actor": "Actor", "role": "Role", "action": "Action", "customer_id": "Customer",
+            "object_id": "Object", "flow": "Flow", "result": "Result", "error": "Error",
+            "correlation_id": "Correlation", "details": st.column_config.JsonColumn("Details"),
+        },
+    )
+    pager_controls(P, page)
+    if can(user, "export_audit"):
+        st.download_button(
+            "Download CSV (all matching entries)", key=f"{P}_csv", mime="text/csv", icon=":material/download:",
+            file_name=f"audit-{filters.since}-{filters.until}.csv", data=lambda: _export(user, filters),
+        )
+
+
+def render(user: User) -> None:
+    st.title("Audit log")
+    st.caption("Every portal link, merge step, follow-up and export: who, when, for which customer, and the "
+               "outcome. Portal URLs themselves are never stored.")
+    filters = filters_from_widgets()
+    if filters is not None:
+        render_results(user, filters)
+
 
 user = require_page("audit")
-st.title("Audit log")
-st.info("This page is being built.")
+render(user)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import IO, Any
 
+from sqlalchemy import Select, select
 from sqlmodel import Session
 
 from lib.models import AuditLog, utcnow
@@ -44,3 +47,67 @@ def record(*, session: Session, actor: str, action: str, result: str, **fields: 
     """A one-shot entry for actions with no Stripe call (follow-up notes, refused attempts)."""
     row = start(session=session, actor=actor, action=action, **fields)
     return finish(row, session=session, result=result)
+
+
+# --- reading the trail (the Audit log page) ------------------------------------------------------
+# (added by the access engineer: filters, server-side paging and CSV export for admins)
+
+RESULTS = ("started", "succeeded", "failed", "refused")
+AUDIT_COLUMNS = ["created_at", "actor", "role", "action", "customer_id", "object_id", "flow", "result", "error",
+                 "correlation_id", "details"]
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """Empty strings and None mean "any". Actor and customer match by prefix; dates are whole UTC days."""
+
+    actor: str = ""
+    action: str = ""
+    customer_id: str = ""
+    result: str = ""
+    since: date | None = None
+    until: date | None = None  # inclusive
+
+
+def _audit_stmt(session: Session, f: AuditFilters) -> Select:
+    from lib.queries import _day_start, _prefix  # the pages' index-friendly prefix match and day bounds
+
+    cols = [getattr(AuditLog, c) for c in AUDIT_COLUMNS]
+    stmt = select(AuditLog.id, *cols)
+    if f.actor.strip():
+        stmt = stmt.where(_prefix(session, AuditLog.actor, f.actor.strip()))
+    if f.customer_id.strip():
+        stmt = stmt.where(_prefix(session, AuditLog.customer_id, f.customer_id.strip()))
+    if f.action:
+        stmt = stmt.where(AuditLog.action == f.action)
+    if f.result:
+        stmt = stmt.where(AuditLog.result == f.result)
+    if f.since:
+        stmt = stmt.where(AuditLog.created_at >= _day_start(f.since))
+    if f.until:
+        stmt = stmt.where(AuditLog.created_at < _day_start(f.until + timedelta(days=1)))
+    return stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+
+
+def search_audit(*, session: Session, filters: AuditFilters, page: int = 1, page_size: int = 25) -> Any:
+    """One page of audit entries, newest first, with a bounded total (lib.queries.Page)."""
+    from lib.queries import _page
+
+    return _page(session, _audit_stmt(session, filters), page, page_size)
+
+
+def audit_actions(*, session: Session) -> list[str]:
+    """The action names present in the trail, for the filter's choices (an indexed DISTINCT)."""
+    return list(session.execute(select(AuditLog.action).distinct().order_by(AuditLog.action)).scalars())
+
+
+def export_audit_csv(*, session: Session, filters: AuditFilters) -> IO[bytes]:
+    """Every entry matching `filters` as CSV, streamed in batches (details as JSON text)."""
+    import json
+
+    from lib.queries import stream_csv
+
+    def row(r: dict[str, Any]) -> dict[str, Any]:
+        return {**r, "created_at": r["created_at"].isoformat(), "details": json.dumps(r["details"] or {})}
+
+    return stream_csv(session, _audit_stmt(session, filters), AUDIT_COLUMNS, transform=row)

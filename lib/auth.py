@@ -120,7 +120,10 @@ def demo_refusal(settings: Settings, *, address: str, login_configured: bool) ->
 
 
 def server_address() -> str:
-    return str(st.get_option("server.address") or "")
+    """The address the server binds to (Streamlit's server.address; empty means every interface)."""
+    from streamlit import config
+
+    return str(config.get_option("server.address") or "")
 
 
 # --- roles --------------------------------------------------------------------------------------
