@@ -350,9 +350,11 @@ def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[s
                confirm_text: str = "") -> MergeJob:
     """Store the plan as a job with its steps (nothing is written to Stripe yet)."""
     if not can(user, "merge"):
-        audit.record(session=session, actor=user.email, action="merge", result="refused",
-                     customer_id=plan.duplicate_id, object_id=plan.survivor_id, error="role may not merge")
-        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+        message = f"Your role ({user.role_label}) may not merge customers: only admins can."
+        row = audit.start(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge",
+                          customer_id=plan.duplicate_id, object_id=plan.survivor_id)
+        audit.finish(row, session=session, result="refused", error=message)
+        raise MergeError(message)
     if plan.blocked:
         raise MergeError("The plan is blocked: " + " ".join(plan.blockers))
     missing_ack = [c for c in plan.needs_ack if c not in acknowledged]

@@ -1,0 +1,105 @@
+"""Merges against the sandbox through the real SDK: plan, run, kill anywhere, resume, faults, renewals."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from lib import merge
+from lib.models import AuditLog, MergeJob
+from tests.merge.world import ADMIN, SUPPORT, World, assert_end_state, last_seq, make_world, posts
+from tests.utils.sandbox import SandboxServer
+
+STEP_KINDS = ["recreate_subscription", "cancel_old_subscription", "recreate_subscription",
+              "cancel_old_subscription", "move_balance", "copy_tax_id", "copy_metadata", "mark_duplicate"]
+
+
+def plan_and_job(w: World, session: Session) -> tuple[merge.Plan, MergeJob]:
+    plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
+    assert not plan.blocked, plan.blockers
+    return plan, merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
+
+
+def test_plan_reads_stripe_and_suggests_the_survivor(sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox)
+    since = last_seq(sandbox)
+    plan = merge.plan_merge((w.duplicate, w.survivor))
+    assert plan.survivor_id == w.survivor or plan.suggested_survivor_id in (w.survivor, w.duplicate)
+    plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
+    assert [s.kind for s in plan.steps] == STEP_KINDS
+    assert posts(sandbox, since) == []  # planning only reads
+    assert plan.needs_ack == []
+
+
+def test_merge_end_to_end_then_renewal_bills_once_per_period(sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox)
+    _, job = plan_and_job(w, session)
+    job = merge.run_job(job.id, user=ADMIN, session=session)
+    assert_end_state(sandbox, w, job, session)
+    c = sandbox.client
+    keys = {r["idempotency_key"] for r in posts(sandbox) if r["idempotency_key"]}
+    assert all(k.startswith(f"merge-{job.id}-") for k in keys if k.startswith("merge-"))
+    # Past the old period end (and one more period): per merged subscription, one paid period each —
+    # the old one ends, the new one bills from the anchor; no double charge, no free period.
+    sandbox.advance(days=35)
+    for old_id in w.old_subs:
+        old = c.v1.subscriptions.retrieve(old_id)
+        assert old.status == "canceled"
+        new = next(s for s in c.v1.subscriptions.list(params={"customer": w.survivor, "status": "all"}).data
+                   if s.metadata.to_dict().get("merged_from") == old_id)
+        new_invoices = [i for i in c.v1.invoices.list(params={"subscription": new.id, "limit": 100}).data
+                        if i.amount_due > 0]
+        old_after = [i for i in c.v1.invoices.list(params={"subscription": old_id, "limit": 100}).data
+                     if i.period_start >= old["items"].data[0].current_period_end]
+        assert len(new_invoices) == 1, [(i.id, i.amount_due) for i in new_invoices]
+        assert old_after == []
+
+
+@pytest.mark.parametrize("moment", ["before_call", "after_call"])
+@pytest.mark.parametrize("seq", range(1, len(STEP_KINDS) + 1))
+def test_kill_at_every_step_and_resume(sandbox: SandboxServer, session: Session, seq: int, moment: str) -> None:
+    w = make_world(sandbox)
+    _, job = plan_and_job(w, session)
+
+    def crash(when: str, step: merge.MergeStep) -> None:
+        if step.seq == seq and when == moment:
+            raise merge.MergeCrash(f"killed {moment} step {seq}")
+
+    with pytest.raises(merge.MergeCrash):
+        merge.run_job(job.id, user=ADMIN, session=session, hook=crash)
+    session.expire_all()
+    assert session.get(MergeJob, job.id).status == "running"  # a dead process leaves it 'running'
+    with pytest.raises(merge.MergeError, match="running in another session"):
+        merge.run_job(job.id, user=ADMIN, session=session)  # not stolen from a live runner by accident
+    job = merge.run_job(job.id, user=ADMIN, session=session, takeover=True)
+    assert_end_state(sandbox, w, job, session)
+    again = merge.run_job(job.id, user=ADMIN, session=session)  # finished exactly once
+    assert again.status == "succeeded"
+
+
+def test_stop_between_steps_and_resume(sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox)
+    _, job = plan_and_job(w, session)
+
+    def stop_after_two(when: str, step: merge.MergeStep) -> None:
+        if when == "after_call" and step.seq == 2:
+            merge.request_stop(job.id, session=session)
+
+    stopped = merge.run_job(job.id, user=ADMIN, session=session, hook=stop_after_two)
+    assert stopped.status == "stopped"
+    assert [s.status for s in merge.steps_of(job.id, session=session)][:3] == ["done", "done", "pending"]
+    job = merge.run_job(job.id, user=ADMIN, session=session)
+    assert_end_state(sandbox, w, job, session)
+
+
+def test_only_admins_merge(sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox, duplicate_extra=False)
+    since = last_seq(sandbox)
+    plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
+    with pytest.raises(merge.MergeError, match="only admins"):
+        merge.create_job(plan, user=SUPPORT, session=session, confirm_text=w.survivor)
+    refused = session.exec(select(AuditLog).where(AuditLog.action == "merge", AuditLog.result == "refused")).all()
+    assert [r.actor for r in refused] == ["support@example.test"]
+    with pytest.raises(merge.MergeError, match="Type the survivor's id"):
+        merge.create_job(plan, user=ADMIN, session=session, confirm_text="cus_wrong")
+    assert posts(sandbox, since) == []
