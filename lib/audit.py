@@ -73,7 +73,7 @@ def _audit_stmt(session: Session, f: AuditFilters) -> Select:
     from lib.queries import _day_start, _prefix  # the pages' index-friendly prefix match and day bounds
 
     cols = [getattr(AuditLog, c) for c in AUDIT_COLUMNS]
-    stmt = select(AuditLog.id, *cols)
+    stmt = select(AuditLog.id, *cols).select_from(AuditLog)  # keeps FROM when the count drops the columns
     if f.actor.strip():
         stmt = stmt.where(_prefix(session, AuditLog.actor, f.actor.strip()))
     if f.customer_id.strip():
@@ -111,3 +111,12 @@ def export_audit_csv(*, session: Session, filters: AuditFilters) -> IO[bytes]:
         return {**r, "created_at": r["created_at"].isoformat(), "details": json.dumps(r["details"] or {})}
 
     return stream_csv(session, _audit_stmt(session, filters), AUDIT_COLUMNS, transform=row)
+
+
+def export_recorded(*, session: Session, filters: AuditFilters, actor: str, role: str | None = None) -> bytes:
+    """The CSV an admin downloads; exporting the trail is itself an entry in the trail."""
+    data = export_audit_csv(session=session, filters=filters).read()
+    used = {k: str(v) for k, v in vars(filters).items() if v}
+    record(session=session, actor=actor, role=role, action="export_audit", result="succeeded",
+           details={"filters": used, "bytes": len(data)})
+    return data

@@ -43,7 +43,8 @@ def get_engine(url: str | None = None) -> Engine:
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error: no half-written change."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
+    # The URL is resolved here, not inside the lru_cache'd get_engine(): get_engine(None) would pin the first URL.
+    with Session(engine or get_engine(get_settings().database_url), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
