@@ -1,0 +1,22 @@
+"""`python -m sandbox --host 127.0.0.1 --port 12111 [--state FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from sandbox.app import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Local Stripe API sandbox.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--state", default=None, help="keep state in this file across restarts")
+    args = parser.parse_args(argv)
+    uvicorn.run(create_app(args.state), host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

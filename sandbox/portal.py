@@ -1,0 +1,229 @@
+"""Billing portal configurations and sessions, and the local page a session URL opens."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from sandbox.core import Obj, Store, as_bool, invalid, list_page, metadata_update, missing, new_id
+from sandbox.routes import route
+
+SESSION_TTL = 300
+NO_CONFIG = ("No configuration provided and your test mode default configuration has not been created. "
+             "Provide a configuration or create your default by saving your customer portal settings in test "
+             "mode at https://dashboard.stripe.com/test/settings/billing/portal.")
+FLOW_TYPES = ("payment_method_update", "subscription_cancel", "subscription_update", "subscription_update_confirm")
+
+
+def _features(raw: Any) -> Obj:
+    raw = raw if isinstance(raw, dict) else {}
+
+    def enabled(name: str) -> bool:
+        f = raw.get(name)
+        return bool(isinstance(f, dict) and as_bool(f, "enabled", False))
+
+    def sub(name: str) -> Obj:
+        return raw.get(name) if isinstance(raw.get(name), dict) else {}
+
+    cancel = sub("subscription_cancel")
+    update = sub("subscription_update")
+    cu = sub("customer_update")
+    return {
+        "customer_update": {"allowed_updates": list(cu.get("allowed_updates") or []),
+                            "enabled": enabled("customer_update")},
+        "invoice_history": {"enabled": enabled("invoice_history")},
+        "payment_method_update": {"enabled": enabled("payment_method_update"), "payment_method_configuration": None},
+        "subscription_cancel": {
+            "cancellation_reason": {"enabled": False, "options": []}, "enabled": enabled("subscription_cancel"),
+            "mode": cancel.get("mode", "at_period_end"),
+            "proration_behavior": cancel.get("proration_behavior", "none")},
+        "subscription_pause": {"duration": {"interval_options": [], "type": "indefinite"},
+                               "enabled": enabled("subscription_pause")},
+        "subscription_update": {
+            "billing_cycle_anchor": None, "default_allowed_updates": list(update.get("default_allowed_updates") or []),
+            "enabled": enabled("subscription_update"), "products": [
+                {"adjustable_quantity": {"enabled": False, "maximum": None, "minimum": 1},
+                 "prices": list(pr.get("prices") or []), "product": pr.get("product")}
+                for pr in (update.get("products") or []) if isinstance(pr, dict)],
+            "proration_behavior": update.get("proration_behavior", "create_prorations"),
+            "schedule_at_period_end": {"conditions": []}, "trial_update_behavior": "end_trial"},
+    }
+
+
+@route("POST", "/v1/billing_portal/configurations", {"business_profile", "features", "default_return_url",
+                                                     "login_page", "metadata", "name"})
+def config_create(store: Store, p: Obj) -> Obj:
+    if not isinstance(p.get("features"), dict):
+        raise invalid("Missing required param: features.", param="features", code="parameter_missing")
+    now = store.now()
+    bp = p.get("business_profile") if isinstance(p.get("business_profile"), dict) else {}
+    cfg = {"id": new_id("bpc"), "object": "billing_portal.configuration", "active": True, "application": None,
+           "business_profile": {"headline": bp.get("headline"), "privacy_policy_url": bp.get("privacy_policy_url"),
+                                "terms_of_service_url": bp.get("terms_of_service_url")},
+           "created": now, "default_return_url": p.get("default_return_url") or None,
+           "features": _features(p["features"]), "is_default": store.default_portal_config is None,
+           "livemode": False, "login_page": {"enabled": False, "url": None},
+           "metadata": metadata_update({}, p.get("metadata")), "name": p.get("name") or None, "updated": now}
+    store.put(cfg)
+    if cfg["is_default"]:
+        store.default_portal_config = cfg["id"]
+    store.emit("billing_portal.configuration.created", cfg)
+    return cfg
+
+
+@route("GET", "/v1/billing_portal/configurations", {"limit", "starting_after", "ending_before", "active",
+                                                    "is_default"})
+def config_list(store: Store, p: Obj) -> Obj:
+    idx = store.index.get("billing_portal.configuration")
+    if idx is None:
+        return {"object": "list", "data": [], "has_more": False, "url": "/v1/billing_portal/configurations"}
+    is_default, active = as_bool(p, "is_default"), as_bool(p, "active")
+
+    def match(c: Obj) -> bool:
+        return (is_default is None or c["is_default"] == is_default) and (active is None or c["active"] == active)
+
+    return list_page(store, idx.ids, p, "/v1/billing_portal/configurations", pos=idx.pos, match=match)
+
+
+@route("GET", "/v1/billing_portal/configurations/{cfg}", set())
+def config_retrieve(store: Store, p: Obj, cfg: str) -> Obj:
+    return store.get(cfg, "billing_portal.configuration", "configuration")
+
+
+@route("POST", "/v1/billing_portal/configurations/{cfg}", {"active", "business_profile", "features",
+                                                           "default_return_url", "metadata", "name"})
+def config_update(store: Store, p: Obj, cfg: str) -> Obj:
+    c = store.get(cfg, "billing_portal.configuration", "configuration")
+    if "active" in p:
+        c["active"] = as_bool(p, "active")
+    if isinstance(p.get("features"), dict):
+        c["features"] = _features(p["features"])
+    if "default_return_url" in p:
+        c["default_return_url"] = p["default_return_url"] or None
+    if "metadata" in p:
+        c["metadata"] = metadata_update(c["metadata"], p["metadata"])
+    if "name" in p:
+        c["name"] = p["name"] or None
+    c["updated"] = store.now()
+    store.emit("billing_portal.configuration.updated", c)
+    return c
+
+
+def _flow(store: Store, raw: Any, cid: str) -> Obj:
+    if not isinstance(raw, dict) or raw.get("type") not in FLOW_TYPES:
+        raise invalid(f"Invalid flow_data[type]: must be one of {', '.join(FLOW_TYPES)}", param="flow_data[type]")
+    kind = raw["type"]
+    flow: Obj = {"after_completion": {"hosted_confirmation": None, "redirect": None, "type": "portal_homepage"},
+                 "subscription_cancel": None, "subscription_update": None, "subscription_update_confirm": None,
+                 "type": kind}
+    ac = raw.get("after_completion")
+    if isinstance(ac, dict) and ac.get("type"):
+        if ac["type"] == "redirect":
+            url = (ac.get("redirect") or {}).get("return_url") if isinstance(ac.get("redirect"), dict) else None
+            if not url:
+                raise invalid("Missing required param: flow_data[after_completion][redirect][return_url].",
+                              param="flow_data[after_completion][redirect][return_url]", code="parameter_missing")
+            flow["after_completion"] = {"hosted_confirmation": None, "redirect": {"return_url": url},
+                                        "type": "redirect"}
+        elif ac["type"] == "hosted_confirmation":
+            msg = (ac.get("hosted_confirmation") or {}).get("custom_message") \
+                if isinstance(ac.get("hosted_confirmation"), dict) else None
+            flow["after_completion"] = {"hosted_confirmation": {"custom_message": msg}, "redirect": None,
+                                        "type": "hosted_confirmation"}
+    if kind == "payment_method_update":
+        return flow
+    body = raw.get(kind)
+    param = f"flow_data[{kind}][subscription]"
+    if not isinstance(body, dict) or not body.get("subscription"):
+        raise invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")
+    sub = store.objs.get(body["subscription"])
+    if sub is None or sub["object"] != "subscription":
+        raise invalid(f"No such subscription: '{body['subscription']}'", param=param, code="resource_missing")
+    if sub["customer"] != cid:
+        raise invalid(f"The subscription {sub['id']} does not belong to the customer {cid}.", param=param)
+    if sub["status"] in ("canceled", "incomplete_expired"):
+        raise invalid(f"You can't create a portal session for the subscription {sub['id']} because it is "
+                      "canceled.", param=param)
+    if kind == "subscription_cancel":
+        flow["subscription_cancel"] = {"retention": None, "subscription": sub["id"]}
+    elif kind == "subscription_update":
+        flow["subscription_update"] = {"subscription": sub["id"]}
+    else:
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise invalid("Missing required param: flow_data[subscription_update_confirm][items].",
+                          param="flow_data[subscription_update_confirm][items]", code="parameter_missing")
+        own = {i["id"] for i in sub["items"]["data"]}
+        out = []
+        for n, it in enumerate(items):
+            if not isinstance(it, dict) or it.get("id") not in own:
+                raise invalid("Each item must be an item of the subscription.",
+                              param=f"flow_data[subscription_update_confirm][items][{n}][id]")
+            if it.get("price"):
+                store.get(it["price"], "price", param=f"flow_data[subscription_update_confirm][items][{n}][price]")
+            out.append({"id": it["id"], "price": it.get("price"),
+                        "quantity": int(it["quantity"]) if it.get("quantity") else None})
+        flow["subscription_update_confirm"] = {"discounts": None, "items": out, "subscription": sub["id"]}
+    return flow
+
+
+@route("POST", "/v1/billing_portal/sessions", {"customer", "return_url", "configuration", "locale", "flow_data",
+                                               "on_behalf_of"})
+def session_create(store: Store, p: Obj) -> Obj:
+    cid = p.get("customer")
+    if not cid:
+        raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
+    c = store.objs.get(cid)
+    if c is None or c["object"] != "customer" or c.get("_deleted"):
+        raise missing("customer", cid, "customer")
+    if p.get("configuration"):
+        cfg = store.objs.get(p["configuration"])
+        if cfg is None or cfg["object"] != "billing_portal.configuration":
+            raise missing("configuration", p["configuration"], "configuration")
+        if not cfg["active"]:
+            raise invalid("The configuration is not active.", param="configuration")
+    elif store.default_portal_config is None:
+        raise invalid(NO_CONFIG)
+    else:
+        cfg = store.objs[store.default_portal_config]
+    return_url = p.get("return_url") or cfg["default_return_url"]
+    if return_url and not str(return_url).startswith(("http://", "https://")):
+        raise invalid("Not a valid URL", param="return_url", code="url_invalid")
+    flow = _flow(store, p["flow_data"], cid) if "flow_data" in p else None
+    sid = new_id("bps")
+    s = {"id": sid, "object": "billing_portal.session", "configuration": cfg["id"], "created": store.now(),
+         "customer": cid, "flow": flow, "livemode": False, "locale": p.get("locale") or None,
+         "on_behalf_of": p.get("on_behalf_of") or None, "return_url": return_url,
+         "url": f"{store.base_url}/_sandbox/pages/portal/{sid}"}
+    store.put(s)
+    return s
+
+
+def portal_page(store: Store, sid: str) -> tuple[int, str]:
+    """The HTML a session URL opens: names the customer and flow and links back to return_url."""
+    s = store.objs.get(sid)
+    if s is None or s.get("object") != "billing_portal.session":
+        return 404, _html("Portal session not found", "<p>This portal link is not valid.</p>")
+    ret = s["return_url"]
+    back = f'<p><a id="return" href="{html.escape(ret)}">Return to {html.escape(ret)}</a></p>' if ret else ""
+    if store.now() > s["created"] + SESSION_TTL:
+        return 410, _html("Portal session expired",
+                          "<p>This portal link has expired (links last 5 minutes). Ask for a new link.</p>" + back)
+    c = store.objs.get(s["customer"], {})
+    who = html.escape(c.get("name") or c.get("email") or s["customer"])
+    flow = s["flow"]["type"] if s["flow"] else "portal_homepage"
+    target = ""
+    if s["flow"]:
+        for k in ("subscription_cancel", "subscription_update", "subscription_update_confirm"):
+            if s["flow"].get(k):
+                target = f'<p>Subscription: <code id="subscription">{s["flow"][k]["subscription"]}</code></p>'
+    body = (f'<p>Customer: <strong id="customer">{who}</strong> (<code>{s["customer"]}</code>)</p>'
+            f'<p>Flow: <code id="flow">{flow}</code></p>{target}'
+            f'<p>Locale: {html.escape(s["locale"] or "auto")}</p>{back}')
+    return 200, _html("Sandbox customer portal", body)
+
+
+def _html(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1>{body}<p><small>Local Stripe sandbox — not the real Stripe portal."
+            f"</small></p></body></html>")
