@@ -98,7 +98,8 @@ class PortalError(Exception):
     """A link could not be made; `message` says why and what to do. Nothing was changed in Stripe."""
 
     kind: str  # refused | bad_input | not_configured | customer_missing | subscription_not_customers |
-    #            subscription_missing | rate_limited | network | auth | permission | server | invalid
+    #            subscription_missing | subscription_ended | rate_limited | network | auth | permission |
+    #            server | invalid
     message: str
     audit_id: int | None = None
 
@@ -113,7 +114,8 @@ class PortalError(Exception):
     @property
     def offer_refresh(self) -> bool:
         """True when refreshing the customer from Stripe is the useful next step."""
-        return self.kind in {"customer_missing", "subscription_not_customers", "subscription_missing"}
+        return self.kind in {"customer_missing", "subscription_not_customers", "subscription_missing",
+                             "subscription_ended"}
 
 
 def new_attempt_key() -> str:
@@ -150,10 +152,15 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
                 f"Subscription {req.subscription_id} no longer exists in Stripe. Refresh this customer to "
                 "update the cache, then pick another subscription. No link was made."
             ))
-        return PortalError("subscription_not_customers", (
-            f"Stripe refused subscription {req.subscription_id} for customer {req.customer_id}: "
-            f"{text.rstrip('.')}. Pick one of this customer's active subscriptions (refresh the customer if "
-            "the list looks wrong). No link was made."
+        if "belong" in lowered:
+            return PortalError("subscription_not_customers", (
+                f"Subscription {req.subscription_id} is not a subscription of customer {req.customer_id} "
+                "(Stripe says so). Pick one of this customer's subscriptions; refresh the customer if the list "
+                "looks wrong. No link was made."
+            ))
+        return PortalError("subscription_ended", (
+            f"Stripe cannot make this link for subscription {req.subscription_id}: {text.rstrip('.')}. Pick a "
+            "live subscription, or refresh the customer if the list looks out of date. No link was made."
         ))
     if exc.kind == "missing" or (exc.kind == "invalid" and "customer" in param + lowered and "deleted" in lowered):
         return PortalError("customer_missing", (

@@ -51,7 +51,10 @@ def _attempt(kp: str, user: User, req: portal.PortalRequest, key: str) -> None:
     }
 
 
-def _refresh(kp: str, customer_id: str) -> None:
+def _refresh(kp: str, user: User, customer_id: str) -> None:
+    if not can(user, "refresh"):
+        st.session_state[_k(kp, "refreshed")] = "Your role may not refresh customers. Ask an admin."
+        return
     try:
         from lib.sync import refresh_customer  # the sync work provides it
 
@@ -137,7 +140,7 @@ def portal_link_action(
                 _attempt(kp, user, attempt["req"], attempt["key"])  # the same attempt: the same key
                 st.rerun()
             if error["refresh"] and st.button("Refresh this customer from Stripe", key=_k(kp, "refresh")):
-                _refresh(kp, customer_id)
+                _refresh(kp, user, customer_id)
             if st.session_state.get(_k(kp, "refreshed")):
                 st.info(st.session_state[_k(kp, "refreshed")])
 

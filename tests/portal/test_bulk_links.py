@@ -1,0 +1,126 @@
+"""Finance's bulk links against the sandbox: one 'update payment method' link per customer of the selected
+failed invoices, paced to the request budget, every attempt audited, a CSV with a valid link per row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from lib import portal
+from lib.config import get_settings
+from lib.portal import PortalError
+from tests.portal.helpers import FINANCE, STAFF, audit_rows, portal_requests
+from tests.utils import factories
+
+
+def seed_failed_invoices(sandbox: Any, session: Session, n: int) -> list[str]:
+    """n customers made through the SDK, each with one failed invoice in the cache; returns invoice ids."""
+    invoice_ids = []
+    for i in range(n):
+        cust = sandbox.client.v1.customers.create(params={"name": f"Customer {i:03d}",
+                                                          "email": f"c{i:03d}@example.com"})
+        factories.make_customer(session, id=cust.id, name=f"Customer {i:03d}", email=f"c{i:03d}@example.com")
+        inv = factories.make_failed_invoice(session, cust.id, amount_due=1000 + i, currency="eur" if i % 2 else "usd")
+        invoice_ids.append(inv.id)
+    return invoice_ids
+
+
+def parse(csv_text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(csv_text)))
+
+
+def test_200_invoices_within_the_request_budget(sandbox: Any, session: Session, configured: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_REQUESTS_PER_SECOND", "50")
+    get_settings.cache_clear()
+    invoice_ids = seed_failed_invoices(sandbox, session, 200)
+    sandbox.faults(max_rps=50)  # the sandbox answers 429 to anything faster than the budget
+    sandbox.clear_requests()
+    seen: list[tuple[int, int]] = []
+
+    result = portal.bulk_links(invoice_ids, user=FINANCE, session=session, progress=lambda d, t: seen.append((d, t)))
+
+    assert (result.made, result.failed) == (200, 0)
+    sent = portal_requests(sandbox)
+    assert len(sent) == 200 and {r["status"] for r in sent} == {200}, "no request went over the budget"
+    per_second = Counter(int(r["time"]) for r in sent)
+    assert max(per_second.values()) <= 50 + 1  # bucket boundaries need not align with whole seconds
+    assert len({r["idempotency_key"] for r in sent}) == 200
+    assert all(r["params"]["flow_data"] == {"type": "payment_method_update"} for r in sent)
+    assert seen[-1] == (200, 200) and len(seen) == 200
+
+    rows = parse(result.csv())
+    assert len(rows) == 200 and list(rows[0]) == [
+        "customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error"]
+    assert rows[0]["amount_due"] == "10.00 USD" and rows[1]["amount_due"] == "10.01 EUR"
+    assert len({r["link"] for r in rows}) == 200 and not any(r["error"] for r in rows)
+    for row in (rows[0], rows[-1]):  # the links open the sandbox's portal page
+        with urllib.request.urlopen(row["link"], timeout=10) as resp:
+            assert resp.status == 200
+
+    links = audit_rows(session)
+    assert len(links) == 200 and {r.result for r in links} == {"succeeded"}
+    assert {r.correlation_id for r in links} == {result.run_id}
+    (parent,) = audit_rows(session, "bulk_portal_links")
+    assert parent.result == "succeeded" and parent.details["made"] == 200 and parent.actor == FINANCE.email
+    assert not any(r["link"] in repr(a.model_dump()) for a in links[:5] for r in rows)
+
+
+def test_one_link_per_customer_with_amounts_summed(sandbox: Any, session: Session, configured: str) -> None:
+    cust = sandbox.client.v1.customers.create(params={"name": "Two Bills", "email": "two@example.com"})
+    factories.make_customer(session, id=cust.id, name="Two Bills", email="two@example.com")
+    a = factories.make_failed_invoice(session, cust.id, amount_due=1500)
+    b = factories.make_failed_invoice(session, cust.id, amount_due=2500)
+    result = portal.bulk_links([a.id, b.id, "in_gone"], user=FINANCE, session=session)
+    (row,) = parse(result.csv())
+    assert row["customer"] == cust.id and row["amount_due"] == "40.00 USD" and row["link"]
+    assert result.missing_invoices == ["in_gone"]
+    assert len(portal_requests(sandbox)) == 1
+
+
+def test_rate_limited_requests_are_retried_with_the_same_key(sandbox: Any, session: Session, configured: str) -> None:
+    invoice_ids = seed_failed_invoices(sandbox, session, 10)
+    sandbox.faults(rate_limit=0.3, seed=7)
+    sandbox.clear_requests()
+    result = portal.bulk_links(invoice_ids, user=FINANCE, session=session)
+    assert result.made == 10
+    sent = portal_requests(sandbox)
+    assert any(r["status"] == 429 for r in sent), "the fault should have hit at least once"
+    by_key: dict[str, list[int]] = {}
+    for r in sent:
+        by_key.setdefault(r["idempotency_key"], []).append(r["status"])
+    assert len(by_key) == 10 and all(statuses[-1] == 200 for statuses in by_key.values())
+    assert result.requests >= len(sent)
+
+
+def test_portal_not_configured_stops_the_run_and_says_why(sandbox: Any, session: Session,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_REQUESTS_PER_SECOND", "4")  # batches of 16: the run stops after the first
+    get_settings.cache_clear()
+    invoice_ids = seed_failed_invoices(sandbox, session, 20)
+    sandbox.clear_requests()
+    result = portal.bulk_links(invoice_ids, user=FINANCE, session=session)
+    assert result.made == 0 and result.failed == 20
+    assert "Customer portal" in result.error and "PORTAL_CONFIGURATION_ID" in result.error
+    assert len(portal_requests(sandbox)) == 16
+    rows = parse(result.csv())
+    assert sum(r["error"].startswith("Not attempted") for r in rows) == 4
+    (parent,) = audit_rows(session, "bulk_portal_links")
+    assert parent.result == "failed" and "20 of 20" in parent.error
+
+
+def test_staff_may_not_make_bulk_links(sandbox: Any, session: Session, configured: str) -> None:
+    invoice_ids = seed_failed_invoices(sandbox, session, 2)
+    sandbox.clear_requests()
+    with pytest.raises(PortalError) as info:
+        portal.bulk_links(invoice_ids, user=STAFF, session=session)
+    assert info.value.kind == "refused" and "finance or admin" in info.value.message
+    assert portal_requests(sandbox) == []
+    (row,) = audit_rows(session, "bulk_portal_links")
+    assert row.result == "refused" and row.actor == STAFF.email
