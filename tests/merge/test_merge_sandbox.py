@@ -103,3 +103,25 @@ def test_only_admins_merge(sandbox: SandboxServer, session: Session) -> None:
     with pytest.raises(merge.MergeError, match="Type the survivor's id"):
         merge.create_job(plan, user=ADMIN, session=session, confirm_text="cus_wrong")
     assert posts(sandbox, since) == []
+
+
+def test_with_rate_limits_and_server_errors_killed_midway(sandbox: SandboxServer, session: Session) -> None:
+    """20% 429 and 5% 500 on every Stripe call, plus a kill after step 3: same end state, no duplicates."""
+    w = make_world(sandbox)
+    sandbox.faults(rate_limit=0.2, server_error=0.05, seed=3)
+    _, job = plan_and_job(w, session)
+
+    def crash(when: str, step: merge.MergeStep) -> None:
+        if step.seq == 3 and when == "after_call":
+            raise merge.MergeCrash("killed")
+
+    with pytest.raises(merge.MergeCrash):
+        merge.run_job(job.id, user=ADMIN, session=session, hook=crash)
+    for _ in range(5):  # what an admin does on the page: Resume until it is done
+        job = merge.run_job(job.id, user=ADMIN, session=session, takeover=True)
+        if job.status == "succeeded":
+            break
+    faulted = [r for r in sandbox.requests() if r["status"] in (429, 500)]
+    sandbox.faults()
+    assert faulted, "the faults were not injected"
+    assert_end_state(sandbox, w, job, session)
