@@ -128,6 +128,7 @@ def _render_plan(kp: str, user: User) -> None:
     ready = acked and st.session_state.get(_k(kp, "confirm"), "").strip() == sid
     if st.button("Run merge", key=_k(kp, "run"), type="primary", disabled=not ready):
         _start(kp, user)
+        st.rerun()
 
 
 def _render_job(kp: str, user: User, job_id: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from lib import merge
-from lib.models import AuditLog, MergeJob
+from lib.models import AuditLog, Customer, MergeJob, Subscription
 from tests.merge.world import ADMIN, SUPPORT, World, assert_end_state, last_seq, make_world, posts
 from tests.utils.sandbox import SandboxServer
 
@@ -36,6 +36,12 @@ def test_merge_end_to_end_then_renewal_bills_once_per_period(sandbox: SandboxSer
     _, job = plan_and_job(w, session)
     job = merge.run_job(job.id, user=ADMIN, session=session)
     assert_end_state(sandbox, w, job, session)
+    # The cache was refreshed for both customers: pages show the merge without waiting for a sync.
+    assert job.plan["verification"]["cache"] is None
+    cached = session.exec(select(Subscription).where(Subscription.customer_id == w.survivor)).all()
+    merged_from = [s.metadata_.get("merged_from") for s in cached]
+    assert sorted(m for m in merged_from if m) == sorted(w.old_subs)
+    assert session.get(Customer, w.duplicate).metadata_["merged_into"] == w.survivor
     c = sandbox.client
     keys = {r["idempotency_key"] for r in posts(sandbox) if r["idempotency_key"]}
     assert all(k.startswith(f"merge-{job.id}-") for k in keys if k.startswith("merge-"))

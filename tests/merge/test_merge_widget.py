@@ -1,0 +1,93 @@
+"""The merge dialog under AppTest against the sandbox: what an admin clicks, and what others never see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from tests.merge.world import World, assert_end_state, make_world
+
+
+def widget_script() -> None:
+    import streamlit as st
+
+    from app_pages.components.merge import merge_action
+    from lib.auth import User
+
+    user = User(email="ada@corp.test", name="Ada", roles=frozenset(st.session_state["t_roles"]))
+    merge_action(user, st.session_state["t_customer"], key_prefix="t", other_ids=st.session_state.get("t_others"))
+
+
+def run(roles: set[str], customer: str, others: list[str] | None = None) -> AppTest:
+    at = AppTest.from_function(widget_script, default_timeout=60)
+    at.session_state["t_roles"] = sorted(roles)
+    at.session_state["t_customer"] = customer
+    at.session_state["t_others"] = others
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for kind in (at.markdown, at.error, at.warning, at.success, at.info) for e in kind)
+
+
+def test_admin_plans_confirms_and_merges_from_a_cluster(sandbox: Any, session: Session) -> None:
+    w: World = make_world(sandbox)
+    at = run({"admin"}, w.duplicate, [w.duplicate, w.survivor])
+    at.button(key="t_merge_open").click().run()
+    assert at.selectbox(key="t_merge_other_pick").value == w.survivor
+    at.button(key="t_merge_plan_btn").click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="t_merge_survivor_choice").value == w.survivor  # it has paid the most
+    shown = texts(at)
+    assert "Recreate" in shown and "cancel at its period end" in shown and "merged_into" in shown
+    assert at.button(key="t_merge_run").disabled  # nothing runs before the survivor's id is typed
+    at.text_input(key="t_merge_confirm").input("cus_wrong").run()
+    assert at.button(key="t_merge_run").disabled
+    at.text_input(key="t_merge_confirm").input(w.survivor).run()
+    at.button(key="t_merge_run").click().run()
+    assert not at.exception, at.exception
+    assert any("Merged. Verified in Stripe" in s.value for s in at.success), texts(at)
+    from sqlmodel import select
+
+    from lib.models import MergeJob
+
+    (job,) = session.exec(select(MergeJob)).all()
+    assert_end_state(sandbox, w, job, session)
+
+
+def test_switching_the_survivor_replans(sandbox: Any, session: Session) -> None:
+    w = make_world(sandbox, duplicate_extra=False)
+    at = run({"admin"}, w.duplicate)
+    at.button(key="t_merge_open").click().run()
+    at.text_input(key="t_merge_other").input(w.survivor).run()
+    at.button(key="t_merge_plan_btn").click().run()
+    first = at.radio(key="t_merge_survivor_choice").value
+    other = w.duplicate if first == w.survivor else w.survivor
+    at.radio(key="t_merge_survivor_choice").set_value(other).run()
+    assert not at.exception, at.exception
+    assert at.radio(key="t_merge_survivor_choice").value == other
+    assert f"Type the survivor's id ({other})" in at.text_input(key="t_merge_confirm").label
+
+
+def test_blocked_plan_shows_reasons_and_no_run_button(sandbox: Any, session: Session) -> None:
+    w = make_world(sandbox, duplicate_extra=False)
+    sandbox.client.v1.subscriptions.update(w.old_subs[0], params={"pause_collection": {"behavior": "void"}})
+    at = run({"admin"}, w.duplicate, [w.duplicate, w.survivor])
+    at.button(key="t_merge_open").click().run()
+    at.button(key="t_merge_plan_btn").click().run()
+    assert any("cannot run yet" in e.value for e in at.error)
+    assert "is paused" in texts(at)
+    assert not [b for b in at.button if b.key == "t_merge_run"]
+
+
+def test_missing_customer_and_non_admins(sandbox: Any, session: Session) -> None:
+    at = run({"admin"}, "cus_missing")
+    at.button(key="t_merge_open").click().run()
+    at.text_input(key="t_merge_other").input("cus_missing_too").run()
+    at.button(key="t_merge_plan_btn").click().run()
+    assert any("does not exist in Stripe" in e.value for e in at.error)
+    for roles in ({"support"}, {"staff"}, {"finance"}):
+        at = run(roles, "cus_x")
+        assert not at.button and not at.exception
