@@ -23,6 +23,7 @@ from lib import audit
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
+from lib.queries import format_money
 from lib.stripe_gateway import GatewayError, PortalSession, create_portal_session, requests_sent
 
 PORTAL = "portal"
@@ -45,10 +46,6 @@ EXPIRY_NOTE = (
     "Portal links expire soon after they are made (minutes, not days). Make the link right before you send "
     "it; if the customer opens it late they will need a new one."
 )
-ZERO_DECIMAL = frozenset({
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
-    "xpf",
-})
 
 
 @dataclass(frozen=True)
@@ -300,14 +297,6 @@ def customer_label(customer_id: str, *, session: Session) -> tuple[str, str | No
     return (cust.name or cust.email or customer_id), cust.email
 
 
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units as a plain amount with its currency code, e.g. 1234 usd → '12.34 USD'."""
-    cur = (currency or "").lower()
-    if cur in ZERO_DECIMAL:
-        return f"{amount} {cur.upper()}"
-    return f"{amount / 100:.2f} {cur.upper()}"
-
-
 def email_text(name: str, link: PortalLink) -> str:
     """An email-ready block the user can paste: greeting, what the link does, the link, the expiry."""
     what = {
@@ -395,7 +384,7 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
         email = (cust.email if cust else None) or next((i.customer_email for i in invs if i.customer_email), "")
         rows.append(BulkRow(
             customer_id=cid, name=(cust.name or "") if cust else "", email=email or "",
-            amount_due="; ".join(format_amount(a, c) for c, a in sorted(totals.items())),
+            amount_due="; ".join(format_money(a, c) for c, a in sorted(totals.items())),
             invoice_ids=[i.id for i in invs],
         ))
     return rows, missing

@@ -14,6 +14,7 @@ from lib import portal
 from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
+from lib.queries import format_money
 
 
 def _session() -> Session:
@@ -151,6 +152,28 @@ def portal_link_action(
             st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")
             st.caption("Email text to paste:")
             st.code(result["email"], language=None, wrap_lines=True)
+
+
+def invoice_portal_link_action(
+    user: User, invoices: list[dict[str, Any]], *, key_prefix: str, selected: list[str] | None = None,
+) -> None:
+    """A portal link for the customer of one failed invoice (update payment method by default).
+
+    `invoices` are the rows on screen (id, customer_id, customer_email, amount_remaining, currency); the one
+    selected row, if exactly one is, is picked first. Staff use this; finance also has the bulk action.
+    """
+    if not invoices:
+        return
+    labels = {r["id"]: f"{r['id']} · {r.get('customer_email') or r['customer_id']} · "
+                       f"{format_money(r.get('amount_remaining'), r.get('currency'))}" for r in invoices}
+    ids = list(labels)
+    first = selected[0] if selected and len(selected) == 1 and selected[0] in labels else ids[0]
+    st.caption("Portal link for one invoice's customer")
+    chosen = st.selectbox("Invoice", ids, index=ids.index(first), key=f"{key_prefix}_portal_invoice",
+                          format_func=labels.get)
+    row = next(r for r in invoices if r["id"] == chosen)
+    portal_link_action(user, row["customer_id"], key_prefix=f"{key_prefix}_{chosen}",
+                       default_flow="payment_method_update", subscription_id=row.get("subscription_id"))
 
 
 def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: str) -> None:
