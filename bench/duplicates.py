@@ -1,6 +1,6 @@
 """Benchmark duplicate detection: precision/recall on the demo's planted duplicates, and time at scale.
 
-    .venv/bin/python bench/duplicates.py [--demo-customers 600] [--synthetic 1000000] [--skip-demo]
+    .venv/bin/python bench/duplicates.py [--demo-customers 2000] [--synthetic 1000000] [--skip-demo]
 
 1. Demo accuracy: start a sandbox, seed it (`python -m sandbox.seed --truth-file`), sync it into a fresh
    SQLite cache with `lib.sync.run_sync`, run `lib.duplicates.detect` and compare with the planted clusters
@@ -226,7 +226,7 @@ def synthetic(n: int, path: Path, rng: random.Random) -> list[list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--demo-customers", type=int, default=600)
+    ap.add_argument("--demo-customers", type=int, default=2000)
     ap.add_argument("--synthetic", type=int, default=1_000_000)
     ap.add_argument("--skip-demo", action="store_true")
     args = ap.parse_args()

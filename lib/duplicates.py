@@ -40,6 +40,9 @@ SIGNAL_LABELS: dict[str, str] = {
     "name_domain": "Similar name + same company email domain",
     "name_phone": "Similar name + same phone",
 }
+# A card or phone shared by more customers than this is shared by design (Stripe's test cards, a company card,
+# a switchboard): like a public mail domain, it says nothing about two customers being one person.
+MAX_SHARED: dict[str, int] = {"card": 4, "phone": 5}
 NAME_THRESHOLD = 88.0  # rapidfuzz token_sort_ratio (0..100) above which two names count as similar
 MAX_ALL_PAIRS = 60  # larger name groups are compared with rapidfuzz's vectorised cdist
 
@@ -283,6 +286,9 @@ def detect(*, session: Session) -> DetectionResult:
         ("card", _card_groups(session)),
     ):
         for value, members in groups:
+            if len(members) > MAX_SHARED.get(signal, len(members)):
+                counts[f"{signal}_shared_skipped"] += 1
+                continue
             counts[signal] += 1
             centre = members[0][0]
             for cid, _ in members[1:]:

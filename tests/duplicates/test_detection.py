@@ -101,3 +101,14 @@ def test_summaries_side_by_side(session: Session) -> None:
     assert (got["cus_s1"].live_subscriptions, got["cus_s1"].unpaid_invoices, got["cus_s1"].unpaid_amount) == (1, 1, 700)
     assert got["cus_s1"].mrr == 2500 and got["cus_s2"].live_subscriptions == 0
     assert got["cus_s1"].last_activity > got["cus_s2"].last_activity
+
+
+def test_a_card_or_phone_shared_by_many_is_not_evidence(session: Session) -> None:
+    for n in range(6):  # e.g. Stripe's decline test card, or a company card used by six colleagues
+        add_customer(session, id=f"cus_many{n}", email=f"m{n}@x{n}.test", card="fp_test_card",
+                     phone="+1 212 555 0199")
+    add_customer(session, id="cus_pair1", email="p1@a.test", card="fp_pair")
+    add_customer(session, id="cus_pair2", email="p2@b.test", card="fp_pair")
+    result = detect(session=session)
+    assert [c.customer_ids for c in result.clusters] == [["cus_pair1", "cus_pair2"]]
+    assert result.counts["card_shared_skipped"] == 1 and result.counts["phone_shared_skipped"] == 1
