@@ -38,12 +38,18 @@ def _json(name: str = "metadata") -> Any:
 
 class Customer(SQLModel, table=True):
     __tablename__ = "customers"
+    __table_args__ = (
+        # text_pattern_ops: PostgreSQL answers the search box's prefix LIKE from the index in any collation
+        Index("ix_customers_email_normalized", "email_normalized",
+              postgresql_ops={"email_normalized": "text_pattern_ops"}),
+        Index("ix_customers_name_search", "name_search", postgresql_ops={"name_search": "text_pattern_ops"}),
+    )
     id: str = Field(primary_key=True, max_length=64)
     email: str | None = None
-    email_normalized: str | None = Field(default=None, index=True)  # case-folded, trimmed
+    email_normalized: str | None = None  # case-folded, trimmed (indexed above)
     email_canonical: str | None = Field(default=None, index=True)  # + plus-tag removed, gmail dots removed
     name: str | None = None
-    name_search: str | None = Field(default=None, index=True)  # lower-cased, accents removed
+    name_search: str | None = None  # lower-cased, accents removed (indexed above)
     phone: str | None = None
     phone_normalized: str | None = Field(default=None, index=True)  # E.164 when parseable
     created: datetime = Field(index=True)
@@ -62,6 +68,10 @@ class Customer(SQLModel, table=True):
 
 class Subscription(SQLModel, table=True):
     __tablename__ = "subscriptions"
+    __table_args__ = (
+        # covering index: counts and MRR per status and currency without reading the table
+        Index("ix_subscriptions_status_currency_mrr", "status", "currency", "mrr"),
+    )
     id: str = Field(primary_key=True, max_length=64)
     customer_id: str = Field(index=True)
     status: str = Field(index=True)
@@ -137,6 +147,25 @@ class Invoice(SQLModel, table=True):
     livemode: bool = False
     version_ts: int = Field(default=0, sa_type=BigInteger)
     synced_at: datetime = Field(default_factory=utcnow)
+
+
+class InvoiceLine(SQLModel, table=True):
+    """Every line of every cached invoice (fetched in full, beyond the 10 Stripe embeds)."""
+
+    __tablename__ = "invoice_lines"
+    id: str = Field(primary_key=True, max_length=64)
+    invoice_id: str = Field(index=True)
+    subscription_id: str | None = Field(default=None, index=True)
+    subscription_item_id: str | None = None
+    price_id: str | None = Field(default=None, index=True)
+    product_id: str | None = None
+    description: str | None = Field(default=None, sa_type=Text)
+    quantity: int | None = None
+    amount: int = Field(default=0, sa_type=BigInteger)
+    currency: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    proration: bool = False
 
 
 class PaymentMethod(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:38:27.564142
+Create Date: 2026-11-26 00:45:21.631714
 """
 from collections.abc import Sequence
 
@@ -70,9 +70,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_customers_deleted'), ['deleted'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_delinquent'), ['delinquent'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_email_canonical'), ['email_canonical'], unique=False)
-        batch_op.create_index(batch_op.f('ix_customers_email_normalized'), ['email_normalized'], unique=False)
+        batch_op.create_index('ix_customers_email_normalized', ['email_normalized'], unique=False, postgresql_ops={'email_normalized': 'text_pattern_ops'})
         batch_op.create_index(batch_op.f('ix_customers_mrr'), ['mrr'], unique=False)
-        batch_op.create_index(batch_op.f('ix_customers_name_search'), ['name_search'], unique=False)
+        batch_op.create_index('ix_customers_name_search', ['name_search'], unique=False, postgresql_ops={'name_search': 'text_pattern_ops'})
         batch_op.create_index(batch_op.f('ix_customers_phone_normalized'), ['phone_normalized'], unique=False)
 
     op.create_table('invoice_followups',
@@ -85,6 +85,27 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invoice_followups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invoice_followups_status'), ['status'], unique=False)
+
+    op.create_table('invoice_lines',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('invoice_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('subscription_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('subscription_item_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('price_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('product_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('quantity', sa.Integer(), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('period_start', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('period_end', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('proration', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invoice_lines_invoice_id'), ['invoice_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_invoice_lines_price_id'), ['price_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_invoice_lines_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('invoices',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -250,6 +271,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_subscriptions_currency'), ['currency'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_status'), ['status'], unique=False)
+        batch_op.create_index('ix_subscriptions_status_currency_mrr', ['status', 'currency', 'mrr'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_trial_end'), ['trial_end'], unique=False)
 
     op.create_table('sync_lock',
@@ -297,6 +319,7 @@ def downgrade() -> None:
     op.drop_table('sync_lock')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriptions_trial_end'))
+        batch_op.drop_index('ix_subscriptions_status_currency_mrr')
         batch_op.drop_index(batch_op.f('ix_subscriptions_status'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_customer_id'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_currency'))
@@ -344,15 +367,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_invoices_created'))
 
     op.drop_table('invoices')
+    with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_invoice_lines_subscription_id'))
+        batch_op.drop_index(batch_op.f('ix_invoice_lines_price_id'))
+        batch_op.drop_index(batch_op.f('ix_invoice_lines_invoice_id'))
+
+    op.drop_table('invoice_lines')
     with op.batch_alter_table('invoice_followups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_followups_status'))
 
     op.drop_table('invoice_followups')
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_customers_phone_normalized'))
-        batch_op.drop_index(batch_op.f('ix_customers_name_search'))
+        batch_op.drop_index('ix_customers_name_search', postgresql_ops={'name_search': 'text_pattern_ops'})
         batch_op.drop_index(batch_op.f('ix_customers_mrr'))
-        batch_op.drop_index(batch_op.f('ix_customers_email_normalized'))
+        batch_op.drop_index('ix_customers_email_normalized', postgresql_ops={'email_normalized': 'text_pattern_ops'})
         batch_op.drop_index(batch_op.f('ix_customers_email_canonical'))
         batch_op.drop_index(batch_op.f('ix_customers_delinquent'))
         batch_op.drop_index(batch_op.f('ix_customers_deleted'))

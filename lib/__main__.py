@@ -1,0 +1,102 @@
+"""Command line: `python -m lib migrate` and `python -m lib sync [--full] [--resource R]`.
+
+Made for cron and systemd timers: a progress line on stderr (only when it is a terminal, else one line per
+resource), a closing summary on stdout, exit 0 on success (or when another sync already runs), 1 on failure
+with one clear line why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from lib.config import ConfigError, get_settings
+
+SPINNER = "|/-\\"
+RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
+
+
+class ProgressLine:
+    """Objects written so far per resource, redrawn in place on a terminal; sparse log lines otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.counts: dict[str, int] = {}
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._spin = 0
+
+    def __call__(self, resource: str, written: int) -> None:
+        self.counts[resource] = written
+        now = time.monotonic()
+        if now - self._last < (0.1 if self.tty else 10.0):
+            return
+        self._last = now
+        self._spin = (self._spin + 1) % 4
+        per = "  ".join(f"{r} {n:,}" for r, n in self.counts.items())
+        line = f"{SPINNER[self._spin]} syncing {now - self.started:5.0f}s  {per}"
+        if self.tty:
+            self.stream.write("\r" + line[:200].ljust(80))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.counts:
+            self.stream.write("\r" + " " * 120 + "\r")
+            self.stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib", description="Billing Console cache maintenance")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="bring the cache schema to the newest migration")
+    sync = sub.add_parser("sync", help="refresh the cache from Stripe (incremental by default)")
+    sync.add_argument("--full", action="store_true", help="backfill every object (resumes an interrupted one)")
+    sync.add_argument("--resource", action="append", choices=RESOURCES,
+                      help="only this resource (repeatable); default: all")
+    sync.add_argument("--quiet", action="store_true", help="no progress line")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "migrate":
+        from lib.db import migrate
+
+        try:
+            migrate(settings.database_url)
+        except Exception as exc:  # noqa: BLE001 — one line, no traceback
+            print(f"error: migration failed on {settings.database_kind}: {exc}", file=sys.stderr)
+            return 1
+        print(f"cache schema is up to date ({settings.database_kind})")
+        return 0
+
+    from lib.sync import run_sync
+
+    bar = None if args.quiet else ProgressLine()
+    try:
+        result = run_sync(mode="full" if args.full else "incremental", resources=args.resource, progress=bar)
+    except Exception as exc:  # noqa: BLE001 — e.g. the database is unreachable
+        if bar:
+            bar.close()
+        print(f"error: sync could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if bar:
+        bar.close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.status == "failed":
+        print(f"error: sync failed: {result.error}", file=sys.stderr)
+        print(result.summary())
+        return 1
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

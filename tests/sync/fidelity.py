@@ -1,0 +1,250 @@
+"""Build a small but awkward Stripe account through the SDK, and compare the cache with Stripe field by field.
+
+The expected values are read here straight from the SDK's objects (not through lib/mapping), so a mapping
+mistake shows up as a difference.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from sqlalchemy import Engine, select
+from sqlmodel import SQLModel
+
+import lib.models  # noqa: F401 — registers the cache tables
+
+LIVE = ("active", "trialing", "past_due")
+PER_MONTH = {"month": 1.0, "year": 1 / 12, "week": 52 / 12, "day": 365 / 12}
+CARD_OK = "4242424242424242"
+CARD_FAILS = "4000000000000341"  # attaches, every charge declined (generic_decline)
+
+
+def ts(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass
+class Account:
+    customers: list[str] = field(default_factory=list)
+    subs: list[str] = field(default_factory=list)
+    prices: list[str] = field(default_factory=list)
+    cards: dict[str, str] = field(default_factory=dict)  # customer → card
+    many_subs_customer: str = ""
+    big_sub: str = ""
+    failing_customer: str = ""
+
+
+def card(client: stripe.StripeClient, customer: str, number: str = CARD_OK) -> str:
+    pm = client.v1.payment_methods.create({"type": "card", "card": {
+        "number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}})
+    client.v1.payment_methods.attach(pm.id, {"customer": customer})
+    return pm.id
+
+
+def build_account(client: stripe.StripeClient, *, customers: int = 6) -> Account:
+    """Unicode names, emails differing only in case, a customer with 30 subscriptions, a subscription with 20
+    items (Stripe's maximum: its first invoice has 20 lines), yearly and weekly prices, a failing card."""
+    acc = Account()
+    product = client.v1.products.create({"name": "Équipe Pro"})
+    other = client.v1.products.create({"name": "Add-on"})
+    for amount, interval, count, prod in ((1000, "month", 1, product), (12000, "year", 1, product),
+                                          (700, "week", 2, other), (2500, "month", 3, other)):
+        acc.prices.append(client.v1.prices.create({"product": prod.id, "currency": "eur", "unit_amount": amount,
+                                                   "recurring": {"interval": interval, "interval_count": count}}).id)
+    people = [("Zoë Ångström", "Zoe.Angstrom@Example.com", "+33 4 72 00 00 01"),
+              ("zoe angstrom", "zoe.angstrom@example.COM", None),
+              ("李小龍", "bruce@example.cn", "+852 2345 6789"), ("Олег Петров", "oleg@example.ru", None),
+              ("José Nuñez", "jose+billing@gmail.com", "(415) 555-0100"), ("Anne Dupont", "anne@ex.fr", None)]
+    for i in range(customers):
+        name, email, phone = people[i % len(people)]
+        c = client.v1.customers.create({"name": name, "email": email, **({"phone": phone} if phone else {}),
+                                        "metadata": {"n": str(i)}})
+        acc.customers.append(c.id)
+        pm = card(client, c.id)
+        acc.cards[c.id] = pm
+        client.v1.customers.update(c.id, {"invoice_settings": {"default_payment_method": pm}})
+        sub = client.v1.subscriptions.create({"customer": c.id, "default_payment_method": pm, "items": [
+            {"price": acc.prices[i % 4], "quantity": 1 + i % 3}]})
+        acc.subs.append(sub.id)
+    acc.many_subs_customer = acc.customers[0]
+    for k in range(30):
+        sub = client.v1.subscriptions.create({"customer": acc.many_subs_customer,
+                                              "default_payment_method": acc.cards[acc.many_subs_customer],
+                                              "items": [{"price": acc.prices[k % 2]}]})
+        acc.subs.append(sub.id)
+    many_prices = [client.v1.prices.create({"product": other.id, "currency": "eur", "unit_amount": 100 + k,
+                                            "recurring": {"interval": "month"}}).id for k in range(20)]
+    big = client.v1.subscriptions.create({"customer": acc.customers[1],
+                                          "default_payment_method": acc.cards[acc.customers[1]],
+                                          "items": [{"price": p} for p in many_prices]})
+    acc.big_sub = big.id
+    acc.subs.append(big.id)
+    # A customer whose first charge (at a billing anchor two days away) will fail.
+    failing = client.v1.customers.create({"name": "Failing Card", "email": "fails@example.com"})
+    bad = card(client, failing.id, CARD_FAILS)
+    client.v1.customers.update(failing.id, {"invoice_settings": {"default_payment_method": bad}})
+    anchor = int(client.v1.customers.retrieve(failing.id).created) + 2 * 86400
+    sub = client.v1.subscriptions.create({"customer": failing.id, "default_payment_method": bad,
+                                          "billing_cycle_anchor": anchor, "proration_behavior": "none",
+                                          "items": [{"price": acc.prices[0]}]})
+    acc.customers.append(failing.id)
+    acc.cards[failing.id] = bad
+    acc.subs.append(sub.id)
+    acc.failing_customer = failing.id
+    return acc
+
+
+def apply_changes(client: stripe.StripeClient, acc: Account, sandbox: Any) -> None:
+    """Updates, cancellations, a deleted customer, a detached card, then 3 days of clock: a failed renewal."""
+    c0, c2, c3, c4 = acc.customers[0], acc.customers[2], acc.customers[3], acc.customers[4]
+    client.v1.customers.update(c2, {"email": "NEW.Address@Example.org", "name": "Renamed Ünïcode",
+                                    "metadata": {"n": "", "tier": "gold"}})
+    client.v1.subscriptions.cancel(acc.subs[3])
+    client.v1.subscriptions.update(acc.subs[4], {"cancel_at_period_end": True})
+    client.v1.subscriptions.update(acc.subs[6], {"cancel_at_period_end": True})  # one of the 30
+    client.v1.customers.delete(c3)
+    spare = card(client, c4)
+    client.v1.payment_methods.detach(spare)
+    client.v1.payment_methods.detach(acc.cards[c0])
+    sandbox.advance(days=3)
+
+
+def _sql(engine: Engine, table: str) -> dict[str, dict[str, Any]]:
+    """All rows of a cache table by id, through SQLAlchemy's types (aware datetimes, decoded JSON)."""
+    with engine.connect() as conn:
+        return {r["id"]: dict(r) for r in conn.execute(select(SQLModel.metadata.tables[table])).mappings()}
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).replace(microsecond=0)
+    if isinstance(v, stripe.StripeObject):
+        return v.to_dict()
+    return v
+
+
+def _diff(kind: str, oid: str, row: dict[str, Any] | None, expected: dict[str, Any], out: list[str]) -> None:
+    if row is None:
+        out.append(f"{kind} {oid}: missing from the cache")
+        return
+    for key, want in expected.items():
+        got = row.get(key)
+        if _norm(got) != _norm(want):
+            out.append(f"{kind} {oid}.{key}: cache {got!r} != stripe {want!r}")
+
+
+def differences(client: stripe.StripeClient, engine: Engine) -> list[str]:
+    """Every difference between the cache and the sandbox, as readable lines (empty = identical)."""
+    out: list[str] = []
+    customers = _sql(engine, "customers")
+    subs = _sql(engine, "subscriptions")
+    items = _sql(engine, "subscription_items")
+    invoices = _sql(engine, "invoices")
+    lines = _sql(engine, "invoice_lines")
+    pms = _sql(engine, "payment_methods")
+    names = {p.id: p.name for p in client.v1.products.list({"limit": 100}).auto_paging_iter()}
+
+    listed_customers: set[str] = set()
+    mrr_by_customer: dict[str, int] = {}
+    listed_subs: set[str] = set()
+    for s in client.v1.subscriptions.list({"status": "all", "limit": 100}).auto_paging_iter():
+        listed_subs.add(s.id)
+        sub_items = list(client.v1.subscription_items.list({"subscription": s.id, "limit": 100})
+                         .auto_paging_iter())
+        monthly = 0.0
+        for it in sub_items:
+            p = it.price
+            monthly += (p.unit_amount or 0) * (it.quantity or 0) * PER_MONTH[p.recurring.interval] / (
+                p.recurring.interval_count or 1)
+            _diff("item", it.id, items.get(it.id), {
+                "subscription_id": s.id, "price_id": p.id, "product_id": p.product, "quantity": it.quantity,
+                "unit_amount": p.unit_amount, "interval": p.recurring.interval,
+                "interval_count": p.recurring.interval_count, "product_name": names.get(p.product),
+                "current_period_start": ts(it.current_period_start),
+                "current_period_end": ts(it.current_period_end)}, out)
+        cached_items = {i for i, r in items.items() if r["subscription_id"] == s.id}
+        if cached_items != {it.id for it in sub_items}:
+            out.append(f"subscription {s.id}: {len(cached_items)} items cached, {len(sub_items)} in stripe")
+        _diff("subscription", s.id, subs.get(s.id), {
+            "customer_id": s.customer, "status": s.status, "created": ts(s.created),
+            "current_period_start": ts(min(it.current_period_start for it in sub_items)),
+            "current_period_end": ts(min(it.current_period_end for it in sub_items)),
+            "cancel_at_period_end": s.cancel_at_period_end, "cancel_at": ts(s.cancel_at),
+            "canceled_at": ts(s.canceled_at), "trial_end": ts(s.trial_end),
+            "collection_method": s.collection_method, "currency": s.currency, "mrr": round(monthly),
+            "latest_invoice_id": s.latest_invoice, "metadata": s.metadata.to_dict()}, out)
+        if s.status in LIVE:
+            mrr_by_customer[s.customer] = mrr_by_customer.get(s.customer, 0) + round(monthly)
+    if set(subs) != listed_subs:
+        out.append(f"subscriptions: cache has {sorted(set(subs) - listed_subs)} extra, "
+                   f"misses {sorted(listed_subs - set(subs))}")
+
+    attached: set[str] = set()
+    for c in client.v1.customers.list({"limit": 100}).auto_paging_iter():
+        listed_customers.add(c.id)
+        default = c.invoice_settings.default_payment_method if c.invoice_settings else None
+        _diff("customer", c.id, customers.get(c.id), {
+            "email": c.email, "name": c.name, "phone": c.phone, "created": ts(c.created), "currency": c.currency,
+            "balance": c.balance, "delinquent": bool(c.delinquent), "deleted": False,
+            "default_payment_method_id": default, "metadata": c.metadata.to_dict(),
+            "email_normalized": c.email.strip().casefold() if c.email else None,
+            "mrr": mrr_by_customer.get(c.id, 0)}, out)
+        for pm in client.v1.customers.payment_methods.list(c.id, {"limit": 100}).auto_paging_iter():
+            attached.add(pm.id)
+            _diff("payment_method", pm.id, pms.get(pm.id), {
+                "customer_id": c.id, "type": pm.type, "card_brand": pm.card.brand, "card_last4": pm.card.last4,
+                "card_exp_month": pm.card.exp_month, "card_exp_year": pm.card.exp_year,
+                "card_fingerprint": pm.card.fingerprint}, out)
+    for cid, row in customers.items():
+        if cid not in listed_customers:
+            gone = client.v1.customers.retrieve(cid)
+            if not getattr(gone, "deleted", False) or not row["deleted"]:
+                out.append(f"customer {cid}: cached deleted={row['deleted']} but stripe does not list it")
+    for pid, row in pms.items():
+        if pid not in attached and row["customer_id"] is not None:
+            out.append(f"payment_method {pid}: cache says attached to {row['customer_id']}, stripe does not")
+
+    listed_invoices: set[str] = set()
+    for inv in client.v1.invoices.list({"limit": 100}).auto_paging_iter():
+        listed_invoices.add(inv.id)
+        inv_lines = list(client.v1.invoices.line_items.list(inv.id, {"limit": 100}).auto_paging_iter())
+        cached_lines = {i for i, r in lines.items() if r["invoice_id"] == inv.id}
+        if cached_lines != {ln.id for ln in inv_lines}:
+            out.append(f"invoice {inv.id}: {len(cached_lines)} lines cached, {len(inv_lines)} in stripe")
+        for ln in inv_lines:
+            _diff("line", ln.id, lines.get(ln.id), {"amount": ln.amount, "currency": ln.currency,
+                                                    "quantity": ln.quantity}, out)
+        code = decline = message = None
+        if inv.status in ("open", "uncollectible") and inv.attempt_count:
+            payments = list(client.v1.invoice_payments.list({"invoice": inv.id}).auto_paging_iter())
+            if payments:
+                pi = client.v1.payment_intents.retrieve(max(payments, key=lambda p: p.created).payment.payment_intent)
+                err = pi.last_payment_error
+                if err:
+                    code, decline, message = err.code, err.decline_code, err.message
+        parent = inv.parent.subscription_details.subscription if inv.parent and inv.parent.subscription_details \
+            else None
+        _diff("invoice", inv.id, invoices.get(inv.id), {
+            "customer_id": inv.customer, "subscription_id": parent, "number": inv.number, "status": inv.status,
+            "currency": inv.currency, "amount_due": inv.amount_due, "amount_paid": inv.amount_paid,
+            "amount_remaining": inv.amount_remaining, "total": inv.total, "attempt_count": inv.attempt_count,
+            "attempted": inv.attempted, "next_payment_attempt": ts(inv.next_payment_attempt),
+            "created": ts(inv.created), "due_date": ts(inv.due_date), "hosted_invoice_url": inv.hosted_invoice_url,
+            "failure_code": code, "decline_code": decline, "failure_message": message}, out)
+    if set(invoices) != listed_invoices:
+        out.append(f"invoices: cache has {sorted(set(invoices) - listed_invoices)} extra, "
+                   f"misses {sorted(listed_invoices - set(invoices))}")
+    return out
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
