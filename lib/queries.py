@@ -630,7 +630,7 @@ def decline_codes(*, session: Session) -> list[str]:
 
 
 def failed_currencies(*, session: Session) -> list[str]:
-    stmt = select(Invoice.currency).where(_failed_base()).group_by(Invoice.currency).limit(200)
+    stmt = select(Invoice.currency).where(_failed_base()).group_by(Invoice.currency).order_by(Invoice.currency)
     return [r[0] for r in session.execute(stmt)]
 
 

@@ -1,0 +1,97 @@
+"""Customer detail: everything support needs on one page, Stripe Dashboard links, clear messages for bad ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session
+
+from lib.models import utcnow
+from tests.utils.apptest import run_page
+from tests.utils.factories import (
+    make_customer,
+    make_event,
+    make_failed_invoice,
+    make_invoice,
+    make_payment_method,
+    make_subscription,
+)
+
+
+def table(at, column: str):  # noqa: ANN001, ANN201
+    """The first dataframe on the page that has `column` (plain dataframes carry no key in AppTest)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+@pytest.fixture
+def customer(session: Session) -> dict[str, str]:
+    c = make_customer(session, email="ana@example.com", name="Ana Núñez", phone="+1 415 555 0199", balance=-1500,
+                      mrr=4900, default_payment_method_id="pm_default_1")
+    make_payment_method(session, c, id="pm_default_1", card_brand="mastercard", card_last4="4444",
+                        card_exp_month=3, card_exp_year=2030)
+    make_payment_method(session, c, card_last4="0005")
+    sub = make_subscription(session, c, status="trialing", mrr=4900, cancel_at_period_end=True,
+                            trial_end=utcnow() + timedelta(days=5),
+                            items=[{"product_name": "Pro", "unit_amount": 4900, "quantity": 2}])
+    bad = make_failed_invoice(session, c, amount_due=4900, decline_code="expired_card", subscription_id=sub.id)
+    make_invoice(session, c, status="paid", amount_due=4900, created=utcnow() - timedelta(days=31))
+    make_event(session, bad.id, type="invoice.payment_failed")
+    make_event(session, c.id, type="customer.updated", created=utcnow() - timedelta(days=2))
+    return {"id": c.id, "sub": sub.id, "invoice": bad.id}
+
+
+def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: dict[str, str]) -> None:
+    at = run_page("customer_detail.py", query={"id": customer["id"]})
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Ana Núñez"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Email"] == "ana@example.com"
+    assert metrics["Balance"] == "15.00 USD" and any("credit" in c.value for c in at.caption)
+    assert metrics["MRR"] == "49.00 USD"
+    assert any("Mastercard •••• 4444" in c.value for c in at.caption), "default card named"
+    subs = table(at, "items")
+    assert subs.iloc[0]["status"] == "trialing" and bool(subs.iloc[0]["cancel_at_period_end"])
+    assert "Pro × 2" in subs.iloc[0]["items"] and subs.iloc[0]["mrr"] == 49.0
+    assert subs.iloc[0]["stripe"] == f"https://dashboard.stripe.com/test/subscriptions/{customer['sub']}"
+    inv = table(at, "decline")
+    failed = inv[inv["id"] == customer["invoice"]].iloc[0]
+    assert failed["status"] == "open" and failed["attempts"] == 1
+    assert failed["decline"].startswith("expired_card: The card on file has expired")
+    assert failed["hosted"].endswith(customer["invoice"]) and failed["next_retry"] is not None
+    assert any("49.00 USD" in c.value for c in at.caption), "open amount owed"
+    cards = table(at, "last4")
+    assert set(cards["last4"]) == {"4444", "0005"} and cards[cards["last4"] == "4444"].iloc[0]["default"]
+    events = table(at, "type")
+    assert list(events["type"]) == ["invoice.payment_failed", "customer.updated"]
+    assert any(f"dashboard.stripe.com/test/customers/{customer['id']}" in m.value for m in at.markdown)
+
+
+def test_detail_has_portal_and_merge_action_slots(customer: dict[str, str]) -> None:
+    at = run_page("customer_detail.py", query={"id": customer["id"]})
+    keys = {b.key for b in at.button}
+    assert any(k and k.startswith("cd_portal") for k in keys)
+    assert any(k and k.startswith("cd_merge") for k in keys) or any(
+        k and k.startswith("cd_merge") for k in {t.key for t in at.text_input})
+
+
+@pytest.mark.parametrize("query,message", [
+    ({"id": "cus_doesnotexist"}, "is not in the cache"),
+    ({"id": "not-an-id"}, "is not a customer id"),
+    ({}, "No customer chosen"),
+])
+def test_missing_or_bad_id_explains_and_links_back(db, query: dict[str, str], message: str) -> None:  # noqa: ANN001
+    at = run_page("customer_detail.py", query=query)
+    assert not at.exception
+    assert any(message in e.value for e in [*at.error, *at.info])
+    assert any("customers" in m.value for m in at.markdown), "a link back to the search"
+
+
+def test_invoices_are_paged(session: Session) -> None:
+    c = make_customer(session, email="many@example.com")
+    for i in range(30):
+        make_invoice(session, c, created=utcnow() - timedelta(days=i))
+    at = run_page("customer_detail.py", query={"id": c.id})
+    assert len(table(at, "decline")) == 25
+    at.button(key="cd_inv_next").click().run()
+    assert len(table(at, "decline")) == 5

@@ -1,0 +1,157 @@
+"""Customers page: the one search box, each filter, sorting, paging, the CSV of all pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlmodel import Session
+
+from lib import queries
+from lib.db import session_scope
+from lib.models import UTC, utcnow
+from tests.utils.apptest import run_page
+from tests.utils.factories import (
+    make_customer,
+    make_failed_invoice,
+    make_invoice,
+    make_payment_method,
+    make_subscription,
+)
+
+
+@pytest.fixture
+def people(session: Session) -> dict[str, str]:
+    jane = make_customer(session, email="Jane.Doe+vip@Example.com", name="Jane Doe", delinquent=True, mrr=2500,
+                         created=datetime(2026, 3, 1, tzinfo=UTC))
+    make_subscription(session, jane, status="active", mrr=2500)
+    make_failed_invoice(session, jane, amount_due=2500)
+    jose = make_customer(session, email="jose@example.org", name="José García", currency="eur", mrr=900,
+                         created=datetime(2025, 1, 15, tzinfo=UTC))
+    make_subscription(session, jose, status="past_due", currency="eur", mrr=900)
+    make_invoice(session, jose, status="paid")
+    gone = make_customer(session, email="gone@example.com", name="Gone Away", deleted=True)
+    phoned = make_customer(session, email="phoned@example.com", name="Pat Phone", phone="+1 415 555 0100")
+    make_payment_method(session, phoned, card_last4="1234")
+    for i in range(30):
+        make_customer(session, email=f"filler{i:02d}@example.net", name=f"Filler {i:02d}",
+                      created=utcnow() - timedelta(days=400 + i))
+    return {"jane": jane.id, "jose": jose.id, "gone": gone.id, "phoned": phoned.id}
+
+
+def ids(at) -> list[str]:  # noqa: ANN001
+    return list(at.dataframe[0].value["id"]) if at.dataframe else []
+
+
+def search(text: str):  # noqa: ANN201
+    return run_page("customers.py", cust_search=text)
+
+
+def test_upper_case_email_finds_the_customer(people: dict[str, str]) -> None:
+    at = search("JANE.DOE+VIP@EXAMPLE.COM")
+    assert not at.exception
+    assert ids(at) == [people["jane"]]
+
+
+def test_email_without_plus_tag_finds_the_customer(people: dict[str, str]) -> None:
+    assert ids(search("jane.doe@example.com")) == [people["jane"]]
+
+
+def test_single_result_offers_a_link_to_the_detail(people: dict[str, str]) -> None:
+    at = search("jose@example.org")
+    assert any(f"customer?id={people['jose']}" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("text,who", [
+    ("jose garcia", "jose"), ("GARCÍA", "jose"), ("+1 (415) 555-0100", "phoned"), ("1234", "phoned"),
+])
+def test_name_phone_and_card_last4(people: dict[str, str], text: str, who: str) -> None:
+    assert ids(search(text)) == [people[who]]
+
+
+def test_customer_id_search(people: dict[str, str]) -> None:
+    assert ids(search(people["jose"])) == [people["jose"]]
+
+
+@pytest.mark.parametrize("text", ["%", "x" * 300, "+1 000 000", "cus_<script>", "a\x07b"])
+def test_bad_search_text_gives_a_hint_not_a_traceback(people: dict[str, str], text: str) -> None:
+    at = search(text)
+    assert not at.exception
+    assert at.warning or at.info, "the user must be told what to type instead"
+    assert not at.dataframe
+
+
+def test_no_match_says_what_to_try(people: dict[str, str]) -> None:
+    at = search("nobody@nowhere.example")
+    assert not at.exception and not at.dataframe
+    assert "No customer matches" in at.info[0].value
+
+
+def test_filters(people: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    assert len(ids(at)) == 25  # first page; deleted customers hidden
+    at.checkbox(key="cust_delinquent").check().run()
+    assert ids(at) == [people["jane"]]
+    at.checkbox(key="cust_delinquent").uncheck().run()
+    at.checkbox(key="cust_unpaid").check().run()
+    assert ids(at) == [people["jane"]]
+    at.checkbox(key="cust_unpaid").uncheck().run()
+    at.selectbox(key="cust_sub_status").select("past_due").run()
+    assert ids(at) == [people["jose"]]
+    at.selectbox(key="cust_sub_status").select("Any").run()
+    at.selectbox(key="cust_currency").select("EUR").run()
+    assert ids(at) == [people["jose"]]
+    at.selectbox(key="cust_currency").select("Any").run()
+    at.date_input(key="cust_from").set_value(date(2025, 1, 1)).run()
+    at.date_input(key="cust_to").set_value(date(2025, 1, 31)).run()
+    assert ids(at) == [people["jose"]]
+
+
+def test_include_deleted(people: dict[str, str]) -> None:
+    at = search("gone@example.com")
+    assert ids(at) == []
+    at.checkbox(key="cust_deleted").check().run()
+    assert ids(at) == [people["gone"]]
+
+
+def test_sort_by_mrr(people: dict[str, str]) -> None:
+    at = run_page("customers.py", cust_sort="Highest MRR")
+    assert ids(at)[:2] == [people["jane"], people["jose"]]
+    mrr = at.dataframe[0].value["mrr"]
+    assert mrr.iloc[0] == 25.0 and mrr.iloc[1] == 9.0  # minor units shown as major units
+
+
+def test_paging(people: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    first = ids(at)
+    assert len(first) == 25
+    assert any("of 33" in c.value for c in at.caption)
+    at.button(key="cust_next").click().run()
+    second = ids(at)
+    assert len(second) == 8 and not set(first) & set(second)
+    assert at.button(key="cust_next").disabled
+    at.button(key="cust_prev").click().run()
+    assert ids(at) == first
+
+
+def test_changing_a_filter_goes_back_to_page_one(people: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    at.button(key="cust_next").click().run()
+    at.text_input(key="cust_search").input("filler").run()
+    assert len(ids(at)) == 25 and any("Page 1" in c.value for c in at.caption)
+
+
+def test_csv_has_every_page(people: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    assert at.get("download_button"), "the page offers the CSV"
+    with session_scope() as s:
+        out = queries.export_customers_csv(session=s, filters=queries.CustomerFilters(sort="mrr"))
+    rows = list(csv.DictReader(io.StringIO(out.read().decode())))
+    assert len(rows) == 33  # more than one page, deleted excluded
+    assert rows[0]["id"] == people["jane"] and rows[0]["mrr"] == "25.0" and rows[0]["email"].startswith("Jane")
+    with session_scope() as s:
+        only = queries.export_customers_csv(session=s, filters=queries.CustomerFilters(q="JOSE@EXAMPLE.ORG"))
+    rows = list(csv.DictReader(io.StringIO(only.read().decode())))
+    assert [r["id"] for r in rows] == [people["jose"]] and rows[0]["currency"] == "eur"
