@@ -12,6 +12,7 @@ import heapq
 from typing import Any
 
 from sandbox.core import (
+    EVENT_RETENTION,
     ApiError,
     Obj,
     Store,
@@ -862,8 +863,11 @@ def run_due(store: Store, until: float) -> int:
     """Run every timer due up to `until`, in time order, each at its own sandbox time."""
     done = 0
     heap = store.heap
+    store.discard_before = int(until) - EVENT_RETENTION
     try:
         while heap and heap[0][0] <= until:
+            if done % 5000 == 4999:
+                store.prune_events()  # keep memory flat over long advances
             due, _, action, oid, token = heapq.heappop(heap)
             store.frozen = max(due, store.now() if store.frozen is None else store.frozen)
             obj = store.objs.get(oid)
@@ -880,6 +884,7 @@ def run_due(store: Store, until: float) -> int:
             done += 1
     finally:
         store.frozen = None
+        store.discard_before = 0
     return done
 
 

@@ -7,6 +7,7 @@ sandbox's own control endpoints under /_sandbox/.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -30,12 +31,14 @@ class SandboxServer:
     _client: stripe.StripeClient | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, *, state_file: Path | None = None, port: int | None = None) -> SandboxServer:
+    def start(cls, *, state_file: Path | None = None, port: int | None = None,
+              env: dict[str, str] | None = None) -> SandboxServer:
         port = port or free_port()
         cmd = [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
         if state_file is not None:
             cmd += ["--state", str(state_file)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc_env = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=proc_env)
         server = cls(url=f"http://127.0.0.1:{port}", proc=proc)
         wait_http_ok(server.url + "/_sandbox/health", timeout=30, proc=proc)
         return server
@@ -82,3 +85,11 @@ class SandboxServer:
 
     def clear_requests(self) -> None:
         self.control("DELETE", "requests")
+
+    def settings(self, **values: Any) -> dict[str, Any]:
+        """Dunning and delivery settings, e.g. settings(final_action="unpaid", retry_days=[3, 5, 7])."""
+        return self.control("POST", "settings", values)
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Delivery attempts: event, type, endpoint, url, attempt, status, error, ok, time."""
+        return self.control("GET", "webhook_deliveries")["data"]

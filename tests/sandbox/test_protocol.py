@@ -1,0 +1,121 @@
+"""Protocol behaviour: keys, idempotency, error bodies, expand, faults and the request log."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import stripe
+
+from tests.sandbox.helpers import customer, price, subscribe
+from tests.utils.sandbox import SandboxServer
+
+
+def test_keys(sandbox: SandboxServer) -> None:
+    restricted = stripe.StripeClient("rk_test_abc123", base_addresses={"api": sandbox.url})
+    assert restricted.v1.customers.list().data == []
+    live = stripe.StripeClient("sk_live_abcdefghijkl1234", base_addresses={"api": sandbox.url})
+    with pytest.raises(stripe.AuthenticationError) as err:
+        live.v1.customers.list()
+    assert err.value.http_status == 401 and "1234" in err.value.user_message
+    assert "abcdefghijkl" not in err.value.user_message
+
+
+def test_idempotency_keys(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    first = c.v1.customers.create(params={"email": "idem@example.com"}, options={"idempotency_key": "k-1"})
+    again = c.v1.customers.create(params={"email": "idem@example.com"}, options={"idempotency_key": "k-1"})
+    assert again.id == first.id
+    assert again.last_response.headers.get("Idempotent-Replayed") == "true"
+    assert len(c.v1.customers.list().data) == 1
+    with pytest.raises(stripe.IdempotencyError) as err:
+        c.v1.customers.create(params={"email": "other@example.com"}, options={"idempotency_key": "k-1"})
+    assert err.value.http_status == 400 and "k-1" in err.value.user_message
+    log = sandbox.requests()
+    assert [e["idempotency_key"] for e in log] == ["k-1", "k-1", None, "k-1"]
+    assert log[0]["params"] == {"email": "idem@example.com"} and log[0]["method"] == "POST"
+    assert log[0]["path"] == "/v1/customers" and log[0]["status"] == 200 and log[3]["status"] == 400
+
+
+def test_nested_params_and_expand(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    cus = customer(c, metadata={"a": "1", "b": "2"}, address={"line1": "Main 1", "country": "DE"})
+    sub = subscribe(c, cus.id, price(c).id)
+    page = c.v1.subscriptions.list(params={"expand": ["data.customer", "data.default_payment_method",
+                                                      "data.latest_invoice"]})
+    got = page.data[0]
+    assert got.customer.id == cus.id and got.customer.address.country == "DE"
+    assert got.latest_invoice.id == sub.latest_invoice and got.default_payment_method is None
+    full = c.v1.customers.retrieve(cus.id, params={"expand": ["invoice_settings.default_payment_method"]})
+    assert full.invoice_settings.default_payment_method.card.last4 == "4242"
+    assert full.metadata.to_dict() == {"a": "1", "b": "2"}
+    logged = sandbox.requests()[0]["params"]
+    assert logged["metadata"] == {"a": "1", "b": "2"} and logged["address"]["line1"] == "Main 1"
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        c.v1.customers.retrieve(cus.id, params={"expand": ["nonsense"]})
+    assert err.value.param == "expand"
+
+
+def test_unknown_url_is_a_stripe_404(sandbox: SandboxServer) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        sandbox.client.raw_request("get", "/v1/unicorns")
+    assert err.value.http_status == 404 and "Unrecognized request URL" in err.value.user_message
+
+
+def test_rate_limit_fault_says_retry(sandbox: SandboxServer) -> None:
+    sandbox.faults(rate_limit=1.0)
+    with pytest.raises(stripe.RateLimitError) as err:
+        sandbox.client.v1.customers.list()
+    e = err.value
+    assert e.http_status == 429 and e.error.code == "rate_limit" and e.error.type == "invalid_request_error"
+    assert e.headers["Stripe-Should-Retry"] == "true" and e.headers["Retry-After"] == "1"
+    sandbox.faults()
+    assert sandbox.client.v1.customers.list().data == []
+
+
+def test_server_error_and_latency_faults(sandbox: SandboxServer) -> None:
+    sandbox.faults(server_error=1.0)
+    with pytest.raises(stripe.APIError) as err:
+        sandbox.client.v1.customers.list()
+    assert err.value.http_status == 500
+    sandbox.faults(latency_ms=[150, 160])
+    t0 = time.monotonic()
+    sandbox.client.v1.customers.list()
+    assert time.monotonic() - t0 >= 0.15
+    sandbox.faults()
+
+
+def test_sdk_retries_through_faults_with_one_idempotency_key(sandbox: SandboxServer) -> None:
+    sandbox.faults(rate_limit=0.5, seed=13)  # with this seed the first request is limited, the next ones pass
+    retrying = stripe.StripeClient(sandbox.key, base_addresses={"api": sandbox.url}, max_network_retries=3)
+    made = [retrying.v1.customers.create(params={"email": f"r{i}@example.com"}) for i in range(3)]
+    sandbox.faults()
+    assert len(sandbox.client.v1.customers.list(params={"limit": 100}).data) == 3 == len(made)
+    log = sandbox.requests()
+    statuses = [e["status"] for e in log if e["method"] == "POST"]
+    assert statuses == [429, 200, 200, 200]
+    keys_of_429 = {e["idempotency_key"] for e in log if e["status"] == 429}
+    keys_of_200 = {e["idempotency_key"] for e in log if e["status"] == 200 and e["method"] == "POST"}
+    assert keys_of_429 <= keys_of_200  # a retried create reused its key
+
+
+def test_max_rps_ceiling(sandbox: SandboxServer) -> None:
+    sandbox.faults(max_rps=5)
+    outcomes = []
+    for _ in range(12):
+        try:
+            sandbox.client.v1.customers.list()
+            outcomes.append(200)
+        except stripe.RateLimitError:
+            outcomes.append(429)
+    sandbox.faults()
+    assert outcomes.count(200) == 5 and outcomes.count(429) == 7
+
+
+def test_control_endpoints_are_never_faulted(sandbox: SandboxServer) -> None:
+    sandbox.faults(rate_limit=1.0, server_error=1.0)
+    assert sandbox.control("GET", "health") == {"ok": True}
+    assert sandbox.now() > 0
+    sandbox.clear_requests()
+    assert sandbox.requests() == []
+    sandbox.faults()
