@@ -1,0 +1,99 @@
+"""Benchmark: seed 10,000 customers (one subscription each, 12 months of history) into a fresh sandbox.
+
+    .venv/bin/python bench/seed.py [--customers 10000] [--seed 7]
+
+Starts its own sandbox process on a free port, runs the demo seeder against it through the SDK, and reads
+the sandbox's peak resident memory from /proc/<pid>/status (VmHWM). The last line is one JSON object:
+{"customers", "subscriptions", "seconds", "sandbox_peak_rss_mb", "goal_seconds", "ok", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.seed import Seeder, plan  # noqa: E402
+
+GOAL_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the sandbox exited with {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_sandbox/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the sandbox did not answer within {timeout}s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process has used so far (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("VmHWM not found")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workers", type=int, default=8)
+    args = ap.parse_args()
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_healthy(url, proc)
+        p = plan(args.customers, args.seed)
+        seeder = Seeder(url, workers=args.workers, log=lambda line: print(line, flush=True))
+        started = time.monotonic()
+        result = seeder.run(p)
+        seconds = round(time.monotonic() - started, 1)
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    subs = sum(result.statuses.values())
+    print(json.dumps({
+        "customers": len(result.customer_ids),
+        "subscriptions": subs,
+        "subscriptions_by_status": dict(sorted(result.statuses.items())),
+        "requests": result.requests,
+        "seconds": seconds,
+        "customers_per_second": round(len(result.customer_ids) / seconds, 1) if seconds else None,
+        "sandbox_peak_rss_mb": rss,
+        "goal_seconds": GOAL_SECONDS,
+        "ok": seconds < GOAL_SECONDS and len(result.customer_ids) == args.customers and subs == args.customers,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
