@@ -38,4 +38,7 @@ except ConfigError as exc:
 if _refusal:
     sys.exit(f"Billing Console: {_refusal}")
 
-app = App("app.py", routes=routes(), secrets=_secrets)
+try:
+    app = App("app.py", routes=routes(), secrets=_secrets)
+except TypeError as exc:  # a TOML value st.secrets cannot hold (e.g. a date)
+    sys.exit(f"Billing Console cannot start: {SECRETS_FILE_ENV} holds an unsupported value: {exc}")

@@ -73,3 +73,11 @@ def test_live_key_with_login_from_a_secrets_file_starts(
     with dashboard(env) as url:  # it would have exited had [auth] not been found (see the first test)
         with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as resp:
             assert resp.status == 200
+
+
+def test_streamlit_run_finds_the_app_in_server_py() -> None:
+    """The refusal checks wrap the App; `streamlit run` must still serve it as st.App (webhook route too)."""
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    found = discover_asgi_app(ROOT / "server.py")
+    assert (found.is_asgi_app, found.import_string) == (True, "server:app")
