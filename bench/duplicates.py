@@ -1,6 +1,6 @@
 """Benchmark duplicate detection: precision/recall on the demo's planted duplicates, and time at scale.
 
-    .venv/bin/python bench/duplicates.py [--demo-customers 2000] [--synthetic 1000000] [--skip-demo]
+    .venv/bin/python bench/duplicates.py [--demo-customers 2000] [--demo-seed 7] [--synthetic 1000000] [--skip-demo]
 
 1. Demo accuracy: start a sandbox, seed it (`python -m sandbox.seed --truth-file`), sync it into a fresh
    SQLite cache with `lib.sync.run_sync`, run `lib.duplicates.detect` and compare with the planted clusters
@@ -62,7 +62,7 @@ def detect_clusters(url: str) -> tuple[list[list[str]], float]:
 # --- 1. the demo data ---------------------------------------------------------------------------
 
 
-def demo(customers: int, workdir: Path) -> dict[str, object]:
+def demo(customers: int, workdir: Path, seed: int) -> dict[str, object]:
     from tests.utils.net import free_port, wait_http_ok
 
     port = free_port()
@@ -74,7 +74,7 @@ def demo(customers: int, workdir: Path) -> dict[str, object]:
         truth_file = workdir / "truth.json"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "sandbox.seed", "--api-base", base, "--customers", str(customers),
-                        "--truth-file", str(truth_file), "--webhook-url", ""],
+                        "--seed", str(seed), "--truth-file", str(truth_file), "--webhook-url", ""],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         seed_s = time.perf_counter() - t0
         truth = json.loads(truth_file.read_text())
@@ -93,7 +93,7 @@ def demo(customers: int, workdir: Path) -> dict[str, object]:
         if result.status != "succeeded":
             raise SystemExit(f"sync failed: {result.error}")
         found, seconds = detect_clusters(url)
-        return {"customers": truth["customers"], "planted_clusters": len(truth["clusters"]),
+        return {"seed": seed, "customers": truth["customers"], "planted_clusters": len(truth["clusters"]),
                 "found_clusters": len(found), **score(found, truth["clusters"]), "detect_seconds": round(seconds, 3),
                 "seed_seconds": round(seed_s, 1), "sync_seconds": round(sync_s, 1)}
     finally:
@@ -228,13 +228,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo-customers", type=int, default=2000)
     ap.add_argument("--synthetic", type=int, default=1_000_000)
+    ap.add_argument("--demo-seed", type=int, default=7, help="the seeder's random seed (7 is `make demo`'s)")
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--workdir", help="keep the databases and truth file here (default: a temporary folder)")
     args = ap.parse_args()
     out: dict[str, object] = {"benchmark": "duplicates"}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         if not args.skip_demo:
-            out["demo"] = demo(args.demo_customers, work)
+            out["demo"] = demo(args.demo_customers, work, args.demo_seed)
             print("demo:", out["demo"], flush=True)
         t0 = time.perf_counter()
         truth = synthetic(args.synthetic, work / "synthetic.db", random.Random(7))

@@ -46,16 +46,44 @@ MAX_SHARED: dict[str, int] = {"card": 4, "phone": 5}
 NAME_THRESHOLD = 88.0  # rapidfuzz token_sort_ratio (0..100) above which two names count as similar
 MAX_ALL_PAIRS = 60  # larger name groups are compared with rapidfuzz's vectorised cdist
 
-# Mail providers anyone can sign up at: sharing one says nothing about two people being one.
+# Mail providers anyone can sign up at: sharing one says nothing about two people being one. Providers run
+# many country domains (yahoo.co.jp, hotmail.es, gmx.at…), so the name before the suffix is what counts.
 PUBLIC_EMAIL_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de", "ymail.com",
-    "hotmail.com", "hotmail.co.uk", "hotmail.fr", "hotmail.de", "outlook.com", "outlook.de", "live.com",
-    "live.co.uk", "msn.com", "icloud.com", "me.com", "mac.com", "aol.com", "protonmail.com", "proton.me",
-    "pm.me", "gmx.com", "gmx.de", "gmx.net", "web.de", "t-online.de", "mail.com", "mail.ru", "yandex.ru",
-    "yandex.com", "qq.com", "163.com", "126.com", "naver.com", "orange.fr", "free.fr", "laposte.net",
-    "libero.it", "comcast.net", "verizon.net", "att.net", "sbcglobal.net", "fastmail.com", "zoho.com",
-    "tutanota.com", "hey.com", "example.com", "example.org", "example.net",
+    "gmail.com", "googlemail.com", "me.com", "mac.com", "pm.me", "proton.me", "hey.com", "example.com",
+    "example.org", "example.net", "i.softbank.jp",
 })
+PUBLIC_MAIL_PROVIDERS = frozenset({
+    # global webmail
+    "gmail", "googlemail", "yahoo", "ymail", "rocketmail", "hotmail", "outlook", "live", "msn", "windowslive",
+    "icloud", "aol", "aim", "protonmail", "proton", "tutanota", "tuta", "zoho", "zohomail", "fastmail",
+    "mail", "email", "inbox", "gmx", "yandex", "ya", "posteo", "mailbox", "hushmail", "lycos", "excite",
+    # Europe
+    "web", "t-online", "freenet", "arcor", "online", "orange", "wanadoo", "free", "sfr", "neuf", "laposte",
+    "bbox", "libero", "virgilio", "alice", "tiscali", "tin", "fastwebnet", "telefonica", "movistar", "terra",
+    "btinternet", "btopenworld", "sky", "virginmedia", "talktalk", "ntlworld", "blueyonder", "bluewin",
+    "hispeed", "sunrise", "telenet", "skynet", "ziggo", "kpnmail", "xs4all", "planet", "hetnet", "chello",
+    "sapo", "telia", "otenet", "seznam", "centrum", "atlas", "wp", "onet", "o2", "interia", "op", "poczta",
+    "rambler", "list", "bk", "ukr", "abv", "freemail", "citromail", "mail2world",
+    # Americas, Asia, Pacific, Middle East
+    "comcast", "verizon", "att", "sbcglobal", "bellsouth", "cox", "charter", "earthlink", "juno", "netzero",
+    "shaw", "rogers", "sympatico", "videotron", "bigpond", "optusnet", "iinet", "xtra", "bol", "uol", "ig",
+    "prodigy", "qq", "foxmail", "163", "126", "yeah", "sina", "sohu", "aliyun", "naver", "daum", "hanmail",
+    "nate", "docomo", "ezweb", "au", "softbank", "rediffmail", "sify", "eim", "emirates",
+})
+_SUFFIX_LABELS = frozenset({"com", "co", "net", "org", "ne", "or", "ac", "gov", "edu"})
+
+
+def is_public_domain(domain: str | None) -> bool:
+    """True for a mail provider anyone can use (gmail.com, hotmail.es, yahoo.co.in, docomo.ne.jp…)."""
+    if not domain:
+        return True
+    domain = domain.strip().lower()
+    if domain in PUBLIC_EMAIL_DOMAINS:
+        return True
+    labels = domain.split(".")
+    if len(labels) > 2 and labels[-2] in _SUFFIX_LABELS:  # a country's second level: co.uk, com.br, ne.jp
+        labels = labels[:-1]
+    return (labels[-2] if len(labels) >= 2 else labels[0]) in PUBLIC_MAIL_PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -237,7 +265,7 @@ def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str 
         .order_by(shared.c.k, Customer.id)
     )
     for key, rows in _grouped(session.exec(stmt).yield_per(5000)):
-        if key and key not in PUBLIC_EMAIL_DOMAINS:
+        if key and not is_public_domain(key):
             yield key, [(r[1], r[2]) for r in rows]
 
 

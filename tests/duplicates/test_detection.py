@@ -112,3 +112,12 @@ def test_a_card_or_phone_shared_by_many_is_not_evidence(session: Session) -> Non
     result = detect(session=session)
     assert [c.customer_ids for c in result.clusters] == [["cus_pair1", "cus_pair2"]]
     assert result.counts["card_shared_skipped"] == 1 and result.counts["phone_shared_skipped"] == 1
+
+
+def test_regional_mail_providers_count_as_public() -> None:
+    from lib.duplicates import is_public_domain
+
+    for domain in ("gmail.com", "hotmail.es", "yahoo.co.in", "docomo.ne.jp", "bol.com.br", "web.de", "mail.ru"):
+        assert is_public_domain(domain), domain
+    for domain in ("acme.com", "acme.co.uk", "mail.acme.com", "garcia-design.test"):
+        assert not is_public_domain(domain), domain
