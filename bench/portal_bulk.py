@@ -10,12 +10,12 @@ throw-away SQLite cache, seeds N customers through the SDK with one failed invoi
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +68,13 @@ def main() -> None:
             result = portal.bulk_links(ids, user=finance, session=session)
             seconds = time.perf_counter() - t0
         sent = [r for r in sandbox.requests() if r["path"] == "/v1/billing_portal/sessions"]
-        per_second = Counter(int(r["time"]) for r in sent)
+        times = sorted(r["time"] for r in sent)
+        busiest = max((bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
         print(json.dumps({
             "bench": "portal_bulk", "invoices": args.invoices, "links": result.made, "failed": result.failed,
             "budget_rps": args.budget, "latency_ms": args.latency_ms, "seconds": round(seconds, 2),
             "requests": len(sent), "http_429": sum(r["status"] == 429 for r in sent),
-            "max_requests_in_one_second": max(per_second.values()) if per_second else 0,
+            "max_requests_in_any_1s_window": busiest,
             "floor_seconds": round((args.invoices - 1) / args.budget, 2),
         }))
     finally:
