@@ -25,6 +25,7 @@ from sandbox.core import (
     missing,
     new_id,
 )
+from sandbox.render import compact
 from sandbox.resources import DECLINES, balance_txn, diff, resolve_pm, snapshot
 from sandbox.routes import route
 
@@ -104,14 +105,14 @@ def _payment_intent(store: Store, inv: Obj) -> Obj:
           "statement_descriptor_suffix": None, "status": "requires_payment_method", "transfer_data": None,
           "transfer_group": None}
     pi["client_secret"] = pi["id"] + "_secret_sandbox"
-    store.put(pi)
+    store.put(compact(pi))
     inv["_pi"] = pi["id"]
     ip = {"id": new_id("inpay"), "object": "invoice_payment", "amount_paid": None,
           "amount_requested": inv["amount_due"], "created": now, "currency": inv["currency"],
           "invoice": inv["id"], "is_default": True, "livemode": False,
           "payment": {"type": "payment_intent", "payment_intent": pi["id"]}, "status": "open",
           "status_transitions": {"canceled_at": None, "paid_at": None}}
-    store.put(ip)
+    store.put(compact(ip))
     inv["payments"]["data"].append(ip)
     inv["payments"]["total_count"] = len(inv["payments"]["data"])
     return pi
@@ -128,20 +129,32 @@ def _charge(store: Store, inv: Obj, pi: Obj, pm_id: str, failure: tuple[str, str
           "description": None, "disputed": False, "failure_balance_transaction": None,
           "failure_code": None if ok else failure[0], "failure_message": None if ok else failure[2],
           "fraud_details": {}, "livemode": False, "metadata": {}, "on_behalf_of": None,
-          "outcome": {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
-                      "network_status": "approved_by_network" if ok else "declined_by_network",
-                      "reason": None if ok else failure[1], "risk_level": "normal", "risk_score": 20,
-                      "seller_message": "Payment complete." if ok else "The bank did not return any further "
-                      "details with this decline.", "type": "authorized" if ok else "issuer_declined"},
+          "outcome": None,
           "paid": ok, "payment_intent": pi["id"], "payment_method": pm_id,
           "payment_method_details": None, "receipt_email": None, "receipt_number": None,
           "receipt_url": None, "refunded": False, "review": None, "shipping": None, "source": None,
           "source_transfer": None, "statement_descriptor": None, "statement_descriptor_suffix": None,
           "status": "succeeded" if ok else "failed", "transfer_data": None, "transfer_group": None}
-    ch["refunds"] = {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                     "url": f"/v1/charges/{ch['id']}/refunds"}
-    store.put(ch)
+    ch["outcome"] = _outcome(failure)
+    store.put(compact(ch))
     return ch
+
+
+_OUTCOMES: dict[Any, Obj] = {}
+
+
+def _outcome(failure: tuple[str, str, str] | None) -> Obj:
+    """Charge outcomes are shared per decline kind (they never change after the charge)."""
+    out = _OUTCOMES.get(failure)
+    if out is None:
+        ok = failure is None
+        out = _OUTCOMES[failure] = {
+            "advice_code": None, "network_advice_code": None, "network_decline_code": None,
+            "network_status": "approved_by_network" if ok else "declined_by_network",
+            "reason": None if ok else failure[1], "risk_level": "normal", "risk_score": 20,
+            "seller_message": "Payment complete." if ok else "The bank did not return any further details with "
+            "this decline.", "type": "authorized" if ok else "issuer_declined"}
+    return out
 
 
 def attempt(store: Store, inv: Obj, pm_override: str | None = None) -> tuple[str, str, str] | None:
@@ -338,9 +351,9 @@ def build_invoice(store: Store, c: Obj, sub: Obj | None, reason: str, start: int
         "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": now,
         "_sub": sub["id"] if sub else None, "_lists": ("lines", "payments"), "_first_attempt": None,
     }
-    store.put(inv)
+    store.put(compact(inv))
     for line in line_objs:
-        store.objs[line["id"]] = line
+        store.objs[line["id"]] = compact(line)
     store.child("invoice", c["id"], iid)
     if sub:
         store.child("invoice", sub["id"], iid)

@@ -89,17 +89,31 @@ def customer_create(store: Store, p: Obj) -> Obj:
         "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
     }
     _apply_customer(store, c, p, creating=True)
+    # validate everything before anything is stored, so a failed create leaves nothing behind
+    pm_param = p.get("payment_method")
+    dpm = (p.get("invoice_settings") or {}).get("default_payment_method") \
+        if isinstance(p.get("invoice_settings"), dict) else None
+    if dpm and dpm != pm_param:
+        raise invalid(f"The customer does not have a payment method with the ID {dpm}. The payment method must be "
+                      "attached to the customer.", param="invoice_settings[default_payment_method]",
+                      code="resource_missing")
+    tax_ids = p.get("tax_id_data") or []
+    for i, tid in enumerate(tax_ids):
+        if not isinstance(tid, dict) or tid.get("type") not in TAX_ID_TYPES or not tid.get("value"):
+            raise invalid("Invalid tax id: type and value are required and type must be supported.",
+                          param=f"tax_id_data[{i}]")
+    pm = None
+    if pm_param:
+        pm = resolve_pm(store, pm_param, "payment_method")
+        check_attachable(pm, "payment_method")
     store.put(c)
     _index_email(store, cid, None, c["email"])
+    if pm is not None:
+        attach(store, pm["id"], cid, param="payment_method")
+        if dpm:  # e.g. payment_method=pm_card_visa with the same test id as the default
+            c["invoice_settings"]["default_payment_method"] = pm["id"]
     store.emit("customer.created", c)
-    pm = p.get("payment_method")
-    if pm:
-        attach(store, pm, cid, param="payment_method")
-    dpm = (p.get("invoice_settings") or {}).get("default_payment_method")
-    if dpm:
-        c["invoice_settings"]["default_payment_method"] = _resolve_attached(
-            store, dpm, cid, "invoice_settings[default_payment_method]")
-    for i, tid in enumerate(p.get("tax_id_data") or []):
+    for i, tid in enumerate(tax_ids):
         _tax_id_create(store, c, tid, f"tax_id_data[{i}]")
     return c
 
@@ -565,6 +579,14 @@ def attach(store: Store, pm_id: Any, cid: str, param: str = "id") -> Obj:
     pm = resolve_pm(store, pm_id, param)
     if pm["customer"] == cid:
         return pm
+    check_attachable(pm, param)
+    pm["customer"] = cid
+    store.child("payment_method", cid, pm["id"])
+    store.emit("payment_method.attached", pm)
+    return pm
+
+
+def check_attachable(pm: Obj, param: str) -> None:
     if pm["customer"] is not None:
         raise invalid("The payment method you provided has already been attached to a customer.", param=param,
                       code="payment_method_unexpected_state")
@@ -577,10 +599,6 @@ def attach(store: Store, pm_id: Any, cid: str, param: str = "id") -> Obj:
         code, decline, msg = behaviour[1]
         raise ApiError(402, msg, type="card_error", code=code, decline_code=decline, param="",
                        extra={"payment_method": {"id": pm["id"], "object": "payment_method"}})
-    pm["customer"] = cid
-    store.child("payment_method", cid, pm["id"])
-    store.emit("payment_method.attached", pm)
-    return pm
 
 
 @route("POST", "/v1/payment_methods/{pmid}/attach", {"customer"})

@@ -44,6 +44,24 @@ def test_delete_cancels_subscriptions(sandbox: SandboxServer) -> None:
     assert types[:2] == ["customer.deleted", "customer.subscription.deleted"]
 
 
+def test_create_with_a_card_in_one_request(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    cus = c.v1.customers.create(params={"email": "one@example.com", "payment_method": "pm_card_visa",
+                                        "invoice_settings": {"default_payment_method": "pm_card_visa"},
+                                        "tax_id_data": [{"type": "gb_vat", "value": "GB123456789"}]})
+    pm_id = cus.invoice_settings.default_payment_method
+    assert pm_id.startswith("pm_") and c.v1.payment_methods.retrieve(pm_id).customer == cus.id
+    assert c.v1.customers.tax_ids.list(cus.id).data[0].country == "GB"
+    created = c.v1.events.list(params={"type": "customer.created"}).data[0]
+    assert created.data.object.invoice_settings.default_payment_method == pm_id
+    with pytest.raises(stripe.CardError):
+        c.v1.customers.create(params={"email": "no@example.com", "payment_method": "pm_card_chargeDeclined"})
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.customers.create(params={"email": "no@example.com",
+                                      "invoice_settings": {"default_payment_method": pm_id}})
+    assert [x.email for x in c.v1.customers.list().data] == ["one@example.com"]  # failed creates left nothing
+
+
 def test_missing_customer_is_resource_missing(sandbox: SandboxServer) -> None:
     with pytest.raises(stripe.InvalidRequestError) as err:
         sandbox.client.v1.customers.retrieve("cus_nope")
