@@ -59,6 +59,7 @@ def minor_to_major(amount: int | None, currency: str | None) -> float | None:
     """Minor units (cents) → major units, respecting zero-decimal currencies such as JPY."""
     if amount is None:
         return None
+    amount = int(amount)  # PostgreSQL's SUM(bigint) is a Decimal
     return float(amount) if (currency or "").lower() in ZERO_DECIMAL else amount / 100
 
 
@@ -95,6 +96,19 @@ class Page:
         if self.total is None:
             return self.page + (1 if self.has_more else 0)
         return max(1, -(-self.total // self.page_size))
+
+
+def _rows(session: Session, stmt: Select, ints: tuple[str, ...] = ("amount", "mrr", "count", "invoices",
+                                                                    "subscriptions")) -> list[dict[str, Any]]:
+    """Result rows as dicts, sums as int on both databases (PostgreSQL returns SUM(bigint) as Decimal)."""
+    out = []
+    for r in session.execute(stmt).mappings():
+        d = dict(r)
+        for k in ints:
+            if d.get(k) is not None:
+                d[k] = int(d[k])
+        out.append(d)
+    return out
 
 
 def _dialect(session: Session) -> str:
@@ -367,7 +381,7 @@ def customer_open_amounts(*, session: Session, customer_id: str) -> list[dict[st
     stmt = (select(Invoice.currency, func.count().label("invoices"),
                    func.sum(Invoice.amount_remaining).label("amount"))
             .where(Invoice.customer_id == customer_id, Invoice.status == "open").group_by(Invoice.currency))
-    return [dict(r) for r in session.execute(stmt).mappings()]
+    return _rows(session, stmt)
 
 
 def customer_timeline(*, session: Session, customer_id: str, object_ids: Iterable[str] = (),
@@ -453,7 +467,7 @@ def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> li
     stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
                   func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
     stmt = _subs_where(stmt, filters).group_by(Subscription.status, Subscription.currency)
-    return [dict(r) for r in session.execute(stmt.order_by(Subscription.status, Subscription.currency)).mappings()]
+    return _rows(session, stmt.order_by(Subscription.status, Subscription.currency))
 
 
 def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) -> IO[bytes]:
@@ -592,7 +606,7 @@ def at_risk_by_currency(*, session: Session, filters: FailedFilters | None = Non
     stmt = _failed_from(select(Invoice.currency, func.count().label("invoices"),
                                func.sum(Invoice.amount_remaining).label("amount")))
     stmt = _failed_where(stmt, filters or FailedFilters(), utcnow()).group_by(Invoice.currency)
-    return [dict(r) for r in session.execute(stmt.order_by(Invoice.currency)).mappings()]
+    return _rows(session, stmt.order_by(Invoice.currency))
 
 
 def failed_by_decline_code(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
@@ -600,7 +614,7 @@ def failed_by_decline_code(*, session: Session, filters: FailedFilters | None = 
     stmt = _failed_from(select(_CODE.label("code"), Invoice.currency, func.count().label("invoices"),
                                func.sum(Invoice.amount_remaining).label("amount")))
     stmt = _failed_where(stmt, filters or FailedFilters(), utcnow()).group_by(_CODE, Invoice.currency)
-    rows = [dict(r) for r in session.execute(stmt.order_by(func.count().desc())).mappings()]
+    rows = _rows(session, stmt.order_by(func.count().desc()))
     for r in rows:
         d = explain(r["code"])
         r["code"], r["meaning"], r["next_step"] = d.code, d.meaning, d.next_step
@@ -619,7 +633,7 @@ def failed_by_age(*, session: Session, filters: FailedFilters | None = None) -> 
     stmt = _failed_from(select(bucket.label("age"), Invoice.currency, func.count().label("invoices"),
                                func.sum(Invoice.amount_remaining).label("amount")))
     stmt = _failed_where(stmt, filters or FailedFilters(), now).group_by(bucket, Invoice.currency)
-    rows = [dict(r) for r in session.execute(stmt).mappings()]
+    rows = _rows(session, stmt)
     return sorted(rows, key=lambda r: (AGE_BUCKETS.index(r["age"]), r["currency"]))
 
 
@@ -686,7 +700,7 @@ def mrr_by_currency(*, session: Session) -> list[dict[str, Any]]:
                    func.sum(Subscription.mrr).label("mrr"))
             .where(Subscription.status.in_(["active", "past_due"])).group_by(Subscription.currency)
             .order_by(Subscription.currency))
-    return [dict(r) for r in session.execute(stmt).mappings()]
+    return _rows(session, stmt)
 
 
 def table_estimates(*, session: Session) -> dict[str, int]:
