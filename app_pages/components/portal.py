@@ -77,6 +77,12 @@ def portal_link_action(
     kp = key_prefix
     settings = get_settings()
     open_key = _k(kp, "open")
+    if st.session_state.get(_k(kp, "customer")) != customer_id:
+        # Another customer under the same key prefix (e.g. customer detail reopened): forget the last
+        # customer's link, error and panel, so a link is never shown next to the wrong customer.
+        for name in ("open", "attempt", "result", "error", "refreshed", "refused"):
+            st.session_state.pop(_k(kp, name), None)
+        st.session_state[_k(kp, "customer")] = customer_id
     if st.button("Portal link…", key=_k(kp, "toggle"), icon=":material/link:",
                  help="Make a link to Stripe's Customer Portal for this customer"):
         if not can(user, "portal_link"):

@@ -142,3 +142,14 @@ def test_bulk_widget_refuses_staff(sandbox: Any, session: Session, configured: s
     at.button(key="t_bulk_portal_make").click().run()
     assert "finance or admin" in at.error[0].value
     assert audit_rows(session, "bulk_portal_links")[0].result == "refused"
+
+
+def test_a_link_is_never_shown_next_to_another_customer(sandbox: Any, session: Session, configured: str) -> None:
+    ada = stripe_customer(sandbox, session)
+    bob = stripe_customer(sandbox, session, name="Bob", email="bob@example.com")
+    at = open_panel(run({"staff"}, customer=ada))
+    at.button(key="t_portal_make").click().run()
+    assert len(at.code) == 2
+    at.session_state["t_customer"] = bob  # the same page, now showing another customer
+    at.run()
+    assert not at.code and not at.selectbox, "Ada's link and panel are gone on Bob's page"
