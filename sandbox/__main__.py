@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--state", default=None, help="keep state in this file across restarts")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.state), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(args.state), host=args.host, port=args.port, log_level="warning", access_log=False,
+                date_header=False, server_header=False)  # Date carries sandbox time (set per answer)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -103,8 +104,10 @@ class Sandbox:
         self.dirty = False
 
 
-def error_response(err: ApiError, request_id: str) -> Response:
+def error_response(err: ApiError, request_id: str, now: int | None = None) -> Response:
     headers = {"Request-Id": request_id, **err.headers}
+    if now is not None:
+        headers["Date"] = formatdate(now, usegmt=True)
     return Response(_dumps({"error": err.body}), status_code=err.status, media_type="application/json",
                     headers=headers)
 
@@ -196,7 +199,8 @@ async def api(request: Request) -> Response:
                     status = saved[1]
                     return Response(saved[2], status_code=saved[1], media_type="application/json",
                                     headers={"Request-Id": request_id, "Idempotent-Replayed": "true",
-                                             "Idempotency-Key": idem})
+                                             "Idempotency-Key": idem,
+                                             "Date": formatdate(store.now(), usegmt=True)})
             store.request_id, store.idempotency_key = request_id, idem
             route_, ids = found
             try:
@@ -214,7 +218,7 @@ async def api(request: Request) -> Response:
                 store.idempotency[idem] = (digest, status, body)
             if sb.log_bodies:
                 entry["response"] = body
-            headers = {"Request-Id": request_id}
+            headers = {"Request-Id": request_id, "Date": formatdate(store.now(), usegmt=True)}
             if idem:
                 headers["Idempotency-Key"] = idem
             return Response(body, status_code=status, media_type="application/json", headers=headers)
@@ -222,7 +226,7 @@ async def api(request: Request) -> Response:
             status = err.status
             if sb.log_bodies:
                 entry["response"] = _dumps({"error": err.body})
-            return error_response(err, request_id)
+            return error_response(err, request_id, store.now())
     finally:
         sb.log_seq += 1
         entry["seq"] = sb.log_seq
