@@ -411,6 +411,25 @@ def _claim(job_id: str, *, session: Session, takeover: bool) -> MergeJob:
     return job
 
 
+def _never_started(job_id: str, *, session: Session) -> bool:
+    return not any(st.status != "pending" for st in steps_of(job_id, session=session))
+
+
+def _preflight(job: MergeJob, *, settings: Settings) -> str | None:
+    """Before the first write: read both customers again; a blocker that appeared since the plan stops here."""
+    try:
+        fresh = plan_merge((job.duplicate_id, job.survivor_id), survivor_id=job.survivor_id, settings=settings)
+    except MergeError as err:
+        return str(err)
+    if fresh.blocked:
+        return "Stripe changed since the plan; nothing was written. " + " ".join(fresh.blockers)
+    planned = [(st["kind"], st["params"]) for st in job.plan.get("steps", [])]
+    if [(st.kind, st.params) for st in fresh.steps] != planned:
+        return ("Stripe changed since the plan (subscriptions, balance, tax ids or metadata differ); nothing was "
+                "written. Close this merge and plan it again.")
+    return None
+
+
 def _find_recreated(job: MergeJob, old_id: str, settings: Settings) -> dict[str, Any] | None:
     for sub in gw.merge_list("/v1/subscriptions", {"customer": job.survivor_id, "status": "all"}, settings=settings):
         md = sub.get("metadata") or {}
@@ -489,10 +508,20 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
     s = settings or get_settings()
     if not can(user, "merge"):
         raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    first_run = _never_started(job_id, session=session)
     job = _claim(job_id, session=session, takeover=takeover)
     if job.status == "succeeded":
         return job
     role = ",".join(sorted(user.roles))
+    if first_run:
+        problem = _preflight(job, settings=s)
+        if problem:
+            job.status, job.error, job.updated_at = "failed", problem, utcnow()
+            session.add(job)
+            session.commit()
+            audit.record(session=session, actor=user.email, role=role, action="merge_preflight", result="refused",
+                         customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
+            return job
     for step in steps_of(job_id, session=session):
         if step.status == "done":
             continue

@@ -86,3 +86,14 @@ def test_survivor_without_card_needs_acknowledgement(sandbox: SandboxServer, ses
 def test_missing_customer_is_a_clear_message(sandbox: SandboxServer) -> None:
     with pytest.raises(merge.MergeError, match="does not exist in Stripe"):
         merge.plan_merge(("cus_nope", "cus_nope2"))
+
+
+def test_blocker_appearing_after_the_plan_stops_before_any_write(sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox, duplicate_extra=False)
+    plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
+    job = merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
+    invoice = _open_invoice(sandbox, w)  # e.g. support sent an invoice while the admin read the plan
+    since = last_seq(sandbox)
+    job = merge.run_job(job.id, user=ADMIN, session=session)
+    assert job.status == "failed" and "nothing was written" in job.error and invoice in job.error
+    assert posts(sandbox, since) == []
