@@ -118,6 +118,21 @@ class PortalError(Exception):
                              "subscription_ended"}
 
 
+# What to do when Stripe could not be asked, or refused the key: the same advice whatever the customer.
+ADVICE: dict[str, str] = {
+    "rate_limited": "Stripe is rate-limiting requests right now. Wait a minute, then click Try again (the same "
+                    "request is resent safely). No link was made.",
+    "network": "Stripe could not be reached (network error). Check the server's internet connection or "
+               "STRIPE_API_BASE, then click Try again. No link was made.",
+    "auth": "Stripe rejected the API key: ask an admin to check STRIPE_API_KEY in the server's settings (it may be "
+            "revoked, expired or for another account). No link was made.",
+    "permission": "The restricted API key may not create portal sessions. In the Stripe Dashboard → Developers → "
+                  "API keys, edit the key and give it Write access to \"Customer portal\" (billing portal "
+                  "sessions), then try again. No link was made.",
+    "server": "Stripe had an internal error. Make the link again in a minute. No link was made.",
+}
+
+
 def new_attempt_key() -> str:
     """A fresh idempotency key for one 'make link' click (a retry of that attempt reuses it)."""
     return f"portal-{uuid.uuid4().hex}"
@@ -167,31 +182,8 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
             f"Customer {req.customer_id} does not exist in Stripe any more (deleted, or it belongs to the other "
             "mode). Refresh this customer so the cache shows it as deleted. No link was made."
         ))
-    if exc.kind == "rate_limited":
-        return PortalError("rate_limited", (
-            "Stripe is rate-limiting requests right now. Wait a minute, then click Try again (the same request "
-            "is resent safely). No link was made."
-        ))
-    if exc.kind == "network":
-        return PortalError("network", (
-            "Stripe could not be reached (network error). Check the server's internet connection or "
-            "STRIPE_API_BASE, then click Try again. No link was made."
-        ))
-    if exc.kind == "auth":
-        return PortalError("auth", (
-            "Stripe rejected the API key: ask an admin to check STRIPE_API_KEY in the server's settings (it may "
-            "be revoked, expired or for another account). No link was made."
-        ))
-    if exc.kind == "permission":
-        return PortalError("permission", (
-            "The restricted API key may not create portal sessions. In the Stripe Dashboard → Developers → API "
-            "keys, edit the key and give it Write access to \"Customer portal\" (billing portal sessions), "
-            "then try again. No link was made."
-        ))
-    if exc.kind == "server":
-        return PortalError("server", (
-            "Stripe had an internal error. Make the link again in a minute. No link was made."
-        ))
+    if exc.kind in ADVICE:
+        return PortalError(exc.kind, ADVICE[exc.kind])
     return PortalError("invalid", f"Stripe refused the request: {text} No link was made.")
 
 
