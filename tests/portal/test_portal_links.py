@@ -254,3 +254,17 @@ def test_missing_permission_names_the_portal_permission() -> None:
     err = portal.portal_error(translate(exc), PortalRequest("cus_1"))
     assert err.kind == "permission"
     assert 'Write access to "Customer portal"' in err.message and "billing portal sessions" in err.message
+
+
+def test_subscription_unknown_to_stripe(sandbox: Any, session: Session, configured: str) -> None:
+    cid = stripe_customer(sandbox, session)
+    err = fail(PortalRequest(cid, "subscription_update", subscription_id="sub_gone"), session)
+    assert err.kind == "subscription_missing" and "sub_gone" in err.message and err.offer_refresh
+
+
+def test_canceled_subscription_the_cache_still_shows_live(sandbox: Any, session: Session, configured: str) -> None:
+    cid = stripe_customer(sandbox, session)
+    sub = stripe_subscription(sandbox, session, cid)  # cached as active
+    sandbox.client.v1.subscriptions.cancel(sub)  # canceled in Stripe, the cache has not heard yet
+    err = fail(PortalRequest(cid, "subscription_cancel", subscription_id=sub), session)
+    assert err.kind == "subscription_ended" and "canceled" in err.message and err.offer_refresh
