@@ -37,8 +37,14 @@ except ConfigError as exc:
     sys.exit(f"Billing Console cannot start: {exc}")
 if _refusal:
     sys.exit(f"Billing Console: {_refusal}")
+if _secrets:
+    # Merge now as well as through App(secrets=...): the App builds its session middleware (which signs the
+    # login's OAuth state) before its lifespan merges secrets, and that signature must use [auth].cookie_secret
+    # so a login that starts on one replica can finish on another.
+    secrets_singleton.load_if_toml_exists()
+    try:
+        secrets_singleton.merge_programmatic_secrets(_secrets)
+    except TypeError as exc:  # a TOML value st.secrets cannot hold (e.g. a date)
+        sys.exit(f"Billing Console cannot start: {SECRETS_FILE_ENV} holds an unsupported value: {exc}")
 
-try:
-    app = App("app.py", routes=routes(), secrets=_secrets)
-except TypeError as exc:  # a TOML value st.secrets cannot hold (e.g. a date)
-    sys.exit(f"Billing Console cannot start: {SECRETS_FILE_ENV} holds an unsupported value: {exc}")
+app = App("app.py", routes=routes(), secrets=_secrets)

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session
@@ -132,3 +133,22 @@ def test_anonymous_visitor_sees_login_screen_and_no_data_on_every_page(login_env
             assert "Signed in as" not in html
             assert _nav_titles(page) == [], spec.key
         screenshot(page, "login_anonymous")
+
+
+def test_login_started_on_one_replica_finishes_on_another(login_env: dict[str, str], oidc_provider: str,
+                                                          tmp_path: Path) -> None:
+    """Two dashboard processes sharing one secrets file (behind a load balancer): the provider's callback
+    lands on the other replica, which must accept the login state the first one signed."""
+    port_b = free_port()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(Path(login_env["BILLING_SECRETS_FILE"]).read_text().replace("{port}", str(port_b)))
+    env = login_env | {"BILLING_SECRETS_FILE": str(secrets)}
+    with dashboard(env) as url_a, dashboard(env, port=port_b) as url_b, browser_page() as page:
+        page.goto(url_a + "/")
+        wait_idle(page)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
+        page.get_by_role("button", name=STAFF["sub"], exact=True).click()
+        page.wait_for_url(url_b + "/**")
+        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+        assert "sam@corp.test" in page.locator("[data-testid='stSidebar']").inner_text()
