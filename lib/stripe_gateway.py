@@ -155,6 +155,7 @@ def _header(headers: Any, name: str) -> str | None:
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
 MAX_ATTEMPTS = 8
+NETWORK_ATTEMPTS = 4
 
 
 def retry_delay(exc: stripe.StripeError, attempt: int, *, safe: bool) -> float | None:
@@ -216,7 +217,9 @@ def call(
         except stripe.StripeError as exc:
             delay = retry_delay(exc, attempt, safe=safe)
             attempt += 1
-            if delay is None or attempt >= max_attempts:
+            # Unreachable Stripe (refused, DNS, timeout) gets a few seconds, not a minute: say so early.
+            limit = min(max_attempts, NETWORK_ATTEMPTS) if isinstance(exc, stripe.APIConnectionError) else max_attempts
+            if delay is None or attempt >= limit:
                 raise translate(exc) from None
             time.sleep(delay)
 

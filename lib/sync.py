@@ -80,6 +80,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
 RESOURCE_OF_EVENT = {t: r for r, types in EVENT_TYPES.items() for t in types}
 LIST_PATHS = {"customers": "/v1/customers", "subscriptions": "/v1/subscriptions", "invoices": "/v1/invoices"}
 LIST_PARAMS: dict[str, Obj] = {"subscriptions": {"status": "all"}}
+RETRIEVE_PATHS = {**LIST_PATHS, "payment_methods": "/v1/payment_methods"}
 TABLES: dict[str, Table] = {
     "customers": Customer.__table__,  # type: ignore[attr-defined]
     "subscriptions": Subscription.__table__,  # type: ignore[attr-defined]
@@ -454,7 +455,7 @@ def apply_events(conn: Connection, events: list[Obj], *, source: str,
         resource, obj = _event_object(e)
         if resource is None or obj is None:
             continue
-        ts = int(e.get("created") or 0)
+        ts = int(e.get("_version") or e.get("created") or 0)
         if e["type"] == "invoice.deleted":
             deleted_invoices.append((obj["id"], ts))
             continue
@@ -478,8 +479,17 @@ def apply_webhook_event(event: Obj, *, settings: Settings | None = None) -> str:
     cache does not keep; still recorded so it is never applied twice)."""
     settings = settings or get_settings()
     engine = ensure_migrated(settings.database_url)
+    resource, obj = _event_object(event)
+    if resource is not None and obj is not None and event.get("type") != "invoice.deleted":
+        with engine.connect() as conn:
+            cached = _versions(conn, TABLES[resource], [obj["id"]]).get(obj["id"])
+        created = int(event.get("created") or 0)
+        if cached == created:
+            # Same second as the cached state, and webhooks come in any order: only Stripe knows which is
+            # newer, so take the object as it is now (a failure here answers 503 and Stripe retries).
+            current, server_time = gw.retrieve(f"{RETRIEVE_PATHS[resource]}/{obj['id']}", settings=settings)
+            event = {**event, "_version": max(server_time, created), "data": {"object": current}}
     prepare_events([event], settings)
-    resource, _ = _event_object(event)
     with engine.begin() as conn:
         _touch_state(conn, resource or "customers")
         new, _ = apply_events(conn, [event], source="webhook", products=shared_products(settings))
@@ -880,8 +890,14 @@ def run_sync(*, mode: str = "incremental", resources: list[str] | None = None,
 
 
 def _execute(run: _Run, mode: str, wanted: list[str], progress: Progress | None) -> SyncResult:
+    finished_earlier = _done_by_interrupted_backfill(run.engine, wanted) if mode == "full" else set()
+    for resource in sorted(finished_earlier):
+        run.notes.append(f"{resource}: already backfilled by the interrupted run, not fetched again")
+
     def work(resource: str) -> None:
         try:
+            if resource in finished_earlier:
+                return
             if mode == "full":
                 backfill(run, resource, restart=False)
             else:
@@ -924,6 +940,19 @@ def _execute(run: _Run, mode: str, wanted: list[str], progress: Progress | None)
     if errors:
         return SyncResult("failed", counts=counts, error="; ".join(errors), notes=run.notes, fetched=run.fetched)
     return SyncResult("succeeded", counts=counts, notes=run.notes, fetched=run.fetched)
+
+
+def _done_by_interrupted_backfill(engine: Engine, wanted: list[str]) -> set[str]:
+    """When a full backfill was interrupted, the resources it had already finished are not fetched again:
+    the rerun resumes the unfinished ones only (their events catch up with the rest on the next run)."""
+    states = {r: get_state(engine, r) for r in wanted}
+    unfinished = [s["backfill_started_at"] for s in states.values()
+                  if s.get("backfill_started_at") is not None and s.get("backfill_completed_at") is None]
+    if not unfinished:
+        return set()
+    since = min(unfinished)
+    return {r for r, s in states.items() if s.get("backfill_completed_at") is not None
+            and s["backfill_completed_at"] >= since}
 
 
 def _drain(run: _Run, progress: Progress | None) -> None:
