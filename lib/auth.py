@@ -185,8 +185,8 @@ def _login_screen(section: Mapping[str, Any]) -> NoReturn:
     _stop()
 
 
-def _logout_button(where: Any = st) -> None:
-    where.button("Log out", key="auth_logout", on_click=st.logout)
+def _logout_button() -> None:
+    st.button("Log out", key="auth_logout", on_click=st.logout)
 
 
 def _no_role_screen(user: User) -> NoReturn:
@@ -249,7 +249,7 @@ def render_account(user: User) -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{user.email}** · {user.role_label}")
         if not user.demo:
-            _logout_button(st.sidebar)
+            _logout_button()
 
 
 def require_page(key: str) -> User:
