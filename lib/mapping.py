@@ -274,7 +274,10 @@ def invoice_subscription_id(obj: Obj) -> str | None:
 
 
 def _failure(obj: Obj) -> tuple[str | None, str | None, str | None]:
-    """(failure_code, decline_code, failure_message) of the last attempt, wherever this shape keeps it."""
+    """(failure_code, decline_code, failure_message) of the last attempt, wherever this shape keeps it.
+    Only an unpaid invoice has a current failure (a paid or void one is not at risk any more)."""
+    if obj.get("status") not in ("open", "uncollectible") or not obj.get("attempted"):
+        return None, None, None
     candidates: list[Any] = []
     for payment in reversed(_list_data(obj.get("payments"))):  # current: invoice payments → payment intent
         candidates.append(dig(payment, "payment", "payment_intent", "last_payment_error"))
@@ -293,33 +296,42 @@ def _failure(obj: Obj) -> tuple[str | None, str | None, str | None]:
 
 
 def line_row(line: Obj, invoice_id: str) -> Obj:
-    price = dig(line, "pricing", "price_details")
-    price_id = ref(dig(price, "price")) if isinstance(price, dict) else None
-    product_id = ref(dig(price, "product")) if isinstance(price, dict) else None
+    pricing = line.get("pricing")
+    price = pricing.get("price_details") if isinstance(pricing, dict) else None
+    if isinstance(price, dict):
+        price_id, product_id = ref(price.get("price")), ref(price.get("product"))
+    else:
+        price_id = product_id = None
     if price_id is None and isinstance(line.get("price"), dict):  # older shape
         price_id = _str(line["price"].get("id"))
         product_id = ref(line["price"].get("product"))
-    sub_details = dig(line, "parent", "subscription_item_details")
-    subscription_id = (ref(dig(sub_details, "subscription")) or ref(dig(line, "parent", "invoice_item_details",
-                       "subscription")) or ref(line.get("subscription")))
-    proration = dig(sub_details, "proration")
+    parent = line.get("parent")
+    parent = parent if isinstance(parent, dict) else {}
+    sub_details = parent.get("subscription_item_details")
+    sub_details = sub_details if isinstance(sub_details, dict) else {}
+    item_details = parent.get("invoice_item_details")
+    item_details = item_details if isinstance(item_details, dict) else {}
+    subscription_id = (ref(sub_details.get("subscription")) or ref(item_details.get("subscription"))
+                       or ref(line.get("subscription")))
+    proration = sub_details.get("proration")
     if proration is None:
-        proration = dig(line, "parent", "invoice_item_details", "proration")
+        proration = item_details.get("proration")
     if proration is None:
         proration = line.get("proration")
+    period = _dict(line.get("period"))
     return {
         "id": line["id"],
         "invoice_id": invoice_id,
         "subscription_id": subscription_id,
-        "subscription_item_id": ref(dig(sub_details, "subscription_item")) or ref(line.get("subscription_item")),
+        "subscription_item_id": ref(sub_details.get("subscription_item")) or ref(line.get("subscription_item")),
         "price_id": price_id,
         "product_id": product_id,
         "description": _str(line.get("description")),
         "quantity": _int(line.get("quantity")),
         "amount": _int(line.get("amount"), 0),
         "currency": _str(line.get("currency")),
-        "period_start": _ts(dig(line, "period", "start")),
-        "period_end": _ts(dig(line, "period", "end")),
+        "period_start": _ts(period.get("start")),
+        "period_end": _ts(period.get("end")),
         "proration": bool(proration or False),
     }
 

@@ -79,7 +79,7 @@ def test_mrr_normalises_interval_counts_and_applies_inline_coupons() -> None:
 
 def test_invoice_subscription_and_decline_in_every_shape() -> None:
     base = {"id": "in_1", "customer": "cus_1", "status": "open", "amount_due": 900, "attempt_count": 2,
-            "created": T0, "status_transitions": {"paid_at": None}}
+            "attempted": True, "created": T0, "status_transitions": {"paid_at": None}}
     current = {**base, "parent": {"type": "subscription_details",
                                   "subscription_details": {"subscription": "sub_1"}},
                "payments": {"data": [
@@ -95,6 +95,8 @@ def test_invoice_subscription_and_decline_in_every_shape() -> None:
         assert row["subscription_id"] == "sub_1"
         assert (row["failure_code"], row["decline_code"]) == ("card_declined", "insufficient_funds")
         assert row["failure_message"] == "Your card has insufficient funds."
+    paid, _ = mapping.invoice_rows({**current, "status": "paid"}, 3)
+    assert paid["failure_code"] is None  # a paid invoice is no longer at risk
 
 
 def test_invoice_lines_current_and_old_shapes() -> None:
