@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.components.data import fresh, query
+from app_pages.components.data import csv_download, query
 from app_pages.components.tables import frame, link_to, money_column, open_customer, pager, pager_controls
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
@@ -88,7 +88,7 @@ def render_results(filters: CustomerFilters) -> None:
     pager_controls(P, page)
     st.download_button(
         "Download CSV (all pages)", key=f"{P}_csv", file_name="customers.csv", mime="text/csv",
-        data=lambda: fresh("export_customers_csv", filters=filters), icon=":material/download:",
+        data=lambda: csv_download("export_customers_csv", filters=filters), icon=":material/download:",
     )
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.components import data
-from app_pages.components.data import fresh, query
-from app_pages.components.portal import bulk_portal_links_action
+from app_pages.components.data import csv_download, query
+from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
 from app_pages.components.tables import frame, money_column, money_lines, pager, pager_controls
 from lib import followups
 from lib.auth import can, require_page
@@ -194,9 +194,10 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     ids = [str(df.iloc[i]["id"]) for i in selected]
     st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
                        mime="text/csv", icon=":material/download:",
-                       data=lambda: fresh("export_failed_csv", filters=filters))
+                       data=lambda: csv_download("export_failed_csv", filters=filters))
     st.caption("Select rows to make update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)
+    invoice_portal_link_action(user, page.rows, key_prefix=P, selected=ids)
     render_followup_editor(user, page.rows)
     if filters.decline_code is not None:
         d = explain(filters.decline_code)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages.components.data import fresh, query
+from app_pages.components.data import csv_download, query
 from app_pages.components.tables import frame, money_column, open_customer, pager, pager_controls
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
@@ -99,7 +99,7 @@ def render_table(filters: SubscriptionFilters) -> None:
     pager_controls(P, page)
     st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="subscriptions.csv",
                        mime="text/csv", icon=":material/download:",
-                       data=lambda: fresh("export_subscriptions_csv", filters=filters))
+                       data=lambda: csv_download("export_subscriptions_csv", filters=filters))
 
 
 def render() -> None:
