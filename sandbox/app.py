@@ -31,7 +31,7 @@ import sandbox.webhooks  # noqa: F401
 from sandbox.billing import run_due
 from sandbox.core import ApiError, Obj, Store, new_id, parse_form
 from sandbox.portal import portal_page
-from sandbox.render import expand, render_any
+from sandbox.render import expand, fast_json, render_any
 from sandbox.routes import call, match, path_known
 from sandbox.webhooks import Deliverer
 
@@ -205,7 +205,9 @@ async def api(request: Request) -> Response:
             route_, ids = found
             try:
                 result = call(store, route_, params, ids)
-                body = _dumps(expand(store, render_any(store, result), params.get("expand")))
+                fast = None if params.get("expand") else fast_json(result)
+                body = fast.encode() if fast is not None else \
+                    _dumps(expand(store, render_any(store, result), params.get("expand")))
                 status = 200
             except ApiError as err:
                 status = err.status

@@ -130,7 +130,8 @@ def _check_typed(value: Any, tp: Any, path: str, owner: type) -> list[str]:
         # ListObject["X"], SearchResultObject["X"], UntypedStripeObject[...]
         if isinstance(value, dict) and value.get("object") in ("list", "search_result"):
             return check(value, None, path, owner)
-        return []
+    if isinstance(value, dict) and "id" in value and value.get("object") in OBJECT_CLASSES:
+        return check(value, None, path, owner)  # e.g. an event's data.object: checked by its own class
     return []
 
 
