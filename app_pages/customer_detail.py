@@ -59,14 +59,19 @@ def render_profile(c: dict) -> None:
     if c["delinquent"]:
         flags.append(":red-background[delinquent]")
     st.markdown(" ".join([f"`{c['id']}`", *flags]) + f" · [Open in Stripe]({dashboard_url('customers', c['id'])})")
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Email", c["email"] or "—")
-    m2.metric("Phone", c["phone"] or "—")
+    contact = " · ".join(x for x in (
+        f":material/mail: {c['email']}" if c["email"] else ":material/mail: no email",
+        f":material/call: {c['phone']}" if c["phone"] else "",
+    ) if x)
+    st.markdown(contact)
+    m1, m2, m3 = st.columns(3)
     bal = c["balance"] or 0
-    m3.metric("Balance", format_money(abs(bal), c["currency"] or "usd") if bal else "0",
+    m1.metric("Balance", format_money(abs(bal), c["currency"] or "usd") if bal else "0",
               help="Stripe's customer balance: a credit is applied to the next invoices; a debit is added.")
-    m3.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
-    m4.metric("MRR", format_money(c["mrr"], c["currency"] or "usd"))
+    m1.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
+    m2.metric("MRR", format_money(c["mrr"], c["currency"] or "usd"))
+    owed = query("customer_open_amounts", customer_id=c["id"])
+    m3.metric("Unpaid on open invoices", money_lines(owed))
     created = c["created"].strftime("%Y-%m-%d")
     st.caption(f"Customer since {created} · currency {(c['currency'] or '—').upper()} · "
                f"cached {ago(c['synced_at'])}")
@@ -135,9 +140,7 @@ def render_invoices(cid: str) -> list[str]:
     """The invoices table, paged; returns the ids shown (their events join the timeline)."""
     page_no, size = pager(f"{P}_inv", cid)
     page = query("customer_invoices", customer_id=cid, page=page_no, page_size=size)
-    owed = query("customer_open_amounts", customer_id=cid)
     st.subheader(f"Invoices ({page.total_label})")
-    st.caption(f"Open and unpaid: {money_lines(owed)}")
     if not page.rows:
         st.info("No invoices.")
         return []
