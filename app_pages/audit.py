@@ -24,9 +24,10 @@ def filters_from_widgets() -> audit.AuditFilters | None:
     with session_scope() as session:
         actions = audit.audit_actions(session=session)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1.4, 2.2])
-    c1.text_input("Actor", key=f"{P}_actor", placeholder="email, or its beginning")
+    c1.text_input("Actor", key=f"{P}_actor", placeholder="email, or its beginning",
+                  help="A whole email matches exactly; part of one (e.g. 'ada') matches emails that begin so.")
     c2.selectbox("Action", [ANY, *actions], key=f"{P}_action")
-    c3.text_input("Customer", key=f"{P}_customer", placeholder="cus_…")
+    c3.text_input("Customer", key=f"{P}_customer", placeholder="cus_…", help="The whole customer id")
     c4.selectbox("Result", [ANY, *audit.RESULTS], key=f"{P}_result")
     today = utcnow().date()
     dates = c5.date_input("Date range (UTC)", value=(today - timedelta(days=30), today), key=f"{P}_dates",
