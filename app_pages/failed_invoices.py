@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages.components import data
 from app_pages.components.data import csv_download, query
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
-from app_pages.components.tables import frame, money_column, money_lines, pager, pager_controls
+from app_pages.components.tables import frame, money_column, money_lines, paged, pager_controls
 from lib import followups
 from lib.auth import can, require_page
 from lib.db import session_scope
@@ -162,11 +162,9 @@ def render_followup_editor(user, rows: list[dict]) -> None:  # noqa: ANN001
 
 def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.subheader("Worklist")
-    page_no, size = pager(P, filters)
-    page = query("failed_invoices", filters=filters, page=page_no, page_size=size)
-    if not page.rows:
-        st.info("No failed invoice matches these filters." if filters != FailedFilters()
-                else "No failed payments: nothing is at risk right now.")
+    page = paged(P, "failed_invoices", filters, none_match="No failed invoice matches these filters.",
+                 empty="No failed payments: nothing is at risk right now.")
+    if page is None:
         return
     st.caption(f"{page.total_label} failed invoice(s) · at risk: "
                f"{money_lines(query('at_risk_by_currency', filters=filters))}")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.components.data import csv_download, query
-from app_pages.components.tables import frame, money_column, open_customer, pager, pager_controls
+from app_pages.components.tables import frame, money_column, open_customer, paged, pager_controls
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 
@@ -70,11 +70,9 @@ def render_totals(filters: SubscriptionFilters) -> None:
 
 
 def render_table(filters: SubscriptionFilters) -> None:
-    page_no, size = pager(P, filters)
-    page = query("list_subscriptions", filters=filters, page=page_no, page_size=size)
-    if not page.rows:
-        st.info("No subscription matches these filters: clear some of them." if filters != SubscriptionFilters()
-                else "The cache holds no subscriptions yet: run a sync from the Sync page.")
+    page = paged(P, "list_subscriptions", filters, none_match="No subscription matches these filters: clear some "
+                 "of them.", empty="The cache holds no subscriptions yet: run a sync from the Sync page.")
+    if page is None:
         return
     st.caption(f"{page.total_label} subscription(s)")
     df = frame(page.rows, money=("mrr",))

@@ -126,3 +126,15 @@ def open_customer(customer_id: str) -> None:
     except StreamlitPageNotFoundError:
         st.query_params["id"] = customer_id
         link_to("customer_detail.py", f"Open {customer_id}", query_params={"id": customer_id})
+
+
+def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty: str) -> Page | None:
+    """Run a paged query for the current filters and page; say why when nothing is shown (then None)."""
+    from app_pages.components.data import query
+
+    page_no, size = pager(prefix, filters)
+    page = query(query_name, filters=filters, page=page_no, page_size=size)
+    if page.rows:
+        return page
+    st.info(none_match if filters != type(filters)() else empty)
+    return None
