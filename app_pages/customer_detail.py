@@ -14,6 +14,7 @@ from app_pages.components.tables import (
     ago,
     dashboard_url,
     frame,
+    guarded,
     link_to,
     money_column,
     money_lines,
@@ -208,4 +209,4 @@ def render(user) -> None:  # noqa: ANN001
 
 
 user = require_page("customer")
-render(user)
+guarded(render, user)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import csv_download, query
-from app_pages.components.tables import frame, link_to, money_column, open_customer, pager, pager_controls
+from app_pages.components.tables import frame, guarded, link_to, money_column, open_customer, pager, pager_controls
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
@@ -99,4 +99,4 @@ def render() -> None:
 
 
 user = require_page("customers")
-render()
+guarded(render)

@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages.components import data
 from app_pages.components.data import csv_download, query
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
-from app_pages.components.tables import frame, money_column, money_lines, paged, pager_controls
+from app_pages.components.tables import frame, guarded, money_column, money_lines, paged, pager_controls
 from lib import followups
 from lib.auth import can, require_page
 from lib.db import session_scope
@@ -211,4 +211,4 @@ def render(user) -> None:  # noqa: ANN001
 
 
 user = require_page("failed-invoices")
-render(user)
+guarded(render, user)

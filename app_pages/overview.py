@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import query
-from app_pages.components.tables import ago, link_to, money_lines
+from app_pages.components.tables import ago, guarded, link_to, money_lines
 from lib.auth import require_page
 from lib.config import get_settings
 
@@ -40,4 +40,4 @@ def render(user) -> None:  # noqa: ANN001
 
 
 user = require_page("overview")
-render(user)
+guarded(render, user)

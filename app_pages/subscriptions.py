@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.components.data import csv_download, query
-from app_pages.components.tables import frame, money_column, open_customer, paged, pager_controls
+from app_pages.components.tables import frame, guarded, money_column, open_customer, paged, pager_controls
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 
@@ -108,4 +108,4 @@ def render() -> None:
 
 
 user = require_page("subscriptions")
-render()
+guarded(render)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_pages.components import data
 from app_pages.components.data import query
-from app_pages.components.tables import ago, frame
+from app_pages.components.tables import ago, frame, guarded
 from lib.auth import can, require_page
 
 P = "sync"  # widget-key prefix
@@ -131,4 +131,4 @@ def render(user) -> None:  # noqa: ANN001
 
 
 user = require_page("sync")
-render(user)
+guarded(render, user)

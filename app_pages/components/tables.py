@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
 
 from lib import access
@@ -93,20 +94,14 @@ def pager_controls(prefix: str, page: Page) -> None:
     size.selectbox("Rows per page", PAGE_SIZES, key=f"{prefix}_size", label_visibility="collapsed")
 
 
-def safe(message: str) -> Any:
-    """Decorator for page sections: a database error becomes one clear message, never a traceback."""
-    def wrap(fn: Any) -> Any:
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 — the UI must never show a traceback
-                if type(exc).__module__.startswith("streamlit"):
-                    raise
-                st.error(f"{message} ({type(exc).__name__}). Check that the cache database is reachable "
-                         "(Sync page) and reload; if it persists, tell an admin.")
-                return None
-        return inner
-    return wrap
+def guarded(render: Callable[..., None], *args: Any) -> None:
+    """Run a page body; a cache-database failure becomes one clear message instead of a traceback."""
+    try:
+        render(*args)
+    except SQLAlchemyError as exc:
+        st.error(f"The cache database did not answer ({type(exc).__name__}). Check DATABASE_URL and that the "
+                 "database is running, then reload the page; the Sync page shows when the cache was last "
+                 "refreshed.", icon=":material/database:")
 
 
 def link_to(page_file: str, label: str, *, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:

@@ -109,6 +109,7 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
         assert len(rows) == n_code and {r["code"] for r in rows} == {code}
         assert all(r["meaning"] and r["next_step"] for r in rows)
+        page.get_by_role("heading", name="Failed invoices").scroll_into_view_if_needed()
         screenshot(page, "pages_failed_invoices")
 
         # Follow-up: change the status of the first invoice of the worklist (the editor's default) and add a note

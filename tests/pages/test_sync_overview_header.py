@@ -100,3 +100,15 @@ def test_header_live_mode_banner(db, monkeypatch: pytest.MonkeyPatch) -> None:  
     at = AppTest.from_function(_header_only).run()
     banner = " ".join(m.value for m in at.markdown)
     assert "LIVE MODE" in banner and "…1234" in banner and "abcdefgh" not in banner
+
+
+@pytest.mark.parametrize("name", ["overview.py", "customers.py", "customer_detail.py", "subscriptions.py",
+                                  "failed_invoices.py", "sync.py"])
+def test_database_down_is_a_clear_message(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from tests.utils.net import free_port
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
+    get_settings.cache_clear()
+    at = run_page(name, query={"id": "cus_x"})
+    assert not at.exception, at.exception
+    assert any("cache database did not answer" in e.value for e in at.error)
