@@ -68,6 +68,7 @@ class Sandbox:
         self.log_seq = 0
         self.deliverer = Deliverer()
         self.dirty = False
+        self.last_request = 0.0
         self.log_bodies = False  # tests turn this on to shape-check every answer; survives reset
         if self.state_file and self.state_file.exists():
             with open(self.state_file, "rb") as fh:
@@ -156,6 +157,7 @@ def _rate_limited() -> ApiError:
 async def api(request: Request) -> Response:
     sb: Sandbox = request.app.state.sandbox
     store = sb.store
+    sb.last_request = time.monotonic()
     request_id = new_id("req")
     method = request.method
     path = request.url.path
@@ -421,7 +423,16 @@ def create_app(state_file: str | None = None) -> Starlette:
 
 
 async def _autosave(sb: Sandbox) -> None:
+    """Save once the API has been quiet for half a second, or under steady traffic every 30 s at the most
+    (at least 10× the last save's duration apart, so a large state never starves the requests)."""
+    last_save, cost = time.monotonic(), 0.0
     while True:
-        await asyncio.sleep(1.0)
-        if sb.dirty:
+        await asyncio.sleep(0.25)
+        if not sb.dirty:
+            continue
+        now = time.monotonic()
+        quiet = now - sb.last_request > 0.5
+        if (quiet and now - last_save > 10 * cost) or now - last_save > max(30.0, 10 * cost):
             sb.save()
+            last_save = time.monotonic()
+            cost = last_save - now

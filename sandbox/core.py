@@ -60,15 +60,12 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 _IDS = random.Random(secrets.token_bytes(16))
+_ID_TABLE = bytes(ord(_ALNUM[i % 62]) for i in range(256))
 
 
 def new_id(prefix: str) -> str:
-    n = _IDS.getrandbits(84)
-    out = []
-    for _ in range(14):
-        n, r = divmod(n, 62)
-        out.append(_ALNUM[r])
-    return prefix + "_" + "".join(out)
+    """`prefix_` + 14 random alphanumerics (Stripe-like; cheap enough to make 20 per request)."""
+    return prefix + "_" + _IDS.randbytes(14).translate(_ID_TABLE).decode()
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False, ensure_ascii=False).encode
