@@ -71,8 +71,12 @@ class Sandbox:
         self.last_request = 0.0
         self.log_bodies = False  # tests turn this on to shape-check every answer; survives reset
         if self.state_file and self.state_file.exists():
-            with open(self.state_file, "rb") as fh:
-                self.store = pickle.load(fh)
+            try:
+                with open(self.state_file, "rb") as fh:
+                    self.store = pickle.load(fh)
+            except Exception as exc:  # noqa: BLE001 — any unreadable file gets the same advice
+                raise SystemExit(f"Cannot read the sandbox state file {self.state_file} ({type(exc).__name__}: "
+                                 f"{exc}). Move it away or delete it to start with an empty sandbox.") from None
         self.deliverer.bind(self.store)
 
     def reset(self) -> None:

@@ -18,6 +18,7 @@ from sandbox.core import (
     Store,
     as_bool,
     as_int,
+    copy_fields,
     created_filter,
     invalid,
     list_page,
@@ -458,9 +459,7 @@ def invoice_update(store: Store, p: Obj, iid: str) -> Obj:
     before = snapshot(inv, ["metadata", "description", "footer", "auto_advance", "due_date"])
     if "metadata" in p:
         inv["metadata"] = metadata_update(inv["metadata"], p["metadata"])
-    for k in ("description", "footer"):
-        if k in p:
-            inv[k] = p[k] or None
+    copy_fields(inv, p, ("description", "footer"))
     if "auto_advance" in p:
         inv["auto_advance"] = as_bool(p, "auto_advance")
         if not inv["auto_advance"]:

@@ -303,6 +303,13 @@ def metadata_update(current: Obj, raw: Any, param: str = "metadata") -> Obj:
     return result
 
 
+def copy_fields(obj: Obj, params: Obj, keys: Iterable[str]) -> None:
+    """Set each given key from params; an empty string clears it (None), as on Stripe."""
+    for key in keys:
+        if key in params:
+            obj[key] = params[key] or None
+
+
 def created_filter(params: Obj, name: str = "created") -> Callable[[int], bool] | None:
     raw = params.get(name)
     if raw is None:
@@ -359,34 +366,25 @@ def list_page(store: Store, ids: list[str], params: Obj, url: str, *, start: int
 
     found: list[Obj] = []
     has_more = False
-    if before:
-        i = position(before, "ending_before") + 1
-        while i < len(ids):
-            obj = ok(ids[i])
-            i += 1
-            if obj is None:
-                continue
-            if len(found) == limit:
-                has_more = True
-                break
-            found.append(obj)
-        found.reverse()
+    if before:  # the `limit` objects just newer than the cursor, walking forward
+        indices: range = range(position(before, "ending_before") + 1, len(ids))
     else:
-        i = (position(after, "starting_after") if after else len(ids)) - 1
-        while i >= start:
-            oid = ids[i]
-            i -= 1
-            if lower is not None:
-                o = store.objs.get(oid)
-                if o is not None and o["created"] < lower:
-                    break  # ids are in creation order: nothing older can match
-            obj = ok(oid)
-            if obj is None:
-                continue
-            if len(found) == limit:
-                has_more = True
-                break
-            found.append(obj)
+        indices = range((position(after, "starting_after") if after else len(ids)) - 1, start - 1, -1)
+    for i in indices:
+        oid = ids[i]
+        if lower is not None and not before:
+            o = store.objs.get(oid)
+            if o is not None and o["created"] < lower:
+                break  # ids are in creation order: nothing older can match
+        obj = ok(oid)
+        if obj is None:
+            continue
+        if len(found) == limit:
+            has_more = True
+            break
+        found.append(obj)
+    if before:
+        found.reverse()
     return {"object": "list", "data": found, "has_more": has_more, "url": url}
 
 

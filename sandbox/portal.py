@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from sandbox.core import Obj, Store, as_bool, invalid, list_page, metadata_update, missing, new_id
+from sandbox.core import Obj, Store, as_bool, copy_fields, invalid, list_page, metadata_update, missing, new_id
 from sandbox.routes import route
 
 SESSION_TTL = 300
@@ -98,12 +98,9 @@ def config_update(store: Store, p: Obj, cfg: str) -> Obj:
         c["active"] = as_bool(p, "active")
     if isinstance(p.get("features"), dict):
         c["features"] = _features(p["features"])
-    if "default_return_url" in p:
-        c["default_return_url"] = p["default_return_url"] or None
+    copy_fields(c, p, ("default_return_url", "name"))
     if "metadata" in p:
         c["metadata"] = metadata_update(c["metadata"], p["metadata"])
-    if "name" in p:
-        c["name"] = p["name"] or None
     c["updated"] = store.now()
     store.emit("billing_portal.configuration.updated", c)
     return c

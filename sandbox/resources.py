@@ -12,6 +12,7 @@ from sandbox.core import (
     Store,
     as_bool,
     as_int,
+    copy_fields,
     created_filter,
     invalid,
     list_page,
@@ -119,12 +120,9 @@ def customer_create(store: Store, p: Obj) -> Obj:
 
 
 def _apply_customer(store: Store, c: Obj, p: Obj, creating: bool = False) -> None:
-    for key in ("name", "email", "phone", "description"):
-        if key in p:
-            val = p[key] or None
-            if key == "email" and val and len(val) > 512:
-                raise invalid("Invalid email address", param="email")
-            c[key] = val
+    if p.get("email") and len(p["email"]) > 512:
+        raise invalid("Invalid email address", param="email")
+    copy_fields(c, p, ("name", "email", "phone", "description"))
     if "address" in p:
         c["address"] = address(p["address"], "address")
     if "shipping" in p:
@@ -384,12 +382,17 @@ def balance_txn_list(store: Store, p: Obj, cid: str) -> Obj:
                      f"/v1/customers/{cid}/balance_transactions", created=created_filter(p), match=match)
 
 
+def owned(store: Store, oid: str, kind: str, label: str, cid: str) -> Obj:
+    """An object that must belong to customer `cid` (another customer's answers 404, as on Stripe)."""
+    obj = store.get(oid, kind, label)
+    if obj["customer"] != cid:
+        raise missing(label, oid)
+    return obj
+
+
 @route("GET", "/v1/customers/{cid}/balance_transactions/{tid}", set())
 def balance_txn_retrieve(store: Store, p: Obj, cid: str, tid: str) -> Obj:
-    t = store.get(tid, "customer_balance_transaction", "customer balance transaction")
-    if t["customer"] != cid:
-        raise missing("customer balance transaction", tid)
-    return t
+    return owned(store, tid, "customer_balance_transaction", "customer balance transaction", cid)
 
 
 # --- tax ids --------------------------------------------------------------------------------------
@@ -437,10 +440,7 @@ def tax_id_list(store: Store, p: Obj, cid: str) -> Obj:
 
 @route("GET", "/v1/customers/{cid}/tax_ids/{tid}", set())
 def tax_id_retrieve(store: Store, p: Obj, cid: str, tid: str) -> Obj:
-    t = store.get(tid, "tax_id", "tax id")
-    if t["customer"] != cid:
-        raise missing("tax id", tid)
-    return t
+    return owned(store, tid, "tax_id", "tax id", cid)
 
 
 @route("DELETE", "/v1/customers/{cid}/tax_ids/{tid}", set())
@@ -686,10 +686,7 @@ def customer_pm_list(store: Store, p: Obj, cid: str) -> Obj:
 
 @route("GET", "/v1/customers/{cid}/payment_methods/{pmid}", set())
 def customer_pm_retrieve(store: Store, p: Obj, cid: str, pmid: str) -> Obj:
-    pm = store.get(pmid, "payment_method", "PaymentMethod")
-    if pm["customer"] != cid:
-        raise missing("PaymentMethod", pmid)
-    return pm
+    return owned(store, pmid, "payment_method", "PaymentMethod", cid)
 
 
 # --- products and prices -----------------------------------------------------------------------------
@@ -726,9 +723,7 @@ def product_retrieve(store: Store, p: Obj, pid: str) -> Obj:
 def product_update(store: Store, p: Obj, pid: str) -> Obj:
     prod = store.get(pid, "product")
     before = snapshot(prod, prod.keys())
-    for k in ("name", "description"):
-        if k in p:
-            prod[k] = p[k] or None
+    copy_fields(prod, p, ("name", "description"))
     if "active" in p:
         prod["active"] = as_bool(p, "active")
     if "metadata" in p:
@@ -814,9 +809,7 @@ def price_update(store: Store, p: Obj, pid: str) -> Obj:
         price["active"] = as_bool(p, "active")
     if "metadata" in p:
         price["metadata"] = metadata_update(price["metadata"], p["metadata"])
-    for k in ("nickname", "lookup_key"):
-        if k in p:
-            price[k] = p[k] or None
+    copy_fields(price, p, ("nickname", "lookup_key"))
     store.emit("price.updated", price, diff(price, before))
     return price
 

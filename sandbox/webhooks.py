@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.core import Obj, Store, invalid, list_page, metadata_update, new_id
+from sandbox.core import Obj, Store, copy_fields, invalid, list_page, metadata_update, new_id
 from sandbox.render import render_event
 from sandbox.resources import type_matcher
 from sandbox.routes import route
@@ -70,12 +70,11 @@ def endpoint_update(store: Store, p: Obj, wid: str) -> Obj:
     from sandbox.core import as_bool
 
     ep = store.get(wid, KIND, "webhook endpoint")
-    if "url" in p:
+    if p.get("url"):
         ep["url"] = p["url"]
     if isinstance(p.get("enabled_events"), list):
         ep["enabled_events"] = list(p["enabled_events"])
-    if "description" in p:
-        ep["description"] = p["description"] or None
+    copy_fields(ep, p, ("description",))
     if "metadata" in p:
         ep["metadata"] = metadata_update(ep["metadata"], p["metadata"])
     if "disabled" in p:
