@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, delete, func, select, text, update
@@ -132,7 +133,7 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 @lru_cache(maxsize=128)
 def _upsert_sql(dialect: str, table_name: str, cols: tuple[str, ...], versioned: bool, rows: int,
-                insert_only: tuple[str, ...] = ()) -> str:
+                insert_only: tuple[str, ...] = (), returning: bool = False) -> str:
     """`INSERT … ON CONFLICT (id) DO UPDATE SET … [WHERE excluded.version_ts >= t.version_ts]`, built once.
 
     Both dialects take the same statement; PostgreSQL gets all rows of a page in one multi-row VALUES (one
@@ -140,16 +141,15 @@ def _upsert_sql(dialect: str, table_name: str, cols: tuple[str, ...], versioned:
     """
     table = _table(table_name)
     json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    if dialect == "postgresql":
-        one = "(" + ", ".join("%s::json" if c in json_cols else "%s" for c in cols) + ")"
-        values = ", ".join([one] * rows)
-    else:
-        values = "(" + ", ".join("?" for _ in cols) + ")"
+    mark = "%s" if dialect == "postgresql" else "?"
+    cast = "::json" if dialect == "postgresql" else ""
+    one = "(" + ", ".join(mark + cast if c in json_cols else mark for c in cols) + ")"
+    values = ", ".join([one] * rows)
     quoted = ", ".join(f'"{c}"' for c in cols)
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c != "id" and c not in insert_only)
     where = f' WHERE excluded.version_ts >= "{table_name}".version_ts' if versioned else ""
     return (f'INSERT INTO "{table_name}" ({quoted}) VALUES {values} '  # noqa: S608 — model column names only
-            f"ON CONFLICT (id) DO UPDATE SET {sets}{where}")
+            f"ON CONFLICT (id) DO UPDATE SET {sets}{where}" + (" RETURNING id" if returning else ""))
 
 
 def _sqlite_datetime(v: datetime | None) -> str | None:
@@ -167,7 +167,11 @@ def _pg_datetime(v: datetime | None) -> datetime | None:
 
 
 def _json_text(v: Any) -> str | None:
-    return None if v is None else json.dumps(v)
+    if v is None:
+        return None
+    if not v:
+        return "{}" if isinstance(v, dict) else "[]"
+    return json.dumps(v)
 
 
 @lru_cache(maxsize=64)
@@ -187,10 +191,13 @@ def _converters(dialect: str, table_name: str, cols: tuple[str, ...]) -> tuple[C
     return tuple(out)
 
 
-def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool = True) -> None:
-    """Bulk insert-or-update by primary key; with `versioned`, a row only replaces an older-or-equal one."""
+def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool = True,
+            returning: bool = False) -> Any:
+    """Bulk insert-or-update by primary key; with `versioned`, a row only replaces an older-or-equal one.
+
+    Returns how many rows were written, or with `returning` the ids that were (inserted or newer)."""
     if not rows:
-        return
+        return [] if returning else 0
     dialect = conn.dialect.name
     given = tuple(rows[0])
     defaults = _insert_defaults(table.name, given)  # columns the row leaves to their default (customers.mrr)
@@ -198,13 +205,21 @@ def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool 
     tail = tuple(defaults.values())
     convs = tuple(zip(given, _converters(dialect, table.name, given), strict=True))
     params = [tuple([f(r[c]) if f else r[c] for c, f in convs]) + tail for r in rows]
-    if dialect == "postgresql":
-        for i in range(0, len(params), 200):
-            chunk = params[i : i + 200]
-            sql = _upsert_sql(dialect, table.name, cols, versioned, len(chunk), tuple(defaults))
-            conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
-    else:
-        conn.exec_driver_sql(_upsert_sql(dialect, table.name, cols, versioned, 1, tuple(defaults)), params)
+    if dialect != "postgresql" and not returning:
+        sql = _upsert_sql(dialect, table.name, cols, versioned, 1, tuple(defaults), False)
+        return conn.exec_driver_sql(sql, params).rowcount
+    written: list[str] = []
+    count = 0
+    per = max(1, min(200, 30000 // len(cols)))  # stay under SQLite's 32,766 bound parameters
+    for i in range(0, len(params), per):
+        chunk = params[i : i + per]
+        sql = _upsert_sql(dialect, table.name, cols, versioned, len(chunk), tuple(defaults), returning)
+        result = conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+        if returning:
+            written.extend(r[0] for r in result)
+        else:
+            count += result.rowcount
+    return written if returning else count
 
 
 @lru_cache(maxsize=64)
@@ -229,7 +244,7 @@ def _versions(conn: Connection, table: Table, ids: list[str]) -> dict[str, int]:
     return dict(conn.execute(q, {"ids": ids}).all())  # type: ignore[arg-type]
 
 
-def recompute_mrr(conn: Connection, customer_ids: Iterable[str]) -> None:
+def recompute_mrr(conn: Connection, customer_ids: Iterable[str], *, only_with_subscriptions: bool = False) -> None:
     """customers.mrr = Σ mrr of the customer's live subscriptions (mapping.LIVE_STATUSES)."""
     ids = sorted({c for c in customer_ids if c})
     if not ids:
@@ -241,7 +256,14 @@ def recompute_mrr(conn: Connection, customer_ids: Iterable[str]) -> None:
         .scalar_subquery()
     )
     for i in range(0, len(ids), 500):
-        conn.execute(update(cust).where(cust.c.id.in_(ids[i : i + 500])).values(mrr=total))
+        chunk = ids[i : i + 500]
+        if only_with_subscriptions:
+            chunk = sorted(set(conn.execute(select(subs.c.customer_id).where(
+                subs.c.customer_id.in_(bindparam("ids", expanding=True))).distinct(), {"ids": chunk}).scalars()))
+            if not chunk:
+                continue
+        conn.execute(update(cust).where(cust.c.id.in_(bindparam("ids", expanding=True))).values(mrr=total),
+                     {"ids": chunk})
 
 
 class ProductNames:
@@ -318,8 +340,9 @@ def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, in
                   product_names: dict[str, str] | None = None) -> int:
     """Write objects (each with its version) newer-wins; returns how many rows changed.
 
-    Child rows (items, lines) are replaced only for parents whose new state was applied; customers' mrr is
-    recomputed for every customer touched. Objects must be complete (see `complete`).
+    The version check happens in SQL (`WHERE excluded.version_ts >= t.version_ts`), so a concurrent webhook
+    writer can never be overwritten by an older state. Child rows (items, lines) are replaced only for the
+    parents whose new state was applied (RETURNING tells which). Objects must be complete (see `complete`).
     """
     table = TABLES[resource]
     latest: dict[str, tuple[Obj, int]] = {}
@@ -329,68 +352,64 @@ def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, in
             latest[oid] = (obj, ts)
     if not latest:
         return 0
-    current = _versions(conn, table, list(latest))
-    fresh = {oid: v for oid, v in latest.items() if v[1] >= current.get(oid, -1)}
-    stale = [oid for oid in latest if oid not in fresh]
     now = utcnow()
-    if stale:  # still seen by this run: a backfill must not sweep them as gone
-        conn.execute(update(table).where(table.c.id.in_(stale)).values(synced_at=now))
     rows: list[Obj] = []
     children: list[Obj] = []
-    touched_customers: set[str] = set()
     stubs: list[tuple[str, int]] = []
-    for oid, (obj, ts) in sorted(fresh.items()):  # one order everywhere: no deadlocks between writers
+    for oid, (obj, ts) in sorted(latest.items()):  # one order everywhere: no deadlocks between writers
         if resource == "customers":
             if obj.get("deleted") and "created" not in obj:  # `{"id", "deleted": true}`: keep the last fields
                 stubs.append((oid, ts))
                 continue
             rows.append(mapping.customer_row(obj, ts, synced_at=now))
-            touched_customers.add(oid)
         elif resource == "subscriptions":
             row, items = mapping.subscription_rows(obj, ts, product_names, synced_at=now)
             rows.append(row)
             children.extend(items)
-            touched_customers.add(row["customer_id"])
-            if current.get(oid) is not None:
-                touched_customers.update(_customers_of_subscription(conn, oid))
         elif resource == "invoices":
             row, lines = mapping.invoice_rows(obj, ts, synced_at=now)
             rows.append(row)
             children.extend(lines)
         else:
             rows.append(mapping.payment_method_row(obj, ts, synced_at=now))
-    _upsert(conn, table, rows)
-    for oid, ts in stubs:
-        conn.execute(update(table).where(table.c.id == oid, table.c.version_ts <= ts)
-                     .values(deleted=True, version_ts=ts, synced_at=now))
-    gone = [(r["id"], r["version_ts"]) for r in rows if resource == "customers" and r["deleted"]] + stubs
-    if gone:  # a deleted customer's cards are detached with it (Stripe sends no payment_method events)
+    if resource in ("subscriptions", "invoices"):
+        applied = set(_upsert(conn, table, rows, returning=True))
+        written = len(applied)
+        child_table, key = (ITEMS, "subscription_id") if resource == "subscriptions" else (LINES, "invoice_id")
+        if applied:
+            ids = sorted(applied)
+            conn.execute(delete(child_table).where(child_table.c[key].in_(bindparam("ids", expanding=True))),
+                         {"ids": ids})
+            _upsert(conn, child_table, [c for c in children if c[key] in applied], versioned=False)
+        if resource == "subscriptions" and applied:
+            recompute_mrr(conn, {r["customer_id"] for r in rows if r["id"] in applied})
+    else:
+        written = _upsert(conn, table, rows)
+    if resource == "customers":
+        for oid, ts in stubs:
+            written += conn.execute(update(table).where(table.c.id == oid, table.c.version_ts <= ts)
+                                    .values(deleted=True, version_ts=ts, synced_at=now)).rowcount or 0
+        gone = [(r["id"], r["version_ts"]) for r in rows if r["deleted"]] + stubs
         pm = TABLES["payment_methods"]
-        for cid, ts in gone:
+        for cid, ts in gone:  # a deleted customer's cards are detached with it (Stripe sends no events)
             conn.execute(update(pm).where(pm.c.customer_id == cid, pm.c.version_ts <= ts)
                          .values(customer_id=None, version_ts=ts, synced_at=now))
-    parents = [r["id"] for r in rows]
-    if resource == "subscriptions" and parents:
-        conn.execute(delete(ITEMS).where(ITEMS.c.subscription_id.in_(parents)))
-        _upsert(conn, ITEMS, children, versioned=False)
-    elif resource == "invoices" and parents:
-        conn.execute(delete(LINES).where(LINES.c.invoice_id.in_(parents)))
-        _upsert(conn, LINES, children, versioned=False)
-    if touched_customers:
-        recompute_mrr(conn, touched_customers)
-    return len(rows) + len(stubs)
+        if rows:  # mrr is kept on update; a customer new to the cache may already have subscriptions
+            recompute_mrr(conn, [r["id"] for r in rows], only_with_subscriptions=True)
+    return written
 
 
-def _customers_of_subscription(conn: Connection, sub_id: str) -> list[str]:
-    subs = TABLES["subscriptions"]
-    return list(conn.execute(select(subs.c.customer_id).where(subs.c.id == sub_id)).scalars())
-
-
-def _touch_state(conn: Connection, resource: str) -> None:
-    """First statement of every page transaction: a write, so SQLite takes its write lock up front."""
+def _touch_state(conn: Connection, resource: str, cursor: str | None = None) -> None:
+    """First statement of every page transaction: a write, so SQLite takes its write lock up front (a read
+    first could meet a newer snapshot and fail with 'database is locked'). With `cursor`, it also moves the
+    backfill cursor: committed together with the page or not at all."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
     now = utcnow()
-    stmt = _insert(conn, STATE).values(resource=resource, updated_at=now)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["resource"], set_={"updated_at": now}))
+    stamp = now if conn.dialect.name == "postgresql" else _sqlite_datetime(now)
+    cursor_set = ", backfill_cursor = excluded.backfill_cursor" if cursor is not None else ""
+    sql = (f"INSERT INTO sync_state (resource, backfill_cursor, updated_at) VALUES ({mark}, {mark}, {mark}) "  # noqa: S608 — constants only
+           f"ON CONFLICT (resource) DO UPDATE SET updated_at = excluded.updated_at{cursor_set}")
+    conn.exec_driver_sql(sql, (resource, cursor, stamp))
 
 
 def _set_state(conn: Connection, resource: str, **values: Any) -> None:
@@ -401,11 +420,8 @@ def ingest_page(engine: Engine, resource: str, objs: list[Obj], server_time: int
                 cursor: str | None = None, product_names: dict[str, str] | None = None) -> int:
     """Write one list page and (if given) its backfill cursor in one transaction; returns rows written."""
     with engine.begin() as conn:
-        _touch_state(conn, resource)
-        written = apply_objects(conn, resource, [(o, server_time) for o in objs], product_names)
-        if cursor is not None:
-            _set_state(conn, resource, backfill_cursor=cursor)
-    return written
+        _touch_state(conn, resource, cursor)
+        return apply_objects(conn, resource, [(o, server_time) for o in objs], product_names)
 
 
 def get_state(engine: Engine, resource: str) -> dict[str, Any]:

@@ -65,3 +65,24 @@ def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: E
     assert "listed no customers although the cache holds 3" in (result.error or "")
     with db.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM customers WHERE deleted")).scalar() == 0
+
+
+def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) -> None:  # noqa: ANN001
+    from lib.sync import refresh_customer
+    from tests.sync.fidelity import card
+
+    client = sandbox.client
+    acc = build_account(client, customers=2)
+    assert run_sync(mode="full").status == "succeeded"
+    cid = acc.customers[0]
+    client.v1.customers.update(cid, {"name": "Refreshed Name", "email": "REFRESHED@example.com"})
+    client.v1.subscriptions.update(acc.subs[0], {"cancel_at_period_end": True})
+    new_card = card(client, cid)
+    client.v1.payment_methods.detach(acc.cards[cid])
+    requests_before = len(sandbox.requests())
+    refresh_customer(cid)
+    assert len(sandbox.requests()) - requests_before < 15  # one customer's lists, not a sync
+    assert differences(client, db) == []
+    with db.connect() as conn:
+        pms = conn.execute(text("SELECT id FROM payment_methods WHERE customer_id = :c"), {"c": cid}).scalars()
+        assert set(pms) == {new_card}
