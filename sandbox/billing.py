@@ -230,8 +230,10 @@ def _set_delinquent(store: Store, cid: str) -> None:
     c = store.objs.get(cid)
     if c is None or c.get("_deleted"):
         return
-    bad = any(store.objs[i]["status"] == "open" and store.objs[i]["attempt_count"] > 0
-              and store.objs[i]["amount_remaining"] > 0 for i in store.children("invoice", cid))
+    now = store.now()
+    bad = any(inv["status"] == "open" and inv["amount_remaining"] > 0
+              and (inv["attempt_count"] > 0 or (inv["due_date"] is not None and inv["due_date"] <= now))
+              for inv in (store.objs[i] for i in store.children("invoice", cid)))
     if bad != c["delinquent"]:
         c["delinquent"] = bad
         store.emit("customer.updated", c, {"delinquent": not bad})
@@ -395,6 +397,7 @@ def finalize(store: Store, inv: Obj) -> None:
         sub = store.objs.get(inv.get("_sub") or "")
         days = (sub or {}).get("days_until_due") or 30
         inv["due_date"] = now + days * 86400
+        store.schedule(inv["due_date"], "overdue", inv["id"])
     store.emit("invoice.finalized", inv, before)
     if inv["amount_due"] == 0:
         mark_paid(store, inv)
@@ -866,6 +869,16 @@ def _retry(store: Store, inv: Obj, attempt_no: int) -> None:
     attempt(store, inv)
 
 
+def _overdue(store: Store, inv: Obj) -> None:
+    """A sent invoice still open at its due date makes its subscription past_due, as on Stripe."""
+    if inv["status"] != "open" or inv["amount_remaining"] <= 0:
+        return
+    sub = store.objs.get(inv.get("_sub") or "")
+    if sub is not None and sub["status"] == "active" and sub["latest_invoice"] == inv["id"]:
+        set_status(store, sub, "past_due")
+    _set_delinquent(store, inv["customer"])
+
+
 def _trial_will_end(store: Store, sub: Obj, trial_end: int) -> None:
     if sub["status"] == "trialing" and sub["trial_end"] == trial_end:
         store.emit("customer.subscription.trial_will_end", sub)
@@ -893,6 +906,8 @@ def run_due(store: Store, until: float) -> int:
                 _expire(store, obj, token)
             elif action == "trial_will_end":
                 _trial_will_end(store, obj, token)
+            elif action == "overdue":
+                _overdue(store, obj)
             done += 1
     finally:
         store.frozen = None

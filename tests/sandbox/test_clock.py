@@ -159,6 +159,14 @@ def test_send_invoice_subscriptions_get_due_dates(sandbox: SandboxServer) -> Non
     inv = sub.latest_invoice
     assert sub.status == "active" and inv.status == "open" and inv.attempted is False
     assert inv.due_date - inv.created == 14 * DAY
+    sandbox.advance(days=13)
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+    sandbox.advance(days=2)
+    assert c.v1.subscriptions.retrieve(sub.id).status == "past_due"
+    assert c.v1.customers.retrieve(cus.id).delinquent is True
+    c.v1.invoices.pay(inv.id, params={"paid_out_of_band": True})
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+    assert c.v1.invoices.retrieve(inv.id).amount_paid == 1500
 
 
 def test_clock_set_only_when_empty_and_events_kept_30_days(sandbox: SandboxServer) -> None:
