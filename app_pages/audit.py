@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app_pages.components.tables import frame, pager, pager_controls, safe
+from app_pages.components.tables import frame, guarded, pager, pager_controls
 from lib import audit
 from lib.auth import User, can, require_page
 from lib.db import session_scope
@@ -50,7 +50,6 @@ def _export(user: User, filters: audit.AuditFilters) -> bytes:
         return audit.export_recorded(session=session, filters=filters, actor=user.email, role=user.role_label)
 
 
-@safe("The audit log could not be read")
 def render_results(user: User, filters: audit.AuditFilters) -> None:
     page_no, size = pager(P, filters)
     with session_scope() as session:
@@ -88,4 +87,4 @@ def render(user: User) -> None:
 
 
 user = require_page("audit")
-render(user)
+guarded(render, user)  # a database that does not answer is one clear message, not a traceback

@@ -116,3 +116,14 @@ def test_half_picked_date_range_asks_for_the_second_date(trail: Engine, roles_fi
     at.date_input(key="aud_dates").set_value((TODAY,)).run()
     assert not at.exception and not at.dataframe
     assert "Pick the last day" in at.info[0].value
+
+
+def test_database_down_is_one_clear_message(roles_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lib.config import get_settings
+    from tests.utils.apptest import PAGES_DIR
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    get_settings.cache_clear()
+    at = as_role(AppTest.from_file(str(PAGES_DIR / "audit.py"), default_timeout=30), "admin").run()
+    assert not at.exception
+    assert "The cache database did not answer" in at.error[0].value
