@@ -194,7 +194,7 @@ def _no_role_screen(user: User) -> NoReturn:
     st.info(
         f"You are signed in as {user.email}, but no role has been given to this account, so there is "
         "nothing here you may see. Ask a Billing Console admin to add your email, domain or group to "
-        "roles.toml; then log out and in again."
+        "roles.toml; then reload this page."
     )
     _logout_button()
     _stop()
