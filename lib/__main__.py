@@ -18,15 +18,28 @@ RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
 
 
 class ProgressLine:
-    """Objects written so far per resource, redrawn in place on a terminal; sparse log lines otherwise."""
+    """Objects written so far per resource, redrawn in place on a terminal; sparse log lines otherwise.
 
-    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+    A full backfill shows a bar against the previous size of the cache (Stripe lists have no total); without
+    one, a spinner and the counts.
+    """
+
+    def __init__(self, stream=sys.stderr, expected: dict[str, int] | None = None) -> None:  # noqa: ANN001
         self.stream = stream
         self.tty = stream.isatty()
         self.counts: dict[str, int] = {}
+        self.expected = {k: v for k, v in (expected or {}).items() if v > 0}
         self.started = time.monotonic()
         self._last = 0.0
         self._spin = 0
+
+    def bar(self) -> str:
+        total = sum(self.expected.values())
+        if not total:
+            return SPINNER[self._spin]
+        done = sum(min(n, self.expected.get(r, 0)) for r, n in self.counts.items())
+        filled = int(20 * min(1.0, done / total))
+        return f"[{'#' * filled}{'.' * (20 - filled)}] {min(99, 100 * done // total):3d}%"
 
     def __call__(self, resource: str, written: int) -> None:
         self.counts[resource] = written
@@ -36,7 +49,7 @@ class ProgressLine:
         self._last = now
         self._spin = (self._spin + 1) % 4
         per = "  ".join(f"{r} {n:,}" for r, n in self.counts.items())
-        line = f"{SPINNER[self._spin]} syncing {now - self.started:5.0f}s  {per}"
+        line = f"{self.bar()} syncing {now - self.started:5.0f}s  {per}"
         if self.tty:
             self.stream.write("\r" + line[:200].ljust(80))
         else:
@@ -47,6 +60,21 @@ class ProgressLine:
         if self.tty and self.counts:
             self.stream.write("\r" + " " * 120 + "\r")
             self.stream.flush()
+
+
+def _cached_counts(resources: list[str] | None) -> dict[str, int]:
+    """Rows per resource in the cache now: what a new full backfill is expected to write again."""
+    try:
+        from sqlalchemy import func, select
+
+        from lib.db import get_engine
+        from lib.sync import TABLES
+
+        with get_engine().connect() as conn:
+            return {r: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
+                    for r, t in TABLES.items() if not resources or r in resources}
+    except Exception:  # noqa: BLE001 — no cache yet: no bar, only counts
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lib.sync import run_sync
 
-    bar = None if args.quiet else ProgressLine()
+    bar = None if args.quiet else ProgressLine(expected=_cached_counts(args.resource) if args.full else None)
     try:
         result = run_sync(mode="full" if args.full else "incremental", resources=args.resource, progress=bar)
     except Exception as exc:  # noqa: BLE001 — e.g. the database is unreachable

@@ -96,6 +96,12 @@ def _list_data(value: Any) -> list[Obj]:
     return []
 
 
+def _bookkeeping(obj: Obj, version_ts: int, synced_at: datetime | None) -> Obj:
+    """The columns every Stripe table ends with."""
+    return {"livemode": bool(obj.get("livemode") or False), "version_ts": version_ts,
+            "synced_at": synced_at or utcnow()}
+
+
 # --- customers --------------------------------------------------------------------------------
 
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
@@ -142,9 +148,7 @@ def customer_row(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "default_payment_method_id": default_pm,
         "address": _dict(obj.get("address")),
         "metadata": _dict(obj.get("metadata")),
-        "livemode": bool(obj.get("livemode") or False),
-        "version_ts": version_ts,
-        "synced_at": synced_at or utcnow(),
+        **_bookkeeping(obj, version_ts, synced_at),
     }
 
 
@@ -270,9 +274,7 @@ def subscription_rows(obj: Obj, version_ts: int, product_names: dict[str, str] |
         "pause_collection": dict(pause) if isinstance(pause, dict) else None,
         "discounts": [ref(d) or d for d in discounts if d],
         "metadata": _dict(obj.get("metadata")),
-        "livemode": bool(obj.get("livemode") or False),
-        "version_ts": version_ts,
-        "synced_at": synced_at or utcnow(),
+        **_bookkeeping(obj, version_ts, synced_at),
     }
     return row, items
 
@@ -379,9 +381,7 @@ def invoice_rows(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "failure_code": failure_code,
         "decline_code": decline_code,
         "failure_message": failure_message,
-        "livemode": bool(obj.get("livemode") or False),
-        "version_ts": version_ts,
-        "synced_at": synced_at or utcnow(),
+        **_bookkeeping(obj, version_ts, synced_at),
     }
     lines = [line_row(ln, inv_id) for ln in _list_data(obj.get("lines")) if ln.get("id")]
     return row, lines
@@ -403,7 +403,5 @@ def payment_method_row(obj: Obj, version_ts: int, *, synced_at: datetime | None 
         "card_exp_year": _int(card.get("exp_year")),
         "card_fingerprint": _str(card.get("fingerprint")),
         "created": _ts(obj.get("created")),
-        "livemode": bool(obj.get("livemode") or False),
-        "version_ts": version_ts,
-        "synced_at": synced_at or utcnow(),
+        **_bookkeeping(obj, version_ts, synced_at),
     }

@@ -906,6 +906,10 @@ def run_sync(*, mode: str = "incremental", resources: list[str] | None = None,
 
 
 def _execute(run: _Run, mode: str, wanted: list[str], progress: Progress | None) -> SyncResult:
+    if "payment_methods" in wanted and "customers" not in wanted and \
+            get_state(run.engine, "customers").get("backfill_completed_at") is None:
+        wanted = ["customers", *wanted]  # cards are listed per cached customer: they must be there first
+        run.notes.append("payment_methods: customers were never backfilled, backfilling them first")
     finished_earlier = _done_by_interrupted_backfill(run.engine, wanted) if mode == "full" else set()
     for resource in sorted(finished_earlier):
         run.notes.append(f"{resource}: already backfilled by the interrupted run, not fetched again")
