@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", default=None, help="keep state in this file across restarts")
     args = parser.parse_args(argv)
     uvicorn.run(create_app(args.state), host=args.host, port=args.port, log_level="warning", access_log=False,
-                date_header=False, server_header=False)  # Date carries sandbox time (set per answer)
+                date_header=False, server_header=False,  # Date carries sandbox time (set per answer)
+                timeout_keep_alive=120)  # clients keep pooled connections; don't drop them after 5 s idle
 
 
 if __name__ == "__main__":
