@@ -148,3 +148,16 @@ def test_secret_key_never_rendered_or_logged(mode: str, roles_file: Path, monkey
     assert key not in text and key[:-4] not in text and key[8:20] not in text  # …and nothing more of the key
     out, err = capfd.readouterr()
     assert key not in caplog.text and key not in out and key not in err
+
+
+def test_a_role_granted_in_roles_toml_applies_on_the_next_load(roles_file: Path) -> None:
+    import os
+
+    at = logged_in(app(), "newcomer@corp.test").run()
+    assert "no role has been given" in _infos(at)
+    roles_file.write_text(roles_file.read_text().replace('"sue@corp.test"', '"sue@corp.test", "newcomer@corp.test"'))
+    stat = roles_file.stat()
+    os.utime(roles_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # an edit a second later
+    at.run()
+    assert "no role has been given" not in _infos(at)
+    assert "newcomer@corp.test" in rendered_text(at) and "support" in rendered_text(at)
