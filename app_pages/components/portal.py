@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 from sqlmodel import Session
 
+from app_pages.components import data
 from lib import portal
 from lib.auth import User, can
 from lib.config import get_settings
@@ -66,6 +67,7 @@ def _refresh(kp: str, user: User, customer_id: str) -> None:
     except Exception as exc:  # noqa: BLE001 - GatewayError and friends carry a user message
         st.session_state[_k(kp, "refreshed")] = f"Could not refresh the customer: {exc}"
         return
+    data.clear()  # the pages' cached queries must show the refreshed customer on the next run
     st.session_state[_k(kp, "refreshed")] = "Customer refreshed from Stripe: the page now shows its current state."
 
 
@@ -148,6 +150,7 @@ def portal_link_action(
                 st.rerun()
             if error["refresh"] and st.button("Refresh this customer from Stripe", key=_k(kp, "refresh")):
                 _refresh(kp, user, customer_id)
+                st.rerun()  # redraw the whole page from the refreshed cache
             if st.session_state.get(_k(kp, "refreshed")):
                 st.info(st.session_state[_k(kp, "refreshed")])
 

@@ -33,13 +33,14 @@ def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, t
            "PORTAL_RETURN_URL": back_to, "PORTAL_CONFIGURATION_ID": ""}
 
     with dashboard(env, port=port) as url, browser_page() as page:
+        page.set_default_timeout(60_000)  # the whole suite runs on 2 busy cores
         page.goto(url + "/failed-invoices")
-        wait_idle(page)
-        page.get_by_role("button", name="Portal link…").click(timeout=60_000)  # under the worklist
-        wait_idle(page)
+        wait_idle(page, timeout=60_000)
+        page.get_by_role("button", name="Portal link…").click()  # under the worklist
+        wait_idle(page, timeout=60_000)
         page.get_by_role("button", name="Make link").click()
         page.get_by_text("Link made at").wait_for()
-        wait_idle(page)
+        wait_idle(page, timeout=60_000)
         link = page.locator("[data-testid='stCode']").first.inner_text().strip()
         assert link.startswith(sandbox.url + "/_sandbox/pages/portal/bps_"), link
         email_text = page.locator("[data-testid='stCode']").nth(1).inner_text()
@@ -54,7 +55,7 @@ def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, t
 
         page.locator("#return").click()  # the portal's way back
         page.wait_for_url(back_to)
-        wait_idle(page)
+        wait_idle(page, timeout=60_000)
         page.get_by_role("heading", name="Failed invoices").wait_for()
 
     with Session(engine) as session:
