@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz, process
@@ -195,6 +196,14 @@ def _similar_pairs(members: list[tuple[str, str]]) -> Iterator[tuple[str, str, f
 # --- the SQL candidate queries ----------------------------------------------------------------
 
 
+def _stream(session: Session, stmt: Any) -> Iterable[Any]:
+    """Rows as they come: a server-side cursor on PostgreSQL; SQLite's cursor is lazy already (and its
+    emulated `yield_per` is slower)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(stmt.execution_options(yield_per=5000))
+    return session.execute(stmt)
+
+
 def _merged_into() -> Any:
     """The `merged_into` metadata value: customers already merged away are not candidates any more."""
     return Customer.__table__.c.metadata["merged_into"].as_string()
@@ -215,7 +224,7 @@ def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple
         .where(Customer.deleted.is_(False), _merged_into().is_(None))
         .order_by(column, Customer.id)
     )
-    for key, rows in _grouped(session.exec(stmt).yield_per(5000)):
+    for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
         if len(members) > 1:
             yield key, members
@@ -235,7 +244,7 @@ def _card_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | 
         .distinct()
         .order_by(fp, Customer.id)
     )
-    for key, rows in _grouped(session.exec(stmt).yield_per(5000)):
+    for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
         if len(members) > 1:
             yield key, members
@@ -249,43 +258,37 @@ def _domain_expr(session: Session) -> Any:
 
 
 def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    """Customers at the same non-public email domain (only those with a name to compare)."""
-    domain = _domain_expr(session)
-    shared = (
-        select(domain.label("k"))
-        .where(Customer.email_canonical.is_not(None), Customer.name_search.is_not(None),
-               Customer.deleted.is_(False))
-        .group_by(domain).having(func.count() > 1).subquery()
-    )
+    """Customers at the same non-public email domain (only those with a name to compare).
+
+    One sorted pass, grouped while streaming: cheaper than GROUP BY + a join back on the computed domain."""
+    domain = _domain_expr(session).label("k")
+    public = lru_cache(maxsize=None)(is_public_domain)
     stmt = (
-        select(shared.c.k, Customer.id, Customer.name_search)
-        .join(shared, domain == shared.c.k)
-        .where(shared.c.k.not_in(sorted(PUBLIC_EMAIL_DOMAINS)), Customer.name_search.is_not(None),
+        select(domain, Customer.id, Customer.name_search)
+        .where(Customer.email_canonical.is_not(None), Customer.name_search.is_not(None),
                Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(shared.c.k, Customer.id)
+        .order_by(domain, Customer.id)
     )
-    for key, rows in _grouped(session.exec(stmt).yield_per(5000)):
-        if key and not is_public_domain(key):
-            yield key, [(r[1], r[2]) for r in rows]
+    rows = (r for r in _stream(session, stmt) if r[0] and not public(r[0]))
+    for key, group in _grouped(rows):
+        if len(group) > 1:
+            yield key, [(r[1], r[2]) for r in group]
 
 
 def _address_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    """Customers at the same street line + postal code (case-insensitive)."""
+    """Customers at the same street line + postal code (case-insensitive), in one sorted pass."""
     addr = Customer.__table__.c.address
-    key = func.lower(func.trim(addr["line1"].as_string())) + "|" + func.coalesce(
-        func.upper(func.replace(addr["postal_code"].as_string(), " ", "")), "")
-    shared = (
-        select(key.label("k")).where(addr["line1"].as_string().is_not(None), Customer.deleted.is_(False))
-        .group_by(key).having(func.count() > 1).subquery()
-    )
+    line1 = addr["line1"].as_string()
+    key = (func.lower(func.trim(line1)) + "|" + func.coalesce(
+        func.upper(func.replace(addr["postal_code"].as_string(), " ", "")), "")).label("k")
     stmt = (
-        select(shared.c.k, Customer.id, Customer.name_search)
-        .join(shared, key == shared.c.k)
-        .where(Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(shared.c.k, Customer.id)
+        select(key, Customer.id, Customer.name_search)
+        .where(line1.is_not(None), line1 != "", Customer.name_search.is_not(None), Customer.deleted.is_(False),
+               _merged_into().is_(None))
+        .order_by(key, Customer.id)
     )
-    for k, rows in _grouped(session.exec(stmt).yield_per(5000)):
-        if k and not k.startswith("|"):
+    for k, rows in _grouped(_stream(session, stmt)):
+        if len(rows) > 1 and k and not k.startswith("|"):
             yield k, [(r[1], r[2]) for r in rows]
 
 
