@@ -91,3 +91,17 @@ def test_missing_customer_and_non_admins(sandbox: Any, session: Session) -> None
     for roles in ({"support"}, {"staff"}, {"finance"}):
         at = run(roles, "cus_x")
         assert not at.button and not at.exception
+
+
+def test_no_card_warning_needs_the_checkbox_and_offers_an_update_card_link(sandbox: Any, session: Session) -> None:
+    w = make_world(sandbox, survivor_card=False, duplicate_extra=False)
+    at = run({"admin"}, w.duplicate, [w.duplicate, w.survivor])
+    at.button(key="t_merge_open").click().run()
+    at.button(key="t_merge_plan_btn").click().run()
+    at.radio(key="t_merge_survivor_choice").set_value(w.survivor).run()
+    assert any("no usable default payment method" in x.value for x in at.warning)
+    assert any(b.key == "t_mergepm_portal_toggle" for b in at.button)  # the update-card link, one click away
+    at.text_input(key="t_merge_confirm").input(w.survivor).run()
+    assert at.button(key="t_merge_run").disabled  # typed id is not enough: the warning must be acknowledged
+    at.checkbox(key="t_merge_ack_no_payment_method").check().run()
+    assert not at.button(key="t_merge_run").disabled
