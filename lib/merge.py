@@ -342,8 +342,16 @@ def plan_merge(customer_ids: tuple[str, str] | list[str], *, survivor_id: str | 
 
 
 def step_key(job_id: str, seq: int, kind: str) -> str:
-    """The idempotency key of one step: the same on every attempt and every resume."""
+    """The idempotency key of one step: the same on every retry and every resume after a crash."""
     return f"merge-{job_id}-{seq:02d}-{kind}"
+
+
+def attempt_key(step: MergeStep) -> str:
+    """The step's key, with a suffix after a *failed* attempt: Stripe replays a saved error (even a 500) for a
+    key, so a resume after a failure needs a new one. That is safe because every step first looks in Stripe
+    for its own earlier effect (metadata `merge_job`) before it writes."""
+    failed = int((step.result or {}).get("failed_attempts", 0))
+    return step.idempotency_key if failed == 0 else f"{step.idempotency_key}-r{failed}"
 
 
 def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[str] | tuple[str, ...] = (),
@@ -440,7 +448,7 @@ def _find_recreated(job: MergeJob, old_id: str, settings: Settings) -> dict[str,
 
 def _exec_step(job: MergeJob, step: MergeStep, settings: Settings) -> dict[str, Any]:
     """Perform one step; first look for its own earlier effect so a repeat changes nothing."""
-    p, key = step.params, step.idempotency_key
+    p, key = step.params, attempt_key(step)
     if step.kind == "recreate_subscription":
         found = _find_recreated(job, p["old_subscription"], settings)
         if found:
@@ -541,7 +549,7 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
         row = audit.start(session=session, actor=user.email, role=role, action="merge_step",
                           customer_id=job.duplicate_id, object_id=job.survivor_id, flow=step.kind,
                           correlation_id=job.id,
-                          details={"seq": step.seq, "idempotency_key": step.idempotency_key,
+                          details={"seq": step.seq, "idempotency_key": attempt_key(step),
                                    "title": step.params.get("title")})
         if hook:
             hook("before_call", step)
@@ -550,6 +558,7 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
         except (GatewayError, MergeError) as err:
             message = str(err)
             step.status, step.error, step.finished_at = "failed", message, utcnow()
+            step.result = {"failed_attempts": int((step.result or {}).get("failed_attempts", 0)) + 1}
             job.status, job.error, job.updated_at = "failed", f"Step {step.seq} ({step.kind}): {message}", utcnow()
             session.add(step)
             session.add(job)

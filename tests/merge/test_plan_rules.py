@@ -86,3 +86,14 @@ def test_no_usable_payment_method_needs_acknowledgement() -> None:
     plan = build_plan(facts("cus_s", usable_payment_method=None), facts("cus_d", subscriptions=[invoiced]),
                       suggested=("cus_s", "why"))
     assert plan.needs_ack == []  # invoices sent by email do not need a card
+
+
+def test_a_failed_step_resumes_under_a_new_key_derived_from_job_and_step() -> None:
+    from lib.merge import MergeStep, attempt_key, step_key
+
+    base = step_key("mj_1", 3, "copy_tax_id")
+    assert base == "merge-mj_1-03-copy_tax_id"
+    step = MergeStep(job_id="mj_1", seq=3, kind="copy_tax_id", idempotency_key=base)
+    assert attempt_key(step) == base  # crash or retry: the same key, Stripe replays the first answer
+    step.result = {"failed_attempts": 2}
+    assert attempt_key(step) == base + "-r2"  # Stripe would replay a saved error for the old key
