@@ -109,16 +109,12 @@ class Sandbox:
         self.dirty = False
 
 
-def error_response(err: ApiError, request_id: str, now: int | None = None) -> Response:
-    headers = {"Request-Id": request_id, **err.headers}
-    if now is not None:
-        headers["Date"] = formatdate(now, usegmt=True)
+def error_response(err: ApiError, request_id: str) -> Response:
     return Response(_dumps({"error": err.body}), status_code=err.status, media_type="application/json",
-                    headers=headers)
+                    headers={"Request-Id": request_id, **err.headers})
 
 
-def _auth(request: Request) -> None:
-    header = request.headers.get("authorization", "")
+def _auth(header: str) -> None:
     key = ""
     if header.lower().startswith("bearer "):
         key = header[7:].strip()
@@ -158,83 +154,99 @@ def _rate_limited() -> ApiError:
     return err
 
 
-async def api(request: Request) -> Response:
-    sb: Sandbox = request.app.state.sandbox
+async def api(sb: Sandbox, scope: Obj, receive: Any, send: Any) -> None:
+    """Stripe's /v1 API as a bare ASGI handler (Starlette's routing and middleware are skipped for speed)."""
+    method: str = scope["method"]
+    raw = b""
+    if method == "POST":
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    status, body, extra = await handle(sb, method, scope["path"], scope["query_string"].decode("latin-1"), raw,
+                                       headers, scope.get("scheme", "http"))
+    out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def handle(sb: Sandbox, method: str, path: str, query: str, raw: bytes, headers: dict[str, str],
+                 scheme: str) -> tuple[int, bytes, dict[str, str]]:
+    """One API request: auth, faults, params, timers due, idempotency, the handler, expand, the log entry."""
     store = sb.store
     sb.last_request = time.monotonic()
     request_id = new_id("req")
-    method = request.method
-    path = request.url.path
-    raw = await request.body() if method == "POST" else b""
-    idem = request.headers.get("idempotency-key")
+    idem = headers.get("idempotency-key")
     entry: Obj = {"seq": 0, "method": method, "path": path, "params": {}, "idempotency_key": idem,
                   "status": 0, "time": time.time()}
+    out_headers = {"Request-Id": request_id, "Date": formatdate(store.now(), usegmt=True)}
+    if idem:
+        out_headers["Idempotency-Key"] = idem
     status = 500
     try:
+        _auth(headers.get("authorization", ""))
+        fault = _fault(sb)
+        if sb.faults.latency:
+            lo, hi = sb.faults.latency
+            await asyncio.sleep(sb.faults.rng.uniform(lo, hi) / 1000)
+        params = parse_form(parse_qsl(query, keep_blank_values=True)) if query else {}
+        if raw:
+            params.update(parse_form(parse_qsl(raw.decode(), keep_blank_values=True)))
+        entry["params"] = params
+        if fault is not None:
+            raise fault
+        found = match(method, path)
+        if found is None:
+            if path_known(path):
+                raise ApiError(405, f"Unrecognized request URL ({method}: {path}).")
+            raise ApiError(404, f"Unrecognized request URL ({method}: {path}). Please see "
+                           "https://stripe.com/docs or we can help at https://support.stripe.com/.")
+        store.base_url = f"{scheme}://{headers.get('host', 'localhost')}"
+        if store.heap and store.heap[0][0] <= store.now():
+            run_due(store, store.now())
+        digest = None
+        if idem and method in ("POST", "DELETE"):
+            digest = hashlib.sha256(method.encode() + path.encode() + b"?" + raw).hexdigest()
+            saved = store.idempotency.get(idem)
+            if saved is not None:
+                if saved[0] != digest:
+                    raise ApiError(400, "Keys for idempotent requests can only be used with the same parameters "
+                                   "they were first used with. Try using a key other than "
+                                   f"'{idem}' if you meant to execute a different request.",
+                                   type="idempotency_error")
+                status = saved[1]
+                return saved[1], saved[2], {**out_headers, "Idempotent-Replayed": "true"}
+        store.request_id, store.idempotency_key = request_id, idem
+        route_, ids = found
         try:
-            _auth(request)
-            fault = _fault(sb)
-            if sb.faults.latency:
-                lo, hi = sb.faults.latency
-                await asyncio.sleep(sb.faults.rng.uniform(lo, hi) / 1000)
-            params = parse_form(parse_qsl(request.url.query, keep_blank_values=True))
-            if raw:
-                params.update(parse_form(parse_qsl(raw.decode(), keep_blank_values=True)))
-            entry["params"] = params
-            if fault is not None:
-                raise fault
-            found = match(method, path)
-            if found is None:
-                if path_known(path):
-                    raise ApiError(405, f"Unrecognized request URL ({method}: {path}).")
-                raise ApiError(404, f"Unrecognized request URL ({method}: {path}). Please see "
-                               "https://stripe.com/docs or we can help at https://support.stripe.com/.")
-            store.base_url = f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
-            if store.heap and store.heap[0][0] <= store.now():
-                run_due(store, store.now())
-            digest = None
-            if idem and method in ("POST", "DELETE"):
-                digest = hashlib.sha256(method.encode() + path.encode() + b"?" + raw).hexdigest()
-                saved = store.idempotency.get(idem)
-                if saved is not None:
-                    if saved[0] != digest:
-                        raise ApiError(400, "Keys for idempotent requests can only be used with the same "
-                                       "parameters they were first used with. Try using a key other than "
-                                       f"'{idem}' if you meant to execute a different request.",
-                                       type="idempotency_error")
-                    status = saved[1]
-                    return Response(saved[2], status_code=saved[1], media_type="application/json",
-                                    headers={"Request-Id": request_id, "Idempotent-Replayed": "true",
-                                             "Idempotency-Key": idem,
-                                             "Date": formatdate(store.now(), usegmt=True)})
-            store.request_id, store.idempotency_key = request_id, idem
-            route_, ids = found
-            try:
-                result = call(store, route_, params, ids)
-                fast = None if params.get("expand") else fast_json(result)
-                body = fast.encode() if fast is not None else \
-                    _dumps(expand(store, render_any(store, result), params.get("expand")))
-                status = 200
-            except ApiError as err:
-                status = err.status
-                body = _dumps({"error": err.body})
-            finally:
-                store.request_id = store.idempotency_key = None
-            if method != "GET":
-                sb.dirty = True
-            if digest is not None:
-                store.idempotency[idem] = (digest, status, body)
-            if sb.log_bodies:
-                entry["response"] = body
-            headers = {"Request-Id": request_id, "Date": formatdate(store.now(), usegmt=True)}
-            if idem:
-                headers["Idempotency-Key"] = idem
-            return Response(body, status_code=status, media_type="application/json", headers=headers)
+            result = call(store, route_, params, ids)
+            fast = None if params.get("expand") else fast_json(result)
+            body = fast.encode() if fast is not None else \
+                _dumps(expand(store, render_any(store, result), params.get("expand")))
+            status = 200
         except ApiError as err:
             status = err.status
-            if sb.log_bodies:
-                entry["response"] = _dumps({"error": err.body})
-            return error_response(err, request_id, store.now())
+            body = _dumps({"error": err.body})
+        finally:
+            store.request_id = store.idempotency_key = None
+        if method != "GET":
+            sb.dirty = True
+        if digest is not None:
+            store.idempotency[idem] = (digest, status, body)
+        if sb.log_bodies:
+            entry["response"] = body
+        return status, body, out_headers
+    except ApiError as err:
+        status = err.status
+        body = _dumps({"error": err.body})
+        if sb.log_bodies:
+            entry["response"] = body
+        return status, body, {**out_headers, **err.headers}
     finally:
         sb.log_seq += 1
         entry["seq"] = sb.log_seq
@@ -389,7 +401,7 @@ async def invoice_page(request: Request, sb: Sandbox) -> Response:
                         "<p><small>Local Stripe sandbox.</small></p></body></html>")
 
 
-def create_app(state_file: str | None = None) -> Starlette:
+def create_app(state_file: str | None = None) -> Any:
     sb = Sandbox(state_file)
 
     @contextlib.asynccontextmanager
@@ -419,11 +431,17 @@ def create_app(state_file: str | None = None) -> Starlette:
         Route("/_sandbox/webhook_deliveries", webhook_deliveries, methods=["GET"]),
         Route("/_sandbox/pages/portal/{sid}", portal, methods=["GET"]),
         Route("/_sandbox/pages/invoice/{iid}", invoice_page, methods=["GET"]),
-        Route("/v1/{path:path}", api, methods=["GET", "POST", "DELETE"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.sandbox = sb
-    return app
+    control_app = Starlette(routes=routes, lifespan=lifespan)
+    control_app.state.sandbox = sb
+
+    async def app(scope: Obj, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await api(sb, scope, receive, send)
+        else:
+            await control_app(scope, receive, send)
+
+    return app  # type: ignore[return-value]
 
 
 async def _autosave(sb: Sandbox) -> None:
