@@ -244,26 +244,31 @@ def _versions(conn: Connection, table: Table, ids: list[str]) -> dict[str, int]:
     return dict(conn.execute(q, {"ids": ids}).all())  # type: ignore[arg-type]
 
 
+def _marks(conn: Connection, n: int) -> str:
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    return ", ".join([mark] * n)
+
+
+_LIVE_SQL = ", ".join(f"'{s}'" for s in mapping.LIVE_STATUSES)  # constants, never input
+
+
 def recompute_mrr(conn: Connection, customer_ids: Iterable[str], *, only_with_subscriptions: bool = False) -> None:
-    """customers.mrr = Σ mrr of the customer's live subscriptions (mapping.LIVE_STATUSES)."""
+    """customers.mrr = Σ mrr of the customer's live subscriptions (mapping.LIVE_STATUSES).
+
+    Plain SQL with bound parameters: this runs on every page, and SQLAlchemy's expanding IN would compile
+    the statement each time (10 µs an object)."""
     ids = sorted({c for c in customer_ids if c})
-    if not ids:
-        return
-    cust, subs = TABLES["customers"], TABLES["subscriptions"]
-    total = (
-        select(func.coalesce(func.sum(subs.c.mrr), 0))
-        .where(subs.c.customer_id == cust.c.id, subs.c.status.in_(mapping.LIVE_STATUSES))
-        .scalar_subquery()
-    )
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         if only_with_subscriptions:
-            chunk = sorted(set(conn.execute(select(subs.c.customer_id).where(
-                subs.c.customer_id.in_(bindparam("ids", expanding=True))).distinct(), {"ids": chunk}).scalars()))
+            sql = f"SELECT DISTINCT customer_id FROM subscriptions WHERE customer_id IN ({_marks(conn, len(chunk))})"  # noqa: S608
+            chunk = sorted(r[0] for r in conn.exec_driver_sql(sql, tuple(chunk)))
             if not chunk:
                 continue
-        conn.execute(update(cust).where(cust.c.id.in_(bindparam("ids", expanding=True))).values(mrr=total),
-                     {"ids": chunk})
+        sql = ("UPDATE customers SET mrr = COALESCE((SELECT SUM(s.mrr) FROM subscriptions s "  # noqa: S608
+               f"WHERE s.customer_id = customers.id AND s.status IN ({_LIVE_SQL})), 0) "
+               f"WHERE id IN ({_marks(conn, len(chunk))})")
+        conn.exec_driver_sql(sql, tuple(chunk))
 
 
 class ProductNames:
@@ -378,8 +383,8 @@ def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, in
         child_table, key = (ITEMS, "subscription_id") if resource == "subscriptions" else (LINES, "invoice_id")
         if applied:
             ids = sorted(applied)
-            conn.execute(delete(child_table).where(child_table.c[key].in_(bindparam("ids", expanding=True))),
-                         {"ids": ids})
+            conn.exec_driver_sql(f'DELETE FROM "{child_table.name}" WHERE "{key}" IN ({_marks(conn, len(ids))})',  # noqa: S608
+                                 tuple(ids))
             _upsert(conn, child_table, [c for c in children if c[key] in applied], versioned=False)
         if resource == "subscriptions" and applied:
             recompute_mrr(conn, {r["customer_id"] for r in rows if r["id"] in applied})
