@@ -98,8 +98,8 @@ class PortalError(Exception):
     """A link could not be made; `message` says why and what to do. Nothing was changed in Stripe."""
 
     kind: str  # refused | bad_input | not_configured | customer_missing | subscription_not_customers |
-    #            subscription_missing | subscription_ended | rate_limited | network | auth | permission |
-    #            server | invalid
+    #            subscription_missing | subscription_ended | flow_disabled | rate_limited | network | auth |
+    #            permission | server | invalid
     message: str
     audit_id: int | None = None
 
@@ -160,6 +160,12 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
             "PORTAL_CONFIGURATION_ID (or the configuration id you typed) to an id listed under Stripe "
             f"Dashboard → Settings → Billing → Customer portal ({s.dashboard_path}settings/billing/portal), "
             "or clear it to use the default configuration. No link was made."
+        ))
+    if exc.kind == "invalid" and "feature" in lowered and ("disabled" in lowered or "not enabled" in lowered):
+        return PortalError("flow_disabled", (
+            f"The portal configuration in use does not allow this ({FLOWS.get(req.flow, req.flow)}): Stripe says "
+            f"\"{text.rstrip('.')}\". Turn the feature on in the Stripe Dashboard → Settings → Billing → Customer "
+            f"portal ({s.dashboard_path}settings/billing/portal), or choose another flow. No link was made."
         ))
     if exc.kind in {"missing", "invalid"} and "subscription" in (param + lowered) and req.subscription_id:
         if exc.kind == "missing" or "no such subscription" in lowered:

@@ -268,3 +268,14 @@ def test_canceled_subscription_the_cache_still_shows_live(sandbox: Any, session:
     sandbox.client.v1.subscriptions.cancel(sub)  # canceled in Stripe, the cache has not heard yet
     err = fail(PortalRequest(cid, "subscription_cancel", subscription_id=sub), session)
     assert err.kind == "subscription_ended" and "canceled" in err.message and err.offer_refresh
+
+
+def test_flow_disabled_in_the_configuration_says_where_to_enable_it() -> None:
+    # The sandbox does not enforce portal features, so this checks the wording for Stripe's real 400.
+    exc = stripe.InvalidRequestError(
+        "This subscription cannot be updated because the subscription update feature in the portal "
+        "configuration is disabled.", param="flow_data[type]", http_status=400,
+    )
+    err = portal.portal_error(translate(exc), PortalRequest("cus_1", "subscription_update", subscription_id="sub_1"))
+    assert err.kind == "flow_disabled" and "Change a subscription's plan" in err.message
+    assert "Settings → Billing → Customer portal" in err.message
