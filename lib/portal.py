@@ -228,22 +228,19 @@ def _check_request(req: PortalRequest, *, session: Session) -> str | None:
 
 
 def create_link(
-    req: PortalRequest, *, user: User, session: Session, idempotency_key: str,
-    settings: Settings | None = None, action: str = "portal_link", correlation_id: str | None = None,
-    details: dict[str, Any] | None = None,
+    req: PortalRequest, *, user: User, session: Session, idempotency_key: str, settings: Settings | None = None,
 ) -> PortalLink:
     """Make one portal link: role check, audit 'started', Stripe call, audit result. Raises PortalError."""
     s = settings or get_settings()
-    if not can(user, action):
-        raise refuse(user, action, session=session, customer_id=req.customer_id, flow=req.flow)
+    if not can(user, "portal_link"):
+        raise refuse(user, "portal_link", session=session, customer_id=req.customer_id, flow=req.flow)
     problem = _check_request(req, session=session)
     params = req.params(s)
     row = audit.start(
         session=session, actor=user.email, role=_role(user), action="portal_link", customer_id=req.customer_id,
-        object_id=req.subscription_id, flow=req.flow, correlation_id=correlation_id,
+        object_id=req.subscription_id, flow=req.flow,
         details={"locale": params.get("locale", "auto"), "return_url": params["return_url"],
-                 "configuration": params.get("configuration"), "idempotency_key": idempotency_key,
-                 **(details or {})},
+                 "configuration": params.get("configuration"), "idempotency_key": idempotency_key},
     )
     if problem:
         kind = "subscription_not_customers" if "belongs to customer" in problem else "bad_input"
@@ -280,13 +277,17 @@ def subscription_choices(customer_id: str, *, session: Session) -> list[Subscrip
         .order_by(col(Subscription.created).desc())
         .limit(50)
     ).all()
-    choices = []
-    for sub in subs:
-        names = session.exec(
-            select(SubscriptionItem.product_name).where(SubscriptionItem.subscription_id == sub.id).limit(3)
+    names: dict[str, list[str]] = {}
+    if subs:
+        items = session.exec(
+            select(SubscriptionItem.subscription_id, SubscriptionItem.product_name)
+            .where(col(SubscriptionItem.subscription_id).in_([sub.id for sub in subs]))
         ).all()
-        what = ", ".join(n for n in names if n) or "subscription"
-        choices.append(SubscriptionChoice(sub.id, f"{what} · {sub.status} · {sub.id}"))
+        for sub_id, product in items:
+            if product:
+                names.setdefault(sub_id, []).append(product)
+    choices = [SubscriptionChoice(sub.id, f"{', '.join(names.get(sub.id, [])[:3]) or 'subscription'} · "
+                                          f"{sub.status} · {sub.id}") for sub in subs]
     return choices
 
 
