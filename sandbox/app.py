@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import html
 import json
@@ -77,6 +78,8 @@ class Sandbox:
             except Exception as exc:  # noqa: BLE001 — any unreadable file gets the same advice
                 raise SystemExit(f"Cannot read the sandbox state file {self.state_file} ({type(exc).__name__}: "
                                  f"{exc}). Move it away or delete it to start with an empty sandbox.") from None
+            gc.collect()
+            gc.freeze()  # the loaded state is long-lived: keep it out of every later collection
         self.deliverer.bind(self.store)
 
     def reset(self) -> None:

@@ -193,7 +193,7 @@ def attempt(store: Store, inv: Obj, pm_override: str | None = None) -> tuple[str
     _schedule_retry(store, inv, sub)
     store.emit("invoice.payment_failed", inv, before)
     store.emit("invoice.updated", inv, before)
-    _set_delinquent(store, inv["customer"])
+    _set_delinquent(store, inv["customer"], failed=True)
     return failure
 
 
@@ -226,17 +226,26 @@ def _dunning_exhausted(store: Store, inv: Obj, sub: Obj) -> None:
         cancel_subscription(store, sub, reason="payment_failed")
 
 
-def _set_delinquent(store: Store, cid: str) -> None:
+def _set_delinquent(store: Store, cid: str, failed: bool = False) -> None:
+    """`failed`: a payment just failed or a sent invoice went overdue. Otherwise an invoice was settled, which
+    can only clear the flag (so the customer's invoices are scanned only while it is set)."""
     c = store.objs.get(cid)
     if c is None or c.get("_deleted"):
+        return
+    if failed:
+        if not c["delinquent"]:
+            c["delinquent"] = True
+            store.emit("customer.updated", c, {"delinquent": False})
+        return
+    if not c["delinquent"]:
         return
     now = store.now()
     bad = any(inv["status"] == "open" and inv["amount_remaining"] > 0
               and (inv["attempt_count"] > 0 or (inv["due_date"] is not None and inv["due_date"] <= now))
               for inv in (store.objs[i] for i in store.children("invoice", cid)))
-    if bad != c["delinquent"]:
-        c["delinquent"] = bad
-        store.emit("customer.updated", c, {"delinquent": not bad})
+    if not bad:
+        c["delinquent"] = False
+        store.emit("customer.updated", c, {"delinquent": True})
 
 
 def mark_paid(store: Store, inv: Obj, out_of_band: bool = False) -> None:
@@ -876,7 +885,7 @@ def _overdue(store: Store, inv: Obj) -> None:
     sub = store.objs.get(inv.get("_sub") or "")
     if sub is not None and sub["status"] == "active" and sub["latest_invoice"] == inv["id"]:
         set_status(store, sub, "past_due")
-    _set_delinquent(store, inv["customer"])
+    _set_delinquent(store, inv["customer"], failed=True)
 
 
 def _trial_will_end(store: Store, sub: Obj, trial_end: int) -> None:
@@ -932,7 +941,7 @@ def subscription_update(store: Store, p: Obj, sid: str) -> Obj:
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
     now = store.now()
-    before = snapshot(sub, [k for k in sub if k[0] != "_"])
+    before = snapshot(sub, [k for k in sub if k[0] != "_"], deep=True)
     if "metadata" in p:
         sub["metadata"] = metadata_update(sub["metadata"], p["metadata"])
     if "description" in p:

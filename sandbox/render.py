@@ -52,13 +52,15 @@ DEFAULTS: dict[str, Obj] = {
 }
 
 
+_DEFAULT_KEYS = {kind: tuple(d) for kind, d in DEFAULTS.items()}
+
+
 def compact(obj: Obj) -> Obj:
-    """Drop the fields that equal this kind's constant defaults (see DEFAULTS)."""
-    defaults = DEFAULTS.get(obj["object"])
-    if defaults:
-        for key, value in defaults.items():
-            if key in obj and obj[key] == value:
-                del obj[key]
+    """Drop this kind's constant fields (see DEFAULTS) from a freshly built object; answers add them back.
+    Builders write every field for readability; at creation those fields always hold the default."""
+    pop = obj.pop
+    for key in _DEFAULT_KEYS.get(obj["object"], ()):
+        pop(key, None)
     return obj
 
 

@@ -41,8 +41,12 @@ def diff(obj: Obj, before: Obj) -> Obj:
     return {k: v for k, v in before.items() if obj.get(k) != v}
 
 
-def snapshot(obj: Obj, keys: Any) -> Obj:
-    return {k: _copy(obj.get(k)) for k in keys}
+def snapshot(obj: Obj, keys: Any, deep: bool = False) -> Obj:
+    """Values before a change, for previous_attributes. Nested values are replaced, not mutated, everywhere
+    except subscription items, so only subscription updates need a deep copy."""
+    if deep:
+        return {k: _copy(obj.get(k)) for k in keys}
+    return {k: obj.get(k) for k in keys}
 
 
 def _copy(v: Any) -> Any:
