@@ -148,7 +148,7 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
         note = (job.plan.get("verification") or {}).get("cache")
         st.success(f"Merged. Verified in Stripe. [{job.survivor_id}]({_dashboard('customers', job.survivor_id)}) keeps "
                    f"the subscriptions; [{job.duplicate_id}]({_dashboard('customers', job.duplicate_id)}) is kept "
-                   "with metadata merged_into.")
+                   "with metadata merged_into. (On the Duplicates page, press Re-scan to drop this cluster.)")
         if note:
             st.warning(note)
         return
