@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:45:21.631714
+Create Date: 2026-11-26 01:22:37.276786
 """
 from collections.abc import Sequence
 
@@ -145,7 +145,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_invoices_decline_code'), ['decline_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoices_next_payment_attempt'), ['next_payment_attempt'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoices_status'), ['status'], unique=False)
-        batch_op.create_index('ix_invoices_status_attempt', ['status', 'attempt_count'], unique=False)
+        batch_op.create_index('ix_invoices_status_attempt', ['status', 'attempt_count', 'currency', 'created', 'amount_remaining', 'amount_due', 'amount_paid', 'paid_at', 'decline_code', 'failure_code', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoices_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('merge_jobs',
