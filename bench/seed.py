@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -55,6 +57,16 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("VmHWM not found")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (/proc/<pid>/stat fields 14 and 15, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--customers", type=int, default=10_000)
@@ -70,10 +82,16 @@ def main() -> int:
         _wait_healthy(url, proc)
         p = plan(args.customers, args.seed)
         seeder = Seeder(url, workers=args.workers, log=lambda line: print(line, flush=True))
+        load_before = load_average()
+        sandbox_cpu0 = cpu_seconds(proc.pid)
+        client_cpu0 = time.process_time()
         started = time.monotonic()
         result = seeder.run(p)
         seconds = round(time.monotonic() - started, 1)
         rss = peak_rss_mb(proc.pid)
+        sandbox_cpu = round(cpu_seconds(proc.pid) - sandbox_cpu0, 1)
+        client_cpu = round(time.process_time() - client_cpu0, 1)
+        client_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     finally:
         proc.terminate()
         try:
@@ -89,6 +107,11 @@ def main() -> int:
         "seconds": seconds,
         "customers_per_second": round(len(result.customer_ids) / seconds, 1) if seconds else None,
         "sandbox_peak_rss_mb": rss,
+        "sandbox_cpu_seconds": sandbox_cpu,
+        "client_cpu_seconds": client_cpu,
+        "client_peak_rss_mb": client_rss,
+        "load_average_1m": [load_before, load_average()],
+        "cores": os.cpu_count(),
         "goal_seconds": GOAL_SECONDS,
         "ok": seconds < GOAL_SECONDS and len(result.customer_ids) == args.customers and subs == args.customers,
     }))

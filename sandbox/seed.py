@@ -25,8 +25,6 @@ import sys
 import threading
 import time
 import unicodedata
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -689,27 +687,28 @@ def plan(n: int, seed: int, *, end: int | None = None) -> Plan:
 class SeedError(RuntimeError):
     """The seed cannot go on; the message says what to do."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Control:
-    """The sandbox's own endpoints under /_sandbox/ (not Stripe's API)."""
+    """The sandbox's own endpoints under /_sandbox/ (not Stripe's API), over a kept-alive connection."""
 
-    def __init__(self, api_base: str) -> None:
+    def __init__(self, api_base: str, session: requests.Session | None = None) -> None:
         self.base = api_base.rstrip("/") + "/_sandbox/"
+        self.session = session or _session(1)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=600) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300]
-            raise SeedError(f"sandbox {method} /_sandbox/{path} answered {exc.code}: {detail}") from None
-        except OSError as exc:
-            raise SeedError(f"cannot reach the sandbox at {self.base} ({exc}); start it with "
+            resp = self.session.request(method, self.base + path, json=body, timeout=600)
+        except requests.RequestException as exc:
+            raise SeedError(f"cannot reach the sandbox at {self.base} ({exc.__class__.__name__}); start it with "
                             "`python -m sandbox --port 12111` and try again") from None
-        return json.loads(raw) if raw else None
+        if resp.status_code >= 400:
+            raise SeedError(f"sandbox {method} /_sandbox/{path} answered {resp.status_code}: {resp.text[:300]}",
+                            resp.status_code)
+        return resp.json() if resp.content else None
 
     def now(self) -> int:
         return int(self.call("GET", "clock")["now"])
@@ -719,6 +718,16 @@ class Control:
 
     def advance(self, seconds: int) -> int:
         return int(self.call("POST", "clock/advance", {"seconds": seconds})["now"])
+
+
+def _session(pool: int) -> requests.Session:
+    """One pooled session for all threads that does not read proxy settings from the environment on every
+    request (that alone cost a third of the client's CPU time)."""
+    session = requests.Session()
+    session.trust_env = False
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, HTTPAdapter(pool_connections=1, pool_maxsize=pool))
+    return session
 
 
 @dataclass
@@ -742,18 +751,13 @@ class SeedResult:
 class Seeder:
     """Carries out a Plan against a sandbox, day by day, with a small thread pool."""
 
-    def __init__(self, api_base: str, *, api_key: str = DEFAULT_KEY, workers: int = 8,
+    def __init__(self, api_base: str, *, api_key: str = DEFAULT_KEY, workers: int = 8, retries: int = 2,
                  log: Callable[[str], None] = print) -> None:
-        # One pooled session for all threads, not reading proxy settings from the environment on every request
-        # (that alone costs a third of the client's CPU time).
-        session = requests.Session()
-        session.trust_env = False
-        session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=workers))
-        session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=workers))
-        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=2,
+        session = _session(workers + 1)
+        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=retries,
                                           http_client=stripe.RequestsClient(session=session))
         self._lock = threading.Lock()
-        self.control = Control(api_base)
+        self.control = Control(api_base, session)
         self.workers = workers
         self.log = log
         self.prices: dict[str, str] = {}  # lookup key → price id
@@ -843,6 +847,8 @@ class Seeder:
         try:
             self.control.set_clock(p.start)
         except SeedError as exc:
+            if exc.status != 400:
+                raise
             raise SeedError(f"{exc}\nThe seed needs an empty sandbox: reset it (--reset, or POST /_sandbox/reset) "
                             "or start it without an old --state file.") from None
         self.control.call("POST", "settings", OLD_POLICY)
