@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages.components.merge import merge_action
 from app_pages.components.tables import ago
-from lib import duplicates
+from lib import duplicates, merge
 from lib.auth import require_page
 from lib.config import get_settings
 from lib.db import session_scope
@@ -68,6 +68,17 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
         merge_action(user, cluster.customer_ids[0], key_prefix=f"{P}_{cluster.id}", other_ids=cluster.customer_ids)
 
 
+def render_unfinished() -> None:
+    """Merges that stopped, failed or were cut off: resumable from here as well as from customer detail."""
+    with session_scope() as session:
+        jobs = merge.unfinished_jobs(session=session)
+    if not jobs:
+        return
+    with st.expander(f"Unfinished merges ({len(jobs)})", expanded=True):
+        for job in jobs:
+            merge_action(user, job.duplicate_id, key_prefix=f"{P}_job_{job.id}")
+
+
 def main() -> None:
     st.title("Duplicates")
     db_url = get_settings().database_url
@@ -83,6 +94,7 @@ def main() -> None:
     top[0].caption(f"{len(result.clusters):,} clusters · {result.customers_linked:,} customers involved · scanned "
                    f"{ago(result.scanned_at)} in {result.seconds:.1f} s (kept {SCAN_TTL // 60} min; Re-scan after a "
                    "sync or a merge)")
+    render_unfinished()
     f1, f2, f3 = st.columns([3, 2, 1])
     signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
                              format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")

@@ -75,3 +75,15 @@ def test_other_roles_are_refused(roles: None, session: Session, role: str) -> No
     at = page(role)
     assert "You do not have access to this page" in rendered_text(at)
     assert "cus_r1" not in rendered_text(at)
+
+
+def test_unfinished_merges_are_listed_for_resuming(roles: None, session: Session) -> None:
+    from lib.models import MergeJob
+
+    session.add(MergeJob(id="mj_cut_off", created_by="ada@corp.test", survivor_id="cus_s", duplicate_id="cus_d",
+                         status="failed", error="Step 2 (cancel_old_subscription): Stripe had an internal error."))
+    session.commit()
+    at = page()
+    assert not at.exception
+    assert any("mj_cut_off" in w.value and "can be resumed" in w.value for w in at.warning)
+    assert any(b.key == "dup_job_mj_cut_off_merge_open_pending" for b in at.button)

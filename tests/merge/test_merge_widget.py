@@ -105,3 +105,30 @@ def test_no_card_warning_needs_the_checkbox_and_offers_an_update_card_link(sandb
     assert at.button(key="t_merge_run").disabled  # typed id is not enough: the warning must be acknowledged
     at.checkbox(key="t_merge_ack_no_payment_method").check().run()
     assert not at.button(key="t_merge_run").disabled
+
+
+def test_a_crashed_merge_is_resumed_from_the_page(sandbox: Any, session: Session) -> None:
+    import pytest
+
+    from lib import merge
+    from tests.merge.world import ADMIN
+
+    w = make_world(sandbox)
+    plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
+    job = merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
+
+    def crash(when: str, step: merge.MergeStep) -> None:
+        if step.seq == 3 and when == "after_call":
+            raise merge.MergeCrash("the server was restarted")
+
+    with pytest.raises(merge.MergeCrash):
+        merge.run_job(job.id, user=ADMIN, session=session, hook=crash)
+    at = run({"admin"}, w.survivor)
+    assert any(job.id in x.value and "can be resumed" in x.value for x in at.warning)
+    at.button(key="t_merge_open_pending").click().run()
+    assert "running" in texts(at) and "✅ 2." in texts(at)
+    at.button(key=f"t_merge_resume_{job.id}").click().run()
+    assert not at.exception, at.exception
+    assert any("Merged. Verified in Stripe" in s.value for s in at.success), texts(at)
+    session.expire_all()
+    assert_end_state(sandbox, w, session.get(merge.MergeJob, job.id), session)
