@@ -13,40 +13,17 @@ import argparse
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.seed import Seeder, plan  # noqa: E402
+from tests.utils.sandbox import SandboxServer  # noqa: E402
 
 GOAL_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the sandbox exited with {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/_sandbox/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the sandbox did not answer within {timeout}s")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -74,30 +51,24 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=8)
     args = ap.parse_args()
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = SandboxServer.start()
+    pid = server.proc.pid
     try:
-        _wait_healthy(url, proc)
         p = plan(args.customers, args.seed)
-        seeder = Seeder(url, workers=args.workers, log=lambda line: print(line, flush=True))
+        seeder = Seeder(server.url, api_key=server.key, workers=args.workers,
+                        log=lambda line: print(line, flush=True))
         load_before = load_average()
-        sandbox_cpu0 = cpu_seconds(proc.pid)
+        sandbox_cpu0 = cpu_seconds(pid)
         client_cpu0 = time.process_time()
         started = time.monotonic()
         result = seeder.run(p)
         seconds = round(time.monotonic() - started, 1)
-        rss = peak_rss_mb(proc.pid)
-        sandbox_cpu = round(cpu_seconds(proc.pid) - sandbox_cpu0, 1)
+        rss = peak_rss_mb(pid)
+        sandbox_cpu = round(cpu_seconds(pid) - sandbox_cpu0, 1)
         client_cpu = round(time.process_time() - client_cpu0, 1)
         client_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
     subs = sum(result.statuses.values())
     print(json.dumps({
         "customers": len(result.customer_ids),
