@@ -85,15 +85,18 @@ def main() -> None:
                             .auto_paging_iter())
         result["open_invoices"] = open_invoices
         result["list_open_invoices_seconds"] = round(time.monotonic() - t0, 2)
-        t0 = time.monotonic()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         events = sum(1 for _ in client.v1.events.list(params={"limit": 100}).auto_paging_iter())
         result["events_kept"] = events
         result["list_all_events_seconds"] = round(time.monotonic() - t0, 2)
+        result["list_all_events_sandbox_cpu_seconds"] = round(cpu_seconds(pid) - cpu0, 2)
         t0 = time.monotonic()
         for _ in range(20):
             client.v1.events.list(params={"limit": 100, "type": "invoice.payment_failed"})
         result["events_by_type_ms"] = round((time.monotonic() - t0) / 20 * 1000, 1)
         result["sandbox_peak_rss_mb"] = peak_rss_mb(pid)
+        result["load_average_1m"] = round(os.getloadavg()[0], 1)
+        result["cores"] = os.cpu_count()
     finally:
         server.stop()
     print(json.dumps(result))
