@@ -700,18 +700,20 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
     now = now or utcnow()
     since = now - timedelta(weeks=weeks)
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
-    had_failure = and_(Invoice.status.in_(["open", "uncollectible", "paid"]), Invoice.attempt_count > 0,
-                       or_(Invoice.status != "paid", Invoice.attempt_count > 1))
     cur = [Invoice.currency == currency.lower()] if currency else []
     week_c = func.floor((_epoch(session, Invoice.created) + _MONDAY) / 604800)
     week_p = func.floor((_epoch(session, Invoice.paid_at) + _MONDAY) / 604800)
-    failed = session.execute(
-        select(week_c.label("w"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
-        .where(had_failure, Invoice.created >= since, *cur).group_by(week_c, Invoice.currency)).all()
+    # each part is one range of ix_invoices_status_attempt (status, attempt_count), read from the index alone
+    still_failed = and_(Invoice.status.in_(["open", "uncollectible"]), Invoice.attempt_count > 0)
+    paid_after_failing = and_(Invoice.status == "paid", Invoice.attempt_count > 1)
+    failed: list[Any] = []
+    for cond in (still_failed, paid_after_failing):
+        failed += session.execute(
+            select(week_c.label("w"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
+            .where(cond, Invoice.created >= since, *cur).group_by(week_c, Invoice.currency)).all()
     recovered = session.execute(
         select(week_p.label("w"), Invoice.currency, func.sum(Invoice.amount_paid).label("amount"))
-        .where(Invoice.status == "paid", Invoice.attempt_count > 1, Invoice.paid_at >= since, *cur)
-        .group_by(week_p, Invoice.currency)).all()
+        .where(paid_after_failing, Invoice.paid_at >= since, *cur).group_by(week_p, Invoice.currency)).all()
     weekly: list[dict[str, Any]] = []
     totals: dict[str, dict[str, int]] = {}
     for kind, rows in (("failed", failed), ("recovered", recovered)):
@@ -721,9 +723,19 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
             start = datetime.fromtimestamp(int(w) * 604800 - _MONDAY, UTC).date()
             weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
             totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
+    weekly = _merge_weeks(weekly)
     rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
               "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
     return Recovery(weekly=sorted(weekly, key=lambda r: (r["week"], r["currency"], r["kind"])), rates=rates)
+
+
+def _merge_weeks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (week, currency, kind): the failed amount comes from two queries."""
+    merged: dict[tuple, int] = {}
+    for r in rows:
+        key = (r["week"], r["currency"], r["kind"])
+        merged[key] = merged.get(key, 0) + r["amount"]
+    return [{"week": w, "currency": c, "kind": k, "amount": a} for (w, c, k), a in merged.items()]
 
 
 # --- overview -------------------------------------------------------------------------------------
