@@ -18,7 +18,8 @@ from lib.config import get_settings
 from lib.db import get_engine
 from lib.stripe_gateway import GatewayError
 
-STATUS_ICON = {"pending": "⏳", "running": "▶️", "done": "✅", "failed": "❌"}
+STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circle:",
+               "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]"}
 
 
 def _k(kp: str, name: str) -> str:
@@ -53,7 +54,7 @@ def _run(kp: str, user: User, job_id: str, *, takeover: bool = False) -> None:
     try:
         with _session() as session, st.status("Merging…", expanded=True) as status:
             def progress(step: Any) -> None:
-                status.write(f"✅ {step.seq}. {step.params.get('title', step.kind)}")
+                status.write(f"{STATUS_ICON['done']} {step.seq}. {step.params.get('title', step.kind)}")
 
             job = merge.run_job(job_id, user=user, session=session, takeover=takeover, progress=progress)
             status.update(label=f"Merge {job.status}", state="complete" if job.status == "succeeded" else "error")

@@ -126,7 +126,8 @@ def test_a_crashed_merge_is_resumed_from_the_page(sandbox: Any, session: Session
     at = run({"admin"}, w.survivor)
     assert any(job.id in x.value and "can be resumed" in x.value for x in at.warning)
     at.button(key="t_merge_open_pending").click().run()
-    assert "running" in texts(at) and "✅ 2." in texts(at)
+    assert "running" in texts(at) and ":material/check_circle:] 2." in texts(at)
+    assert ":material/schedule: 4." in texts(at)
     at.button(key=f"t_merge_resume_{job.id}").click().run()
     assert not at.exception, at.exception
     assert any("Merged. Verified in Stripe" in s.value for s in at.success), texts(at)

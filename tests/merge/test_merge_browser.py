@@ -1,0 +1,55 @@
+"""A merge in the real dashboard: the Duplicates page shows the pair, the admin plans, types the survivor's id,
+runs it and sees every step done — against the sandbox, in Debian's chromium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from lib.db import get_engine, migrate
+from lib.models import MergeJob
+from tests.merge.world import assert_end_state, make_world
+from tests.utils import factories
+from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
+
+pytestmark = [pytest.mark.browser]
+
+
+def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
+    w = make_world(sandbox)
+    db_url = f"sqlite:///{tmp_path / 'cache.db'}"
+    migrate(db_url)
+    engine = get_engine(db_url)
+    with Session(engine) as session:
+        factories.make_customer(session, id=w.survivor, name="Pat Doe", email="pat@example.org")
+        factories.make_customer(session, id=w.duplicate, name="Pat Doe", email="PAT@example.org")
+    env = {"DATABASE_URL": db_url, "STRIPE_API_BASE": sandbox.url, "STRIPE_API_KEY": sandbox.key,
+           "STRIPE_REQUESTS_PER_SECOND": "200"}
+
+    with dashboard(env) as url, browser_page() as page:
+        page.set_default_timeout(60_000)  # the whole suite runs on 2 busy cores
+        page.goto(url + "/duplicates")
+        wait_idle(page, timeout=60_000)
+        page.get_by_text("1 clusters · 2 customers involved").wait_for()
+        page.get_by_role("button", name="Merge duplicates…").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("button", name="Read from Stripe and plan").click()
+        dialog.get_by_text("Suggested survivor").wait_for()
+        wait_idle(page, timeout=60_000)
+        screenshot(page, "merge_plan")
+        confirm = dialog.get_by_label(f"Type the survivor's id ({w.survivor}) to confirm")
+        confirm.fill(w.survivor)
+        confirm.press("Enter")
+        wait_idle(page, timeout=60_000)
+        dialog.get_by_role("button", name="Run merge").click()
+        dialog.get_by_text("Merged. Verified in Stripe").wait_for()
+        wait_idle(page, timeout=60_000)
+        assert dialog.get_by_text("succeeded").count() >= 1
+        assert dialog.get_by_text("8. Mark").count() >= 1
+        screenshot(page, "merge_done")
+
+    with Session(engine) as session:
+        (job,) = session.exec(select(MergeJob)).all()
+        assert_end_state(sandbox, w, job, session)
