@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -70,13 +69,29 @@ def seed(base: str, customers: int, workers: int = 16) -> float:
 
 def child(args: argparse.Namespace) -> None:
     """Run inside the measured process: the sync itself, then its own peak RSS."""
+    import threading
+
     from lib.sync import run_sync
 
+    samples: list[tuple[float, float]] = []  # (seconds, RSS MB) every 2 s: where memory goes, if it grows
+    done = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not done.wait(2.0):
+            with open("/proc/self/status") as f:
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+            samples.append((round(time.monotonic() - started, 1), round(rss / 1024, 1)))
+
+    threading.Thread(target=sample, daemon=True).start()
     result = run_sync(mode="full", resources=RESOURCES)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    done.set()
+    # VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into a child's ru_maxrss across exec.
+    with open("/proc/self/status") as f:
+        peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     print(json.dumps({"status": result.status, "error": result.error, "counts": result.counts,
                       "requests": result.requests, "seconds": round(result.seconds, 2),
-                      "peak_rss_mb": round(peak_kb / 1024, 1)}))
+                      "peak_rss_mb": round(peak_kb / 1024, 1), "rss_samples_mb": samples[::5]}))
 
 
 def measure(size: int, max_rps: float) -> dict[str, Any]:
