@@ -8,6 +8,7 @@ import gc
 import hashlib
 import html
 import json
+import logging
 import os
 import pickle
 import random
@@ -36,6 +37,7 @@ from sandbox.render import expand, fast_json, render_any
 from sandbox.routes import call, match, path_known
 from sandbox.webhooks import Deliverer
 
+log = logging.getLogger("sandbox")
 REQUEST_LOG_SIZE = 20_000  # the request log is a ring buffer: older entries drop off
 
 
@@ -250,6 +252,12 @@ async def handle(sb: Sandbox, method: str, path: str, query: str, raw: bytes, he
         if sb.log_bodies:
             entry["response"] = body
         return status, body, {**out_headers, **err.headers}
+    except Exception as exc:  # a sandbox bug: answer like Stripe's 500 and say what broke on stderr
+        log.exception("sandbox error on %s %s", method, path)
+        status = 500
+        body = _dumps({"error": {"type": "api_error", "message": f"Sandbox error ({type(exc).__name__}: {exc}); "
+                                 "see the sandbox's output."}})
+        return status, body, out_headers
     finally:
         sb.log_seq += 1
         entry["seq"] = sb.log_seq

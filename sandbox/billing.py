@@ -705,9 +705,10 @@ def subscription_create(store: Store, p: Obj) -> Obj:
     if anchor is not None and anchor < now:
         raise invalid("billing_cycle_anchor cannot be in the past.", param="billing_cycle_anchor")
     trial_settings = p.get("trial_settings") or {}
-    missing_pm = ((trial_settings.get("end_behavior") or {}).get("missing_payment_method")
-                  if isinstance(trial_settings, dict) else None) or "create_invoice"
-    if missing_pm not in ("cancel", "create_invoice", "pause"):
+    end_behavior = trial_settings.get("end_behavior") if isinstance(trial_settings, dict) else None
+    missing_pm = (end_behavior.get("missing_payment_method") if isinstance(end_behavior, dict) else None) \
+        or "create_invoice"
+    if not isinstance(missing_pm, str) or missing_pm not in ("cancel", "create_invoice", "pause"):
         raise invalid("Invalid trial_settings[end_behavior][missing_payment_method].",
                       param="trial_settings[end_behavior][missing_payment_method]")
     cancel_at = _timestamp(p, "cancel_at", now)

@@ -89,11 +89,21 @@ class OrderedIndex:
         return len(self.ids) - self.start
 
 
+class Objs(dict):
+    """Objects by id. A lookup with a non-string id (a hash where an id belongs) finds nothing, not a crash."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return dict.get(self, key, default)
+        except TypeError:
+            return default
+
+
 class Store:
     """All sandbox state. Pickled as a whole for --state persistence."""
 
     def __init__(self) -> None:
-        self.objs: dict[str, Obj] = {}
+        self.objs: dict[str, Obj] = Objs()
         self.index: dict[str, OrderedIndex] = {}
         self.by_parent: dict[tuple[str, str], list[str]] = {}  # (kind, parent id) -> ids, oldest first
         self.email_index: dict[str, list[str]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from sandbox.core import Obj, Store, as_bool, copy_fields, invalid, list_page, metadata_update, missing, new_id
+from sandbox.core import Obj, Store, as_bool, as_int, copy_fields, invalid, list_page, metadata_update, missing, new_id
 from sandbox.routes import route
 
 SESSION_TTL = 300
@@ -159,7 +159,7 @@ def _flow(store: Store, raw: Any, cid: str) -> Obj:
             if it.get("price"):
                 store.get(it["price"], "price", param=f"flow_data[subscription_update_confirm][items][{n}][price]")
             out.append({"id": it["id"], "price": it.get("price"),
-                        "quantity": int(it["quantity"]) if it.get("quantity") else None})
+                        "quantity": as_int(it, "quantity", minimum=0)})
         flow["subscription_update_confirm"] = {"discounts": None, "items": out, "subscription": sub["id"]}
     return flow
 

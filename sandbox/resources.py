@@ -104,7 +104,8 @@ def customer_create(store: Store, p: Obj) -> Obj:
                       code="resource_missing")
     tax_ids = p.get("tax_id_data") or []
     for i, tid in enumerate(tax_ids):
-        if not isinstance(tid, dict) or tid.get("type") not in TAX_ID_TYPES or not tid.get("value"):
+        if not isinstance(tid, dict) or not isinstance(tid.get("type"), str) or tid["type"] not in TAX_ID_TYPES \
+                or not isinstance(tid.get("value"), str) or not tid["value"]:
             raise invalid("Invalid tax id: type and value are required and type must be supported.",
                           param=f"tax_id_data[{i}]")
     pm = None
@@ -409,7 +410,9 @@ TAX_ID_TYPES = {"eu_vat": None, "gb_vat": "GB", "us_ein": "US", "au_abn": "AU", 
 def _tax_id_create(store: Store, c: Obj, raw: Any, param: str) -> Obj:
     if not isinstance(raw, dict) or not raw.get("type") or not raw.get("value"):
         raise invalid("Missing required param: type and value.", param=param, code="parameter_missing")
-    kind, value = raw["type"], str(raw["value"])
+    if not isinstance(raw["type"], str) or not isinstance(raw["value"], str):
+        raise invalid("Invalid string: type and value must be strings.", param=param or "type")
+    kind, value = raw["type"], raw["value"]
     if kind not in TAX_ID_TYPES:
         raise invalid(f"Invalid value for type: {kind}. Supported: {', '.join(sorted(TAX_ID_TYPES))}.",
                       param=f"{param}[type]" if param != "" else "type")

@@ -56,6 +56,38 @@ def path_known(path: str) -> bool:
     return any(k[1] == path for k in _EXACT) or any(r.pattern.match(path) for r in ROUTES)
 
 
+# Top-level parameters by kind, checked before any handler runs (Stripe answers 400 "Invalid string" etc.).
+ARRAYS = {"expand", "types", "lookup_keys", "enabled_events", "preferred_locales", "items", "tax_id_data",
+          "images", "ids"}
+HASHES = {"metadata", "address", "shipping", "invoice_settings", "card", "billing_details", "recurring",
+          "product_data", "features", "business_profile", "flow_data", "pause_collection", "cancellation_details",
+          "trial_settings", "payment_settings", "default_price_data", "login_page", "automatic_tax", "tax",
+          "connect"}
+EITHER = {"created", "current_period_end", "current_period_start", "due_date"}  # a value or a range hash
+
+
+def _check_kinds(params: Obj) -> None:
+    from sandbox.core import invalid
+
+    for key, value in params.items():
+        if key in EITHER:
+            ok = isinstance(value, (str, dict))
+            kind = "integer or hash"
+        elif key in ARRAYS:
+            ok = isinstance(value, list) or value == ""
+            if ok and key not in ("items", "tax_id_data") and value != "":
+                ok = all(isinstance(v, str) for v in value)  # arrays of strings
+            kind = "array"
+        elif key in HASHES:
+            ok = isinstance(value, dict) or value == ""
+            kind = "hash"
+        else:
+            ok = isinstance(value, str)
+            kind = "string"
+        if not ok:
+            raise invalid(f"Invalid {kind}: {key} must be a{'n' if kind[0] in 'aei' else ''} {kind}.", param=key)
+
+
 def call(store: Store, r: Route, params: Obj, ids: dict[str, Any]) -> Obj:
     if r.allowed is not None:
         for key in params:
@@ -63,4 +95,5 @@ def call(store: Store, r: Route, params: Obj, ids: dict[str, Any]) -> Obj:
                 from sandbox.core import invalid
 
                 raise invalid(f"Received unknown parameter: {key}", param=key, code="parameter_unknown")
+    _check_kinds(params)
     return r.handler(store, params, **ids)

@@ -56,6 +56,23 @@ def test_nested_params_and_expand(sandbox: SandboxServer) -> None:
     assert err.value.param == "expand"
 
 
+def test_wrongly_shaped_params_are_400s(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    cus = customer(c)
+    bad_calls = [
+        lambda: c.v1.customers.list(params={"starting_after": {"a": "b"}}),
+        lambda: c.v1.subscriptions.create(params={"customer": cus.id, "items": "p"}),
+        lambda: c.v1.subscriptions.create(params={"customer": [cus.id], "items": [{"price": "x"}]}),
+        lambda: c.v1.customers.create(params={"metadata": ["a"]}),
+        lambda: c.v1.events.list(params={"types": [{"a": "b"}]}),
+        lambda: c.v1.billing_portal.sessions.create(params={"customer": {"id": cus.id}}),
+    ]
+    for bad in bad_calls:
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            bad()
+        assert err.value.http_status == 400 and err.value.param
+
+
 def test_unknown_url_is_a_stripe_404(sandbox: SandboxServer) -> None:
     with pytest.raises(stripe.InvalidRequestError) as err:
         sandbox.client.raw_request("get", "/v1/unicorns")
