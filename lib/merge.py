@@ -30,6 +30,7 @@ RECREATE_STATUSES = ("active", "trialing")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
 MERGE_KEYS = ("merged_from", "merged_into", "merge_job")  # never copied between customers
 STALE_RUNNING_SECONDS = 120  # a 'running' job without progress for this long is taken to have crashed
+UNFINISHED = ("planned", "running", "stopped", "failed")
 
 
 class MergeError(Exception):
@@ -274,15 +275,23 @@ def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str])
         if sub.get("status") in RECREATE_STATUSES and sub.get("cancel_at_period_end"):
             warnings.append({"code": "ends_anyway", "needs_ack": False, "message":
                              f"Subscription {sub['id']} is already set to end at period end: it is not recreated."})
+    # A copy an earlier (abandoned) merge already made on the survivor is never made twice.
+    copies = {(s.get("metadata") or {}).get("merged_from"): s["id"] for s in survivor.subscriptions
+              if s.get("status") in RECREATE_STATUSES and (s.get("metadata") or {}).get("merged_from")}
     charges_auto = False
     for sub in recreate:
         params = _recreate_params(sub)
-        charges_auto |= params["collection_method"] == "charge_automatically"
-        names = ", ".join(f"{(i.get('price') or {}).get('id')}×{i.get('quantity', 1)}"
-                          for i in (sub.get("items") or {}).get("data", []))
-        steps.append(PlanStep("recreate_subscription",
-                              f"Recreate {sub['id']} ({names}) on {sid}, billing from the old period end",
-                              {"old_subscription": sub["id"], "create": params}))
+        if sub["id"] in copies:
+            warnings.append({"code": "already_recreated", "needs_ack": False, "message":
+                             f"{sub['id']} was already recreated on {sid} as {copies[sub['id']]} by an earlier "
+                             "merge: only the old one is set to end."})
+        else:
+            charges_auto |= params["collection_method"] == "charge_automatically"
+            names = ", ".join(f"{(i.get('price') or {}).get('id')}×{i.get('quantity', 1)}"
+                              for i in (sub.get("items") or {}).get("data", []))
+            steps.append(PlanStep("recreate_subscription",
+                                  f"Recreate {sub['id']} ({names}) on {sid}, billing from the old period end",
+                                  {"old_subscription": sub["id"], "create": params}))
         steps.append(PlanStep("cancel_old_subscription", f"Set {sub['id']} to cancel at its period end",
                               {"subscription": sub["id"]}))
         if sub.get("discounts"):
@@ -365,6 +374,10 @@ def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[s
         raise MergeError(message)
     if plan.blocked:
         raise MergeError("The plan is blocked: " + " ".join(plan.blockers))
+    pending = [j for j in latest_jobs(plan.duplicate_id, session=session, limit=20) if j.status in UNFINISHED]
+    if pending:
+        raise MergeError(f"Merge {pending[0].id} of {plan.duplicate_id} is {pending[0].status}: resume it, or "
+                         "abandon it, before planning another.")
     missing_ack = [c for c in plan.needs_ack if c not in acknowledged]
     if missing_ack:
         raise MergeError("Acknowledge the warnings first: " + ", ".join(missing_ack) + ".")
@@ -386,6 +399,24 @@ def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[s
 
 def steps_of(job_id: str, *, session: Session) -> list[MergeStep]:
     return list(session.exec(select(MergeStep).where(MergeStep.job_id == job_id).order_by(MergeStep.seq)).all())
+
+
+def abandon_job(job_id: str, *, user: User, session: Session) -> MergeJob:
+    """Give up a stopped or failed job (its finished steps stay done in Stripe; a new plan accounts for them)."""
+    if not can(user, "merge"):
+        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    got = session.execute(update(MergeJob).where(MergeJob.id == job_id, MergeJob.status.in_(["planned", "stopped",
+                                                                                              "failed"]))
+                          .values(status="abandoned", updated_at=utcnow(), finished_at=utcnow()))
+    session.commit()
+    if got.rowcount != 1:
+        raise MergeError("Only a planned, stopped or failed merge can be abandoned (a running one: stop it first).")
+    audit.record(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge_abandoned",
+                 result="succeeded", correlation_id=job_id)
+    job = session.get(MergeJob, job_id)
+    assert job is not None
+    session.refresh(job)
+    return job
 
 
 def request_stop(job_id: str, *, session: Session) -> None:
@@ -441,7 +472,8 @@ def _preflight(job: MergeJob, *, settings: Settings) -> str | None:
 def _find_recreated(job: MergeJob, old_id: str, settings: Settings) -> dict[str, Any] | None:
     for sub in gw.merge_list("/v1/subscriptions", {"customer": job.survivor_id, "status": "all"}, settings=settings):
         md = sub.get("metadata") or {}
-        if md.get("merged_from") == old_id and md.get("merge_job") == job.id:
+        if md.get("merged_from") == old_id and (md.get("merge_job") == job.id
+                                                 or sub.get("status") in RECREATE_STATUSES):
             return sub
     return None
 
@@ -653,7 +685,7 @@ def latest_jobs(customer_id: str, *, session: Session, limit: int = 5) -> list[M
 
 
 def unfinished_jobs(*, session: Session, limit: int = 20) -> list[MergeJob]:
-    stmt = (select(MergeJob).where(MergeJob.status.in_(["planned", "running", "stopped", "failed"]))
+    stmt = (select(MergeJob).where(MergeJob.status.in_(UNFINISHED))
             .order_by(MergeJob.created_at.desc()).limit(limit))
     return list(session.exec(stmt).all())
 

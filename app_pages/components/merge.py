@@ -166,6 +166,17 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
         with _session() as session:
             merge.request_stop(job.id, session=session)
         st.rerun()
+    if job.status in ("planned", "stopped", "failed") and c2.button(
+            "Abandon", key=_k(kp, f"abandon_{job.id}"),
+            help="Give up this merge. Steps already done stay done in Stripe; a new plan takes them into account."):
+        try:
+            with _session() as session:
+                merge.abandon_job(job.id, user=user, session=session)
+        except merge.MergeError as err:
+            st.session_state[_k(kp, "run_error")] = str(err)
+        else:
+            st.session_state.pop(_k(kp, "job"), None)
+        st.rerun()
 
 
 def _body(kp: str, user: User, customer_id: str, other_ids: list[str]) -> None:

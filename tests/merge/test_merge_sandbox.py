@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from lib import merge
@@ -131,3 +132,35 @@ def test_with_rate_limits_and_server_errors_killed_midway(sandbox: SandboxServer
     sandbox.faults()
     assert faulted, "the faults were not injected"
     assert_end_state(sandbox, w, job, session)
+
+
+def test_abandoned_half_merge_is_finished_by_a_new_plan_without_a_second_copy(
+        sandbox: SandboxServer, session: Session) -> None:
+    w = make_world(sandbox)
+    _, first = plan_and_job(w, session)
+
+    def crash(when: str, step: merge.MergeStep) -> None:
+        if step.seq == 2 and when == "before_call":  # sub 1 recreated, its old one not yet set to end
+            raise merge.MergeCrash("killed")
+
+    with pytest.raises(merge.MergeCrash):
+        merge.run_job(first.id, user=ADMIN, session=session, hook=crash)
+    with pytest.raises(merge.MergeError, match="resume it, or abandon it"):
+        plan_and_job(w, session)
+    with pytest.raises(merge.MergeError, match="stop it first"):
+        merge.abandon_job(first.id, user=ADMIN, session=session)  # still 'running' (fresh): not yet
+    merge.request_stop(first.id, session=session)
+    session.execute(update(MergeJob).where(MergeJob.id == first.id).values(status="stopped"))
+    session.commit()
+    assert merge.abandon_job(first.id, user=ADMIN, session=session).status == "abandoned"
+    plan, second = plan_and_job(w, session)
+    assert [s.kind for s in plan.steps][:2] == ["cancel_old_subscription", "recreate_subscription"]
+    assert any(x["code"] == "already_recreated" for x in plan.warnings)
+    assert merge.run_job(second.id, user=ADMIN, session=session).status == "succeeded"
+    c = sandbox.client
+    survivor_subs = c.v1.subscriptions.list(params={"customer": w.survivor, "status": "all"}).data
+    for old_id in w.old_subs:
+        copies = [s for s in survivor_subs if s.metadata.to_dict().get("merged_from") == old_id]
+        assert len(copies) == 1 and copies[0].status in ("active", "trialing")
+        assert c.v1.subscriptions.retrieve(old_id).cancel_at_period_end is True
+    assert c.v1.customers.retrieve(w.duplicate).balance == 0
