@@ -106,14 +106,14 @@ def _payment_intent(store: Store, inv: Obj) -> Obj:
           "statement_descriptor_suffix": None, "status": "requires_payment_method", "transfer_data": None,
           "transfer_group": None}
     pi["client_secret"] = pi["id"] + "_secret_sandbox"
-    store.put(compact(pi))
+    pi = store.put(compact(pi))
     inv["_pi"] = pi["id"]
     ip = {"id": new_id("inpay"), "object": "invoice_payment", "amount_paid": None,
           "amount_requested": inv["amount_due"], "created": now, "currency": inv["currency"],
           "invoice": inv["id"], "is_default": True, "livemode": False,
           "payment": {"type": "payment_intent", "payment_intent": pi["id"]}, "status": "open",
           "status_transitions": {"canceled_at": None, "paid_at": None}}
-    store.put(compact(ip))
+    ip = store.put(compact(ip))
     inv["payments"]["data"].append(ip)
     inv["payments"]["total_count"] = len(inv["payments"]["data"])
     return pi
@@ -137,7 +137,7 @@ def _charge(store: Store, inv: Obj, pi: Obj, pm_id: str, failure: tuple[str, str
           "source_transfer": None, "statement_descriptor": None, "statement_descriptor_suffix": None,
           "status": "succeeded" if ok else "failed", "transfer_data": None, "transfer_group": None}
     ch["outcome"] = _outcome(failure)
-    store.put(compact(ch))
+    ch = store.put(compact(ch))
     return ch
 
 
@@ -345,9 +345,7 @@ def build_invoice(store: Store, c: Obj, sub: Obj | None, reason: str, start: int
                   "url": f"/v1/invoices/{iid}/lines"},
         "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None,
         "on_behalf_of": None,
-        "parent": ({"quote_details": None, "subscription_details": {
-            "metadata": dict(sub["metadata"]), "subscription": sub["id"], "subscription_proration_date": None},
-            "type": "subscription_details"} if sub else None),
+        "parent": _parent(sub) if sub else None,
         "payment_settings": {"default_mandate": None, "payment_method_options": None,
                              "payment_method_types": None},
         "payments": {"object": "list", "data": [], "has_more": False, "total_count": 0,
@@ -363,14 +361,25 @@ def build_invoice(store: Store, c: Obj, sub: Obj | None, reason: str, start: int
         "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": now,
         "_sub": sub["id"] if sub else None, "_lists": ("lines", "payments"), "_first_attempt": None,
     }
-    store.put(compact(inv))
+    line_objs[:] = [compact(line) for line in line_objs]  # the list object inside inv["lines"]
+    inv = store.put(compact(inv))
     for line in line_objs:
-        store.objs[line["id"]] = compact(line)
+        store.objs[line["id"]] = line
     store.child("invoice", c["id"], iid)
     if sub:
         store.child("invoice", sub["id"], iid)
     store.emit("invoice.created", inv)
     return inv
+
+
+def _parent(sub: Obj) -> Obj:
+    """invoice.parent, shared by a subscription's invoices while its metadata stays the same (never mutated)."""
+    parent = sub.get("_parent")
+    if parent is None or parent["subscription_details"]["metadata"] != sub["metadata"]:
+        parent = sub["_parent"] = {"quote_details": None, "subscription_details": {
+            "metadata": dict(sub["metadata"]), "subscription": sub["id"], "subscription_proration_date": None},
+            "type": "subscription_details"}
+    return parent
 
 
 def _money(amount: int, currency: str) -> str:
@@ -1062,7 +1071,7 @@ def _update_items(store: Store, sub: Obj, raw_items: Any, now: int) -> None:
 def subscription_cancel(store: Store, p: Obj, sid: str) -> Obj:
     sub = store.get(sid, "subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
-        raise invalid(f"No such subscription: '{sid}' is already canceled.", code="resource_missing")
+        raise invalid(f"The subscription {sid} is already canceled.")
     cd = p.get("cancellation_details") if isinstance(p.get("cancellation_details"), dict) else {}
     cancel_subscription(store, sub, reason="cancellation_requested", comment=cd.get("comment") or None,
                         feedback=cd.get("feedback") or None)

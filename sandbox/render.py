@@ -52,16 +52,15 @@ DEFAULTS: dict[str, Obj] = {
 }
 
 
-_DEFAULT_KEYS = {kind: tuple(d) for kind, d in DEFAULTS.items()}
+_DEFAULT_KEYS = {kind: frozenset(d) for kind, d in DEFAULTS.items()}
 
 
 def compact(obj: Obj) -> Obj:
-    """Drop this kind's constant fields (see DEFAULTS) from a freshly built object; answers add them back.
-    Builders write every field for readability; at creation those fields always hold the default."""
-    pop = obj.pop
-    for key in _DEFAULT_KEYS.get(obj["object"], ()):
-        pop(key, None)
-    return obj
+    """A copy of a freshly built object without this kind's constant fields (see DEFAULTS); answers add them
+    back. Builders write every field for readability; at creation those fields always hold the default. A new
+    dict (rather than deleting keys) so the table is sized for what is kept."""
+    drop = _DEFAULT_KEYS.get(obj["object"], frozenset())
+    return {k: v for k, v in obj.items() if k not in drop}
 
 
 def _full(obj: Obj) -> Obj:
