@@ -22,8 +22,8 @@ user = require_page("duplicates")
 
 
 @st.cache_data(ttl=SCAN_TTL, show_spinner="Scanning the cache for duplicates…", max_entries=4)
-def scan(database_url: str, generation: int) -> duplicates.DetectionResult:
-    """One detection run per database and 'Re-scan' press, kept for SCAN_TTL seconds."""
+def scan(database_url: str) -> duplicates.DetectionResult:
+    """One detection run per database, shared by every admin for SCAN_TTL seconds or until a Re-scan."""
     with session_scope() as session:
         return duplicates.detect(session=session)
 
@@ -84,9 +84,9 @@ def main() -> None:
     db_url = get_settings().database_url
     top = st.columns([3, 1])
     if top[1].button("Re-scan", key=f"{P}_rescan", icon=":material/refresh:"):
-        st.session_state[f"{P}_gen"] = st.session_state.get(f"{P}_gen", 0) + 1
+        scan.clear()
     try:
-        result = scan(db_url, st.session_state.get(f"{P}_gen", 0))
+        result = scan(db_url)
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         st.error(f"The duplicate scan could not read the cache ({type(exc).__name__}). Check the database on the "
                  "Sync page and press Re-scan.")
