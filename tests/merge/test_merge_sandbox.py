@@ -7,6 +7,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from lib import merge
+from lib.config import get_settings
 from lib.models import AuditLog, Customer, MergeJob, Subscription
 from tests.merge.world import ADMIN, SUPPORT, World, assert_end_state, last_seq, make_world, posts
 from tests.utils.sandbox import SandboxServer
@@ -21,11 +22,16 @@ def plan_and_job(w: World, session: Session) -> tuple[merge.Plan, MergeJob]:
     return plan, merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
 
 
-def test_plan_reads_stripe_and_suggests_the_survivor(sandbox: SandboxServer, session: Session) -> None:
+def test_plan_reads_stripe_and_suggests_the_survivor(sandbox: SandboxServer, session: Session,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     w = make_world(sandbox)
     since = last_seq(sandbox)
     plan = merge.plan_merge((w.duplicate, w.survivor))
-    assert plan.survivor_id == w.survivor or plan.suggested_survivor_id in (w.survivor, w.duplicate)
+    assert (plan.survivor_id, plan.survivor_reason) == (w.survivor, "it has paid the most")  # 20.00 vs 15.00
+    monkeypatch.setenv("MERGE_EXTERNAL_ID_KEY", "segment")  # the company's own id lives on the duplicate
+    get_settings.cache_clear()
+    plan = merge.plan_merge((w.survivor, w.duplicate))
+    assert plan.survivor_id == w.duplicate and "segment" in plan.survivor_reason
     plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
     assert [s.kind for s in plan.steps] == STEP_KINDS
     assert posts(sandbox, since) == []  # planning only reads
