@@ -13,6 +13,7 @@ from lib import duplicates, merge
 from lib.auth import require_page
 from lib.config import get_settings
 from lib.db import session_scope
+from lib.queries import format_money
 
 P = "dup"  # widget-key prefix
 SCAN_TTL = 15 * 60
@@ -34,10 +35,6 @@ def side_by_side(database_url: str, ids: tuple[str, ...]) -> dict[str, duplicate
         return duplicates.summaries(list(ids), session=session)
 
 
-def money(amount: int, currency: str | None) -> str:
-    return f"{amount / 100:,.2f} {(currency or '').upper()}".strip()
-
-
 def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplicates.CustomerSummary]) -> None:
     labels = ", ".join(duplicates.SIGNAL_LABELS[s] for s in cluster.signals)
     with st.container(border=True):
@@ -55,10 +52,10 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
                 continue
             col.markdown(f"**[{c.name or cid}](customer?id={cid})**  \n`{cid}`")
             col.caption(f"{c.email or 'no email'} · {c.phone or 'no phone'}")
-            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {money(c.mrr, c.currency)}")
+            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {format_money(c.mrr, c.currency)}")
             col.write(f"Unpaid invoices: **{c.unpaid_invoices}**"
-                      + (f" ({money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
-            col.write(f"Balance: {money(c.balance, c.currency)} · created {c.created:%Y-%m-%d}")
+                      + (f" ({format_money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
+            col.write(f"Balance: {format_money(c.balance, c.currency)} · created {c.created:%Y-%m-%d}")
             col.caption(f"Last activity {ago(c.last_activity)}")
             if c.metadata.get("merged_into"):
                 col.info(f"Already merged into {c.metadata['merged_into']}")

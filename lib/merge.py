@@ -24,6 +24,7 @@ from lib import stripe_gateway as gw
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.models import MergeJob, MergeStep, utcnow
+from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
 
 RECREATE_STATUSES = ("active", "trialing")
@@ -239,10 +240,10 @@ def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str])
         blockers.append(f"{sid} was itself merged into {survivor.metadata['merged_into']}: pick that one as survivor.")
     for inv in duplicate.open_invoices:
         blockers.append(
-            f"Invoice {inv['id']} of {did} is open with {inv['amount_remaining']} {inv.get('currency', '').upper()} "
-            "(minor units) still due: collect, void or mark it uncollectible first.")
+            f"Invoice {inv['id']} of {did} is open with {format_money(inv['amount_remaining'], inv.get('currency'))} "
+            "still due: collect, void or mark it uncollectible first.")
     for cur, amount in duplicate.cash_balance.items():
-        blockers.append(f"{did} holds a cash balance of {amount} {cur.upper()} (minor units): refund or apply it "
+        blockers.append(f"{did} holds a cash balance of {format_money(amount, cur)}: refund or apply it "
                         "to an invoice first — cash balances cannot be moved.")
     survivor_cur = {c for s in survivor.subscriptions for c in _currencies(s)}
     if survivor.currency:
@@ -300,7 +301,8 @@ def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str])
                              "coupon starts its duration again)."})
     if duplicate.balance:
         kind = "credit" if duplicate.balance < 0 else "amount owed"
-        steps.append(PlanStep("move_balance", f"Move {did}'s balance ({kind} {abs(duplicate.balance)} minor units) "
+        shown = format_money(abs(duplicate.balance), duplicate.currency or survivor.currency)
+        steps.append(PlanStep("move_balance", f"Move {did}'s balance ({kind} {shown}) "
                               f"to {sid} with a pair of balance transactions",
                               {"amount": duplicate.balance, "currency": duplicate.currency or survivor.currency}))
     have = {(t["type"], t["value"]) for t in survivor.tax_ids}

@@ -16,6 +16,7 @@ from lib import merge
 from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
+from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
 
 STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circle:",
@@ -91,7 +92,7 @@ def _facts_table(plan: dict[str, Any]) -> None:
         col.caption(f"{f.get('name') or '—'} · {f.get('email') or '—'}")
         subs = ", ".join(f"{s['id']} ({s['status']})" for s in f["subscriptions"]) or "no live subscriptions"
         col.write(f"Subscriptions: {subs}")
-        col.write(f"Balance: {f['balance']} {(f.get('currency') or '').upper()} (minor units) · "
+        col.write(f"Balance: {format_money(f['balance'], f.get('currency'))} · "
                   f"payment method: {f.get('usable_payment_method') or 'none usable'}")
 
 
