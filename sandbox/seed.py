@@ -7,10 +7,12 @@ Why it is built this way:
   same customers, subscriptions, failures and duplicates; only the ids and absolute dates come from the sandbox.
 - History is real, not back-dated: the sandbox clock starts 12 months ago (`/_sandbox/clock/set`, empty sandbox
   only) and is advanced to today step by step, so renewals, failed charges and retries are the sandbox's own.
-- Every customer has exactly one subscription, in one of every status Stripe has; failures come from Stripe's
-  test cards (swapped in as the default card before a renewal), so decline codes are the sandbox's answers.
+- Every customer has exactly one subscription, and every subscription status occurs; failures come from
+  Stripe's test cards (swapped in as the default card before a renewal), so decline codes are the sandbox's.
 - About 5% of the records are planted duplicates (the same person twice). The answer key goes only to
-  `--truth-file`, never into Stripe (metadata would leak it to the detector being measured).
+  `--truth-file`, never into Stripe (metadata would leak it to the detector being measured). Its format:
+  `{"seed": 7, "customers": 2000, "clusters": [["cus_…", "cus_…"], …], "signals": ["email_case", …]}`, one
+  signal per cluster (email_case, email_plus, gmail_dots, phone, card).
 - Each card is a distinct Luhn-valid number, so fingerprints are unique per card except where a duplicate
   reuses one on purpose; the decline test cards are shared by design, as they are on a real test account.
 """
