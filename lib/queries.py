@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal, literal_column, or_, select, text
+from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, literal_column, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -307,13 +307,13 @@ def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any]
         stmt = stmt.where(Customer.deleted.is_not(True))
     if f.delinquent:
         stmt = stmt.where(Customer.delinquent.is_(True))
-    # IN (…) rather than EXISTS: the database can start from the (small) set of matching invoices or
-    # subscriptions through their status index instead of probing every customer
+    # EXISTS: the page walks customers in sort order and probes (customer_id, status) per customer, so it
+    # stops after page_size matches (and the bounded count after COUNT_CAP)
     if f.unpaid:
-        stmt = stmt.where(Customer.id.in_(select(Invoice.customer_id).where(Invoice.status == "open")))
+        stmt = stmt.where(exists().where(Invoice.customer_id == Customer.id, Invoice.status == "open"))
     if f.sub_status:
-        stmt = stmt.where(Customer.id.in_(select(Subscription.customer_id).where(
-            Subscription.status == f.sub_status)))
+        stmt = stmt.where(exists().where(Subscription.customer_id == Customer.id,
+                                         Subscription.status == f.sub_status))
     if f.currency:
         stmt = stmt.where(Customer.currency == f.currency.lower())
     if f.created_from:
@@ -446,7 +446,9 @@ SUB_COLUMNS = ["id", "customer_id", "customer_email", "status", "currency", "mrr
                "cancel_at_period_end", "trial_end", "created"]
 
 
-def _subs_where(stmt: Select, f: SubscriptionFilters) -> Select:
+def _subs_where(stmt: Select, f: SubscriptionFilters, *, paged: bool = True) -> Select:
+    """Apply the filters. Item filters: EXISTS for a page (probed in sort order, stops early), IN for sums
+    (which read every match anyway, best started from the item index)."""
     if f.statuses:
         stmt = stmt.where(Subscription.status.in_(list(f.statuses)))
     item_conds = []
@@ -456,7 +458,9 @@ def _subs_where(stmt: Select, f: SubscriptionFilters) -> Select:
         item_conds.append(SubscriptionItem.price_id == f.price_id)
     if f.interval:
         item_conds.append(SubscriptionItem.interval == f.interval)
-    if item_conds:
+    if item_conds and paged:
+        stmt = stmt.where(exists().where(SubscriptionItem.subscription_id == Subscription.id, *item_conds))
+    elif item_conds:
         stmt = stmt.where(Subscription.id.in_(select(SubscriptionItem.subscription_id).where(*item_conds)))
     if f.currency:
         stmt = stmt.where(Subscription.currency == f.currency.lower())
@@ -496,7 +500,7 @@ def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> li
     """Count and MRR per status and currency for the filtered subscriptions (one row per pair)."""
     stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
                   func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
-    stmt = _subs_where(stmt, filters).group_by(Subscription.status, Subscription.currency)
+    stmt = _subs_where(stmt, filters, paged=False).group_by(Subscription.status, Subscription.currency)
     return _rows(session, stmt.order_by(Subscription.status, Subscription.currency))
 
 
