@@ -213,9 +213,13 @@ def merge_action(user: User, customer_id: str, *, key_prefix: str, other_ids: li
     if st.button("Merge duplicates…", key=_k(kp, "open"), icon=":material/call_merge:"):
         _close(kp)
         st.session_state[_k(kp, "is_open")] = True
-    with _session() as session:
-        pending = [j for j in merge.latest_jobs(customer_id, session=session)
-                   if j.status in ("planned", "running", "stopped", "failed")]
+    try:
+        with _session() as session:
+            pending = [j for j in merge.latest_jobs(customer_id, session=session) if j.status in merge.UNFINISHED]
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+        st.error(f"Merge jobs could not be read from the cache database ({type(exc).__name__}). Check the "
+                 "database on the Sync page and reload.")
+        return
     if pending and not st.session_state.get(_k(kp, "is_open")):
         st.warning(f"Merge {pending[0].id} ({pending[0].duplicate_id} → {pending[0].survivor_id}) is "
                    f"{pending[0].status} and can be resumed.")
@@ -228,6 +232,10 @@ def merge_action(user: User, customer_id: str, *, key_prefix: str, other_ids: li
 
     @st.dialog("Merge customers", width="large", on_dismiss=lambda: _close(kp))
     def dialog() -> None:
-        _body(kp, user, customer_id, other_ids or [])
+        try:
+            _body(kp, user, customer_id, other_ids or [])
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI; the saga keeps its place
+            st.error(f"Something went wrong showing this merge ({type(exc).__name__}). Close and reopen it; a "
+                     "started merge keeps its finished steps and can be resumed.")
 
     dialog()
