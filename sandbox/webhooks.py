@@ -104,6 +104,7 @@ class Deliverer:
     def bind(self, store: Store) -> None:
         self.store = store
         self.heap.clear()
+        self.log.clear()
         store.event_hooks = [self.on_event]
 
     def on_event(self, event: Obj) -> None:
