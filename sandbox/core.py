@@ -211,8 +211,14 @@ class Store:
         return state
 
     def __setstate__(self, state: Obj) -> None:
-        state["seq"] = itertools.count(state["seq"])
+        """Load a saved state; attributes and settings added since it was written get their defaults."""
+        Store.__init__(self)
+        settings = {**self.settings, **state.pop("settings", {})}
         self.__dict__.update(state)
+        self.settings = settings
+        self.seq = itertools.count(state.get("seq", 0) if isinstance(state.get("seq"), int) else 0)
+        if not isinstance(self.objs, Objs):
+            self.objs = Objs(self.objs)
 
 
 def default_settings() -> Obj:
