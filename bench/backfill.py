@@ -91,6 +91,8 @@ def child(args: argparse.Namespace) -> None:
         peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     print(json.dumps({"status": result.status, "error": result.error, "counts": result.counts,
                       "requests": result.requests, "seconds": round(result.seconds, 2),
+                      "fetch_seconds": round(result.timing.get("fetch", 0), 1),
+                      "write_seconds": round(result.timing.get("write", 0), 1),
                       "peak_rss_mb": round(peak_kb / 1024, 1), "rss_samples_mb": samples[::5]}))
 
 

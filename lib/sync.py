@@ -110,6 +110,7 @@ class SyncResult:
     notes: list[str] = field(default_factory=list)
     fetched: dict[str, int] = field(default_factory=dict)  # objects received per resource
     run_id: int | None = None
+    timing: dict[str, float] = field(default_factory=dict)  # seconds spent fetching / writing, all threads
 
     @property
     def ok(self) -> bool:
@@ -685,6 +686,7 @@ class _Run:
         self.products = ProductNames(settings)
         self._last_beat = 0.0
         self._newest: tuple[str | None, int, int] | None = None
+        self.timing: dict[str, float] = {"fetch": 0.0, "write": 0.0}
         self._newest_lock = threading.Lock()
 
     def add(self, resource: str, written: int, fetched: int) -> None:
@@ -723,14 +725,18 @@ def _backfill_list(run: _Run, resource: str, state: dict[str, Any]) -> None:
     while True:
         run.check()
         params = {**extra, **({"starting_after": cursor} if cursor else {})}
+        started = time.monotonic()
         page = gw.list_page(path, params, settings=run.settings)
         for obj in page.data:
             complete(resource, obj, run.settings)
         names = run.products.resolve(page.data) if resource == "subscriptions" else None
         cursor = page.data[-1]["id"] if page.data else cursor
+        fetched_at = time.monotonic()
         with run.write_lock:
             written = ingest_page(run.engine, resource, page.data, run.stripe_time(page.server_time),
                                   cursor=cursor, product_names=names)
+        run.timing["fetch"] += fetched_at - started
+        run.timing["write"] += time.monotonic() - fetched_at
         run.add(resource, written, len(page.data))
         if not page.has_more or not page.data:
             return
@@ -1008,8 +1014,9 @@ def _execute(run: _Run, mode: str, wanted: list[str], progress: Progress | None)
             errors.append("Stripe returned no objects although the account has events: the API key may lack "
                           "read permission or belong to another account; check STRIPE_API_KEY")
     if errors:
-        return SyncResult("failed", counts=counts, error="; ".join(errors), notes=run.notes, fetched=run.fetched)
-    return SyncResult("succeeded", counts=counts, notes=run.notes, fetched=run.fetched)
+        return SyncResult("failed", counts=counts, error="; ".join(errors), notes=run.notes, fetched=run.fetched,
+                          timing=run.timing)
+    return SyncResult("succeeded", counts=counts, notes=run.notes, fetched=run.fetched, timing=run.timing)
 
 
 def _done_by_interrupted_backfill(engine: Engine, wanted: list[str]) -> set[str]:
