@@ -32,7 +32,7 @@ import sandbox.resources  # noqa: F401
 import sandbox.webhooks  # noqa: F401
 from sandbox.billing import run_due
 from sandbox.core import ApiError, Obj, Store, new_id, parse_form
-from sandbox.portal import portal_page
+from sandbox.portal import portal_action, portal_page
 from sandbox.render import expand, fast_json, render_any
 from sandbox.routes import call, match, path_known
 from sandbox.webhooks import Deliverer
@@ -400,6 +400,14 @@ async def portal(request: Request, sb: Sandbox) -> Response:
 
 
 @control
+async def portal_post(request: Request, sb: Sandbox) -> Response:
+    form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    status, page = portal_action(sb.store, request.path_params["sid"], request.path_params["action"], form)
+    sb.dirty = True
+    return HTMLResponse(page, status_code=status)
+
+
+@control
 async def invoice_page(request: Request, sb: Sandbox) -> Response:
     inv = sb.store.objs.get(request.path_params["iid"])
     if inv is None or inv.get("object") != "invoice":
@@ -441,6 +449,7 @@ def create_app(state_file: str | None = None) -> Any:
         Route("/_sandbox/settings", settings, methods=["GET", "POST"]),
         Route("/_sandbox/webhook_deliveries", webhook_deliveries, methods=["GET"]),
         Route("/_sandbox/pages/portal/{sid}", portal, methods=["GET"]),
+        Route("/_sandbox/pages/portal/{sid}/{action}", portal_post, methods=["POST"]),
         Route("/_sandbox/pages/invoice/{iid}", invoice_page, methods=["GET"]),
     ]
     control_app = Starlette(routes=routes, lifespan=lifespan)

@@ -5,7 +5,19 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from sandbox.core import Obj, Store, as_bool, as_int, copy_fields, invalid, list_page, metadata_update, missing, new_id
+from sandbox.core import (
+    ApiError,
+    Obj,
+    Store,
+    as_bool,
+    as_int,
+    copy_fields,
+    invalid,
+    list_page,
+    metadata_update,
+    missing,
+    new_id,
+)
 from sandbox.routes import route
 
 SESSION_TTL = 300
@@ -196,16 +208,34 @@ def session_create(store: Store, p: Obj) -> Obj:
     return s
 
 
-def portal_page(store: Store, sid: str) -> tuple[int, str]:
-    """The HTML a session URL opens: names the customer and flow and links back to return_url."""
+PAGE_CARDS = [("4242424242424242", "Visa •••• 4242 (succeeds)"),
+              ("5555555555554444", "Mastercard •••• 4444 (succeeds)"),
+              ("4000000000000341", "Visa •••• 0341 (attaches, every charge declined)"),
+              ("4000000000000002", "Visa •••• 0002 (declined when added)")]
+
+
+def _session(store: Store, sid: str) -> tuple[Obj | None, tuple[int, str] | None]:
+    """The live session, or the page to answer instead (unknown: 404; older than 5 minutes: 410)."""
     s = store.objs.get(sid)
     if s is None or s.get("object") != "billing_portal.session":
-        return 404, _html("Portal session not found", "<p>This portal link is not valid.</p>")
-    ret = s["return_url"]
-    back = f'<p><a id="return" href="{html.escape(ret)}">Return to {html.escape(ret)}</a></p>' if ret else ""
+        return None, (404, _html("Portal session not found", "<p>This portal link is not valid.</p>"))
     if store.now() > s["created"] + SESSION_TTL:
-        return 410, _html("Portal session expired",
-                          "<p>This portal link has expired (links last 5 minutes). Ask for a new link.</p>" + back)
+        return None, (410, _html("Portal session expired", "<p>This portal link has expired (links last 5 "
+                                 "minutes). Ask for a new link.</p>" + _back(s)))
+    return s, None
+
+
+def _back(s: Obj) -> str:
+    ret = s["return_url"]
+    return f'<p><a id="return" href="{html.escape(ret)}">Return to {html.escape(ret)}</a></p>' if ret else ""
+
+
+def portal_page(store: Store, sid: str, notice: str = "") -> tuple[int, str]:
+    """The HTML a session URL opens: names the customer and flow, links back to return_url, and offers the
+    flow's action (add a card; cancel the subscription) so a demo can play the customer's part."""
+    s, answer = _session(store, sid)
+    if s is None:
+        return answer  # type: ignore[return-value]
     c = store.objs.get(s["customer"], {})
     who = html.escape(c.get("name") or c.get("email") or s["customer"])
     flow = s["flow"]["type"] if s["flow"] else "portal_homepage"
@@ -214,10 +244,71 @@ def portal_page(store: Store, sid: str) -> tuple[int, str]:
         for k in ("subscription_cancel", "subscription_update", "subscription_update_confirm"):
             if s["flow"].get(k):
                 target = f'<p>Subscription: <code id="subscription">{s["flow"][k]["subscription"]}</code></p>'
+    actions = ""
+    if flow in ("payment_method_update", "portal_homepage"):
+        options = "".join(f'<option value="{n}">{html.escape(label)}</option>' for n, label in PAGE_CARDS)
+        actions += (f'<form id="card-form" method="post" action="/_sandbox/pages/portal/{sid}/card">'
+                    f'<label>New card <select name="number">{options}</select></label> '
+                    '<button type="submit">Use this card</button></form>')
+    if flow == "subscription_cancel":
+        actions += (f'<form id="cancel-form" method="post" action="/_sandbox/pages/portal/{sid}/cancel">'
+                    '<button type="submit">Cancel subscription</button></form>')
     body = (f'<p>Customer: <strong id="customer">{who}</strong> (<code>{s["customer"]}</code>)</p>'
             f'<p>Flow: <code id="flow">{flow}</code></p>{target}'
-            f'<p>Locale: {html.escape(s["locale"] or "auto")}</p>{back}')
+            f'<p>Locale: {html.escape(s["locale"] or "auto")}</p>'
+            f'{notice}{actions}{_back(s)}')
     return 200, _html("Sandbox customer portal", body)
+
+
+def portal_action(store: Store, sid: str, action: str, form: dict[str, str]) -> tuple[int, str]:
+    """What the page's buttons do, through the same code as the API (events included)."""
+    from sandbox.billing import cancel_subscription, set_status
+    from sandbox.resources import attach, make_card_pm
+
+    s, answer = _session(store, sid)
+    if s is None:
+        return answer  # type: ignore[return-value]
+    c = store.objs.get(s["customer"])
+    if c is None or c.get("_deleted"):
+        return 404, _html("Customer not found", "<p>This customer no longer exists.</p>" + _back(s))
+    flow = s["flow"]["type"] if s["flow"] else "portal_homepage"
+    if action == "card" and flow in ("payment_method_update", "portal_homepage"):
+        number = form.get("number", "")
+        if number not in dict(PAGE_CARDS):
+            return 400, _html("Unknown card", "<p>Pick one of the listed test cards.</p>" + _back(s))
+        pm = make_card_pm(store, number, 12, 2034)
+        try:
+            attach(store, pm["id"], c["id"])
+        except ApiError as err:
+            notice = f'<p id="error" role="alert">{html.escape(err.body["message"])}</p>'
+            return 402, portal_page(store, sid, notice)[1]
+        before = {"invoice_settings": c["invoice_settings"]}
+        c["invoice_settings"] = dict(c["invoice_settings"], default_payment_method=pm["id"])
+        store.emit("customer.updated", c, before)
+        for sub_id in store.children("subscription", c["id"]):  # the portal also moves subscriptions over
+            sub = store.objs[sub_id]
+            if sub["default_payment_method"] and sub["status"] not in ("canceled", "incomplete_expired"):
+                prev = sub["default_payment_method"]
+                sub["default_payment_method"] = pm["id"]
+                store.emit("customer.subscription.updated", sub, {"default_payment_method": prev})
+        notice = f'<p id="done" role="status">Card •••• {number[-4:]} is now the default payment method.</p>'
+        return 200, portal_page(store, sid, notice)[1]
+    if action == "cancel" and flow == "subscription_cancel":
+        sub = store.objs[s["flow"]["subscription_cancel"]["subscription"]]
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            return 200, portal_page(store, sid, '<p id="done" role="status">Already canceled.</p>')[1]
+        cfg = store.objs.get(s["configuration"], {})
+        mode = cfg.get("features", {}).get("subscription_cancel", {}).get("mode", "at_period_end")
+        if mode == "immediately":
+            cancel_subscription(store, sub, reason="cancellation_requested")
+            text = "The subscription is canceled."
+        else:
+            _, end = sub["_period"]
+            set_status(store, sub, sub["status"], {"cancel_at_period_end": True, "cancel_at": end,
+                                                    "canceled_at": store.now()})
+            text = "The subscription will be canceled at the end of the period."
+        return 200, portal_page(store, sid, f'<p id="done" role="status">{text}</p>')[1]
+    return 400, _html("Not available", f"<p>{html.escape(action)} is not part of this portal flow.</p>" + _back(s))
 
 
 def _html(title: str, body: str) -> str:

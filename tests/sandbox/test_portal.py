@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -108,3 +109,44 @@ def test_flow_data_is_validated(sandbox: SandboxServer) -> None:
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.billing_portal.sessions.create(params={"customer": "cus_missing"})
     assert err.value.code == "resource_missing"
+
+
+def _post(url: str, form: dict[str, str]) -> tuple[int, str]:
+    data = urllib.parse.urlencode(form).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_page_can_play_the_customer(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    c.v1.billing_portal.configurations.create(params={"features": FEATURES})
+    cus = customer(c, "4000000000000341")
+    sub = subscribe(c, cus.id, price(c).id, trial_period_days=7)
+    upd = c.v1.billing_portal.sessions.create(params={"customer": cus.id, "return_url": "https://example.com/r",
+                                                      "flow_data": {"type": "payment_method_update"}})
+    status, page = _page(upd.url)
+    assert status == 200 and 'id="card-form"' in page
+    status, page = _post(upd.url + "/card", {"number": "4000000000000002"})
+    assert status == 402 and "declined" in page
+    status, page = _post(upd.url + "/card", {"number": "4242424242424242"})
+    assert status == 200 and "4242 is now the default" in page
+    pm = c.v1.customers.retrieve(cus.id, params={"expand": ["invoice_settings.default_payment_method"]}
+                                 ).invoice_settings.default_payment_method
+    assert pm.card.last4 == "4242" and pm.customer == cus.id
+    sandbox.advance(days=8)  # the trial ends and the new card pays
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+
+    flow = {"type": "subscription_cancel", "subscription_cancel": {"subscription": sub.id}}
+    cancel = c.v1.billing_portal.sessions.create(params={"customer": cus.id, "flow_data": flow})
+    status, page = _post(cancel.url + "/cancel", {})
+    assert status == 200 and "end of the period" in page
+    after = c.v1.subscriptions.retrieve(sub.id)
+    assert after.cancel_at_period_end is True and after.status == "active"
+    last = c.v1.events.list(params={"type": "customer.subscription.updated", "limit": 1}).data[0]
+    assert last.data.object.id == sub.id and last.data.previous_attributes.cancel_at_period_end is False
+    assert _post(cancel.url + "/card", {"number": "4242424242424242"})[0] == 400  # not this flow's action
+    sandbox.advance(seconds=301)
+    assert _post(cancel.url + "/cancel", {})[0] == 410
