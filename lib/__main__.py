@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             migrate(settings.database_url)
         except Exception as exc:  # noqa: BLE001 — one line, no traceback
-            print(f"error: migration failed on {settings.database_kind}: {exc}", file=sys.stderr)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            print(f"error: migration failed on {settings.database_kind}: {type(exc).__name__}: {first}",
+                  file=sys.stderr)
             return 1
         print(f"cache schema is up to date ({settings.database_kind})")
         return 0
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 — e.g. the database is unreachable
         if bar:
             bar.close()
-        print(f"error: sync could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"error: sync could not run ({settings.database_kind} at DATABASE_URL?): {type(exc).__name__}: "
+              f"{first}", file=sys.stderr)
         return 1
     if bar:
         bar.close()

@@ -1064,10 +1064,18 @@ def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> N
     newest = gw.list_page("/v1/events", {"limit": 1}, settings=settings).data
     customer, server_time = gw.retrieve(f"/v1/customers/{customer_id}", settings=settings)
     server_time = max(server_time, int(newest[0]["created"]) if newest else 0)  # see _Run.stripe_time
-    subs = list(gw.iter_list("/v1/subscriptions", {"customer": customer_id, "status": "all"}, settings=settings))
+    def listed(path: str, params: dict[str, Any]) -> list[Obj]:
+        try:
+            return list(gw.iter_list(path, params, settings=settings))
+        except gw.GatewayError as exc:
+            if exc.kind == "missing" and customer.get("deleted"):  # a deleted customer's lists may be gone
+                return []
+            raise
+
+    subs = listed("/v1/subscriptions", {"customer": customer_id, "status": "all"})
     for s in subs:
         complete("subscriptions", s, settings)
-    invoices = list(gw.iter_list("/v1/invoices", {"customer": customer_id}, settings=settings))
+    invoices = listed("/v1/invoices", {"customer": customer_id})
     for inv in invoices:
         complete("invoices", inv, settings)
     pms: list[Obj] = []

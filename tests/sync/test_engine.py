@@ -86,3 +86,20 @@ def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) ->
     with db.connect() as conn:
         pms = conn.execute(text("SELECT id FROM payment_methods WHERE customer_id = :c"), {"c": cid}).scalars()
         assert set(pms) == {new_card}
+
+
+def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox) -> None:  # noqa: ANN001
+    from lib.sync import refresh_customer
+
+    client = sandbox.client
+    acc = build_account(client, customers=2)
+    assert run_sync(mode="full").status == "succeeded"
+    gone = acc.customers[1]
+    client.v1.customers.delete(gone)
+    refresh_customer(gone)
+    with db.connect() as conn:
+        deleted = conn.execute(text("SELECT deleted FROM customers WHERE id = :c"), {"c": gone}).scalar()
+        cards = conn.execute(text("SELECT COUNT(*) FROM payment_methods WHERE customer_id = :c"), {"c": gone}).scalar()
+        live = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE customer_id = :c AND status <> 'canceled'"),
+                            {"c": gone}).scalar()
+    assert deleted in (True, 1) and cards == 0 and live == 0
