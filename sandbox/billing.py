@@ -792,10 +792,9 @@ def subscription_create(store: Store, p: Obj) -> Obj:
             sub["status"] = "incomplete"
     if sub["status"] == "incomplete":
         store.schedule(now + store.settings["incomplete_expiry_seconds"], "expire", sid, inv["id"])
+    if sub["cancel_at_period_end"] and sub["cancel_at"] is None:
+        sub["cancel_at"] = end
     store.emit("customer.subscription.created", sub)
-    if cancel_at is None or sub["cancel_at"] is None:
-        if sub["cancel_at_period_end"]:
-            sub["cancel_at"] = end
     store.schedule(min(end, sub["cancel_at"] or end), "renew", sid, end)
     return sub
 

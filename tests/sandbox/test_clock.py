@@ -185,3 +185,21 @@ def test_clock_set_only_when_empty_and_events_kept_30_days(sandbox: SandboxServe
     assert {e.type for e in events} >= {"invoice.created", "invoice.paid"}
     with pytest.raises(urllib.error.HTTPError):
         sandbox.control("POST", "clock/advance", {"seconds": -5})
+
+
+def test_cancel_at_a_date_and_at_period_end_from_the_start(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    pr = price(c)
+    at = sandbox.now() + 10 * DAY
+    dated = subscribe(c, customer(c).id, pr.id, cancel_at=at)
+    at_end = subscribe(c, customer(c, email="e@example.com").id, pr.id, cancel_at_period_end=True)
+    assert dated.cancel_at == at and at_end.cancel_at == at_end["items"].data[0].current_period_end
+    created = c.v1.events.list(params={"type": "customer.subscription.created"}).data[0]
+    assert created.data.object.cancel_at == at_end.cancel_at
+    sandbox.advance(days=11)
+    gone = c.v1.subscriptions.retrieve(dated.id)
+    assert gone.status == "canceled" and gone.ended_at == at
+    assert c.v1.subscriptions.retrieve(at_end.id).status == "active"
+    sandbox.advance(days=21)
+    assert c.v1.subscriptions.retrieve(at_end.id).status == "canceled"
+    assert len(c.v1.invoices.list(params={"subscription": at_end.id}).data) == 1
