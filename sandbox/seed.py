@@ -365,6 +365,7 @@ class _Uniq:
         self.emails: set[str] = set()
         self.phones: set[str] = set()
         self.cards: set[str] = set(DECLINE_CARDS.values()) | {GOOD_TEST_CARD}
+        self.app_ids: set[str] = set()
 
     @staticmethod
     def mailbox(email: str) -> str:
@@ -455,7 +456,26 @@ class Planner:
                 self.uniq.cards.add(number)
                 return number
 
-    def person(self, index: int) -> tuple[Person, str, str]:
+    def _address(self, country: str) -> dict[str, str]:
+        rng, meta = self.rng, COUNTRIES[country]
+        city, state, postal = rng.choice(meta["cities"])
+        address = {"line1": f"{rng.randrange(1, 2500)} {rng.choice(meta['streets'])}", "city": city,
+                   "postal_code": postal, "country": country}
+        if country in ("JP", "CN", "KR"):
+            address["line1"] = f"{rng.choice(meta['streets'])} {rng.randrange(1, 30)}-{rng.randrange(1, 20)}"
+        if state:
+            address["state"] = state
+        return address
+
+    def _app_user_id(self) -> str:
+        """The id the company's own system knows the customer by (random, so it says nothing about order)."""
+        while True:
+            uid = f"usr_{self.rng.randrange(16**7, 16**8):08x}"
+            if uid not in self.uniq.app_ids:
+                self.uniq.app_ids.add(uid)
+                return uid
+
+    def person(self) -> tuple[Person, str, str]:
         """A new, unique person; also returns the romanised first/last names for email variants."""
         rng = self.rng
         country = rng.choices(self.countries, self.weights)[0]
@@ -468,19 +488,13 @@ class Planner:
             domain = rng.choice(meta["mail"])
         email = self._email(first, last, domain)
         phone = self._written(self._phone(country)) if rng.random() < 0.8 else None
-        city, state, postal = rng.choice(meta["cities"])
-        address = {"line1": f"{rng.randrange(1, 2500)} {rng.choice(meta['streets'])}", "city": city,
-                   "postal_code": postal, "country": country}
-        if country in ("JP", "CN", "KR"):
-            address["line1"] = f"{rng.choice(meta['streets'])} {rng.randrange(1, 30)}-{rng.randrange(1, 20)}"
-        if state:
-            address["state"] = state
+        address = self._address(country)
         locales = [meta["locale"]]
         if meta["locale"] != "en-US" and rng.random() < 0.3:
             locales.append("en")
         metadata = {"signup_source": rng.choice(SIGNUP_SOURCES)}
         if rng.random() < 0.75:
-            metadata["app_user_id"] = f"usr_{self.seed:02d}{index:06d}"
+            metadata["app_user_id"] = self._app_user_id()
         balance = -rng.choice([500, 1000, 2500, 5000]) if rng.random() < 0.04 else 0
         tax_id = None
         if business and meta["cur"] == "eur" and rng.random() < 0.5:
@@ -489,14 +503,16 @@ class Planner:
                    currency=meta["cur"], card=self._card(), metadata=metadata, balance=balance, tax_id=tax_id)
         return p, first, last
 
-    def duplicate(self, orig: Person, first: str, last: str, signal: str, index: int) -> Person:
+    def duplicate(self, orig: Person, first: str, last: str, signal: str) -> Person:
         """The same person as `orig`, signed up again; linked to it by `signal` and by nothing stronger."""
         rng = self.rng
         dup = Person(name=orig.name, email=orig.email, phone=None, country=orig.country, address=dict(orig.address),
                      locales=list(orig.locales), currency=orig.currency, card=self._card(),
                      metadata={"signup_source": rng.choice(SIGNUP_SOURCES)})
         if rng.random() < 0.3:
-            dup.metadata["app_user_id"] = f"usr_{self.seed:02d}{index:06d}"
+            dup.metadata["app_user_id"] = self._app_user_id()
+        if rng.random() < 0.25:  # moved house in between
+            dup.address = self._address(orig.country)
         if rng.random() < 0.35:  # typed the name differently the second time
             folded = unicodedata.normalize("NFKD", orig.name)
             variants = ["".join(c for c in folded if not unicodedata.combining(c)), orig.name.upper(),
@@ -605,7 +621,7 @@ class Planner:
         rng, n = self.rng, self.n
         n_dup = max(round(n * DUPLICATE_SHARE), min(5, n // 8))
         n_primary = n - n_dup
-        people: list[tuple[Person, str, str]] = [self.person(i) for i in range(n_primary)]
+        people: list[tuple[Person, str, str]] = [self.person() for _ in range(n_primary)]
 
         # stories: quotas with at least one of each, shuffled
         counts = {s: max(1, int(share * n)) for s, share in STORY_SHARE.items()}
@@ -622,7 +638,7 @@ class Planner:
         while remaining > 0:
             signal = SIGNALS[len(clusters)] if len(clusters) < len(SIGNALS) else rng.choice(SIGNALS)
             orig = candidates.pop()
-            size = 2 if remaining < 2 or rng.random() > 0.1 else 3
+            size = 2 if remaining < 2 or len(clusters) < len(SIGNALS) or rng.random() > 0.1 else 3
             clusters.append((signal, [orig]))
             for _ in range(size - 1):
                 dup_sources.append((orig, signal))
@@ -640,7 +656,7 @@ class Planner:
         for orig, signal in dup_sources:
             index = len(records)
             _, first, last = people[orig]
-            records.append(self.duplicate(records[orig], first, last, signal, index))
+            records.append(self.duplicate(records[orig], first, last, signal))
             clusters[cluster_of[orig]][1].append(index)
 
         # a shared card must stay on file: keep those records out of statuses that start with a failing card
