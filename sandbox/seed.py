@@ -1014,6 +1014,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--webhook-url", default=DASHBOARD_WEBHOOK_URL,
                     help=f"webhook endpoint to register (default {DASHBOARD_WEBHOOK_URL}; 'none' for no endpoint)")
     args = ap.parse_args(argv)
+    if not 1 <= args.workers <= 64:
+        ap.error("--workers must be between 1 and 64")
     try:
         p = plan(args.customers, args.seed)
     except ValueError as exc:
