@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ class SandboxServer:
     proc: subprocess.Popen | None = None
     key: str = KEY
     _client: stripe.StripeClient | None = field(default=None, repr=False)
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=200), repr=False)
 
     @classmethod
     def start(cls, *, state_file: Path | None = None, port: int | None = None,
@@ -41,7 +44,14 @@ class SandboxServer:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=proc_env)
         server = cls(url=f"http://127.0.0.1:{port}", proc=proc)
         wait_http_ok(server.url + "/_sandbox/health", timeout=30, proc=proc)
+        # Keep reading its output (the last lines stay in `output`), so a full pipe can never block it.
+        threading.Thread(target=server._drain, daemon=True).start()
         return server
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line.decode(errors="replace"))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
