@@ -818,6 +818,7 @@ def _renew(store: Store, sub: Obj, token: Any) -> None:
         behaviour = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
         if not has_pm and behaviour == "pause":
             set_status(store, sub, "paused")
+            store.emit("customer.subscription.paused", sub)
             return
         if not has_pm and behaviour == "cancel":
             cancel_subscription(store, sub, reason="cancellation_requested")
@@ -891,6 +892,7 @@ def _overdue(store: Store, inv: Obj) -> None:
     """A sent invoice still open at its due date makes its subscription past_due, as on Stripe."""
     if inv["status"] != "open" or inv["amount_remaining"] <= 0:
         return
+    store.emit("invoice.overdue", inv)
     sub = store.objs.get(inv.get("_sub") or "")
     if sub is not None and sub["status"] == "active" and sub["latest_invoice"] == inv["id"]:
         set_status(store, sub, "past_due")
@@ -1089,6 +1091,7 @@ def subscription_resume(store: Store, p: Obj, sid: str) -> Obj:
     sub["status"] = "active"
     _set_periods(sub, start, now)
     _renew(store, sub, now)
+    store.emit("customer.subscription.resumed", sub, {"status": "paused"})
     return sub
 
 

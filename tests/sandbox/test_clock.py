@@ -164,6 +164,7 @@ def test_send_invoice_subscriptions_get_due_dates(sandbox: SandboxServer) -> Non
     sandbox.advance(days=2)
     assert c.v1.subscriptions.retrieve(sub.id).status == "past_due"
     assert c.v1.customers.retrieve(cus.id).delinquent is True
+    assert c.v1.events.list(params={"type": "invoice.overdue"}).data[0].data.object.id == inv.id
     c.v1.invoices.pay(inv.id, params={"paid_out_of_band": True})
     assert c.v1.subscriptions.retrieve(sub.id).status == "active"
     assert c.v1.invoices.retrieve(inv.id).amount_paid == 1500

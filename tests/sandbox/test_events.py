@@ -112,6 +112,9 @@ def test_trial_end_now_and_resume_from_paused(sandbox: SandboxServer) -> None:
     c.v1.subscriptions.update(paused.id, params={"default_payment_method": pm.id})
     resumed = c.v1.subscriptions.resume(paused.id, params={"expand": ["latest_invoice"]})
     assert resumed.status == "active" and resumed.latest_invoice.status == "paid"
+    kinds = [e.type for e in c.v1.events.list(params={"type": "customer.subscription.*", "limit": 100}).data
+             if e.data.object.id == paused.id]
+    assert kinds.index("customer.subscription.resumed") < kinds.index("customer.subscription.paused")
     with pytest.raises(stripe.InvalidRequestError):
         c.v1.subscriptions.resume(paused.id)
 
