@@ -260,9 +260,8 @@ CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr"
 
 
 def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None:
-    if s.kind == "id":
-        return Customer.id == s.value if len(s.value) <= 4 else or_(
-            Customer.id == s.value, _prefix(session, Customer.id, s.value))
+    if s.kind == "id":  # exact: a prefix LIKE on the primary key cannot use it under most collations
+        return Customer.id == s.value
     if s.kind == "email":
         conds = [_prefix(session, Customer.email_normalized, s.value)]
         if s.extra:

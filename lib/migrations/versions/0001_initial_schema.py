@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 01:22:37.276786
+Create Date: 2026-11-26 01:37:24.547414
 """
 from collections.abc import Sequence
 
@@ -267,6 +267,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.create_index('ix_subscriptions_cape_created', ['cancel_at_period_end', 'created'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_created'), ['created'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_currency'), ['currency'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_customer_id'), ['customer_id'], unique=False)
@@ -324,6 +325,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscriptions_customer_id'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_currency'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_created'))
+        batch_op.drop_index('ix_subscriptions_cape_created')
 
     op.drop_table('subscriptions')
     with op.batch_alter_table('subscription_items', schema=None) as batch_op:
