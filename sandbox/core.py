@@ -120,6 +120,7 @@ class Store:
         self.idempotency_key: str | None = None
         self.event_hooks: list[Callable[[Obj], None]] = []
         self.discard_before = 0  # events older than this are pruned when the running advance ends
+        self.event_types: dict[str, OrderedIndex] = {}  # events by type, for `events?type=` without a scan
 
     def has_endpoints(self) -> bool:
         idx = self.index.get("webhook_endpoint")
@@ -182,6 +183,10 @@ class Store:
             "_prev": _ENCODE(previous) if previous else None,
         }
         self.put(event)
+        by_type = self.event_types.get(type_)
+        if by_type is None:
+            by_type = self.event_types[type_] = OrderedIndex()
+        by_type.add(event["id"])
         for hook in self.event_hooks:
             hook(event)
         return event
@@ -199,10 +204,14 @@ class Store:
             self.objs.pop(eid, None)
             idx.pos.pop(eid, None)
             idx.start += 1
-        if idx.start > 50_000 and idx.start > len(idx.ids) // 2:  # compact now and then
-            idx.ids = idx.ids[idx.start:]
-            idx.pos = {eid: i for i, eid in enumerate(idx.ids)}
-            idx.start = 0
+        for by_type in [idx, *self.event_types.values()]:
+            while by_type.start < len(by_type.ids) and by_type.ids[by_type.start] not in self.objs:
+                by_type.pos.pop(by_type.ids[by_type.start], None)  # pruned in creation order: a prefix
+                by_type.start += 1
+            if by_type.start > 50_000 and by_type.start > len(by_type.ids) // 2:  # compact now and then
+                by_type.ids = by_type.ids[by_type.start:]
+                by_type.pos = {eid: i for i, eid in enumerate(by_type.ids)}
+                by_type.start = 0
 
     def __getstate__(self) -> Obj:
         state = dict(self.__dict__)

@@ -863,6 +863,14 @@ def event_list(store: Store, p: Obj) -> Obj:
     if p.get("type") and p.get("types"):
         raise invalid("You may only specify one of these parameters: type, types.", param="types")
     patterns = [p["type"]] if p.get("type") else list(p.get("types") or [])
+    cursors = [c for c in (p.get("starting_after"), p.get("ending_before")) if c]
+    if len(patterns) == 1 and not patterns[0].endswith("*"):
+        by_type = store.event_types.get(patterns[0])
+        if by_type is None:
+            return {"object": "list", "data": [], "has_more": False, "url": "/v1/events"}
+        if all(c in by_type.pos for c in cursors):  # one exact type: walk only that type's events
+            return list_page(store, by_type.ids, p, "/v1/events", start=by_type.start, pos=by_type.pos,
+                             created=created_filter(p))
     match = None
     if patterns:
         fits = type_matcher(patterns)

@@ -124,3 +124,20 @@ def test_form_decoding_handles_indexed_and_bare_brackets() -> None:
                           ("items[1][price]", "q"), ("metadata[k]", ""), ("created[gt]", "5")])
     assert decoded == {"expand": ["a", "b"], "items": [{"price": "p"}, {"price": "q"}],
                        "metadata": {"k": ""}, "created": {"gt": "5"}}
+
+
+def test_one_type_pages_and_ages_out(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    made = [c.v1.customers.create(params={"email": f"t{i}@example.com"}).id for i in range(5)]
+    c.v1.products.create(params={"name": "noise"})
+    page = c.v1.events.list(params={"type": "customer.created", "limit": 2})
+    assert [e.data.object.id for e in page.data] == made[:-3:-1] and page.has_more
+    every = [e.data.object.id for e in page.auto_paging_iter()]
+    assert every == made[::-1]
+    older = c.v1.events.list(params={"type": "customer.created", "ending_before": page.data[-1].id}).data
+    assert [e.data.object.id for e in older] == [made[-1]]
+    assert c.v1.events.list(params={"type": "invoice.voided"}).data == []
+    sandbox.advance(days=31)
+    c.v1.customers.create(params={"email": "fresh@example.com"})
+    assert [e.data.object.email for e in c.v1.events.list(params={"type": "customer.created"}).data] == [
+        "fresh@example.com"]
