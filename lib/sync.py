@@ -58,7 +58,9 @@ RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
 EVENT_RETENTION = timedelta(days=30)
 LOCK_NAME = "sync"
 LOCK_STALE_AFTER = timedelta(minutes=5)  # another machine's SQLite lock row without heartbeat
-PG_LOCK_KEY = 0x5B1C_C0DE  # pg_advisory_lock key of the sync worker
+PG_LOCK_KEY = 0x5B1C_C0DE  # pg_advisory_lock key of the sync worker …
+# … in the cache's schema: two caches in one database (e.g. staging and production schemas) lock apart.
+PG_LOCK_SQL = "(CAST(:k AS bigint) << 32) + CAST(hashtext(current_schema()) AS bigint)"
 
 EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "customers": ("customer.created", "customer.updated", "customer.deleted"),
@@ -613,7 +615,7 @@ def sync_lock(engine: Engine, holder: str | None = None) -> Iterator[str]:
     pg_conn = None
     if engine.dialect.name == "postgresql":
         pg_conn = engine.connect()
-        got = pg_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+        got = pg_conn.execute(text(f"SELECT pg_try_advisory_lock({PG_LOCK_SQL})"), {"k": PG_LOCK_KEY}).scalar()
         pg_conn.commit()
         if not got:
             pg_conn.close()
@@ -644,7 +646,7 @@ def sync_lock(engine: Engine, holder: str | None = None) -> Iterator[str]:
     finally:
         if pg_conn is not None:
             try:
-                pg_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                pg_conn.execute(text(f"SELECT pg_advisory_unlock({PG_LOCK_SQL})"), {"k": PG_LOCK_KEY})
                 pg_conn.commit()
             finally:
                 pg_conn.close()
