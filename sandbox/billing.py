@@ -191,7 +191,7 @@ def attempt(store: Store, inv: Obj, pm_override: str | None = None) -> tuple[str
 
         pi["last_payment_error"]["payment_method"] = render(store, store.objs[pm_id])
     _schedule_retry(store, inv, sub)
-    store.emit("invoice.payment_failed", inv, before)
+    store.emit("invoice.payment_failed", inv)
     store.emit("invoice.updated", inv, before)
     _set_delinquent(store, inv["customer"], failed=True)
     return failure
@@ -249,7 +249,6 @@ def _set_delinquent(store: Store, cid: str, failed: bool = False) -> None:
 
 
 def mark_paid(store: Store, inv: Obj, out_of_band: bool = False) -> None:
-    before = snapshot(inv, ["status", "amount_paid", "amount_remaining", "paid", "status_transitions"])
     now = store.now()
     inv["status"] = "paid"
     if out_of_band:
@@ -262,9 +261,8 @@ def mark_paid(store: Store, inv: Obj, out_of_band: bool = False) -> None:
         ip["status"] = "paid"
         ip["amount_paid"] = inv["amount_paid"]
         ip["status_transitions"] = {"canceled_at": None, "paid_at": now}
-    before.pop("paid", None)
-    store.emit("invoice.paid", inv, before)
-    store.emit("invoice.payment_succeeded", inv, before)
+    store.emit("invoice.paid", inv)
+    store.emit("invoice.payment_succeeded", inv)
     sub = store.objs.get(inv.get("_sub") or "")
     if sub is not None and sub["status"] in ("past_due", "unpaid", "incomplete") and sub["latest_invoice"] == inv["id"]:
         set_status(store, sub, "active")
