@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the local Stripe sandbox + seeded data + a first sync into SQLite + the dashboard on :8501.
 # Ctrl-C stops every process this script started. Safe to run again: the sandbox keeps its state in
-# data/sandbox-state.json and is seeded only once (data/.seeded records with what).
+# data/sandbox-state.pickle and is seeded only once (data/.seeded records with what).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -9,7 +9,7 @@ SANDBOX_PORT="${SANDBOX_PORT:-12111}"
 DASHBOARD_PORT=8501 # the seeded webhook endpoint points here
 CUSTOMERS="${DEMO_CUSTOMERS:-2000}"
 SEED="${DEMO_SEED:-7}"
-STATE=data/sandbox-state.json
+STATE=data/sandbox-state.pickle
 MARKER=data/.seeded
 mkdir -p data
 
