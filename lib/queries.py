@@ -305,7 +305,7 @@ def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any]
         # IS NOT TRUE: 99% of rows pass, so no index should drive this (SQLite would pick ix_customers_deleted)
         stmt = stmt.where(Customer.deleted.is_not(True))
     if f.delinquent:
-        stmt = stmt.where(Customer.delinquent.is_(True))
+        stmt = stmt.where(Customer.delinquent == True)  # noqa: E712 — "= true" can use the index, "IS" cannot
     # EXISTS: the page walks customers in sort order and probes (customer_id, status) per customer, so it
     # stops after page_size matches (and the bounded count after COUNT_CAP)
     if f.unpaid:
@@ -464,7 +464,7 @@ def _subs_where(stmt: Select, f: SubscriptionFilters, *, paged: bool = True) -> 
     if f.currency:
         stmt = stmt.where(Subscription.currency == f.currency.lower())
     if f.cancel_at_period_end:
-        stmt = stmt.where(Subscription.cancel_at_period_end.is_(True))
+        stmt = stmt.where(Subscription.cancel_at_period_end == True)  # noqa: E712 — "= true" can use the index
     if f.trial_ending_days is not None:
         now = utcnow()
         stmt = stmt.where(Subscription.status == "trialing", Subscription.trial_end >= now,
