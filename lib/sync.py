@@ -303,9 +303,11 @@ def recompute_mrr(conn: Connection, customer_ids: Iterable[str], *, only_with_su
             chunk = sorted(r[0] for r in conn.exec_driver_sql(sql, tuple(chunk)))
             if not chunk:
                 continue
-        sql = ("UPDATE customers SET mrr = COALESCE((SELECT SUM(s.mrr) FROM subscriptions s "  # noqa: S608
-               f"WHERE s.customer_id = customers.id AND s.status IN ({_LIVE_SQL})), 0) "
-               f"WHERE id IN ({_marks(conn, len(chunk))})")
+        total = ("COALESCE((SELECT SUM(s.mrr) FROM subscriptions s "  # noqa: S608 — constants only
+                 f"WHERE s.customer_id = customers.id AND s.status IN ({_LIVE_SQL})), 0)")
+        # Only rows whose mrr changes are rewritten (mrr is indexed: an update rewrites the row's index entries).
+        sql = (f"UPDATE customers SET mrr = {total} "  # noqa: S608 — constants and bound ids only
+               f"WHERE id IN ({_marks(conn, len(chunk))}) AND mrr <> {total}")
         conn.exec_driver_sql(sql, tuple(chunk))
 
 
