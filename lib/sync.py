@@ -135,18 +135,12 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 
 @lru_cache(maxsize=128)
-def _upsert_sql(dialect: str, table_name: str, cols: tuple[str, ...], versioned: bool, rows: int,
+def _upsert_sql(table_name: str, cols: tuple[str, ...], versioned: bool, rows: int,
                 insert_only: tuple[str, ...] = (), returning: bool = False) -> str:
-    """`INSERT … ON CONFLICT (id) DO UPDATE SET … [WHERE excluded.version_ts >= t.version_ts]`, built once.
-
-    Both dialects take the same statement; PostgreSQL gets all rows of a page in one multi-row VALUES (one
-    round trip), SQLite one prepared row run by executemany. Column names come from the models, never input.
-    """
-    table = _table(table_name)
-    json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    mark = "%s" if dialect == "postgresql" else "?"
-    cast = "::json" if dialect == "postgresql" else ""
-    one = "(" + ", ".join(mark + cast if c in json_cols else mark for c in cols) + ")"
+    """SQLite's `INSERT … VALUES (?, …)[, (…)] ON CONFLICT (id) DO UPDATE SET … [WHERE excluded.version_ts >=
+    t.version_ts] [RETURNING id]`, built once: one row run by executemany, or `rows` rows when the ids of the
+    written rows are wanted. Column names come from the models, never from input."""
+    one = "(" + ", ".join("?" for _ in cols) + ")"
     values = ", ".join([one] * rows)
     quoted = ", ".join(f'"{c}"' for c in cols)
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c != "id" and c not in insert_only)
@@ -244,20 +238,14 @@ def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool 
         result = conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*params, strict=True)))
         return [r[0] for r in result] if returning else result.rowcount
     if not returning:
-        sql = _upsert_sql(dialect, table.name, cols, versioned, 1, tuple(defaults), False)
-        return conn.exec_driver_sql(sql, params).rowcount
+        return conn.exec_driver_sql(_upsert_sql(table.name, cols, versioned, 1, tuple(defaults)), params).rowcount
     written: list[str] = []
-    count = 0
     per = max(1, min(200, 30000 // len(cols)))  # stay under SQLite's 32,766 bound parameters
     for i in range(0, len(params), per):
         chunk = params[i : i + per]
-        sql = _upsert_sql(dialect, table.name, cols, versioned, len(chunk), tuple(defaults), returning)
-        result = conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
-        if returning:
-            written.extend(r[0] for r in result)
-        else:
-            count += result.rowcount
-    return written if returning else count
+        sql = _upsert_sql(table.name, cols, versioned, len(chunk), tuple(defaults), True)
+        written.extend(r[0] for r in conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))))
+    return written
 
 
 @lru_cache(maxsize=64)
