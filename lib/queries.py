@@ -144,12 +144,14 @@ def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tupl
     return (cap, True) if n > cap else (n, False)
 
 
-def _page(session: Session, stmt: Select, page: int, page_size: int, count: bool = True) -> Page:
+def _page(session: Session, stmt: Select, page: int, page_size: int, count: bool = True,
+          count_stmt: Select | None = None) -> Page:
     page = max(1, int(page))
     page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
     rows = [dict(r) for r in session.execute(stmt.offset((page - 1) * page_size).limit(page_size + 1)).mappings()]
     has_more = len(rows) > page_size
-    total, capped = _bounded_count(session, stmt) if count else (None, False)
+    total, capped = _bounded_count(session, count_stmt if count_stmt is not None else stmt) if count \
+        else (None, False)
     return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=has_more, total=total,
                 total_capped=capped)
 
@@ -485,7 +487,8 @@ def _subs_stmt(f: SubscriptionFilters) -> Select:
 def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: int = 1,
                        page_size: int = 25) -> Page:
     """One page of subscriptions with MRR and their plan names ("Basic × 2, Add-on")."""
-    result = _page(session, _subs_stmt(filters), page, page_size)
+    counted = _subs_where(select(Subscription.id), filters)  # no join to customers just to count
+    result = _page(session, _subs_stmt(filters), page, page_size, count_stmt=counted)
     items = _items_for(session, [r["id"] for r in result.rows])
     for r in result.rows:
         r["plan"] = ", ".join(
