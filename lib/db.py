@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
 from lib.config import get_settings
@@ -66,6 +66,11 @@ def migrate(url: str | None = None) -> None:
     engine = get_engine(url)
     cfg = alembic_config(url)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together must not run the same migration twice: serialise them per schema.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('billing-console-migrate:' || current_schema()))")
+            )
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

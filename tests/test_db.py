@@ -1,0 +1,41 @@
+"""Migrations: replicas that start together on one PostgreSQL all come up with the schema applied once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from tests.conftest import TEST_KEY, _pg_url
+from tests.utils.apptest import ROOT
+
+pytestmark = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs TEST_DATABASE_URL")
+
+
+def test_concurrent_migrations_on_a_fresh_schema_all_succeed() -> None:
+    schema = f"bc_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(_pg_url("public"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        env = {**os.environ, "DATABASE_URL": _pg_url(schema), "STRIPE_API_KEY": TEST_KEY}
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "lib", "migrate"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for _ in range(3)
+        ]
+        outputs = [(p.wait(timeout=120), p.stdout.read().decode()) for p in procs]
+        assert all(code == 0 for code, _ in outputs), outputs
+        engine = create_engine(_pg_url(schema))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert {"customers", "invoices", "audit_log"} <= set(inspect(engine).get_table_names())
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
