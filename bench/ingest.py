@@ -370,14 +370,27 @@ def record_pages(api_base: str, objects: int) -> dict[str, list[bytes]]:
     return pages
 
 
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by a PostgreSQL backend on this machine (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run(url: str, pages: dict[str, list[bytes]]) -> dict[str, Any]:
     engine = get_engine(url)
+    backend = None
+    if engine.dialect.name == "postgresql":  # the pool hands the page writes this one connection back each time
+        with engine.connect() as conn:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     per: dict[str, float] = {}
-    total_objects, total_seconds, cpu_seconds = 0, 0.0, 0.0
+    total_objects, total_seconds, cpu_seconds, server_seconds = 0, 0.0, 0.0, 0.0
     for resource, bodies in pages.items():
         if not bodies:
             continue
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started, server_started = time.perf_counter(), time.process_time(), _server_cpu(backend)
         n = 0
         for body in bodies:
             page = json.loads(body)["data"]
@@ -385,17 +398,22 @@ def run(url: str, pages: dict[str, list[bytes]]) -> dict[str, Any]:
             n += len(page)
         seconds = time.perf_counter() - started
         cpu_seconds += time.process_time() - cpu_started
+        server_seconds += _server_cpu(backend) - server_started
         per[resource] = round(n / seconds)
         total_objects += n
         total_seconds += seconds
     engine.dispose()
-    return {
+    out = {
         "objects": total_objects,
         "seconds": round(total_seconds, 2),
         "objects_per_s": round(total_objects / total_seconds),
         "per_resource": per,
         "objects_per_cpu_s": round(total_objects / cpu_seconds),  # this process's CPU only
     }
+    if server_seconds > 0:  # PostgreSQL's own work for the same pages (its backend process, another core)
+        out["server_cpu_us_per_object"] = round(server_seconds / total_objects * 1e6, 1)
+        out["client_cpu_us_per_object"] = round(cpu_seconds / total_objects * 1e6, 1)
+    return out
 
 
 def main() -> None:
@@ -415,6 +433,7 @@ def main() -> None:
         "bench": "ingest",
         "goal_objects_per_s": 30_000,
         "source": "recorded" if args.record else "built (current shape)",
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on this machine's cores
     }
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/ingest.db"
