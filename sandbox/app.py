@@ -27,8 +27,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 import sandbox.billing  # noqa: F401  (registers routes)
+import sandbox.cash  # noqa: F401
+import sandbox.discounts  # noqa: F401
 import sandbox.portal  # noqa: F401
 import sandbox.resources  # noqa: F401
+import sandbox.schedules  # noqa: F401
 import sandbox.webhooks  # noqa: F401
 from sandbox.billing import run_due
 from sandbox.core import ApiError, Obj, Store, new_id, parse_form

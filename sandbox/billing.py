@@ -11,6 +11,7 @@ import datetime as dt
 import heapq
 from typing import Any
 
+from sandbox import discounts
 from sandbox.core import (
     EVENT_RETENTION,
     ApiError,
@@ -363,11 +364,29 @@ def build_invoice(store: Store, c: Obj, sub: Obj | None, reason: str, start: int
     inv = store.put(compact(inv))
     for line in line_objs:
         store.objs[line["id"]] = line
+    if sub is not None and sub.get("discounts"):
+        _apply_discounts(store, sub, inv, start)
     store.child("invoice", c["id"], iid)
     if sub:
         store.child("invoice", sub["id"], iid)
     store.emit("invoice.created", inv)
     return inv
+
+
+def _apply_discounts(store: Store, sub: Obj, inv: Obj, start: int) -> None:
+    """Take the subscription's current discounts off a new invoice (after `compact`: these fields are
+    defaults there, so they are set on the stored dicts here)."""
+    lines = inv["lines"]["data"]
+    applied = discounts.apply(store, sub, start, [line["amount"] for line in lines])
+    if not applied:
+        return
+    for i, line in enumerate(lines):
+        line["discount_amounts"] = [{"amount": off[i], "discount": did} for did, off in applied]
+    inv["discounts"] = [did for did, _ in applied]
+    inv["total_discount_amounts"] = [{"amount": sum(off), "discount": did} for did, off in applied]
+    taken = sum(sum(off) for _, off in applied)
+    for key in ("total", "total_excluding_tax", "amount_due", "amount_remaining"):
+        inv[key] -= taken
 
 
 def _parent(sub: Obj) -> Obj:
@@ -587,7 +606,7 @@ def charge_retrieve(store: Store, p: Obj, chid: str) -> Obj:
 SUB_CREATE = {"customer", "items", "default_payment_method", "collection_method", "days_until_due",
               "trial_period_days", "trial_end", "billing_cycle_anchor", "proration_behavior",
               "cancel_at_period_end", "cancel_at", "metadata", "payment_behavior", "description", "currency",
-              "trial_settings", "off_session", "payment_settings", "backdate_start_date"}
+              "trial_settings", "off_session", "payment_settings", "backdate_start_date", "discounts"}
 
 
 def _item(store: Store, sub_id: str, raw: Any, param: str, now: int) -> Obj:
@@ -747,6 +766,8 @@ def subscription_create(store: Store, p: Obj) -> Obj:
         if failure is not None:
             code, decline, message = failure
             raise ApiError(402, message, type="card_error", code=code, decline_code=decline or None)
+    sub["discounts"] = discounts.make_discounts(store, p.get("discounts"), customer=cid, subscription=sid,
+                                                currency=currency, start=now)
     c["currency"] = c["currency"] or currency
     store.put(sub)
     for item in items:
@@ -806,6 +827,10 @@ def _renew(store: Store, sub: Obj, token: Any) -> None:
         if cancel_at <= store.now():
             cancel_subscription(store, sub, reason="cancellation_requested", at=cancel_at)
         return
+    if sub.get("schedule"):
+        from sandbox.schedules import phase_ended
+
+        phase_ended(store, sub, end)
     if sub["status"] == "paused":
         return
     c = store.objs[sub["customer"]]

@@ -58,7 +58,7 @@ def path_known(path: str) -> bool:
 
 # Top-level parameters by kind, checked before any handler runs (Stripe answers 400 "Invalid string" etc.).
 ARRAYS = {"expand", "types", "lookup_keys", "enabled_events", "preferred_locales", "items", "tax_id_data",
-          "images", "ids"}
+          "images", "ids", "discounts"}
 HASHES = {"metadata", "address", "shipping", "invoice_settings", "card", "billing_details", "recurring",
           "product_data", "features", "business_profile", "flow_data", "pause_collection", "cancellation_details",
           "trial_settings", "payment_settings", "default_price_data", "login_page", "automatic_tax", "tax",
@@ -75,7 +75,7 @@ def _check_kinds(params: Obj) -> None:
             kind = "integer or hash"
         elif key in ARRAYS:
             ok = isinstance(value, list) or value == ""
-            if ok and key not in ("items", "tax_id_data") and value != "":
+            if ok and key not in ("items", "tax_id_data", "discounts") and value != "":
                 ok = all(isinstance(v, str) for v in value)  # arrays of strings
             kind = "array"
         elif key in HASHES:
