@@ -37,6 +37,12 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlmodel import Session, SQLModel  # noqa: E402
 
 from lib import queries as q  # noqa: E402
+from lib.models import (  # noqa: E402
+    NAME_TRGM_INDEX,
+    drop_derived_state,
+    ensure_derived_state,
+    ensure_optional_indexes,
+)
 from lib.normalize import fold_name  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -272,6 +278,7 @@ class Loader:
         for table in TABLES:
             for idx in SQLModel.metadata.tables[table].indexes:
                 cur.execute(f'DROP INDEX IF EXISTS "{idx.name}"')
+        cur.execute(f'DROP INDEX IF EXISTS "{NAME_TRGM_INDEX}"')  # rebuilt after the load, like the rest
         self.conn.commit()
 
     def write(self, table: str, cols: dict[str, list[Any]]) -> int:
@@ -322,6 +329,8 @@ def fill(url: str, sizes: dict[str, int]) -> dict[str, float]:
     from lib.db import get_engine, migrate
 
     migrate(url)
+    with get_engine(url).begin() as conn:  # bulk load without the totals triggers; rebuilt after
+        drop_derived_state(conn)
     get_engine(url).dispose()  # the loader writes through its own connection
     t0 = time.perf_counter()
     with Loader(url) as load:
@@ -344,7 +353,47 @@ def fill(url: str, sizes: dict[str, int]) -> dict[str, float]:
             load.write(table, cols)
         t_rows = time.perf_counter() - t0
         load.finish()
+    with get_engine(url).begin() as conn:
+        ensure_derived_state(conn)  # triggers back, subscription_totals rebuilt from the rows
+    optional_indexes(url)
     return {"rows_seconds": round(t_rows, 1), "total_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def optional_indexes(url: str) -> bool:
+    """The PostgreSQL trigram name index, as `lib.db.migrate` creates it when the server allows."""
+    from lib.db import get_engine
+
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        return ensure_optional_indexes(conn)
+
+
+def catch_up_indexes(url: str) -> dict[str, Any]:
+    """For --no-fill: build the indexes lib/models.py declares that a kept cache lacks, then ANALYZE.
+
+    Lets a changed index be measured without refilling (a full fill builds every index anyway).
+    """
+    from sqlalchemy import inspect
+
+    from lib.db import get_engine
+
+    engine = get_engine(url)
+    built = []
+    SQLModel.metadata.create_all(engine)  # tables added since the cache was filled
+    with engine.begin() as conn:
+        rebuilt = ensure_derived_state(conn)
+        have = {t: {i["name"] for i in inspect(conn).get_indexes(t)} for t in TABLES}
+        for table in TABLES:
+            for idx in SQLModel.metadata.tables[table].indexes:
+                if idx.name not in have[table]:
+                    idx.create(conn)
+                    built.append(idx.name)
+        if built:
+            if conn.dialect.name == "sqlite":
+                conn.execute(text("PRAGMA analysis_limit=1000"))
+            conn.execute(text("ANALYZE"))
+    return {"reused": True, "indexes_built": built, "totals_rebuilt": rebuilt,
+            "trigram_index": optional_indexes(url)}
 
 
 # --- timing -------------------------------------------------------------------------------------------
@@ -356,7 +405,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(s), 1), "p95": round(p95, 1), "n": len(s)}
 
 
-def time_queries(url: str, sizes: dict[str, int], repeat: int) -> dict[str, dict[str, dict[str, float]]]:
+def time_queries(url: str, sizes: dict[str, int], repeat: int,
+                 only: set[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     from lib.db import get_engine
 
     engine = get_engine(url)
@@ -446,6 +496,8 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int) -> dict[str, dict
         for page, fns in plan.items():
             out[page] = {}
             for name, fn in fns.items():
+                if only and page not in only and f"{page}.{name}" not in only:
+                    continue
                 fn(session)  # warm the page cache once, like a running dashboard
                 samples = []
                 for _ in range(repeat):
@@ -527,7 +579,9 @@ def main() -> None:
     ap.add_argument("--page-repeat", type=int, default=5, help="timed AppTest runs per page")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite file / PostgreSQL schema")
     ap.add_argument("--workdir", help="where the SQLite file goes (default: a temporary folder)")
-    ap.add_argument("--no-fill", action="store_true", help="reuse a cache kept by an earlier --keep run")
+    ap.add_argument("--no-fill", action="store_true",
+                    help="reuse a cache kept by an earlier --keep run (indexes it lacks are built first)")
+    ap.add_argument("--only", help="time only these queries, e.g. customers.name_absent,overview (no pages)")
     args = ap.parse_args()
     sizes = {"customers": int(1_000_000 * args.scale), "subscriptions": int(1_000_000 * args.scale),
              "invoices": int(3_000_000 * args.scale), "events": int(200_000 * args.scale)}
@@ -541,13 +595,15 @@ def main() -> None:
         else:
             url = pg_url_existing("bench_pages") if args.no_fill else pg_url("bench_pages")
         print(f"[{backend}] filling {sizes} …", file=sys.stderr, flush=True)
-        load = {"reused": True} if args.no_fill else fill(url, sizes)
+        load = catch_up_indexes(url) if args.no_fill else fill(url, sizes)
         print(f"[{backend}] filled: {load}; timing queries …", file=sys.stderr, flush=True)
-        queries_ms = time_queries(url, sizes, args.repeat)
+        only = set(args.only.split(",")) if args.only else None
+        queries_ms = time_queries(url, sizes, args.repeat, only)
         print(f"[{backend}] timing pages …", file=sys.stderr, flush=True)
-        pages_ms = time_pages(url, sizes, args.page_repeat)
-        worst_q = max((v["p95"], f"{p}.{k}") for p, d in queries_ms.items() for k, v in d.items())
-        worst_p = max((v["p95"], k) for k, v in pages_ms.items())
+        pages_ms = {} if only else time_pages(url, sizes, args.page_repeat)
+        worst_q = max(((v["p95"], f"{p}.{k}") for p, d in queries_ms.items() for k, v in d.items()),
+                      default=(0, ""))
+        worst_p = max(((v["p95"], k) for k, v in pages_ms.items()), default=(0, ""))
         result["backends"][backend] = {
             "fill": load, "queries_ms": queries_ms, "pages_ms": pages_ms,
             "worst_query_p95": {"ms": worst_q[0], "query": worst_q[1]},

@@ -4,7 +4,7 @@ Rules: never load a whole table; a page fetches `page_size + 1` rows (to know wh
 page); totals are counted with a LIMIT-bounded subquery (`COUNT_CAP`) so a broad filter over a million
 rows stays fast; CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in
 minor units per currency and is never summed across currencies. The same SQL runs on SQLite and
-PostgreSQL (the few dialect differences are in `_prefix` and `_epoch`).
+PostgreSQL (the few dialect differences are in `_prefix` and `_utc_day`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lib.models import (
     StripeEvent,
     Subscription,
     SubscriptionItem,
+    SubscriptionTotal,
     SyncRun,
     SyncState,
     utcnow,
@@ -128,13 +129,6 @@ def _prefix(session: Session, column: Any, value: str) -> ColumnElement[bool]:
     if _dialect(session) == "sqlite":
         return and_(column >= value, column < value + "\U0010ffff")
     return column.like(_escape_like(value) + "%", escape="\\")
-
-
-def _epoch(session: Session, column: Any) -> Any:
-    """Seconds since 1970 of a datetime column, on either database."""
-    if _dialect(session) == "sqlite":
-        return func.cast(func.strftime("%s", column), Invoice.attempt_count.type)
-    return func.extract("epoch", column)
 
 
 def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tuple[int, bool]:
@@ -474,21 +468,36 @@ def _subs_where(stmt: Select, f: SubscriptionFilters, *, paged: bool = True) -> 
     return stmt
 
 
-def _subs_stmt(f: SubscriptionFilters) -> Select:
+def _subs_stmt(f: SubscriptionFilters, *, filtered: bool = True) -> Select:
     stmt = select(Subscription.id, Subscription.customer_id, Customer.email.label("customer_email"),
                   Subscription.status, Subscription.currency, Subscription.mrr,
                   Subscription.current_period_end, Subscription.cancel_at_period_end, Subscription.trial_end,
                   Subscription.created).outerjoin(Customer, Customer.id == Subscription.customer_id)
     key = SUB_SORTS.get(f.sort, Subscription.created)
     order = [key.desc(), Subscription.id.desc()] if f.descending else [key.asc(), Subscription.id.asc()]
-    return _subs_where(stmt, f).order_by(*order)
+    return (_subs_where(stmt, f) if filtered else stmt).order_by(*order)
 
 
 def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: int = 1,
                        page_size: int = 25) -> Page:
-    """One page of subscriptions with MRR and their plan names ("Basic × 2, Add-on")."""
-    counted = _subs_where(select(Subscription.id), filters)  # no join to customers just to count
-    result = _page(session, _subs_stmt(filters), page, page_size, count_stmt=counted)
+    """One page of subscriptions with MRR and their plan names ("Basic × 2, Add-on").
+
+    Two steps, as for the failed worklist: the page's ids are filtered and sorted without the join to
+    customers (from a covering index where one fits, e.g. the trial-end or cancel-at-period-end ones),
+    then only those rows are read in full and joined. A sort over 25,000 trial matches no longer joins
+    25,000 customers first.
+    """
+    page = max(1, int(page))
+    page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
+    key = SUB_SORTS.get(filters.sort, Subscription.created)
+    order = [key.desc(), Subscription.id.desc()] if filters.descending else [key.asc(), Subscription.id.asc()]
+    ids_stmt = _subs_where(select(Subscription.id), filters).order_by(*order)
+    ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
+    rows = [dict(r) for r in session.execute(
+        _subs_stmt(filters, filtered=False).where(Subscription.id.in_(ids[:page_size]))).mappings()] if ids else []
+    total, capped = _bounded_count(session, ids_stmt)
+    result = Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total,
+                  total_capped=capped)
     items = _items_for(session, [r["id"] for r in result.rows])
     for r in result.rows:
         r["plan"] = ", ".join(
@@ -499,7 +508,14 @@ def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: 
 
 
 def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> list[dict[str, Any]]:
-    """Count and MRR per status and currency for the filtered subscriptions (one row per pair)."""
+    """Count and MRR per status and currency for the filtered subscriptions (one row per pair).
+
+    Filtered by status and currency only (the page's default view), the figures come from
+    subscription_totals, which triggers keep exact; any other filter sums the matching rows.
+    """
+    if filters == SubscriptionFilters(statuses=filters.statuses, currency=filters.currency,
+                                      sort=filters.sort, descending=filters.descending):
+        return _totals(session, statuses=filters.statuses, currency=filters.currency, by_status=True)
     stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
                   func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
     stmt = _subs_where(stmt, filters, paged=False).group_by(Subscription.status, Subscription.currency)
@@ -718,32 +734,51 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
     since = now - timedelta(weeks=weeks)
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
     cur = [Invoice.currency == currency.lower()] if currency else []
-    week_c = func.floor((_epoch(session, Invoice.created) + _MONDAY) / 604800)
-    week_p = func.floor((_epoch(session, Invoice.paid_at) + _MONDAY) / 604800)
+    # grouped by UTC day in SQL (a cheap per-row expression that follows the index order), folded into
+    # weeks here: ≤ 366 days × currencies rows come back instead of computing epoch weeks per invoice
+    day_c, day_p = _utc_day(session, Invoice.created), _utc_day(session, Invoice.paid_at)
     # each part is one range of ix_invoices_status_attempt (status, attempt_count), read from the index alone
     still_failed = and_(Invoice.status.in_(["open", "uncollectible"]), Invoice.attempt_count > 0)
     paid_after_failing = and_(Invoice.status == "paid", Invoice.attempt_count > 1)
     failed: list[Any] = []
     for cond in (still_failed, paid_after_failing):
         failed += session.execute(
-            select(week_c.label("w"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
-            .where(cond, Invoice.created >= since, *cur).group_by(week_c, Invoice.currency)).all()
+            select(day_c.label("d"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
+            .where(cond, Invoice.created >= since, *cur).group_by(day_c, Invoice.currency)).all()
     recovered = session.execute(
-        select(week_p.label("w"), Invoice.currency, func.sum(Invoice.amount_paid).label("amount"))
-        .where(paid_after_failing, Invoice.paid_at >= since, *cur).group_by(week_p, Invoice.currency)).all()
+        select(day_p.label("d"), Invoice.currency, func.sum(Invoice.amount_paid).label("amount"))
+        .where(paid_after_failing, Invoice.paid_at >= since, *cur).group_by(day_p, Invoice.currency)).all()
     weekly: list[dict[str, Any]] = []
     totals: dict[str, dict[str, int]] = {}
     for kind, rows in (("failed", failed), ("recovered", recovered)):
-        for w, c, amount in rows:
-            if w is None or int(w) < week0:
+        for d, c, amount in rows:
+            if d is None:
                 continue
-            start = datetime.fromtimestamp(int(w) * 604800 - _MONDAY, UTC).date()
+            w = (_as_date(d).toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
+            if w < week0:
+                continue
+            start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
             weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
             totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
     weekly = _merge_weeks(weekly)
     rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
               "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
     return Recovery(weekly=sorted(weekly, key=lambda r: (r["week"], r["currency"], r["kind"])), rates=rates)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _utc_day(session: Session, column: Any) -> Any:
+    """The UTC calendar day of a datetime column: 'YYYY-MM-DD' text on SQLite (stored as UTC text), a date
+    on PostgreSQL."""
+    if _dialect(session) == "sqlite":
+        return func.substr(column, 1, 10)
+    return func.date(func.timezone("UTC", column))
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _merge_weeks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -759,11 +794,28 @@ def _merge_weeks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def mrr_by_currency(*, session: Session) -> list[dict[str, Any]]:
-    """MRR of live subscriptions (active, past due) per currency, from the status/currency/mrr index."""
-    stmt = (select(Subscription.currency, func.count().label("subscriptions"),
-                   func.sum(Subscription.mrr).label("mrr"))
-            .where(Subscription.status.in_(["active", "past_due"])).group_by(Subscription.currency)
-            .order_by(Subscription.currency))
+    """MRR of live subscriptions (active, past due) per currency, from the trigger-kept totals."""
+    return _totals(session, statuses=("active", "past_due"), currency=None, by_status=False)
+
+
+def _totals(session: Session, *, statuses: Iterable[str], currency: str | None,
+            by_status: bool) -> list[dict[str, Any]]:
+    """Count and MRR from subscription_totals (a few dozen rows), grouped per currency (and status).
+
+    Labels match the row-summing queries: `count` and `mrr` per status and currency, or `subscriptions`
+    and `mrr` per currency; the '' currency key is a subscription without a currency (None).
+    """
+    t = SubscriptionTotal
+    cur = func.nullif(t.currency, "").label("currency")
+    keys = [t.status, cur] if by_status else [cur]
+    n = func.sum(t.subscriptions).label("count" if by_status else "subscriptions")
+    stmt = select(*keys, n, func.sum(t.mrr).label("mrr")).where(t.subscriptions > 0)
+    statuses = list(statuses)
+    if statuses:
+        stmt = stmt.where(t.status.in_(statuses))
+    if currency:
+        stmt = stmt.where(t.currency == currency.lower())
+    stmt = stmt.group_by(*keys).order_by(*keys)
     return _rows(session, stmt)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 01:37:24.547414
+Create Date: 2026-11-26 02:06:08.305700
 """
 from collections.abc import Sequence
 
@@ -67,6 +67,7 @@ def upgrade() -> None:
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_customers_created'), ['created'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_currency'), ['currency'], unique=False)
+        batch_op.create_index('ix_customers_currency_mrr', ['currency', 'mrr', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_deleted'), ['deleted'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_delinquent'), ['delinquent'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_email_canonical'), ['email_canonical'], unique=False)
@@ -241,6 +242,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_subscription_items_product_id'), ['product_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscription_items_subscription_id'), ['subscription_id'], unique=False)
 
+    op.create_table('subscription_totals',
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('subscriptions', sa.BigInteger(), nullable=False),
+    sa.Column('mrr', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('status', 'currency')
+    )
     op.create_table('subscriptions',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -268,11 +276,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.create_index('ix_subscriptions_cape_created', ['cancel_at_period_end', 'created'], unique=False)
+        batch_op.create_index('ix_subscriptions_cape_currency_created', ['cancel_at_period_end', 'currency', 'created', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_created'), ['created'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_currency'), ['currency'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_status'), ['status'], unique=False)
         batch_op.create_index('ix_subscriptions_status_currency_mrr', ['status', 'currency', 'mrr'], unique=False)
+        batch_op.create_index('ix_subscriptions_status_trial_end', ['status', 'trial_end', 'created', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_trial_end'), ['trial_end'], unique=False)
 
     op.create_table('sync_lock',
@@ -320,14 +330,17 @@ def downgrade() -> None:
     op.drop_table('sync_lock')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriptions_trial_end'))
+        batch_op.drop_index('ix_subscriptions_status_trial_end')
         batch_op.drop_index('ix_subscriptions_status_currency_mrr')
         batch_op.drop_index(batch_op.f('ix_subscriptions_status'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_customer_id'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_currency'))
         batch_op.drop_index(batch_op.f('ix_subscriptions_created'))
+        batch_op.drop_index('ix_subscriptions_cape_currency_created')
         batch_op.drop_index('ix_subscriptions_cape_created')
 
     op.drop_table('subscriptions')
+    op.drop_table('subscription_totals')
     with op.batch_alter_table('subscription_items', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscription_items_subscription_id'))
         batch_op.drop_index(batch_op.f('ix_subscription_items_product_id'))
@@ -387,6 +400,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_customers_email_canonical'))
         batch_op.drop_index(batch_op.f('ix_customers_delinquent'))
         batch_op.drop_index(batch_op.f('ix_customers_deleted'))
+        batch_op.drop_index('ix_customers_currency_mrr')
         batch_op.drop_index(batch_op.f('ix_customers_currency'))
         batch_op.drop_index(batch_op.f('ix_customers_created'))
 
