@@ -330,15 +330,9 @@ def merge_retrieve_customer(customer_id: str, *, settings: Settings | None = Non
 
 
 def merge_customer_cash_balance(customer_id: str, *, settings: Settings | None = None) -> dict[str, int]:
-    """Cash balance available per currency ({} when the customer has none)."""
-    try:
-        obj, _ = retrieve(f"/v1/customers/{customer_id}/cash_balance", settings=settings)
-    except GatewayError as err:
-        # 404 without a missing customer: the endpoint is not offered (accounts without cash balances, the
-        # local sandbox) — then there is no cash balance to block on. A missing customer still raises.
-        if err.status == 404 and err.kind != "missing":
-            return {}
-        raise
+    """Cash balance available per currency ({} when the customer has none: `available` is null or all zero).
+    A missing customer raises like any other read."""
+    obj, _ = retrieve(f"/v1/customers/{customer_id}/cash_balance", settings=settings)
     return {k: int(v) for k, v in (obj.get("available") or {}).items() if v}
 
 
