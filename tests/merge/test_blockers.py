@@ -1,6 +1,6 @@
 """Every blocker the sandbox can produce stops the plan with its reason and writes nothing to Stripe; the
-missing-payment-method warning must be acknowledged. (Schedules and cash balances, which the sandbox cannot
-create, are covered by tests/merge/test_plan_rules.py.)"""
+missing-payment-method warning must be acknowledged. (Schedules and cash balances: see
+tests/merge/test_schedule_cash_discount.py.)"""
 
 from __future__ import annotations
 
