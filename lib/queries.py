@@ -279,12 +279,19 @@ NAME_MATCH_CAP = 1_000
 def _name_match(session: Session, folded: str) -> ColumnElement[bool]:
     """Customers whose folded name contains `folded`, or whose email starts with it (at most 1,000 of each).
 
-    A substring cannot use a b-tree, so the names are read once, without ORDER BY (a plain scan that stops
+    A substring cannot use a b-tree: PostgreSQL answers it from the trigram index when pg_trgm is
+    allowed; otherwise (and on SQLite) the names are read once, without ORDER BY (a plain scan that stops
     at the cap); on SQLite the scan reads the small name index (name + rowid) instead of the table.
     The page query then filters, sorts and pages only those customers.
     """
-    key = literal_column("customers.rowid") if _dialect(session) == "sqlite" else Customer.id
-    by_name = select(key).where(Customer.name_search.like("%" + _escape_like(folded) + "%", escape="\\"))
+    if _dialect(session) == "sqlite":
+        # instr on the already folded text: the same matches as LIKE '%…%', a third faster per row
+        key: Any = literal_column("customers.rowid")
+        contains = func.instr(Customer.name_search, folded) > 0
+    else:  # LIKE, so the pg_trgm index (lib/models.ensure_optional_indexes) answers it when present
+        key = Customer.id
+        contains = Customer.name_search.like("%" + _escape_like(folded) + "%", escape="\\")
+    by_name = select(key).where(contains)
     by_email = select(key).where(_prefix(session, Customer.email_normalized, folded))
     found: set[Any] = set()
     for stmt in (by_name, by_email):

@@ -99,3 +99,42 @@ def test_no_match_message(subs: dict[str, str]) -> None:
     at = run_page("subscriptions.py")
     at.multiselect(key="subs_status").select("paused").run()
     assert not at.exception and "No subscription matches" in at.info[0].value
+
+
+def _summed(session: Session) -> list[dict]:
+    """Count and MRR per status and currency, summed from the rows (what subscription_totals must equal)."""
+    from sqlalchemy import func, select
+
+    from lib.models import Subscription
+
+    stmt = (select(Subscription.status, Subscription.currency, func.count().label("count"),
+                    func.sum(Subscription.mrr).label("mrr"))
+            .group_by(Subscription.status, Subscription.currency)
+            .order_by(Subscription.status, Subscription.currency))
+    return [{**dict(r), "mrr": int(r.mrr)} for r in session.execute(stmt).mappings()]
+
+
+def test_totals_stay_exact_through_inserts_updates_deletes_and_rollbacks(subs: dict[str, str],
+                                                                          session: Session) -> None:
+    from sqlalchemy import delete, update
+
+    from lib.models import Subscription
+
+    def totals() -> list[dict]:
+        return queries.subscription_totals(session=session, filters=queries.SubscriptionFilters())
+
+    assert totals() == _summed(session)
+    # a renewal failing: active → past_due with a new MRR; a currency change; a deletion; no currency
+    session.execute(update(Subscription).where(Subscription.id == subs["basic"]).values(status="past_due", mrr=1500))
+    session.execute(update(Subscription).where(Subscription.id == subs["pro_year"]).values(currency="gbp"))
+    session.execute(delete(Subscription).where(Subscription.id == subs["gone"]))
+    make_subscription(session, "cus_nocurrency", status="active", currency=None, mrr=700)
+    session.commit()
+    assert totals() == _summed(session)
+    live = {r["currency"]: (r["subscriptions"], r["mrr"]) for r in queries.mrr_by_currency(session=session)}
+    assert live == {None: (1, 700), "gbp": (1, 5000), "usd": (2, 2500)}
+    # a change rolled back leaves the totals as they were
+    before = totals()
+    session.execute(update(Subscription).values(mrr=1))
+    session.rollback()
+    assert totals() == before == _summed(session)
