@@ -12,7 +12,8 @@ from tests.utils.sandbox import SandboxServer
 KINDS = {"customer", "payment_method", "product", "price", "subscription", "subscription_item", "plan", "invoice",
          "line_item", "invoice_payment", "payment_intent", "charge", "event", "customer_balance_transaction",
          "tax_id", "webhook_endpoint", "billing_portal.configuration", "billing_portal.session", "list",
-         "search_result"}
+         "search_result", "coupon", "discount", "subscription_schedule", "customer_cash_balance_transaction",
+         "cash_balance"}
 
 
 def _kinds(value: Any, seen: set[str]) -> None:
@@ -53,6 +54,12 @@ def test_every_kind_of_object_is_answered_and_checked(sandbox: SandboxServer) ->
     c.v1.billing_portal.sessions.create(params={"customer": cus.id})
     c.v1.customers.search(params={"query": "email~'example'"})
     c.v1.subscription_items.list(params={"subscription": sub.id})
+    coupon = c.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
+    discounted = subscribe(c, cus.id, price(c).id, discounts=[{"coupon": coupon.id}],
+                           expand=["discounts", "latest_invoice"])
+    c.v1.subscription_schedules.create(params={"from_subscription": discounted.id})
+    c.v1.test_helpers.customers.fund_cash_balance(cus.id, params={"amount": 100, "currency": "usd"})
+    c.v1.customers.cash_balance.retrieve(cus.id)
     c.v1.events.list(params={"limit": 100})
     seen: set[str] = set()
     for entry in sandbox.requests():
