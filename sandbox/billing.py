@@ -834,7 +834,7 @@ def _renew(store: Store, sub: Obj, token: Any) -> None:
     if sub["status"] == "paused":
         return
     c = store.objs[sub["customer"]]
-    before = snapshot(sub, ["status", "latest_invoice", "trial_end"])
+    before = snapshot(sub, ["status", "latest_invoice", "trial_end", "discounts"])
     was_trial = sub["status"] == "trialing"
     if was_trial:
         has_pm = charge_method(store, {"default_payment_method": None, "customer": c["id"]}, sub) is not None

@@ -180,8 +180,17 @@ def test_once_and_repeating_discounts_end(sandbox: SandboxServer) -> None:
     a = subscribe(c, customer(c).id, p.id, discounts=[{"coupon": once.id}])
     b = subscribe(c, customer(c).id, p.id, discounts=[{"coupon": two.id}])
     assert c.v1.subscriptions.retrieve(b.id, params={"expand": ["discounts"]}).discounts[0].end is not None
-    for _ in range(3):
-        sandbox.advance(days=31)
+
+    def dropped() -> set[str]:  # subscriptions whose update event shows a discount leaving them
+        events = c.v1.events.list(params={"type": "customer.subscription.updated", "limit": 100}).data
+        return {e.data.object["id"] for e in events
+                if "discounts" in (e.data.to_dict().get("previous_attributes") or {})}
+
+    sandbox.advance(days=31)
+    assert dropped() == {a.id}  # the once discount leaves at the second invoice
+    sandbox.advance(days=31)
+    assert b.id in dropped()  # the 2-month one at the third
+    sandbox.advance(days=31)
 
     def paid(sub_id: str) -> list[int]:
         return [i.amount_paid for i in reversed(c.v1.invoices.list(params={"subscription": sub_id}).data)]
