@@ -207,10 +207,6 @@ def _sqlite_datetime(v: datetime | None) -> str | None:
         v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
 
 
-def _pg_datetime(v: datetime | None) -> datetime | None:
-    return v if v is None or v.tzinfo is UTC else v.astimezone(UTC)
-
-
 def _json_text(v: Any) -> str | None:
     if v is None:
         return None
@@ -220,9 +216,9 @@ def _json_text(v: Any) -> str | None:
 
 
 @lru_cache(maxsize=64)
-def _converters(dialect: str, table_name: str, cols: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
-    """Per column: how a Python value becomes a DB-API parameter as SQLAlchemy's types would bind it (aware
-    UTC datetimes, JSON as text), without SQLAlchemy's per-value processing cost. None = as is."""
+def _converters(table_name: str, cols: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """Per column: how a Python value becomes a SQLite parameter as SQLAlchemy's types would bind it (UTC
+    datetimes as text, JSON as text), without SQLAlchemy's per-value processing cost. None = as is."""
     table = _table(table_name)
     out: list[Callable[[Any], Any] | None] = []
     for c in cols:
@@ -230,7 +226,7 @@ def _converters(dialect: str, table_name: str, cols: tuple[str, ...]) -> tuple[C
         if isinstance(col_type, JSON):
             out.append(_json_text)
         elif getattr(col_type, "python_type", None) is datetime or "DateTime" in type(col_type).__name__:
-            out.append(_pg_datetime if dialect == "postgresql" else _sqlite_datetime)
+            out.append(_sqlite_datetime)
         else:
             out.append(None)
     return tuple(out)
@@ -243,15 +239,14 @@ def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool 
     Returns how many rows were written, or with `returning` the ids that were (inserted or newer)."""
     if not rows:
         return [] if returning else 0
-    dialect = conn.dialect.name
+    if conn.dialect.name == "postgresql":  # the page as one JSON text: a tiny statement, planned once
+        result = conn.exec_driver_sql(*_pg_upsert(table, rows, versioned=versioned, returning=returning))
+        return [r[0] for r in result] if returning else result.rowcount
     given = tuple(rows[0])
     defaults = _insert_defaults(table.name, given)  # columns the row leaves to their default (customers.mrr)
     cols = given + tuple(defaults)
     tail = tuple(defaults.values())
-    if dialect == "postgresql":  # the page as one JSON text: a tiny statement, planned once, whatever the rows
-        result = conn.exec_driver_sql(*_pg_upsert(table, rows, versioned=versioned, returning=returning))
-        return [r[0] for r in result] if returning else result.rowcount
-    convs = tuple(zip(given, _converters(dialect, table.name, given), strict=True))
+    convs = tuple(zip(given, _converters(table.name, given), strict=True))
     params = [tuple([f(r[c]) if f else r[c] for c, f in convs]) + tail for r in rows]
     if not returning:
         return conn.exec_driver_sql(_upsert_sql(table.name, cols, versioned, 1, tuple(defaults)), params).rowcount
