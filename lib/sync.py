@@ -177,19 +177,27 @@ def _pg_upsert_sql(table_name: str, cols: tuple[str, ...], versioned: bool, inse
     come from the models only."""
     table = _table(table_name)
     given = tuple(c for c in cols if c not in insert_only)
-    defs = ", ".join(f'"{c}" {_pg_type(table.c[c].type)}' for c in given)
+    types = {c: _pg_type(table.c[c].type) for c in cols}
+    # Datetimes travel as integer microseconds since the epoch: exact, and cheaper to read than ISO text.
+    defs = ", ".join(f'"{c}" {"int8" if types[c] == "timestamptz" else types[c]}' for c in given)
     quoted = ", ".join(f'"{c}"' for c in cols)
-    picks = ", ".join([f'u."{c}"' for c in given] + [f"%s::{_pg_type(table.c[c].type)}" for c in insert_only])
+    picks = ", ".join([f"(TIMESTAMPTZ 'epoch' + u.\"{c}\" * INTERVAL '1 microsecond')" if types[c] == "timestamptz"
+                       else f'u."{c}"' for c in given] + [f"%s::{types[c]}" for c in insert_only])
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c != "id" and c not in insert_only)
     where = f' WHERE excluded.version_ts >= "{table_name}".version_ts' if versioned else ""
     return (f'INSERT INTO "{table_name}" ({quoted}) SELECT {picks} FROM json_to_recordset(%s::json) '  # noqa: S608
             f"AS u({defs}) ON CONFLICT (id) DO UPDATE SET {sets}{where}" + (" RETURNING id" if returning else ""))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _json_default(v: Any) -> Any:
-    """Datetimes in a page's JSON parameter: ISO 8601 with offset (PostgreSQL reads it as timestamptz)."""
+    """Datetimes in a page's JSON parameter: integer microseconds since the epoch (naive ones taken as UTC,
+    the cache's convention); `_pg_upsert_sql` turns them back into timestamptz."""
     if isinstance(v, datetime):
-        return v.isoformat()
+        return ((v if v.tzinfo is not None else v.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
     raise TypeError(f"cannot send {type(v).__name__} to the database")
 
 
