@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from lib.config import get_settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -87,3 +94,34 @@ def ensure_migrated(url: str | None = None) -> Engine:
     url = url or get_settings().database_url
     migrate(url)
     return get_engine(url)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the whole transaction was rolled back and may rerun."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, DBAPIError) and getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def retry_transaction(attempts: int = 4) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Rerun a function that is one whole transaction when PostgreSQL aborts it as a deadlock victim.
+
+    Concurrent writers (the sync worker, webhooks in every replica, a customer refresh) can lock the same rows
+    in opposite orders; PostgreSQL then rolls one back. The decorated functions write with newer-wins upserts,
+    so running them again is safe.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return fn(*args, **kwargs)
+                except DBAPIError as exc:
+                    if attempt == attempts or not is_retryable(exc):
+                        raise
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return decorate

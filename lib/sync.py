@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from lib import mapping
 from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
-from lib.db import ensure_migrated
+from lib.db import ensure_migrated, retry_transaction
 from lib.models import (
     Customer,
     Invoice,
@@ -533,6 +533,7 @@ def _set_state(conn: Connection, resource: str, **values: Any) -> None:
     conn.execute(update(STATE).where(STATE.c.resource == resource).values(**values))
 
 
+@retry_transaction()
 def ingest_page(engine: Engine, resource: str, objs: list[Obj], server_time: int, *,
                 cursor: str | None = None, product_names: dict[str, str] | None = None) -> int:
     """Write one list page and (if given) its backfill cursor in one transaction; returns rows written."""
@@ -644,6 +645,7 @@ def apply_events(conn: Connection, events: list[Obj], *, source: str,
     return len(todo), written
 
 
+@retry_transaction()
 def apply_webhook_event(event: Obj, *, settings: Settings | None = None) -> str:
     """Apply one verified webhook event: 'applied', 'duplicate' (already processed) or 'ignored' (a type the
     cache does not keep; still recorded so it is never applied twice)."""
@@ -994,6 +996,7 @@ def incremental(run: _Run, resource: str) -> None:
             _set_state(conn, resource, event_cursor=newest_id, event_cursor_created=from_ts(newest_created))
 
 
+@retry_transaction()
 def _apply_event_page(run: _Run, resource: str, events: list[Obj], *, server_time: int) -> None:
     prepare_events(events, run.settings)
     newest = events[-1]
@@ -1158,6 +1161,7 @@ def _describe(exc: BaseException) -> str:
 # --- one customer --------------------------------------------------------------------------------
 
 
+@retry_transaction()
 def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> None:
     """Re-fetch one customer with its subscriptions, invoices and payment methods into the cache.
 
