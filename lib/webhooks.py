@@ -38,7 +38,8 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": "payload too large"}, status_code=413)
     signature = request.headers.get("stripe-signature", "")
     try:
-        stripe.Webhook.construct_event(payload, signature, secret)
+        # Verify only: construct_event would also build an SDK Event from a second parse we never use.
+        stripe.WebhookSignature.verify_header(payload, signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, ValueError):
         return JSONResponse({"error": "invalid Stripe-Signature"}, status_code=400)

@@ -16,8 +16,8 @@ from tests.utils.browser import dashboard
 SECRET = "whsec_test_secret"  # tests/conftest.py puts it in STRIPE_WEBHOOK_SECRET
 
 
-def signed(payload: bytes, secret: str = SECRET) -> str:
-    t = int(time.time())
+def signed(payload: bytes, secret: str = SECRET, *, age: int = 0) -> str:
+    t = int(time.time()) - age
     mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
 
@@ -54,6 +54,7 @@ def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, d
         assert post(url, bodies[-1], None)[0] == 400
         tampered = bodies[-1].replace(b"Version 4", b"Hacked 4")
         assert post(url, tampered, signed(bodies[-1]))[0] == 400
+        assert post(url, bodies[-1], signed(bodies[-1], age=600))[0] == 400  # a replayed old delivery
         assert rows(db, "SELECT id FROM customers") == [] and rows(db, "SELECT id FROM stripe_events") == []
 
         # Newest first, then duplicates and the older ones in a shuffled order.
