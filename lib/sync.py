@@ -538,7 +538,7 @@ def ingest_page(engine: Engine, resource: str, objs: list[Obj], server_time: int
                 cursor: str | None = None, product_names: dict[str, str] | None = None) -> int:
     """Write one list page and (if given) its backfill cursor in one transaction; returns rows written."""
     with engine.begin() as conn:
-        _pipeline(conn, [_touch_state_sql(conn, resource, cursor), *_page_settings(conn)])
+        _start_page(conn, resource, cursor)
         return apply_objects(conn, resource, [(o, server_time) for o in objs], product_names)
 
 
@@ -557,10 +557,10 @@ def _sqlite_writer(conn: Connection) -> None:
         record.info["sync_writer"] = True
 
 
-def _relaxed_commit(conn: Connection) -> None:
-    """Apply `_page_settings` to this transaction."""
-    for sql, params in _page_settings(conn):
-        conn.exec_driver_sql(sql, params)
+def _start_page(conn: Connection, resource: str, cursor: str | None = None) -> None:
+    """First statements of a page's transaction (list page or event page): `_touch_state` and
+    `_page_settings`, in one round trip on PostgreSQL."""
+    _pipeline(conn, [_touch_state_sql(conn, resource, cursor), *_page_settings(conn)])
 
 
 def _page_settings(conn: Connection) -> list[tuple[str, tuple[Any, ...]]]:
@@ -1001,8 +1001,7 @@ def _apply_event_page(run: _Run, resource: str, events: list[Obj], *, server_tim
     prepare_events(events, run.settings)
     newest = events[-1]
     with run.write_lock, run.engine.begin() as conn:
-        _touch_state(conn, resource)
-        _relaxed_commit(conn)
+        _start_page(conn, resource)
         _, per_resource = apply_events(conn, events, source="events", products=run.products)
         _set_state(conn, resource, event_cursor=newest["id"], event_cursor_created=from_ts(int(newest["created"])))
     run.add(resource, sum(per_resource.values()), len(events))
@@ -1161,11 +1160,11 @@ def _describe(exc: BaseException) -> str:
 # --- one customer --------------------------------------------------------------------------------
 
 
-@retry_transaction()
 def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> None:
     """Re-fetch one customer with its subscriptions, invoices and payment methods into the cache.
 
-    Used after portal and merge actions. Raises GatewayError when Stripe cannot be read.
+    Used after portal and merge actions. Raises GatewayError when Stripe cannot be read. Only the write is
+    rerun when PostgreSQL picks it as a deadlock victim: the Stripe reads are not repeated.
     """
     settings = settings or get_settings()
     engine = ensure_migrated(settings.database_url)
@@ -1189,7 +1188,15 @@ def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> N
     pms: list[Obj] = []
     if not customer.get("deleted"):
         pms = list(gw.iter_list(f"/v1/customers/{customer_id}/payment_methods", settings=settings))
-    names = ProductNames(settings).resolve(subs) if subs else None
+    # the product names webhooks use (listed once per 10 minutes), not a product list per refresh
+    names = shared_products(settings).resolve(subs) if subs else None
+    _write_customer(engine, customer_id, server_time, customer, subs, invoices, pms, names)
+
+
+@retry_transaction()
+def _write_customer(engine: Engine, customer_id: str, server_time: int, customer: Obj, subs: list[Obj],
+                    invoices: list[Obj], pms: list[Obj], names: dict[str, str] | None) -> None:
+    """refresh_customer's one transaction: the customer, its lists, and its cards no longer attached."""
     pm_table = TABLES["payment_methods"]
     with engine.begin() as conn:
         _touch_state(conn, "customers")
