@@ -34,10 +34,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per database URL per process (pages wrap this in st.cache_resource)."""
-    url = url or get_settings().database_url
+    """One engine per database URL per process (pages wrap this in st.cache_resource); no URL: the settings'
+    URL now (resolved before the cache, so a changed DATABASE_URL is never answered with the first engine)."""
+    return _engine(url or get_settings().database_url)
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -50,8 +54,7 @@ def get_engine(url: str | None = None) -> Engine:
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error: no half-written change."""
-    # The URL is resolved here, not inside the lru_cache'd get_engine(): get_engine(None) would pin the first URL.
-    with Session(engine or get_engine(get_settings().database_url), expire_on_commit=False) as session:
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
@@ -88,10 +91,13 @@ def migrate(url: str | None = None) -> None:
         ensure_optional_indexes(connection)
 
 
-@lru_cache(maxsize=8)
 def ensure_migrated(url: str | None = None) -> Engine:
-    """Migrate once per process and return the engine; the dashboard calls this on start."""
-    url = url or get_settings().database_url
+    """Migrate once per process and database and return the engine; the dashboard calls this on start."""
+    return _migrated(url or get_settings().database_url)
+
+
+@lru_cache(maxsize=8)
+def _migrated(url: str) -> Engine:
     migrate(url)
     return get_engine(url)
 
