@@ -13,7 +13,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
@@ -48,7 +48,6 @@ ZERO_DECIMAL = frozenset({
 SUBSCRIPTION_STATUSES = (
     "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused",
 )
-FOLLOWUP_STATUSES = ("open", "contacted", "promised", "resolved")
 AGE_BUCKETS = ("0–7 days", "8–30 days", "31–60 days", "over 60 days")
 _MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Monday
 
@@ -91,13 +90,6 @@ class Page:
             return ""
         return f"{self.total:,}+" if self.total_capped else f"{self.total:,}"
 
-    @property
-    def last_page(self) -> int:
-        """The last reachable page number (1-based), bounded by the count cap."""
-        if self.total is None:
-            return self.page + (1 if self.has_more else 0)
-        return max(1, -(-self.total // self.page_size))
-
 
 def _rows(session: Session, stmt: Select, ints: tuple[str, ...] = ("amount", "mrr", "count", "invoices",
                                                                     "subscriptions")) -> list[dict[str, Any]]:
@@ -138,15 +130,34 @@ def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tupl
     return (cap, True) if n > cap else (n, False)
 
 
-def _page(session: Session, stmt: Select, page: int, page_size: int, count: bool = True,
-          count_stmt: Select | None = None) -> Page:
-    page = max(1, int(page))
-    page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
+def _page_args(page: int, page_size: int) -> tuple[int, int]:
+    """A page number of at least 1 and one of PAGE_SIZES (URL or session state may hold anything)."""
+    return max(1, int(page)), page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
+
+
+def _order(key: Any, id_column: Any, descending: bool) -> list[Any]:
+    """Sort by `key`, ties broken by id in the same direction, so paging is stable."""
+    return [key.desc(), id_column.desc()] if descending else [key.asc(), id_column.asc()]
+
+
+def _page(session: Session, stmt: Select, page: int, page_size: int) -> Page:
+    page, page_size = _page_args(page, page_size)
     rows = [dict(r) for r in session.execute(stmt.offset((page - 1) * page_size).limit(page_size + 1)).mappings()]
-    has_more = len(rows) > page_size
-    total, capped = _bounded_count(session, count_stmt if count_stmt is not None else stmt) if count \
-        else (None, False)
-    return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=has_more, total=total,
+    total, capped = _bounded_count(session, stmt)
+    return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=len(rows) > page_size,
+                total=total, total_capped=capped)
+
+
+def _page_by_ids(session: Session, ids_stmt: Select, rows_stmt: Select, id_column: Any, page: int,
+                 page_size: int) -> Page:
+    """A page in two steps: the ids filtered and sorted (from an index where one fits), then only those
+    rows read in full and joined, in `rows_stmt`'s order."""
+    page, page_size = _page_args(page, page_size)
+    ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
+    rows = [dict(r) for r in session.execute(rows_stmt.where(id_column.in_(ids[:page_size]))).mappings()] \
+        if ids else []
+    total, capped = _bounded_count(session, ids_stmt)
+    return Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total,
                 total_capped=capped)
 
 
@@ -187,11 +198,6 @@ class Search:
     kind: str  # none | id | email | phone | last4 | name
     value: str = ""
     extra: str = ""  # email: canonical form
-
-    @property
-    def label(self) -> str:
-        return {"id": "customer id", "email": "email", "phone": "phone number", "last4": "card last 4",
-                "name": "name or email"}.get(self.kind, "")
 
 
 _PHONEISH = re.compile(r"^\+?[\d\s().\-]{6,}$")
@@ -322,27 +328,21 @@ def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any]
         stmt = stmt.where(Customer.created >= _day_start(f.created_from))
     if f.created_to:
         stmt = stmt.where(Customer.created < _day_start(f.created_to + timedelta(days=1)))
-    key = CUSTOMER_SORTS.get(f.sort, Customer.created)
-    order = [key.desc(), Customer.id.desc()] if f.descending else [key.asc(), Customer.id.asc()]
-    return stmt.order_by(*order)
+    return stmt.order_by(*_order(CUSTOMER_SORTS.get(f.sort, Customer.created), Customer.id, f.descending))
 
 
-def search_customers(
-    *, session: Session, filters: CustomerFilters, page: int = 1, page_size: int = 25, count: bool = True,
-) -> Page:
+def search_customers(*, session: Session, filters: CustomerFilters, page: int = 1, page_size: int = 25) -> Page:
     """One page of customers matching the search box and filters (raises SearchError on bad text)."""
-    return _page(session, _customers_stmt(session, filters), page, page_size, count)
+    return _page(session, _customers_stmt(session, filters), page, page_size)
 
 
 def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
     """Every customer of the current result (all pages) as CSV, streamed."""
-    cols = CUSTOMER_COLUMNS
-
     def money(r: dict) -> dict:
         return {**r, "mrr": minor_to_major(r["mrr"], r["currency"]),
                 "balance": minor_to_major(r["balance"], r["currency"])}
 
-    return stream_csv(session, _customers_stmt(session, filters), cols, transform=money)
+    return stream_csv(session, _customers_stmt(session, filters), CUSTOMER_COLUMNS, transform=money)
 
 
 def distinct_values(session: Session, column: Any, limit: int = 200) -> list[Any]:
@@ -480,8 +480,7 @@ def _subs_stmt(f: SubscriptionFilters, *, filtered: bool = True) -> Select:
                   Subscription.status, Subscription.currency, Subscription.mrr,
                   Subscription.current_period_end, Subscription.cancel_at_period_end, Subscription.trial_end,
                   Subscription.created).outerjoin(Customer, Customer.id == Subscription.customer_id)
-    key = SUB_SORTS.get(f.sort, Subscription.created)
-    order = [key.desc(), Subscription.id.desc()] if f.descending else [key.asc(), Subscription.id.asc()]
+    order = _order(SUB_SORTS.get(f.sort, Subscription.created), Subscription.id, f.descending)
     return (_subs_where(stmt, f) if filtered else stmt).order_by(*order)
 
 
@@ -494,17 +493,9 @@ def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: 
     then only those rows are read in full and joined. A sort over 25,000 trial matches no longer joins
     25,000 customers first.
     """
-    page = max(1, int(page))
-    page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
-    key = SUB_SORTS.get(filters.sort, Subscription.created)
-    order = [key.desc(), Subscription.id.desc()] if filters.descending else [key.asc(), Subscription.id.asc()]
+    order = _order(SUB_SORTS.get(filters.sort, Subscription.created), Subscription.id, filters.descending)
     ids_stmt = _subs_where(select(Subscription.id), filters).order_by(*order)
-    ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
-    rows = [dict(r) for r in session.execute(
-        _subs_stmt(filters, filtered=False).where(Subscription.id.in_(ids[:page_size]))).mappings()] if ids else []
-    total, capped = _bounded_count(session, ids_stmt)
-    result = Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total,
-                  total_capped=capped)
+    result = _page_by_ids(session, ids_stmt, _subs_stmt(filters, filtered=False), Subscription.id, page, page_size)
     items = _items_for(session, [r["id"] for r in result.rows])
     for r in result.rows:
         r["plan"] = ", ".join(
@@ -537,7 +528,7 @@ def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) 
 
 
 def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]]:
-    """Products, prices and intervals to filter by: [(id, label)] each, read through their indexes."""
+    """Products, prices and currencies to filter by: [(id, label)] each, read through their indexes."""
     product_ids = distinct_values(session, SubscriptionItem.product_id, limit=500)
     names = {p: session.execute(select(SubscriptionItem.product_name).where(
         SubscriptionItem.product_id == p, SubscriptionItem.product_name.is_not(None)).limit(1)).scalar()
@@ -545,7 +536,6 @@ def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]
     return {
         "products": [(p, f"{names[p]} ({p})" if names.get(p) else p) for p in product_ids],
         "prices": [(p, p) for p in distinct_values(session, SubscriptionItem.price_id, limit=500)],
-        "intervals": [(i, i) for i in ("day", "week", "month", "year")],
         "currencies": [(c, c.upper()) for c in distinct_values(session, Subscription.currency)],
     }
 
@@ -628,8 +618,7 @@ def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
         Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
         InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
         InvoiceFollowup.updated_at.label("followup_at")))
-    key = FAILED_SORTS.get(f.sort, Invoice.amount_remaining)
-    order = [key.desc(), Invoice.id.desc()] if f.descending else [key.asc(), Invoice.id.asc()]
+    order = _order(FAILED_SORTS.get(f.sort, Invoice.amount_remaining), Invoice.id, f.descending)
     return _failed_where(stmt, f, now).order_by(*order)
 
 
@@ -646,20 +635,13 @@ def failed_invoices(*, session: Session, filters: FailedFilters, page: int = 1, 
                     now: datetime | None = None) -> Page:
     """One page of the failed-payment worklist with decline meaning, next retry and follow-up."""
     now = now or utcnow()
-    page = max(1, int(page))
-    page_size = page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
-    key = FAILED_SORTS.get(filters.sort, Invoice.amount_remaining)
-    order = [key.desc(), Invoice.id.desc()] if filters.descending else [key.asc(), Invoice.id.asc()]
+    order = _order(FAILED_SORTS.get(filters.sort, Invoice.amount_remaining), Invoice.id, filters.descending)
     # 1) the page's ids, sorted inside the covering index; 2) their full rows (the table read 26 times)
     ids_stmt = _failed_where(_failed_from(select(Invoice.id), filters), filters, now).order_by(*order)
-    ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
-    rows = [dict(r) for r in session.execute(_failed_stmt(filters, now).where(Invoice.id.in_(ids[:page_size])))
-            .mappings()] if ids else []
-    total, capped = _bounded_count(session, ids_stmt)
-    for r in rows:
+    result = _page_by_ids(session, ids_stmt, _failed_stmt(filters, now), Invoice.id, page, page_size)
+    for r in result.rows:
         _decorate_failed(r, now)
-    return Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total,
-                total_capped=capped)
+    return result
 
 
 def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:
@@ -890,14 +872,3 @@ def cache_freshness(*, session: Session) -> datetime | None:
                            .where(StripeEvent.source == "webhook")).scalar()
     times = [t for t in (run, hook) if t is not None]
     return max(times) if times else None
-
-
-def iter_pages(fetch: Callable[[int], Page]) -> Iterator[Page]:
-    """Walk pages 1, 2, … of a paged query until the last one (used by tests and the bench)."""
-    n = 1
-    while True:
-        p = fetch(n)
-        yield p
-        if not p.has_more:
-            return
-        n += 1
