@@ -100,6 +100,7 @@ def render_payment_methods(c: dict, pms: list[dict]) -> None:
         if pm["card_exp_month"] else "", "stripe": dashboard_url("payment_methods", pm["id"]),
     } for pm in pms])
     st.dataframe(df, key=f"{P}_pms", hide_index=True, column_config={
+        "id": "Payment method", "brand": "Brand", "last4": "Last 4", "expires": "Expires",
         "default": st.column_config.CheckboxColumn("Default"),
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })
@@ -128,6 +129,7 @@ def render_subscriptions(subs: list[dict]) -> None:
         })
     df = frame(rows, money=("mrr",))
     st.dataframe(df, key=f"{P}_subs", hide_index=True, column_config={
+        "id": "Subscription", "status": "Status", "currency": "Currency",
         "items": st.column_config.TextColumn("Items", width="large"),
         "mrr": money_column("MRR", df["currency"]),
         "period_end": st.column_config.DatetimeColumn("Current period ends", format="YYYY-MM-DD"),
@@ -158,6 +160,8 @@ def render_invoices(cid: str) -> list[str]:
         })
     df = frame(rows, money=("amount_due", "amount_paid", "amount_remaining"))
     st.dataframe(df, key=f"{P}_invoices", hide_index=True, column_config={
+        "id": "Invoice", "number": "Number", "status": "Status", "currency": "Currency",
+        "attempts": st.column_config.NumberColumn("Attempts"),
         "amount_due": money_column("Due", df["currency"]),
         "amount_paid": money_column("Paid", df["currency"]),
         "amount_remaining": money_column("Remaining", df["currency"]),
@@ -180,6 +184,7 @@ def render_timeline(cid: str, object_ids: list[str]) -> None:
     df = frame(events)
     df["stripe"] = [dashboard_url("events", e) for e in df["id"]]
     st.dataframe(df, key=f"{P}_events", hide_index=True, column_config={
+        "id": "Event", "type": "Type", "object_id": "About", "source": "Received via",
         "created": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })

@@ -6,7 +6,17 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import csv_download, query
-from app_pages.components.tables import frame, guarded, link_to, money_column, open_customer, pager, pager_controls
+from app_pages.components.tables import (
+    ANY,
+    chosen,
+    frame,
+    guarded,
+    link_to,
+    money_column,
+    open_customer,
+    pager,
+    pager_controls,
+)
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
@@ -23,22 +33,19 @@ def filters_from_widgets() -> CustomerFilters:
     c1, c2, c3, c4 = st.columns(4)
     c1.checkbox("Delinquent only", key=f"{P}_delinquent")
     c1.checkbox("Has an unpaid invoice", key=f"{P}_unpaid")
-    c2.selectbox("Subscription status", ["Any", *SUBSCRIPTION_STATUSES], key=f"{P}_sub_status")
+    c2.selectbox("Subscription status", [ANY, *SUBSCRIPTION_STATUSES], key=f"{P}_sub_status")
     currencies = query("customer_currencies")
-    c2.selectbox("Currency", ["Any", *[c.upper() for c in currencies]], key=f"{P}_currency")
+    c2.selectbox("Currency", [ANY, *[c.upper() for c in currencies]], key=f"{P}_currency")
     c3.date_input("Created from", value=None, key=f"{P}_from")
     c3.date_input("Created to", value=None, key=f"{P}_to")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
     c4.checkbox("Include deleted customers", key=f"{P}_deleted")
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
-    status = st.session_state.get(f"{P}_sub_status")
-    currency = st.session_state.get(f"{P}_currency")
     return CustomerFilters(
         q=st.session_state.get(f"{P}_search") or "",
         delinquent=bool(st.session_state.get(f"{P}_delinquent")),
         unpaid=bool(st.session_state.get(f"{P}_unpaid")),
-        sub_status=None if status in (None, "Any") else status,
-        currency=None if currency in (None, "Any") else currency.lower(),
+        sub_status=chosen(f"{P}_sub_status"), currency=(chosen(f"{P}_currency") or "").lower() or None,
         created_from=st.session_state.get(f"{P}_from"), created_to=st.session_state.get(f"{P}_to"),
         include_deleted=bool(st.session_state.get(f"{P}_deleted")), sort=sort, descending=desc,
     )

@@ -6,11 +6,21 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components import data
 from app_pages.components.data import csv_download, query
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
-from app_pages.components.tables import frame, guarded, money_column, money_lines, paged, pager_controls
+from app_pages.components.tables import (
+    ANY,
+    chosen,
+    frame,
+    guarded,
+    money_column,
+    money_lines,
+    paged,
+    pager_controls,
+)
 from lib import followups
 from lib.auth import can, require_page
 from lib.db import session_scope
@@ -20,7 +30,6 @@ from lib.queries import AGE_BUCKETS, FailedFilters, format_money
 P = "fi"  # widget-key prefix
 SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
          "Newest first": ("created", True), "Next retry soonest": ("next_retry", False)}
-ANY = "Any"
 
 
 def filters_from_widgets() -> FailedFilters:
@@ -35,14 +44,10 @@ def filters_from_widgets() -> FailedFilters:
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
 
-    def pick(name: str) -> str | None:
-        value = st.session_state.get(f"{P}_{name}")
-        return None if value in (None, ANY) else value
-
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
-    return FailedFilters(decline_code=pick("decline"), currency=(pick("currency") or "").lower() or None,
-                         status=pick("status"), followup=pick("followup"), age=pick("age"), sort=sort,
-                         descending=desc)
+    return FailedFilters(decline_code=chosen(f"{P}_decline"), currency=(chosen(f"{P}_currency") or "").lower() or None,
+                         status=chosen(f"{P}_status"), followup=chosen(f"{P}_followup"), age=chosen(f"{P}_age"),
+                         sort=sort, descending=desc)
 
 
 def render_summary(filters: FailedFilters) -> None:
@@ -61,7 +66,8 @@ def render_summary(filters: FailedFilters) -> None:
         df = frame(codes, money=("amount",))
         st.dataframe(df, key=f"{P}_codes", hide_index=True,
                      column_order=["code", "currency", "invoices", "amount", "meaning", "next_step"],
-                     column_config={"code": "Decline code", "amount": money_column("At risk", df["currency"]),
+                     column_config={"code": "Decline code", "currency": "Currency", "invoices": "Invoices",
+                                    "amount": money_column("At risk", df["currency"]),
                                     "meaning": st.column_config.TextColumn("Meaning", width="medium"),
                                     "next_step": st.column_config.TextColumn("Suggested next step", width="large")})
     with right:
@@ -69,7 +75,8 @@ def render_summary(filters: FailedFilters) -> None:
         ages = query("failed_by_age", filters=filters)
         df = frame(ages, money=("amount",))
         st.dataframe(df, key=f"{P}_ages", hide_index=True, column_config={
-            "age": "Since created", "amount": money_column("At risk", df["currency"])})
+            "age": "Since created", "currency": "Currency", "invoices": "Invoices",
+            "amount": money_column("At risk", df["currency"])})
 
 
 def render_recovery() -> None:
@@ -123,8 +130,13 @@ def _save_followup(user_email: str, role: str) -> None:
 def _load_followup() -> None:
     """When another invoice is picked, show its current status and note in the editor."""
     invoice_id = st.session_state.get(f"{P}_fu_invoice")
-    with session_scope() as session:
-        row = followups.get(session=session, invoice_id=invoice_id) if invoice_id else None
+    try:
+        with session_scope() as session:
+            row = followups.get(session=session, invoice_id=invoice_id) if invoice_id else None
+    except SQLAlchemyError:  # a widget callback runs outside guarded(): say it here, not as a traceback
+        st.session_state[f"{P}_fu_error"] = ("Could not read this invoice's follow-up: the cache database did not "
+                                             "answer. Reload the page in a moment.")
+        row = None
     st.session_state[f"{P}_fu_status"] = row.status if row else "open"
     st.session_state[f"{P}_fu_note"] = row.note if row else ""
 
@@ -177,7 +189,8 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
                       "followup_by", "hosted_invoice_url"],
         column_config={
             "id": "Invoice", "customer": st.column_config.LinkColumn("Customer", display_text="Open"),
-            "customer_email": "Email", "amount_remaining": money_column("At risk", df["currency"]),
+            "customer_email": "Email", "status": "Status", "currency": "Currency",
+            "amount_remaining": money_column("At risk", df["currency"]),
             "attempt_count": st.column_config.NumberColumn("Attempts"),
             "code": "Decline code", "next_step": st.column_config.TextColumn("Suggested next step", width="medium"),
             "next_payment_attempt": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm",

@@ -7,7 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.components.data import csv_download, query
-from app_pages.components.tables import frame, guarded, money_column, open_customer, paged, pager_controls
+from app_pages.components.tables import (
+    ANY,
+    chosen,
+    frame,
+    guarded,
+    money_column,
+    open_customer,
+    paged,
+    pager_controls,
+)
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 
@@ -20,27 +29,24 @@ def filters_from_widgets() -> SubscriptionFilters:
     choices = query("subscription_choices")
     c1, c2, c3, c4 = st.columns(4)
     c1.multiselect("Status", SUBSCRIPTION_STATUSES, key=f"{P}_status", placeholder="Any status")
-    c1.selectbox("Currency", ["Any", *[label for _, label in choices["currencies"]]], key=f"{P}_currency")
+    c1.selectbox("Currency", [ANY, *[label for _, label in choices["currencies"]]], key=f"{P}_currency")
     products = {label: pid for pid, label in choices["products"]}
-    c2.selectbox("Product", ["Any", *products], key=f"{P}_product")
-    c2.selectbox("Price", ["Any", *[p for p, _ in choices["prices"]]], key=f"{P}_price")
-    c3.selectbox("Billing interval", ["Any", "day", "week", "month", "year"], key=f"{P}_interval")
+    c2.selectbox("Product", [ANY, *products], key=f"{P}_product")
+    c2.selectbox("Price", [ANY, *[p for p, _ in choices["prices"]]], key=f"{P}_price")
+    c3.selectbox("Billing interval", [ANY, "day", "week", "month", "year"], key=f"{P}_interval")
     c3.checkbox("Cancels at period end", key=f"{P}_cape")
     c4.number_input("Trial ends within (days)", min_value=0, max_value=365, value=None, step=1,
                     key=f"{P}_trial_days", placeholder="any", help="Only trialing subscriptions whose trial "
                     "ends between now and this many days from now.")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
 
-    def pick(name: str) -> str | None:
-        value = st.session_state.get(f"{P}_{name}")
-        return None if value in (None, "Any") else value
-
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
     days = st.session_state.get(f"{P}_trial_days")
     return SubscriptionFilters(
         statuses=tuple(st.session_state.get(f"{P}_status") or ()),
-        product_id=products.get(pick("product") or ""), price_id=pick("price"), interval=pick("interval"),
-        currency=(pick("currency") or "").lower() or None, cancel_at_period_end=bool(st.session_state.get(f"{P}_cape")),
+        product_id=products.get(chosen(f"{P}_product") or ""), price_id=chosen(f"{P}_price"),
+        interval=chosen(f"{P}_interval"), currency=(chosen(f"{P}_currency") or "").lower() or None,
+        cancel_at_period_end=bool(st.session_state.get(f"{P}_cape")),
         trial_ending_days=None if days is None else int(days), sort=sort, descending=desc,
     )
 
@@ -83,7 +89,8 @@ def render_table(filters: SubscriptionFilters) -> None:
                       "current_period_end", "cancel_at_period_end", "trial_end", "created"],
         column_config={
             "id": "Subscription", "open": st.column_config.LinkColumn("Customer", display_text="Open"),
-            "customer_email": "Email", "plan": st.column_config.TextColumn("Items", width="medium"),
+            "customer_email": "Email", "status": "Status", "interval": "Interval", "currency": "Currency",
+            "plan": st.column_config.TextColumn("Items", width="medium"),
             "mrr": money_column("MRR", df["currency"]),
             "current_period_end": st.column_config.DatetimeColumn("Period ends", format="YYYY-MM-DD"),
             "cancel_at_period_end": st.column_config.CheckboxColumn("Cancels at period end"),

@@ -33,9 +33,9 @@ def money_column(label: str, currencies: Iterable[str | None], help: str | None 
                                          help=help or "In the row's currency (see the Currency column).")
 
 
-def frame(rows: list[dict[str, Any]], money: Iterable[str] = (), columns: list[str] | None = None) -> pd.DataFrame:
+def frame(rows: list[dict[str, Any]], money: Iterable[str] = ()) -> pd.DataFrame:
     """One page of rows as a DataFrame, money converted from minor to major units per row's currency."""
-    df = pd.DataFrame(rows, columns=columns or (list(rows[0]) if rows else None))
+    df = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
     for col in money:
         if col in df:
             pairs = zip(df[col], df.get("currency", [None] * len(df)), strict=True)
@@ -43,6 +43,15 @@ def frame(rows: list[dict[str, Any]], money: Iterable[str] = (), columns: list[s
     if "currency" in df:
         df["currency"] = df["currency"].str.upper()
     return df
+
+
+ANY = "Any"  # the first choice of every filter select box: no filter
+
+
+def chosen(key: str) -> Any:
+    """A filter widget's value, None when it is unset or left at "Any"."""
+    value = st.session_state.get(key)
+    return None if value in (None, ANY) else value
 
 
 def dashboard_url(kind: str, object_id: str) -> str:
