@@ -42,6 +42,23 @@ class MergeCrash(BaseException):  # noqa: N818 - a simulated kill, not an error 
     """Raised by a test's stop hook to simulate the process dying between two instructions."""
 
 
+def _role(user: User) -> str:
+    """The user's roles as the audit log's `role` column stores them."""
+    return ",".join(sorted(user.roles))
+
+
+def _require_admin(user: User, *, session: Session, customer_id: str | None = None,
+                   object_id: str | None = None, correlation_id: str | None = None) -> None:
+    """Every merge action is for admins only: a refusal is recorded in the audit log and raised."""
+    if can(user, "merge"):
+        return
+    message = f"Your role ({user.role_label}) may not merge customers: only admins can."
+    row = audit.start(session=session, actor=user.email, role=_role(user), action="merge",
+                      customer_id=customer_id, object_id=object_id, correlation_id=correlation_id)
+    audit.finish(row, session=session, result="refused", error=message)
+    raise MergeError(message)
+
+
 # --- the plan -----------------------------------------------------------------------------------
 
 
@@ -349,6 +366,16 @@ def plan_merge(customer_ids: tuple[str, str] | list[str], *, survivor_id: str | 
     return build_plan(facts[sid], facts[did], suggested=suggested)
 
 
+def with_survivor(plan: Plan, survivor_id: str) -> Plan:
+    """The same pair with `survivor_id` kept: rebuilt from the facts just read, so switching the survivor costs
+    no Stripe reads (the run's preflight reads Stripe again before the first write)."""
+    if survivor_id == plan.survivor_id:
+        return plan
+    if survivor_id != plan.duplicate_id:
+        raise MergeError(f"The survivor must be one of {plan.survivor_id} and {plan.duplicate_id}.")
+    return build_plan(plan.duplicate, plan.survivor, suggested=(plan.suggested_survivor_id, plan.survivor_reason))
+
+
 # --- the saga -----------------------------------------------------------------------------------
 
 
@@ -368,12 +395,7 @@ def attempt_key(step: MergeStep) -> str:
 def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[str] | tuple[str, ...] = (),
                confirm_text: str = "") -> MergeJob:
     """Store the plan as a job with its steps (nothing is written to Stripe yet)."""
-    if not can(user, "merge"):
-        message = f"Your role ({user.role_label}) may not merge customers: only admins can."
-        row = audit.start(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge",
-                          customer_id=plan.duplicate_id, object_id=plan.survivor_id)
-        audit.finish(row, session=session, result="refused", error=message)
-        raise MergeError(message)
+    _require_admin(user, session=session, customer_id=plan.duplicate_id, object_id=plan.survivor_id)
     if plan.blocked:
         raise MergeError("The plan is blocked: " + " ".join(plan.blockers))
     pending = [j for j in latest_jobs(plan.duplicate_id, session=session, limit=20) if j.status in UNFINISHED]
@@ -393,7 +415,7 @@ def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[s
         session.add(MergeStep(job_id=job.id, seq=seq, kind=st.kind, params={"title": st.title, **st.params},
                               idempotency_key=step_key(job.id, seq, st.kind)))
     session.commit()
-    audit.record(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge_planned",
+    audit.record(session=session, actor=user.email, role=_role(user), action="merge_planned",
                  result="succeeded", customer_id=plan.duplicate_id, object_id=plan.survivor_id,
                  correlation_id=job.id, details={"steps": len(plan.steps)})
     return job
@@ -405,15 +427,14 @@ def steps_of(job_id: str, *, session: Session) -> list[MergeStep]:
 
 def abandon_job(job_id: str, *, user: User, session: Session) -> MergeJob:
     """Give up a stopped or failed job (its finished steps stay done in Stripe; a new plan accounts for them)."""
-    if not can(user, "merge"):
-        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    _require_admin(user, session=session, correlation_id=job_id)
     got = session.execute(update(MergeJob).where(MergeJob.id == job_id, MergeJob.status.in_(["planned", "stopped",
                                                                                               "failed"]))
                           .values(status="abandoned", updated_at=utcnow(), finished_at=utcnow()))
     session.commit()
     if got.rowcount != 1:
         raise MergeError("Only a planned, stopped or failed merge can be abandoned (a running one: stop it first).")
-    audit.record(session=session, actor=user.email, role=",".join(sorted(user.roles)), action="merge_abandoned",
+    audit.record(session=session, actor=user.email, role=_role(user), action="merge_abandoned",
                  result="succeeded", correlation_id=job_id)
     job = session.get(MergeJob, job_id)
     assert job is not None
@@ -421,8 +442,9 @@ def abandon_job(job_id: str, *, user: User, session: Session) -> MergeJob:
     return job
 
 
-def request_stop(job_id: str, *, session: Session) -> None:
+def request_stop(job_id: str, *, user: User, session: Session) -> None:
     """Ask a running job to stop before its next step (it finishes the step it is on)."""
+    _require_admin(user, session=session, correlation_id=job_id)
     session.execute(update(MergeJob).where(MergeJob.id == job_id).values(stop_requested=True, updated_at=utcnow()))
     session.commit()
 
@@ -548,13 +570,12 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
             progress: Callable[[MergeStep], None] | None = None) -> MergeJob:
     """Run (or resume) a job to the end, or until a stop request or an error; returns the job."""
     s = settings or get_settings()
-    if not can(user, "merge"):
-        raise MergeError(f"Your role ({user.role_label}) may not merge customers: only admins can.")
+    _require_admin(user, session=session, correlation_id=job_id)
     first_run = _never_started(job_id, session=session)
     job = _claim(job_id, session=session, takeover=takeover)
     if job.status == "succeeded":
         return job
-    role = ",".join(sorted(user.roles))
+    role = _role(user)
     if first_run:
         problem = _preflight(job, settings=s)
         if problem:
@@ -654,7 +675,7 @@ def _refresh_cache(customer_ids: list[str]) -> str | None:
 
 
 def _finish(job: MergeJob, *, user: User, session: Session, settings: Settings) -> MergeJob:
-    role = ",".join(sorted(user.roles))
+    role = _role(user)
     row = audit.start(session=session, actor=user.email, role=role, action="merge_verify",
                       customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
     try:

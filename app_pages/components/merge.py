@@ -35,12 +35,12 @@ def _dashboard(kind: str, object_id: str) -> str:
     return f"{get_settings().dashboard_path}{kind}/{object_id}"
 
 
-def _plan(kp: str, ids: tuple[str, str], survivor_id: str | None) -> None:
+def _plan(kp: str, ids: tuple[str, str]) -> None:
     """Read both customers from Stripe and keep the plan (or the reason there is none) in session_state."""
     st.session_state.pop(_k(kp, "plan"), None)
     st.session_state.pop(_k(kp, "plan_error"), None)
     try:
-        plan = merge.plan_merge(ids, survivor_id=survivor_id)
+        plan = merge.plan_merge(ids)
     except merge.MergeError as err:
         st.session_state[_k(kp, "plan_error")] = str(err)
         return
@@ -102,8 +102,8 @@ def _render_plan(kp: str, user: User) -> None:
     st.markdown(f"Suggested survivor: **{plan['suggested_survivor_id']}** — {plan['survivor_reason']}.")
     choice = st.radio("Survivor (the customer that stays)", [sid, did], key=_k(kp, "survivor_choice"),
                       horizontal=True)
-    if choice != sid:
-        _plan(kp, (sid, did), choice)
+    if choice != sid:  # the facts are in the plan already: no second read from Stripe
+        st.session_state[_k(kp, "plan")] = merge.with_survivor(merge.Plan.from_dict(plan), choice).to_dict()
         st.rerun()
     _facts_table(plan)
     if plan["blockers"]:
@@ -164,8 +164,11 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
             _run(kp, user, job.id, takeover=takeover)
             st.rerun()
     if job.status == "running" and c2.button("Stop after this step", key=_k(kp, f"stop_{job.id}")):
-        with _session() as session:
-            merge.request_stop(job.id, session=session)
+        try:
+            with _session() as session:
+                merge.request_stop(job.id, user=user, session=session)
+        except merge.MergeError as err:
+            st.session_state[_k(kp, "run_error")] = str(err)
         st.rerun()
     if job.status in ("planned", "stopped", "failed") and c2.button(
             "Abandon", key=_k(kp, f"abandon_{job.id}"),
@@ -193,7 +196,7 @@ def _body(kp: str, user: User, customer_id: str, other_ids: list[str]) -> None:
     else:
         other = st.text_input("Other customer id", key=_k(kp, "other"), placeholder="cus_…").strip()
     if st.button("Read from Stripe and plan", key=_k(kp, "plan_btn"), disabled=not other):
-        _plan(kp, (customer_id, other), None)
+        _plan(kp, (customer_id, other))
     if st.session_state.get(_k(kp, "plan_error")):
         st.error(st.session_state[_k(kp, "plan_error")])
     if st.session_state.get(_k(kp, "plan")):

@@ -96,7 +96,7 @@ def test_stop_between_steps_and_resume(sandbox: SandboxServer, session: Session)
 
     def stop_after_two(when: str, step: merge.MergeStep) -> None:
         if when == "after_call" and step.seq == 2:
-            merge.request_stop(job.id, session=session)
+            merge.request_stop(job.id, user=ADMIN, session=session)
 
     stopped = merge.run_job(job.id, user=ADMIN, session=session, hook=stop_after_two)
     assert stopped.status == "stopped"
@@ -115,6 +115,19 @@ def test_only_admins_merge(sandbox: SandboxServer, session: Session) -> None:
     assert [r.actor for r in refused] == ["support@example.test"]
     with pytest.raises(merge.MergeError, match="Type the survivor's id"):
         merge.create_job(plan, user=ADMIN, session=session, confirm_text="cus_wrong")
+    # A job an admin created cannot be run, stopped or abandoned by anyone else either; each refusal is audited.
+    job = merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
+    for action in (lambda: merge.run_job(job.id, user=SUPPORT, session=session),
+                   lambda: merge.request_stop(job.id, user=SUPPORT, session=session),
+                   lambda: merge.abandon_job(job.id, user=SUPPORT, session=session)):
+        with pytest.raises(merge.MergeError, match="only admins"):
+            action()
+    session.expire_all()
+    stored = session.get(MergeJob, job.id)
+    assert (stored.status, stored.stop_requested) == ("planned", False)
+    refused = session.exec(select(AuditLog).where(AuditLog.action == "merge", AuditLog.result == "refused",
+                                                  AuditLog.correlation_id == job.id)).all()
+    assert len(refused) == 3 and {r.actor for r in refused} == {"support@example.test"}
     assert posts(sandbox, since) == []
 
 
@@ -155,7 +168,7 @@ def test_abandoned_half_merge_is_finished_by_a_new_plan_without_a_second_copy(
         plan_and_job(w, session)
     with pytest.raises(merge.MergeError, match="stop it first"):
         merge.abandon_job(first.id, user=ADMIN, session=session)  # still 'running' (fresh): not yet
-    merge.request_stop(first.id, session=session)
+    merge.request_stop(first.id, user=ADMIN, session=session)
     session.execute(update(MergeJob).where(MergeJob.id == first.id).values(status="stopped"))
     session.commit()
     assert merge.abandon_job(first.id, user=ADMIN, session=session).status == "abandoned"

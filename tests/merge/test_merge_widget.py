@@ -7,7 +7,7 @@ from typing import Any
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from tests.merge.world import World, assert_end_state, make_world
+from tests.merge.world import World, assert_end_state, last_seq, make_world
 
 
 def widget_script() -> None:
@@ -65,10 +65,13 @@ def test_switching_the_survivor_replans(sandbox: Any, session: Session) -> None:
     at.button(key="t_merge_plan_btn").click().run()
     first = at.radio(key="t_merge_survivor_choice").value
     other = w.duplicate if first == w.survivor else w.survivor
+    since = last_seq(sandbox)
     at.radio(key="t_merge_survivor_choice").set_value(other).run()
     assert not at.exception, at.exception
     assert at.radio(key="t_merge_survivor_choice").value == other
     assert f"Type the survivor's id ({other})" in at.text_input(key="t_merge_confirm").label
+    assert f"Mark {first} with metadata merged_into={other}" in texts(at)  # the steps follow the new survivor
+    assert sandbox.requests(since) == [], "switching reuses the facts just read: no second read from Stripe"
 
 
 def test_blocked_plan_shows_reasons_and_no_run_button(sandbox: Any, session: Session) -> None:
