@@ -76,11 +76,15 @@ def test_customer_id_search(people: dict[str, str]) -> None:
     assert ids(search(people["jose"])) == [people["jose"]]
 
 
-@pytest.mark.parametrize("text", ["%", "x" * 300, "+1 000 000", "cus_<script>", "a\x07b"])
-def test_bad_search_text_gives_a_hint_not_a_traceback(people: dict[str, str], text: str) -> None:
+@pytest.mark.parametrize("text,hint", [
+    ("%", "Type at least two letters"), ("x" * 300, "type at most 200"), ("+1 000 000", "country code"),
+    ("cus_<script>", "ids look like cus_"), ("a\x07b", "retype it"),
+])
+def test_bad_search_text_gives_a_hint_not_a_traceback(people: dict[str, str], text: str, hint: str) -> None:
     at = search(text)
     assert not at.exception
     assert at.warning or at.info, "the user must be told what to type instead"
+    assert any(hint in w.value for w in at.warning), [w.value for w in at.warning]
     assert not at.dataframe
 
 

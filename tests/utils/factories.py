@@ -15,7 +15,6 @@ from sqlmodel import Session
 from lib.models import (
     Customer,
     Invoice,
-    InvoiceFollowup,
     PaymentMethod,
     StripeEvent,
     Subscription,
@@ -143,9 +142,3 @@ def make_sync_run(session: Session, **kw: Any) -> SyncRun:
 
 def make_sync_state(session: Session, resource: str, **kw: Any) -> SyncState:
     return _save(session, SyncState(resource=resource, **kw))
-
-
-def make_followup(session: Session, invoice_id: str, **kw: Any) -> InvoiceFollowup:
-    row = InvoiceFollowup(invoice_id=invoice_id, status=kw.pop("status", "open"), note=kw.pop("note", ""),
-                          updated_by=kw.pop("updated_by", "finance@example.com"), **kw)
-    return _save(session, row)
