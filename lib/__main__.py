@@ -65,14 +65,11 @@ class ProgressLine:
 def _cached_counts(resources: list[str] | None) -> dict[str, int]:
     """Rows per resource in the cache now: what a new full backfill is expected to write again."""
     try:
-        from sqlalchemy import func, select
-
         from lib.db import get_engine
-        from lib.sync import TABLES
+        from lib.sync import _cached_rows
 
-        with get_engine().connect() as conn:
-            return {r: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
-                    for r, t in TABLES.items() if not resources or r in resources}
+        engine = get_engine()
+        return {r: _cached_rows(engine, r) for r in RESOURCES if not resources or r in resources}
     except Exception:  # noqa: BLE001 — no cache yet: no bar, only counts
         return {}
 

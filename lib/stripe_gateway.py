@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from itertools import islice
 from typing import Any, TypeVar
 
 import stripe
@@ -339,12 +340,7 @@ def merge_customer_cash_balance(customer_id: str, *, settings: Settings | None =
 def merge_list(path: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
                settings: Settings | None = None) -> list[dict[str, Any]]:
     """A customer's objects from a list endpoint (e.g. `/v1/subscriptions`), at most `limit` of them."""
-    out: list[dict[str, Any]] = []
-    for obj in iter_list(path, params, settings=settings):
-        out.append(obj)
-        if limit is not None and len(out) >= limit:
-            break
-    return out
+    return list(islice(iter_list(path, params, settings=settings), limit))
 
 
 def _merge_write(fn: Callable[..., Any], *args: Any, params: dict[str, Any], idempotency_key: str,
