@@ -152,12 +152,6 @@ def combine(signals: Iterable[str]) -> float:
     return round(1.0 - miss, 4)
 
 
-def email_domain(email: str | None) -> str | None:
-    if not email or "@" not in email:
-        return None
-    return email.rpartition("@")[2] or None
-
-
 def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, list[tuple[Any, ...]]]]:
     """Consecutive rows with the same first column, as (key, rows): the SQL already ordered them."""
     key: Any = object()

@@ -582,8 +582,9 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
             job.status, job.error, job.updated_at = "failed", problem, utcnow()
             session.add(job)
             session.commit()
-            audit.record(session=session, actor=user.email, role=role, action="merge_preflight", result="refused",
-                         customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
+            row = audit.start(session=session, actor=user.email, role=role, action="merge_preflight",
+                              customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
+            audit.finish(row, session=session, result="refused", error=problem)  # why, on the Audit log page
             return job
     for step in steps_of(job_id, session=session):
         if step.status == "done":

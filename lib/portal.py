@@ -286,9 +286,8 @@ def subscription_choices(customer_id: str, *, session: Session) -> list[Subscrip
         for sub_id, product in items:
             if product:
                 names.setdefault(sub_id, []).append(product)
-    choices = [SubscriptionChoice(sub.id, f"{', '.join(names.get(sub.id, [])[:3]) or 'subscription'} · "
-                                          f"{sub.status} · {sub.id}") for sub in subs]
-    return choices
+    return [SubscriptionChoice(sub.id, f"{', '.join(names.get(sub.id, [])[:3]) or 'subscription'} · "
+                                       f"{sub.status} · {sub.id}") for sub in subs]
 
 
 def customer_label(customer_id: str, *, session: Session) -> tuple[str, str | None]:
@@ -368,9 +367,9 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
             found[inv.id] = inv
     missing = [i for i in invoice_ids if i not in found]
     by_customer: dict[str, list[Invoice]] = {}
-    for inv_id in invoice_ids:
+    for inv_id in dict.fromkeys(invoice_ids):  # each invoice once, in selection order
         inv = found.get(inv_id)
-        if inv is not None and inv.id not in {i.id for i in by_customer.get(inv.customer_id, [])}:
+        if inv is not None:
             by_customer.setdefault(inv.customer_id, []).append(inv)
     customers: dict[str, Customer] = {}
     ids = list(by_customer)

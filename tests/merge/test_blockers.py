@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from lib import merge
-from lib.models import MergeJob
+from lib.models import AuditLog, MergeJob
 from tests.merge.world import ADMIN, World, give_card, last_seq, make_world, posts
 from tests.utils.sandbox import SandboxServer
 
@@ -97,3 +97,5 @@ def test_blocker_appearing_after_the_plan_stops_before_any_write(sandbox: Sandbo
     job = merge.run_job(job.id, user=ADMIN, session=session)
     assert job.status == "failed" and "nothing was written" in job.error and invoice in job.error
     assert posts(sandbox, since) == []
+    (row,) = session.exec(select(AuditLog).where(AuditLog.action == "merge_preflight")).all()
+    assert row.result == "refused" and invoice in row.error  # the Audit log page says why it stopped
