@@ -16,6 +16,7 @@ from app_pages.components.tables import (
     open_customer,
     pager,
     pager_controls,
+    unfiltered,
 )
 from lib.auth import require_page
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
@@ -60,7 +61,7 @@ def render_results(filters: CustomerFilters) -> None:
         return
     if not page.rows:
         st.info("No customer matches. Check the spelling, try part of the name or the email without its "
-                "+tag, or clear the filters." if filters != CustomerFilters() else
+                "+tag, or clear the filters." if not unfiltered(filters) else
                 "The cache holds no customers yet: run a sync from the Sync page.")
         return
     st.caption(f"{page.total_label} customer(s) · MRR is per customer, in the customer's currency")

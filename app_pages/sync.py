@@ -15,12 +15,7 @@ P = "sync"  # widget-key prefix
 
 def _run_refresh() -> None:
     """Run an incremental sync with a live progress bar; the outcome is kept for the next render."""
-    try:
-        from lib.sync import run_sync
-    except ImportError:
-        st.session_state[f"{P}_outcome"] = ("error", "The sync engine is not installed in this build; "
-                                            "run `python -m lib sync` from a shell instead.")
-        return
+    from lib.sync import run_sync  # imported on click only: the page itself never needs the sync engine
     with st.status("Refreshing from Stripe…", expanded=True) as status:
         bar = st.progress(0.0, text="Starting…")
         seen: dict[str, int] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -140,5 +141,12 @@ def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty:
     page = query(query_name, filters=filters, page=page_no, page_size=size)
     if page.rows:
         return page
-    st.info(none_match if filters != type(filters)() else empty)
+    st.info(empty if unfiltered(filters) else none_match)
     return None
+
+
+def unfiltered(filters: Any) -> bool:
+    """True when a filters dataclass holds its defaults except perhaps the sort (an empty result then means
+    an empty cache, not a filter that matches nothing)."""
+    default = type(filters)()
+    return dataclasses.replace(filters, sort=default.sort, descending=default.descending) == default

@@ -160,3 +160,11 @@ def test_csv_has_every_page(people: dict[str, str]) -> None:
         only = queries.export_customers_csv(session=s, filters=queries.CustomerFilters(q="JOSE@EXAMPLE.ORG"))
     rows = list(csv.DictReader(io.StringIO(only.read().decode())))
     assert [r["id"] for r in rows] == [people["jose"]] and rows[0]["currency"] == "eur"
+
+
+def test_empty_cache_says_run_a_sync_whatever_the_sort(db) -> None:  # noqa: ANN001
+    at = run_page("customers.py", cust_sort="Highest MRR")
+    assert not at.exception, at.exception
+    assert any("holds no customers yet" in i.value and "Sync page" in i.value for i in at.info)
+    at = run_page("subscriptions.py", subs_sort="Highest MRR")
+    assert any("holds no subscriptions yet" in i.value for i in at.info)
