@@ -266,17 +266,24 @@ def retrieve(path: str, params: dict[str, Any] | None = None, *, settings: Setti
     return _get(path, dict(params or {}), settings)
 
 
-def iter_list(path: str, params: dict[str, Any] | None = None, *, starting_after: str | None = None,
-              settings: Settings | None = None) -> Iterator[dict[str, Any]]:
-    """Every object of a list endpoint, page by page (only one page is held at a time)."""
+def iter_pages(path: str, params: dict[str, Any] | None = None, *, starting_after: str | None = None,
+               settings: Settings | None = None) -> Iterator[Page]:
+    """Every page of a list endpoint (only one is held at a time), each with Stripe's clock."""
     cursor = starting_after
     while True:
         page = list_page(path, {**(params or {}), **({"starting_after": cursor} if cursor else {})},
                          settings=settings)
-        yield from page.data
+        yield page
         if not page.has_more or not page.data:
             return
         cursor = page.data[-1]["id"]
+
+
+def iter_list(path: str, params: dict[str, Any] | None = None, *, starting_after: str | None = None,
+              settings: Settings | None = None) -> Iterator[dict[str, Any]]:
+    """Every object of a list endpoint, page by page (only one page is held at a time)."""
+    for page in iter_pages(path, params, starting_after=starting_after, settings=settings):
+        yield from page.data
 
 
 def complete_nested(obj: dict[str, Any], field: str, path: str, params: dict[str, Any] | None = None, *,

@@ -864,7 +864,7 @@ def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
             run.check()
             pms, server_time = [], 0
             try:
-                for pm_page in _pm_pages(cid, run.settings):
+                for pm_page in gw.iter_pages(f"/v1/customers/{cid}/payment_methods", settings=run.settings):
                     pms.extend(pm_page.data)
                     server_time = pm_page.server_time
             except gw.GatewayError as exc:
@@ -875,17 +875,6 @@ def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
                                       run.stripe_time(server_time or int(time.time())), cursor=cid)
             run.add("payment_methods", written, len(pms))
             cursor = cid
-
-
-def _pm_pages(customer_id: str, settings: Settings) -> Iterator[gw.Page]:
-    cursor = None
-    while True:
-        page = gw.list_page(f"/v1/customers/{customer_id}/payment_methods",
-                            {"starting_after": cursor} if cursor else {}, settings=settings)
-        yield page
-        if not page.has_more or not page.data:
-            return
-        cursor = page.data[-1]["id"]
 
 
 def _sweep(conn: Connection, resource: str, started: datetime) -> int:
@@ -1056,7 +1045,11 @@ def run_sync(*, mode: str = "incremental", resources: list[str] | None = None,
                 status="failed", finished_at=utcnow(), error="interrupted: the process ended before finishing"))
         run_id = _record_run(engine, mode=mode, status="running", host=holder)
         run = _Run(engine, settings, holder)
-        result = _execute(run, mode, wanted, progress)
+        try:
+            result = _execute(run, mode, wanted, progress)
+        except (gw.GatewayError, SyncError) as exc:  # e.g. the events check after an empty backfill
+            result = SyncResult("failed", counts={r: run.counts.get(r, 0) for r in wanted}, error=str(exc),
+                                notes=run.notes, fetched=run.fetched, timing=run.timing)
         result.run_id = run_id
         result.requests = gw.requests_sent() - requests_before
         result.seconds = time.monotonic() - started
