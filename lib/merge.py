@@ -26,6 +26,7 @@ from lib.config import Settings, get_settings
 from lib.models import MergeJob, MergeStep, utcnow
 from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
+from lib.sync import refresh_customer
 
 RECREATE_STATUSES = ("active", "trialing")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
@@ -661,15 +662,11 @@ def verify(job: MergeJob, *, session: Session, settings: Settings) -> list[str]:
     return problems
 
 
-def _refresh_cache(customer_ids: list[str]) -> str | None:
+def _refresh_cache(customer_ids: list[str], settings: Settings) -> str | None:
     """Bring the cache up to date for both customers (the sync's refresh); a failure only delays it."""
     try:
-        from lib.sync import refresh_customer
-    except ImportError:
-        return "The cache refresh is not available: run a sync to see the merge in the cache."
-    try:
         for cid in customer_ids:
-            refresh_customer(cid)
+            refresh_customer(cid, settings=settings)
     except Exception as exc:  # noqa: BLE001 - Stripe is already correct; only the cache lags
         return f"The merge is done in Stripe but the cache could not be refreshed ({exc}); run a sync."
     return None
@@ -687,7 +684,7 @@ def _finish(job: MergeJob, *, user: User, session: Session, settings: Settings) 
         session.commit()
         audit.finish(row, session=session, result="failed", error=job.error)
         return job
-    cache_note = _refresh_cache([job.survivor_id, job.duplicate_id])
+    cache_note = _refresh_cache([job.survivor_id, job.duplicate_id], settings)
     plan = dict(job.plan)
     plan["verification"] = {"problems": problems, "cache": cache_note, "at": int(time.time())}
     job.plan = plan

@@ -22,6 +22,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from lib import audit
+from lib.access import ACTIONS, ROLES
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
@@ -200,7 +201,8 @@ def _role(user: User) -> str:
 def refuse(user: User, action: str, *, session: Session, customer_id: str | None = None,
            flow: str | None = None, details: dict[str, Any] | None = None) -> PortalError:
     """Record a refused attempt and return the message to show."""
-    who = "staff, finance or admin" if action == "portal_link" else "finance or admin"
+    allowed = [r for r in ROLES if r in ACTIONS[action]]  # from the role matrix, so the advice never drifts
+    who = " or ".join(filter(None, [", ".join(allowed[:-1]), allowed[-1]]))
     message = f"Your role ({user.role_label}) may not do this: it needs {who}. Ask an admin for access."
     row = audit.start(session=session, actor=user.email, role=_role(user), action=action,
                       customer_id=customer_id, flow=flow, details=details)

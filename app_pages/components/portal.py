@@ -16,6 +16,7 @@ from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
 from lib.queries import format_money
+from lib.sync import refresh_customer
 
 
 def _session() -> Session:
@@ -58,12 +59,7 @@ def _refresh(kp: str, user: User, customer_id: str) -> None:
         st.session_state[_k(kp, "refreshed")] = "Your role may not refresh customers. Ask an admin."
         return
     try:
-        from lib.sync import refresh_customer  # the sync work provides it
-
         refresh_customer(customer_id)
-    except ImportError:
-        st.session_state[_k(kp, "refreshed")] = "Refreshing one customer is not available in this version yet."
-        return
     except Exception as exc:  # noqa: BLE001 - GatewayError and friends carry a user message
         st.session_state[_k(kp, "refreshed")] = f"Could not refresh the customer: {exc}"
         return
