@@ -7,6 +7,7 @@ ends in a single clear sentence (`ConfigError`) instead of a traceback.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -112,8 +113,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
     if not database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        shown = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", database_url)  # the message reaches the page
         raise ConfigError(
-            f"DATABASE_URL={database_url!r} is not supported: use sqlite:///path/to/file.db "
+            f"DATABASE_URL={shown!r} is not supported: use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/dbname."
         )
     return_url = get("PORTAL_RETURN_URL", "http://localhost:8501/")

@@ -50,3 +50,10 @@ def test_key_never_in_error_messages() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"STRIPE_API_KEY": "sk_test_secret", "DATABASE_URL": "mysql://x"})
     assert "sk_test_secret" not in str(err.value)
+
+
+def test_database_password_never_in_error_messages() -> None:
+    """The message is shown before login (the gate reads the settings first), so a password must not be."""
+    with pytest.raises(ConfigError) as err:
+        load_settings({**GOOD, "DATABASE_URL": "mysql://billing:hunter2pw@db.internal:3306/billing"})
+    assert "hunter2pw" not in str(err.value) and "mysql://billing:***@db.internal" in str(err.value)
