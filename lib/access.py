@@ -123,7 +123,7 @@ def load_role_rules(path: str) -> RoleRules:
             data = tomllib.load(f)
     except FileNotFoundError:
         return NO_RULES
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:  # not UTF-8 is not TOML either
         raise RolesFileError(f"{path} could not be read: {exc}. Fix the file or point ROLES_FILE elsewhere.") from None
     return parse_role_rules(data, source=path)
 

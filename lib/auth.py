@@ -55,7 +55,7 @@ def read_secrets_file(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} does not exist: point it at a secrets.toml file.") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} could not be read as TOML: {exc}") from None
 
 

@@ -83,6 +83,14 @@ def test_malformed_file_is_a_clear_error(tmp_path: Path, text: str, message: str
         access.load_role_rules(str(path))
 
 
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """An editor saving Latin-1 (a name with an accent in a comment) must not crash the gate."""
+    path = tmp_path / "roles.toml"
+    path.write_bytes("# Zoë's team\n[roles.admin]\nemails = ['a@b.test']\n".encode("latin-1"))
+    with pytest.raises(access.RolesFileError, match="could not be read"):
+        access.load_role_rules(str(path))
+
+
 def test_shipped_example_roles_file_parses() -> None:
     rules = access.load_role_rules(str(Path(__file__).resolve().parents[2] / "roles.toml"))
     assert access.roles_for(rules, email="ada.admin@example.com") >= {"admin"}
