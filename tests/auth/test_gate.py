@@ -96,6 +96,14 @@ def test_broken_roles_file_lets_nobody_in_and_says_why(tmp_path: Path, monkeypat
     assert not at.sidebar.children and not at.dataframe
 
 
+def test_database_down_at_start_is_one_clear_message(roles_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    get_settings.cache_clear()
+    at = as_role(app(), "admin").run()
+    assert not at.exception and "The cache database did not answer" in at.error[0].value
+    assert not at.sidebar.children  # no menu over a database that is not there
+
+
 def test_local_demo_without_auth_is_bannered_and_admin() -> None:
     at = app().run()  # no [auth], test-mode key, .streamlit/config.toml binds 127.0.0.1
     assert "Local demo, no login" in _infos(at)
