@@ -88,6 +88,16 @@ def render_actions(user, cid: str) -> None:  # noqa: ANN001
         merge_action(user, cid, key_prefix=f"{P}_merge")
 
 
+def pm_kind(pm: dict) -> str:
+    """'Visa' for a card, 'us bank account' for another kind of payment method."""
+    return pm["card_brand"].title() if pm["card_brand"] else (pm["type"] or "payment method").replace("_", " ")
+
+
+def pm_expiry(pm: dict) -> str:
+    """'03/2030'; empty for payment methods that do not expire (bank accounts, SEPA debits)."""
+    return f"{pm['card_exp_month']:02d}/{pm['card_exp_year']}" if pm["card_exp_month"] and pm["card_exp_year"] else ""
+
+
 def render_payment_methods(c: dict, pms: list[dict]) -> None:
     st.subheader("Payment methods")
     if not pms:
@@ -95,9 +105,8 @@ def render_payment_methods(c: dict, pms: list[dict]) -> None:
         return
     default = c["default_payment_method_id"]
     df = frame([{
-        "id": pm["id"], "default": pm["id"] == default, "brand": (pm["card_brand"] or pm["type"]).title(),
-        "last4": pm["card_last4"], "expires": f"{pm['card_exp_month']:02d}/{pm['card_exp_year']}"
-        if pm["card_exp_month"] else "", "stripe": dashboard_url("payment_methods", pm["id"]),
+        "id": pm["id"], "default": pm["id"] == default, "brand": pm_kind(pm), "last4": pm["card_last4"],
+        "expires": pm_expiry(pm), "stripe": dashboard_url("payment_methods", pm["id"]),
     } for pm in pms])
     st.dataframe(df, key=f"{P}_pms", hide_index=True, column_config={
         "id": "Payment method", "brand": "Brand", "last4": "Last 4", "expires": "Expires",
@@ -202,8 +211,10 @@ def render(user) -> None:  # noqa: ANN001
     subs = query("customer_subscriptions", customer_id=cid)
     default = next((pm for pm in pms if pm["id"] == customer["default_payment_method_id"]), None)
     if default:
-        st.caption(f"Default card: {(default['card_brand'] or '').title()} •••• {default['card_last4']} "
-                   f"expires {default['card_exp_month']:02d}/{default['card_exp_year']}")
+        last4 = f" •••• {default['card_last4']}" if default["card_last4"] else ""
+        expires = f" expires {pm_expiry(default)}" if pm_expiry(default) else ""
+        what = "card" if default["type"] == "card" else "payment method"
+        st.caption(f"Default {what}: {pm_kind(default)}{last4}{expires}")
     elif pms:
         st.caption("No default payment method set: invoices fall back to the subscription's card, if any.")
     render_actions(user, cid)

@@ -95,3 +95,14 @@ def test_invoices_are_paged(session: Session) -> None:
     assert len(table(at, "decline")) == 25
     at.button(key="cd_inv_next").click().run()
     assert len(table(at, "decline")) == 5
+
+
+def test_default_payment_method_that_is_not_a_card(session: Session) -> None:
+    c = make_customer(session, email="bank@example.com", default_payment_method_id="pm_bank_1")
+    make_payment_method(session, c, id="pm_bank_1", type="us_bank_account", card_brand=None, card_last4=None,
+                        card_exp_month=None, card_exp_year=None)
+    at = run_page("customer_detail.py", query={"id": c.id})
+    assert not at.exception, at.exception
+    assert any("Default payment method: us bank account" in x.value for x in at.caption)
+    cards = table(at, "last4")
+    assert cards.iloc[0]["brand"] == "us bank account" and cards.iloc[0]["expires"] == ""
