@@ -645,10 +645,9 @@ def apply_events(conn: Connection, events: list[Obj], *, source: str,
     return len(todo), written
 
 
-@retry_transaction()
 def apply_webhook_event(event: Obj, *, settings: Settings | None = None) -> str:
     """Apply one verified webhook event: 'applied', 'duplicate' (already processed) or 'ignored' (a type the
-    cache does not keep; still recorded so it is never applied twice)."""
+    cache does not keep; still recorded so it is never applied twice). A deadlock reruns the write only."""
     settings = settings or get_settings()
     engine = ensure_migrated(settings.database_url)
     resource, obj = _event_object(event)
@@ -662,12 +661,18 @@ def apply_webhook_event(event: Obj, *, settings: Settings | None = None) -> str:
             current, server_time = gw.retrieve(f"{RETRIEVE_PATHS[resource]}/{obj['id']}", settings=settings)
             event = {**event, "_version": max(server_time, created), "data": {"object": current}}
     prepare_events([event], settings)
-    with engine.begin() as conn:
-        _touch_state(conn, resource or "customers")
-        new, _ = apply_events(conn, [event], source="webhook", products=shared_products(settings))
-    if not new:
+    if not _write_webhook_event(engine, event, resource, shared_products(settings)):
         return "duplicate"
     return "applied" if resource is not None else "ignored"
+
+
+@retry_transaction()
+def _write_webhook_event(engine: Engine, event: Obj, resource: str | None, products: ProductNames) -> int:
+    """apply_webhook_event's one transaction; returns 1 when the event was new to the cache, else 0."""
+    with engine.begin() as conn:
+        _touch_state(conn, resource or "customers")
+        new, _ = apply_events(conn, [event], source="webhook", products=products)
+    return new
 
 
 def prepare_events(events: list[Obj], settings: Settings | None = None) -> None:
