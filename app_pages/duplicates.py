@@ -67,8 +67,13 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
 
 def render_unfinished() -> None:
     """Merges that stopped, failed or were cut off: resumable from here as well as from customer detail."""
-    with session_scope() as session:
-        jobs = merge.unfinished_jobs(session=session)
+    try:
+        with session_scope() as session:
+            jobs = merge.unfinished_jobs(session=session)
+    except Exception as exc:  # noqa: BLE001 - the scan may be cached while the database is down: no traceback
+        st.error(f"Unfinished merges could not be read from the cache database ({type(exc).__name__}). Check the "
+                 "database on the Sync page and reload.")
+        return
     if not jobs:
         return
     with st.expander(f"Unfinished merges ({len(jobs)})", expanded=True):
