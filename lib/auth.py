@@ -60,10 +60,17 @@ def read_secrets_file(path: str) -> dict[str, Any]:
 
 
 def auth_section() -> Mapping[str, Any] | None:
-    """`[auth]` from st.secrets (the .streamlit file or `st.App(secrets=...)`), or None when absent."""
+    """`[auth]` from st.secrets (the .streamlit file or `st.App(secrets=...)`), or None when absent;
+    ConfigError when a secrets file exists but cannot be read."""
     try:
         section = st.secrets.get("auth")
-    except FileNotFoundError:  # StreamlitSecretNotFoundError: no secrets at all, or unreadable
+    except FileNotFoundError as exc:  # StreamlitSecretNotFoundError: no secrets at all, or unreadable
+        from streamlit import config
+
+        if any(os.path.exists(p) for p in config.get_option("secrets.files")):
+            # A secrets file that does not parse may hold the [auth] meant to protect the data: fail
+            # closed rather than fall back to the no-login demo.
+            raise ConfigError(f"{exc} Fix the file (TOML) and reload; nobody is let in until then.") from None
         return None
     return section if isinstance(section, Mapping) and len(section) else None
 
@@ -204,10 +211,10 @@ def _resolve() -> User:
     """The current user, or stop the run with the screen that explains why there is none."""
     try:
         settings = get_settings()
+        section = auth_section()
     except ConfigError as exc:
         st.error(f"Configuration problem: {exc}")
         _stop()
-    section = auth_section()
     if section is None:
         refusal = demo_refusal(settings, address=server_address(), login_configured=False)
         if refusal:

@@ -128,6 +128,16 @@ def test_demo_refuses_a_non_loopback_address() -> None:
     assert "bound to 0.0.0.0" in _infos(at) and not at.sidebar.children
 
 
+def test_secrets_file_that_does_not_parse_is_not_the_no_login_demo(tmp_path: Path) -> None:
+    """A typo in secrets.toml (which holds [auth]) must lock everyone out, not open the admin demo."""
+    broken = tmp_path / "secrets.toml"
+    broken.write_text('[auth\nredirect_uri = "x"\n')
+    with patch_config_options({"secrets.files": [str(broken)]}):
+        at = app().run()
+    assert "Configuration problem" in _infos(at) and str(broken) in _infos(at)
+    assert "Local demo" not in _infos(at) and not at.sidebar.children and not at.dataframe
+
+
 def test_login_does_not_depend_on_the_address_or_key_mode(roles_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", LIVE_KEY)
     get_settings.cache_clear()
