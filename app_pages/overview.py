@@ -17,7 +17,8 @@ def render(user) -> None:  # noqa: ANN001
     st.title("Billing Console")
     st.write(f"Signed in as **{user.email}** ({user.role_label}).")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Stripe key", settings.key_hint.upper())
+    mode, _, last4 = settings.key_hint.partition(" ")
+    c1.metric("Stripe key", f"{mode.upper()} {last4}")  # a key's characters are case-sensitive: only the mode
     c1.caption("Local sandbox at " + settings.stripe_api_base if settings.uses_sandbox else "api.stripe.com")
     c2.metric("Cache database", settings.database_kind)
     c2.caption(f"Refreshed {ago(query('cache_freshness'))}")

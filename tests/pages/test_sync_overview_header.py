@@ -64,6 +64,8 @@ def test_overview_money_per_currency(session: Session) -> None:
     text = " ".join(m.value for m in at.markdown)
     assert "200,000 JPY" in text and "10.00 USD" in text and "25.00 USD" in text
     assert {m.label: m.value for m in at.metric}["Customers"] == "1"
+    key = get_settings().stripe_api_key
+    assert {m.label: m.value for m in at.metric}["Stripe key"] == f"TEST …{key[-4:]}", "last 4 as typed, not upper"
 
 
 def test_header_shows_test_mode_and_freshness(session: Session) -> None:
