@@ -74,6 +74,11 @@ def _cached_counts(resources: list[str] | None) -> dict[str, int]:
         return {}
 
 
+def _first_line(exc: BaseException) -> str:
+    """`Type: first line of the message`: one line for cron mail, no SQL or traceback."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib", description="Billing Console cache maintenance")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             migrate(settings.database_url)
         except Exception as exc:  # noqa: BLE001 — one line, no traceback
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            print(f"error: migration failed on {settings.database_kind}: {type(exc).__name__}: {first}",
-                  file=sys.stderr)
+            print(f"error: migration failed on {settings.database_kind}: {_first_line(exc)}", file=sys.stderr)
             return 1
         print(f"cache schema is up to date ({settings.database_kind})")
         return 0
@@ -111,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 — e.g. the database is unreachable
         if bar:
             bar.close()
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"error: sync could not run ({settings.database_kind} at DATABASE_URL?): {type(exc).__name__}: "
-              f"{first}", file=sys.stderr)
+        print(f"error: sync could not run ({settings.database_kind} at DATABASE_URL?): {_first_line(exc)}",
+              file=sys.stderr)
         return 1
     if bar:
         bar.close()

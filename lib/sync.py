@@ -1150,9 +1150,11 @@ def _drain(run: _Run, progress: Progress | None) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    """The error of a run, as stored and shown on the Sync page: a database error's first line only (its
+    `[SQL: …]` and `[parameters: …]` would carry a whole page of customer data)."""
     if isinstance(exc, gw.GatewayError | SyncError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
 
 
 # --- one customer --------------------------------------------------------------------------------
