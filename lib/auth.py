@@ -207,8 +207,9 @@ def _no_role_screen(user: User) -> NoReturn:
     _stop()
 
 
-def _resolve() -> User:
-    """The current user, or stop the run with the screen that explains why there is none."""
+def current_user() -> User:
+    """The logged-in user (roles may be empty); stops the run with the screen that explains why there is
+    none (login screen, refusal, configuration problem)."""
     try:
         settings = get_settings()
         section = auth_section()
@@ -232,16 +233,17 @@ def _resolve() -> User:
     return user_from_claims(st.user.to_dict(), rules)
 
 
-def current_user() -> User:
-    """The logged-in user with roles; stops the run (login screen, refusal) when there is none."""
-    return _resolve()
+def _user_with_a_role() -> User:
+    """The current user, or the no-access page for one who has no role yet."""
+    user = current_user()
+    if not user.roles:
+        _no_role_screen(user)
+    return user
 
 
 def gate() -> User:
     """app.py's gate: login, no-role page, demo banner. Returns a user who has at least one role."""
-    user = _resolve()
-    if not user.roles:
-        _no_role_screen(user)
+    user = _user_with_a_role()
     if user.demo:
         st.warning(
             "**Local demo, no login.** Everyone who can open this address is an admin. "
@@ -261,9 +263,7 @@ def render_account(user: User) -> None:
 
 def require_page(key: str) -> User:
     """Call first on every page: stops the script with a polite message when the role may not see it."""
-    user = _resolve()
-    if not user.roles:
-        _no_role_screen(user)
+    user = _user_with_a_role()
     if not access.may_open(user.roles, key):
         st.error("You do not have access to this page. Ask an admin to grant you a role that includes it.")
         _stop()
