@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,10 @@ def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(url + "/_stcore/health", timeout=60, proc=proc)
+        # Keep reading the server's output once it is up: a full pipe (~64 KB of log lines or tracebacks)
+        # would block the server mid-test. The last lines stay in `tail` for a debugger.
+        tail: deque[bytes] = deque(maxlen=200)
+        threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
         yield url
     finally:
         proc.terminate()
