@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint migration clean
+# A failed recipe removes its target: a venv that ensurepip could not finish is made again next time.
+.DELETE_ON_ERROR:
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
