@@ -80,6 +80,8 @@ def render_runs() -> None:
                      "requests": r["requests"], "error": r["error"] or "", "host": r["host"] or ""})
     st.dataframe(frame(rows), key=f"{P}_runs", hide_index=True, column_config={
         "started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
+        "mode": "Mode", "status": "Status", "seconds": "Seconds", "objects": "Objects written",
+        "requests": "Stripe requests", "host": "Host",
         "counts": st.column_config.TextColumn("Written per resource", width="medium"),
         "error": st.column_config.TextColumn("Error", width="large")})
     failed = [r for r in runs[:1] if r["status"] == "failed"]
@@ -98,8 +100,9 @@ def render_cursors() -> None:
                                                                     else "not started"),
              "backfill finished": s["backfill_completed_at"], "updated": s["updated_at"]} for s in states]
     st.dataframe(frame(rows), key=f"{P}_cursors", hide_index=True, column_config={
-        "backfill finished": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+        "resource": "Resource", "event cursor age (min)": "Event cursor age (min)", "backfill": "Backfill",
+        "backfill finished": st.column_config.DatetimeColumn("Backfill finished", format="YYYY-MM-DD HH:mm"),
+        "updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm")})
 
 
 def render_webhooks() -> None:

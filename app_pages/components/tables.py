@@ -101,7 +101,8 @@ def pager_controls(prefix: str, page: Page) -> None:
     if right.button("Next →", key=f"{prefix}_next", disabled=not page.has_more):
         st.session_state[f"{prefix}_page"] = page.page + 1
         st.rerun()
-    size.selectbox("Rows per page", PAGE_SIZES, key=f"{prefix}_size", label_visibility="collapsed")
+    size.selectbox("Rows per page", PAGE_SIZES, key=f"{prefix}_size", label_visibility="collapsed",
+                   format_func=lambda n: f"{n} per page")
 
 
 def guarded(render: Callable[..., None], *args: Any) -> None:
