@@ -95,7 +95,7 @@ def test_login_sees_own_pages_is_refused_others_and_logs_out(login_env: dict[str
         page.get_by_role("button", name=STAFF["sub"], exact=True).click()  # the provider's predefined user
 
         page.wait_for_url(url + "/**")
-        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
         wait_idle(page)
         sidebar = page.locator("[data-testid='stSidebar']").inner_text()
         assert "sam@corp.test" in sidebar and "staff" in sidebar
@@ -150,5 +150,5 @@ def test_login_started_on_one_replica_finishes_on_another(login_env: dict[str, s
         page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
         page.get_by_role("button", name=STAFF["sub"], exact=True).click()
         page.wait_for_url(url_b + "/**")
-        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
         assert "sam@corp.test" in page.locator("[data-testid='stSidebar']").inner_text()
