@@ -19,7 +19,7 @@ from sqlmodel import Session
 from lib import access
 from lib.db import get_engine, migrate
 from tests.conftest import TEST_KEY
-from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
+from tests.utils.browser import browser_page, dashboard, drain, screenshot, wait_idle
 from tests.utils.factories import make_customer
 from tests.utils.net import free_port, wait_http_ok
 
@@ -49,6 +49,7 @@ def oidc_provider() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(url + "/.well-known/openid-configuration", timeout=30, proc=proc)
+        drain(proc)  # it logs every request
         yield url
     finally:
         proc.terminate()

@@ -23,6 +23,14 @@ CHROMIUM_ARGS = [
 APP_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
 
+def drain(proc: subprocess.Popen) -> deque[bytes]:
+    """Keep reading a started server's piped output: a full pipe (~64 KB of log lines or tracebacks) would
+    block it mid-test. Returns the last 200 lines, for a debugger."""
+    tail: deque[bytes] = deque(maxlen=200)
+    threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
+    return tail
+
+
 @contextmanager
 def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
     """Start the dashboard on a free port with `env` on top of os.environ; yield its base URL."""
@@ -34,10 +42,7 @@ def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(url + "/_stcore/health", timeout=60, proc=proc)
-        # Keep reading the server's output once it is up: a full pipe (~64 KB of log lines or tracebacks)
-        # would block the server mid-test. The last lines stay in `tail` for a debugger.
-        tail: deque[bytes] = deque(maxlen=200)
-        threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
+        drain(proc)
         yield url
     finally:
         proc.terminate()
