@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from lib import audit
 from lib.models import AuditLog, Invoice, InvoiceFollowup, utcnow
 
 STATUSES = ("open", "contacted", "promised", "resolved")
@@ -29,7 +28,8 @@ def get(*, session: Session, invoice_id: str) -> InvoiceFollowup | None:
 def set_followup(
     *, session: Session, invoice_id: str, status: str, note: str, actor: str, role: str | None = None,
 ) -> InvoiceFollowup:
-    """Save the status and note for one invoice and record the change in the audit log (one commit each)."""
+    """Save the status and note for one invoice and its audit-log entry (the history) in one commit, so a
+    failure leaves neither."""
     if status not in STATUSES:
         raise FollowupError(f"Unknown follow-up status {status!r}: choose one of {', '.join(STATUSES)}.")
     note = (note or "").strip()
@@ -46,10 +46,10 @@ def set_followup(
         row.status, row.note, row.updated_by = status, note, actor
     row.updated_at = utcnow()
     session.add(row)
+    session.add(AuditLog(actor=actor, role=role, action="followup", result="succeeded",
+                         customer_id=invoice.customer_id, object_id=invoice_id,
+                         details={"before": before, "after": {"status": status, "note": note}}))
     session.commit()
-    audit.record(session=session, actor=actor, role=role, action="followup", result="succeeded",
-                 customer_id=invoice.customer_id, object_id=invoice_id,
-                 details={"before": before, "after": {"status": status, "note": note}})
     return row
 
 
