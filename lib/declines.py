@@ -27,9 +27,6 @@ _TABLE: dict[str, tuple[str, str, bool]] = {
     "card_declined": (
         "The bank declined without giving a reason.",
         "Let retries run; if they fail, ask the customer to call their bank or use another card.", True),
-    "generic_decline": (
-        "The bank declined without giving a reason.",
-        "Let retries run; if they fail, ask the customer to call their bank or use another card.", True),
     "do_not_honor": (
         "The bank refused the payment without saying why.",
         "Ask the customer to contact their bank or switch cards; retries rarely help.", False),
@@ -63,9 +60,6 @@ _TABLE: dict[str, tuple[str, str, bool]] = {
     "card_velocity_exceeded": (
         "The customer hit their card's spending limit.",
         "Retries after a few days often work; otherwise ask for another card.", True),
-    "withdrawal_count_limit_exceeded": (
-        "The customer hit their card's spending limit.",
-        "Retries after a few days often work; otherwise ask for another card.", True),
     "card_not_supported": (
         "The card does not support this kind of purchase.",
         "Ask the customer for another card through the portal.", False),
@@ -82,6 +76,9 @@ _TABLE: dict[str, tuple[str, str, bool]] = {
         "The customer has no card on file.",
         "Send a portal link so the customer adds a payment method.", False),
 }
+# codes Stripe uses for the same situation: the same advice
+_TABLE |= {"generic_decline": _TABLE["card_declined"],
+           "withdrawal_count_limit_exceeded": _TABLE["card_velocity_exceeded"]}
 
 UNKNOWN = ("The payment failed for a reason Stripe did not classify.",
            "Open the invoice in the Stripe Dashboard for details, then contact the customer.", False)
@@ -94,7 +91,3 @@ def explain(code: str | None) -> Decline:
         return Decline("(none)", "The payment failed but no reason was recorded.", UNKNOWN[1], False)
     meaning, step, retry = _TABLE.get(key, UNKNOWN)
     return Decline(key, meaning, step, retry)
-
-
-def known_codes() -> list[str]:
-    return sorted(_TABLE)
