@@ -11,20 +11,12 @@ from lib.auth import gate, render_account
 from lib.config import get_settings
 from lib.db import ensure_migrated
 
-
-@st.cache_resource(show_spinner=False)
-def _migrated(url: str) -> bool:
-    """Migrate once per process and database, not on every rerun (a failure is not cached: it retries)."""
-    ensure_migrated(url)
-    return True
-
-
 st.set_page_config(page_title="Billing Console", page_icon=":material/receipt_long:", layout="wide")
 
 user = gate()  # login screen, no-role page or refusal end the run here; nothing below renders for them
 
-ready: list[bool] = []  # gate() has read the settings already (a ConfigError stopped the run there)
-guarded(lambda: ready.append(_migrated(get_settings().database_url)))  # database down: one clear message
+ready: list[object] = []  # gate() has read the settings already (a ConfigError stopped the run there)
+guarded(lambda: ready.append(ensure_migrated(get_settings().database_url)))  # database down: one clear message
 if not ready:
     st.stop()
 
