@@ -37,6 +37,7 @@ class User:
 
     @property
     def role_label(self) -> str:
+        """The roles as shown to people and as every audit row's `role` column stores them."""
         return ", ".join(r for r in access.ROLES if r in self.roles) or "no role"
 
 

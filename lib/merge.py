@@ -43,18 +43,13 @@ class MergeCrash(BaseException):  # noqa: N818 - a simulated kill, not an error 
     """Raised by a test's stop hook to simulate the process dying between two instructions."""
 
 
-def _role(user: User) -> str:
-    """The user's roles as the audit log's `role` column stores them."""
-    return ",".join(sorted(user.roles))
-
-
 def _require_admin(user: User, *, session: Session, customer_id: str | None = None,
                    object_id: str | None = None, correlation_id: str | None = None) -> None:
     """Every merge action is for admins only: a refusal is recorded in the audit log and raised."""
     if can(user, "merge"):
         return
     message = f"Your role ({user.role_label}) may not merge customers: only admins can."
-    row = audit.start(session=session, actor=user.email, role=_role(user), action="merge",
+    row = audit.start(session=session, actor=user.email, role=user.role_label, action="merge",
                       customer_id=customer_id, object_id=object_id, correlation_id=correlation_id)
     audit.finish(row, session=session, result="refused", error=message)
     raise MergeError(message)
@@ -416,7 +411,7 @@ def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[s
         session.add(MergeStep(job_id=job.id, seq=seq, kind=st.kind, params={"title": st.title, **st.params},
                               idempotency_key=step_key(job.id, seq, st.kind)))
     session.commit()
-    audit.record(session=session, actor=user.email, role=_role(user), action="merge_planned",
+    audit.record(session=session, actor=user.email, role=user.role_label, action="merge_planned",
                  result="succeeded", customer_id=plan.duplicate_id, object_id=plan.survivor_id,
                  correlation_id=job.id, details={"steps": len(plan.steps)})
     return job
@@ -435,7 +430,7 @@ def abandon_job(job_id: str, *, user: User, session: Session) -> MergeJob:
     session.commit()
     if got.rowcount != 1:
         raise MergeError("Only a planned, stopped or failed merge can be abandoned (a running one: stop it first).")
-    audit.record(session=session, actor=user.email, role=_role(user), action="merge_abandoned",
+    audit.record(session=session, actor=user.email, role=user.role_label, action="merge_abandoned",
                  result="succeeded", correlation_id=job_id)
     job = session.get(MergeJob, job_id)
     assert job is not None
@@ -576,7 +571,7 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
     job = _claim(job_id, session=session, takeover=takeover)
     if job.status == "succeeded":
         return job
-    role = _role(user)
+    role = user.role_label
     if first_run:
         problem = _preflight(job, settings=s)
         if problem:
@@ -673,7 +668,7 @@ def _refresh_cache(customer_ids: list[str], settings: Settings) -> str | None:
 
 
 def _finish(job: MergeJob, *, user: User, session: Session, settings: Settings) -> MergeJob:
-    role = _role(user)
+    role = user.role_label
     row = audit.start(session=session, actor=user.email, role=role, action="merge_verify",
                       customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
     try:

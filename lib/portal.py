@@ -194,17 +194,13 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
     return PortalError("invalid", f"Stripe refused the request: {text} No link was made.")
 
 
-def _role(user: User) -> str:
-    return ",".join(sorted(user.roles))
-
-
 def refuse(user: User, action: str, *, session: Session, customer_id: str | None = None,
            flow: str | None = None, details: dict[str, Any] | None = None) -> PortalError:
     """Record a refused attempt and return the message to show."""
     allowed = [r for r in ROLES if r in ACTIONS[action]]  # from the role matrix, so the advice never drifts
     who = " or ".join(filter(None, [", ".join(allowed[:-1]), allowed[-1]]))
     message = f"Your role ({user.role_label}) may not do this: it needs {who}. Ask an admin for access."
-    row = audit.start(session=session, actor=user.email, role=_role(user), action=action,
+    row = audit.start(session=session, actor=user.email, role=user.role_label, action=action,
                       customer_id=customer_id, flow=flow, details=details)
     audit.finish(row, session=session, result="refused", error=message)
     return PortalError("refused", message, audit_id=row.id)
@@ -239,7 +235,7 @@ def create_link(
     problem = _check_request(req, session=session)
     params = req.params(s)
     row = audit.start(
-        session=session, actor=user.email, role=_role(user), action="portal_link", customer_id=req.customer_id,
+        session=session, actor=user.email, role=user.role_label, action="portal_link", customer_id=req.customer_id,
         object_id=req.subscription_id, flow=req.flow,
         details={"locale": params.get("locale", "auto"), "return_url": params["return_url"],
                  "configuration": params.get("configuration"), "idempotency_key": idempotency_key},
@@ -426,7 +422,7 @@ def bulk_links(
     rows, missing = _bulk_targets(ids, session=session)
     result.rows, result.missing_invoices = rows, missing
     parent = audit.start(
-        session=session, actor=user.email, role=_role(user), action="bulk_portal_links",
+        session=session, actor=user.email, role=user.role_label, action="bulk_portal_links",
         flow="payment_method_update", correlation_id=run_id,
         details={"invoices": len(ids), "customers": len(rows), "missing_invoices": missing[:50]},
     )
@@ -444,7 +440,7 @@ def bulk_links(
                 params = req.params(s)
                 key = f"portal-bulk-{run_id}-{row.customer_id}"
                 arow = audit.start(
-                    session=session, actor=user.email, role=_role(user), action="portal_link",
+                    session=session, actor=user.email, role=user.role_label, action="portal_link",
                     customer_id=row.customer_id, flow="payment_method_update", correlation_id=run_id,
                     details={"bulk": True, "invoice_ids": row.invoice_ids[:20], "idempotency_key": key,
                              "return_url": params["return_url"]},
