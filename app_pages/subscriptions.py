@@ -18,6 +18,7 @@ from app_pages.components.tables import (
     pager_controls,
 )
 from lib.auth import require_page
+from lib.models import MRR_STATUSES
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 
 P = "subs"  # widget-key prefix
@@ -59,12 +60,12 @@ def render_totals(filters: SubscriptionFilters) -> None:
     for t in totals:
         cur = by_currency.setdefault(t["currency"] or "—", {"count": 0, "mrr": 0})
         cur["count"] += t["count"]
-        if t["status"] in ("active", "past_due", "trialing"):
+        if t["status"] in MRR_STATUSES:
             cur["mrr"] += t["mrr"]
     cols = st.columns(min(4, len(by_currency)))
     for i, (cur, v) in enumerate(sorted(by_currency.items())):
         cols[i % len(cols)].metric(f"MRR {cur.upper()}", format_money(v["mrr"], cur),
-                                   help="Active, past-due and trialing subscriptions of the current filter")
+                                   help="Active and past-due subscriptions of this filter (trials are not revenue yet)")
         cols[i % len(cols)].caption(f"{v['count']:,} subscriptions")
     table = pd.DataFrame(totals)
     pivot = table.pivot_table(index="status", columns="currency", values="count", aggfunc="sum", fill_value=0)

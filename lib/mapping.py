@@ -20,8 +20,6 @@ from lib.normalize import canonical_email, fold_name, normalize_email, normalize
 Obj = dict[str, Any]
 _fromtimestamp = datetime.fromtimestamp
 
-# Subscriptions whose mrr counts towards customers.mrr (documented in docs/schema.md).
-LIVE_STATUSES = ("active", "trialing", "past_due")
 
 
 def ref(value: Any) -> str | None:

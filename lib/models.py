@@ -16,6 +16,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+# Subscriptions whose mrr counts as MRR everywhere: customers.mrr, the overview and the subscriptions page
+# (docs/schema.md). Trials are not revenue yet; past-due ones still are until dunning ends.
+MRR_STATUSES = ("active", "past_due")
+
 
 def utcnow() -> datetime:
     """Now, timezone-aware UTC: every datetime column takes aware values."""

@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from lib.declines import explain
 from lib.models import (
+    MRR_STATUSES,
     Customer,
     Invoice,
     InvoiceFollowup,
@@ -783,8 +784,8 @@ def _merge_weeks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def mrr_by_currency(*, session: Session) -> list[dict[str, Any]]:
-    """MRR of live subscriptions (active, past due) per currency, from the trigger-kept totals."""
-    return _totals(session, statuses=("active", "past_due"), currency=None, by_status=False)
+    """MRR (MRR_STATUSES: active, past due) per currency, from the trigger-kept totals."""
+    return _totals(session, statuses=MRR_STATUSES, currency=None, by_status=False)
 
 
 def _totals(session: Session, *, statuses: Iterable[str], currency: str | None,

@@ -37,6 +37,7 @@ from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import (
+    MRR_STATUSES,
     Customer,
     Invoice,
     InvoiceLine,
@@ -325,7 +326,7 @@ def _in(conn: Connection, column: str, ids: list[str]) -> tuple[str, tuple[Any, 
     return f"{column} IN ({', '.join('?' * len(ids))})", tuple(ids)
 
 
-_LIVE_SQL = ", ".join(f"'{s}'" for s in mapping.LIVE_STATUSES)  # constants, never input
+_LIVE_SQL = ", ".join(f"'{s}'" for s in MRR_STATUSES)  # constants, never input
 # A customer's mrr: the status test sits inside the sum so that the customer's id is the only condition.
 # As `AND status IN (…)` the planner, without statistics for a filling table, also probed the status index,
 # which matches most subscriptions: a bitmap over the whole index for every customer (133 µs a subscription).
@@ -334,7 +335,7 @@ _MRR_TOTAL = (f"COALESCE((SELECT SUM(CASE WHEN s.status IN ({_LIVE_SQL}) THEN s.
 
 
 def recompute_mrr(conn: Connection, customer_ids: Iterable[str], *, only_with_subscriptions: bool = False) -> None:
-    """customers.mrr = Σ mrr of the customer's live subscriptions (mapping.LIVE_STATUSES).
+    """customers.mrr = Σ mrr of the customer's live subscriptions (MRR_STATUSES).
 
     Plain SQL with bound parameters: this runs on every page, and SQLAlchemy's expanding IN would compile
     the statement each time (10 µs an object)."""
