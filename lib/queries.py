@@ -126,7 +126,8 @@ def _prefix(session: Session, column: Any, value: str) -> ColumnElement[bool]:
 
 def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many rows `stmt` matches, counting at most cap+1 of them: (count, capped)."""
-    sub = stmt.with_only_columns(literal(1)).order_by(None).limit(cap + 1).subquery()
+    # maintain_column_froms: a statement with no WHERE would otherwise lose its table and count 1 row.
+    sub = stmt.with_only_columns(literal(1), maintain_column_froms=True).order_by(None).limit(cap + 1).subquery()
     n = session.execute(select(func.count()).select_from(sub)).scalar_one()
     return (cap, True) if n > cap else (n, False)
 

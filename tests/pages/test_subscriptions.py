@@ -38,6 +38,7 @@ def test_all_subscriptions_with_mrr_and_plan(subs: dict[str, str]) -> None:
     at = run_page("subscriptions.py")
     assert not at.exception, at.exception
     assert ids(at) == set(subs.values())
+    assert any(c.value.startswith(f"{len(subs)} subscription(s)") for c in at.caption)  # the unfiltered count
     df = at.dataframe(key="subs_table").value
     row = df[df["id"] == subs["pro_year"]].iloc[0]
     assert row["mrr"] == 50.0 and row["plan"] == "Pro" and row["interval"] == "year" and row["currency"] == "EUR"
