@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from lib.db import get_engine, migrate  # noqa: E402
+from lib.stripe_gateway import decode  # noqa: E402
 from lib.sync import ingest_page  # noqa: E402
 
 T0 = 1_760_000_000
@@ -393,7 +394,7 @@ def run(url: str, pages: dict[str, list[bytes]]) -> dict[str, Any]:
         started, cpu_started, server_started = time.perf_counter(), time.process_time(), _server_cpu(backend)
         n = 0
         for body in bodies:
-            page = json.loads(body)["data"]
+            page = decode(body)["data"]  # the sync's own parse of a list response
             ingest_page(engine, resource, page, T0 + 10**6, cursor=page[-1]["id"])
             n += len(page)
         seconds = time.perf_counter() - started
