@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import socket
 import threading
 import time
@@ -51,8 +52,10 @@ from lib.models import (
     from_ts,
     utcnow,
 )
+from lib.pg_pipeline import PipelinedConnection, TransactionFailed
 
 Obj = dict[str, Any]
+Statement = tuple[str, tuple[Any, ...]]  # SQL with %s placeholders, and its parameters
 Progress = Callable[[str, int], None]
 
 RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
@@ -169,25 +172,38 @@ def _pg_type(col_type: Any) -> str:
 
 @lru_cache(maxsize=64)
 def _pg_upsert_sql(table_name: str, cols: tuple[str, ...], versioned: bool, insert_only: tuple[str, ...],
-                   returning: bool) -> str:
+                   returning: bool, parent: tuple[str, str] | None = None) -> str:
     """PostgreSQL's bulk upsert: `INSERT … SELECT … FROM json_to_recordset(%s::json)`: the whole page is ONE
     text parameter, encoded by the json module's C encoder. The plan does not grow with the page (a 100-row
     VALUES list takes longer to plan than to run), and unlike one array per column it needs no per-value
     escaping in Python (psycopg dumps text arrays value by value: 40 µs an object). JSON columns travel as
-    JSON. Columns left to their insert default (`insert_only`) come as one more parameter each. Column names
-    come from the models only."""
+    JSON. Columns left to their insert default (`insert_only`) come as one more parameter each — except a new
+    customer's mrr, summed from the subscriptions already cached (pages of different resources interleave),
+    which spares a second write of the row. With `parent` (table, key column), child rows carry their
+    parent's version as `_v` and are written only under a parent at that version (see `_pg_statements`).
+    Column names come from the models only."""
     table = _table(table_name)
     given = tuple(c for c in cols if c not in insert_only)
     types = {c: _pg_type(table.c[c].type) for c in cols}
     # Datetimes travel as integer microseconds since the epoch: exact, and cheaper to read than ISO text.
-    defs = ", ".join(f'"{c}" {"int8" if types[c] == "timestamptz" else types[c]}' for c in given)
+    defs = ", ".join([f'"{c}" {"int8" if types[c] == "timestamptz" else types[c]}' for c in given]
+                     + (['"_v" int8'] if parent else []))
     quoted = ", ".join(f'"{c}"' for c in cols)
+
+    def default(c: str) -> str:
+        if table_name == "customers" and c == "mrr":
+            return _MRR_TOTAL.format(customer='u."id"')
+        return f"%s::{types[c]}"
+
     picks = ", ".join([f"(TIMESTAMPTZ 'epoch' + u.\"{c}\" * INTERVAL '1 microsecond')" if types[c] == "timestamptz"
-                       else f'u."{c}"' for c in given] + [f"%s::{types[c]}" for c in insert_only])
+                       else f'u."{c}"' for c in given] + [default(c) for c in insert_only])
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c != "id" and c not in insert_only)
     where = f' WHERE excluded.version_ts >= "{table_name}".version_ts' if versioned else ""
+    under = (f' WHERE EXISTS (SELECT 1 FROM "{parent[0]}" AS p WHERE p.id = u."{parent[1]}" '  # noqa: S608
+             f'AND p.version_ts = u."_v")') if parent else ""
     return (f'INSERT INTO "{table_name}" ({quoted}) SELECT {picks} FROM json_to_recordset(%s::json) '  # noqa: S608
-            f"AS u({defs}) ON CONFLICT (id) DO UPDATE SET {sets}{where}" + (" RETURNING id" if returning else ""))
+            f"AS u({defs}){under} ON CONFLICT (id) DO UPDATE SET {sets}{where}"
+            + (" RETURNING id" if returning else ""))
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -268,32 +284,33 @@ def _upsert(conn: Connection, table: Table, rows: list[Obj], *, versioned: bool 
     return written
 
 
-def _pg_upsert(table: Table, rows: list[Obj], *, versioned: bool = True, returning: bool = False
-               ) -> tuple[str, tuple[Any, ...]]:
+def _pg_upsert(table: Table, rows: list[Obj], *, versioned: bool = True, returning: bool = False,
+               parent: tuple[str, str] | None = None) -> Statement:
     """PostgreSQL's bulk upsert of `rows` as (statement, parameters), for `exec_driver_sql` or a pipeline."""
-    given = tuple(rows[0])
+    given = tuple(c for c in rows[0] if c != "_v")
     defaults = _insert_defaults(table.name, given)
-    sql = _pg_upsert_sql(table.name, given + tuple(defaults), versioned, tuple(defaults), returning)
-    return sql, (*defaults.values(), _pg_page_json(rows))
+    sql = _pg_upsert_sql(table.name, given + tuple(defaults), versioned, tuple(defaults), returning, parent)
+    params = tuple(v for c, v in defaults.items() if not (table.name == "customers" and c == "mrr"))
+    return sql, (*params, _pg_page_json(rows))
 
 
-def _pipeline(conn: Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Run statements in order, in the connection's transaction. On PostgreSQL they go as one pipeline: one
-    round trip for all instead of one each (a page's statements are a few hundred µs of server work; each
-    round trip on a busy host costs 50–100 µs more). An error in any of them raises, and the caller's
-    transaction rolls back as for any statement."""
+def _pipeline(conn: Connection, statements: list[Statement]) -> list[int]:
+    """Run statements in order, in the connection's transaction; returns the rows each affected. On
+    PostgreSQL they go as one pipeline: one round trip for all instead of one each (a page's statements are
+    a few hundred µs of server work; each round trip on a busy host costs 50–100 µs more). An error in any
+    of them raises, and the caller's transaction rolls back as for any statement."""
     if conn.dialect.name != "postgresql" or len(statements) < 2:
-        for sql, params in statements:
-            conn.exec_driver_sql(sql, params)
-        return
+        return [conn.exec_driver_sql(sql, params).rowcount for sql, params in statements]
     raw = conn.connection.driver_connection
-    cursor = raw.cursor()  # type: ignore[union-attr]
+    cursors = [raw.cursor() for _ in statements]  # type: ignore[union-attr]
     try:
         with raw.pipeline():  # type: ignore[union-attr]
-            for sql, params in statements:
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 cursor.execute(sql, params)
+        return [c.rowcount for c in cursors]
     finally:
-        cursor.close()
+        for cursor in cursors:
+            cursor.close()
 
 
 @lru_cache(maxsize=64)
@@ -438,23 +455,14 @@ def _attach_last_payment_error(invoice: Obj, settings: Settings | None) -> None:
                                                                             settings=settings)[0]}
 
 
-def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, int]],
-                  product_names: dict[str, str] | None = None) -> int:
-    """Write objects (each with its version) newer-wins; returns how many rows changed.
-
-    The version check happens in SQL (`WHERE excluded.version_ts >= t.version_ts`), so a concurrent webhook
-    writer can never be overwritten by an older state. Child rows (items, lines) are replaced only for the
-    parents whose new state was applied (RETURNING tells which). Objects must be complete (see `complete`).
-    """
-    table = TABLES[resource]
+def _page_rows(resource: str, versioned: list[tuple[Obj, int]], product_names: dict[str, str] | None,
+               now: datetime) -> tuple[list[Obj], list[Obj], list[tuple[str, int]]]:
+    """The rows of a batch: (rows, child rows, deleted-customer stubs), the newest state per id, in id order."""
     latest: dict[str, tuple[Obj, int]] = {}
     for obj, ts in versioned:  # the same object twice in one batch: the later one wins ties
         oid = obj.get("id")
         if isinstance(oid, str) and (oid not in latest or ts >= latest[oid][1]):
             latest[oid] = (obj, ts)
-    if not latest:
-        return 0
-    now = utcnow()
     rows: list[Obj] = []
     children: list[Obj] = []
     stubs: list[tuple[str, int]] = []
@@ -474,30 +482,93 @@ def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, in
             children.extend(lines)
         else:
             rows.append(mapping.payment_method_row(obj, ts, synced_at=now))
-    if resource in ("subscriptions", "invoices"):
+    return rows, children, stubs
+
+
+CHILDREN = {"subscriptions": (ITEMS, "subscription_id"), "invoices": (LINES, "invoice_id")}
+
+
+def apply_objects(conn: Connection, resource: str, versioned: list[tuple[Obj, int]],
+                  product_names: dict[str, str] | None = None) -> int:
+    """Write objects (each with its version) newer-wins; returns how many rows changed.
+
+    The version check happens in SQL (`WHERE excluded.version_ts >= t.version_ts`), so a concurrent webhook
+    writer can never be overwritten by an older state. Child rows (items, lines) are replaced only for the
+    parents whose new state was applied. Objects must be complete (see `complete`).
+    """
+    now = utcnow()
+    rows, children, stubs = _page_rows(resource, versioned, product_names, now)
+    if not rows and not stubs:
+        return 0
+    if conn.dialect.name == "postgresql":
+        statements, counted = _pg_statements(resource, rows, children, stubs, now)
+        counts = _pipeline(conn, statements)
+        return sum(counts[i] for i in counted)
+    return _sqlite_apply(conn, resource, rows, children, stubs, now)
+
+
+def _pg_statements(resource: str, rows: list[Obj], children: list[Obj], stubs: list[tuple[str, int]],
+                   now: datetime) -> tuple[list[Statement], list[int]]:
+    """PostgreSQL's writes of a batch as statements that need no answer from each other, so that a page can
+    be sent whole (lib/pg_pipeline); and the indexes of those whose row counts are rows written.
+
+    Which parents' children to replace is decided in SQL, not by a round trip: the parent upsert locks every
+    row it meets (ON CONFLICT locks even the rows its WHERE leaves alone) until commit, so after it a parent
+    whose `version_ts` equals the version of this batch's state is exactly one this batch applied."""
+    table = TABLES[resource]
+    statements: list[Statement] = []
+    counted: list[int] = []
+    if rows:
+        counted.append(0)
+        statements.append(_pg_upsert(table, rows))
+    if resource in CHILDREN and rows:
+        child_table, key = CHILDREN[resource]
+        versions = _pg_page_json([{"id": r["id"], "v": r["version_ts"]} for r in rows])
+        statements.append((
+            f'DELETE FROM "{child_table.name}" AS c USING json_to_recordset(%s::json) AS u(id text, v int8), '  # noqa: S608 — model names
+            f'"{table.name}" AS p WHERE p.id = u.id AND p.version_ts = u.v AND c."{key}" = u.id', (versions,)))
+        if children:
+            version = {r["id"]: r["version_ts"] for r in rows}
+            kids = [{**c, "_v": version[c[key]]} for c in children]
+            statements.append(_pg_upsert(child_table, kids, versioned=False, parent=(table.name, key)))
+        if resource == "subscriptions":
+            owners = sorted({r["customer_id"] for r in rows})
+            statements += [_pg_mrr_update(owners[i : i + 500]) for i in range(0, len(owners), 500)]
+    if resource == "customers":
+        if stubs:
+            counted.append(len(statements))
+            statements.append((
+                "UPDATE customers SET deleted = true, version_ts = u.v, synced_at = %s::timestamptz "
+                "FROM json_to_recordset(%s::json) AS u(id text, v int8) "
+                "WHERE customers.id = u.id AND customers.version_ts <= u.v",
+                (now, _pg_page_json([{"id": oid, "v": ts} for oid, ts in stubs]))))
+        gone = [{"id": r["id"], "v": r["version_ts"]} for r in rows if r["deleted"]]
+        gone += [{"id": oid, "v": ts} for oid, ts in stubs]
+        if gone:  # a deleted customer's cards are detached with it (Stripe sends no events)
+            statements.append((
+                "UPDATE payment_methods SET customer_id = NULL, version_ts = u.v, synced_at = %s::timestamptz "
+                "FROM json_to_recordset(%s::json) AS u(id text, v int8) "
+                "WHERE payment_methods.customer_id = u.id AND payment_methods.version_ts <= u.v",
+                (now, _pg_page_json(gone))))
+    return statements, counted
+
+
+def _sqlite_apply(conn: Connection, resource: str, rows: list[Obj], children: list[Obj],
+                  stubs: list[tuple[str, int]], now: datetime) -> int:
+    """SQLite's writes of a batch (in-process: asking which parents were applied costs no round trip)."""
+    table = TABLES[resource]
+    if resource in CHILDREN:
         applied = set(_upsert(conn, table, rows, returning=True))
         written = len(applied)
-        child_table, key = (ITEMS, "subscription_id") if resource == "subscriptions" else (LINES, "invoice_id")
+        child_table, key = CHILDREN[resource]
         if applied:
-            ids = sorted(applied)
-            kids = [c for c in children if c[key] in applied]
-            owners = sorted({r["customer_id"] for r in rows if r["id"] in applied}) \
-                if resource == "subscriptions" else []
-            if conn.dialect.name == "postgresql":  # old children out, new in, mrr: one round trip
-                stmts = [(f'DELETE FROM "{child_table.name}" AS c USING json_array_elements_text(%s::json) '  # noqa: S608
-                          f'AS u(id) WHERE c."{key}" = u.id', (json.dumps(ids),))]
-                if kids:
-                    stmts.append(_pg_upsert(child_table, kids, versioned=False))
-                stmts += [_pg_mrr_update(owners[i : i + 500]) for i in range(0, len(owners), 500)]
-                _pipeline(conn, stmts)
-            else:
-                where, params = _in(conn, f'"{key}"', ids)
-                conn.exec_driver_sql(f'DELETE FROM "{child_table.name}" WHERE {where}', params)  # noqa: S608
-                _upsert(conn, child_table, kids, versioned=False)
-                if owners:
-                    recompute_mrr(conn, owners)
-    else:
-        written = _upsert(conn, table, rows)
+            where, params = _in(conn, f'"{key}"', sorted(applied))
+            conn.exec_driver_sql(f'DELETE FROM "{child_table.name}" WHERE {where}', params)  # noqa: S608
+            _upsert(conn, child_table, [c for c in children if c[key] in applied], versioned=False)
+            if resource == "subscriptions":
+                recompute_mrr(conn, {r["customer_id"] for r in rows if r["id"] in applied})
+        return written
+    written = _upsert(conn, table, rows)
     if resource == "customers":
         for oid, ts in stubs:
             written += conn.execute(update(table).where(table.c.id == oid, table.c.version_ts <= ts)
@@ -516,14 +587,14 @@ def _touch_state(conn: Connection, resource: str, cursor: str | None = None) -> 
     """First statement of every page transaction: a write, so SQLite takes its write lock up front (a read
     first could meet a newer snapshot and fail with 'database is locked'). With `cursor`, it also moves the
     backfill cursor: committed together with the page or not at all."""
-    conn.exec_driver_sql(*_touch_state_sql(conn, resource, cursor))
+    conn.exec_driver_sql(*_touch_state_sql(conn.dialect.name, resource, cursor))
 
 
-def _touch_state_sql(conn: Connection, resource: str, cursor: str | None = None) -> tuple[str, tuple[Any, ...]]:
+def _touch_state_sql(dialect: str, resource: str, cursor: str | None = None) -> Statement:
     """`_touch_state` as (statement, parameters)."""
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    mark = "%s" if dialect == "postgresql" else "?"
     now = utcnow()
-    stamp = now if conn.dialect.name == "postgresql" else _sqlite_datetime(now)
+    stamp = now if dialect == "postgresql" else _sqlite_datetime(now)
     cursor_set = ", backfill_cursor = excluded.backfill_cursor" if cursor is not None else ""
     sql = (f"INSERT INTO sync_state (resource, backfill_cursor, updated_at) VALUES ({mark}, {mark}, {mark}) "  # noqa: S608 — constants only
            f"ON CONFLICT (resource) DO UPDATE SET updated_at = excluded.updated_at{cursor_set}")
@@ -561,23 +632,122 @@ def _sqlite_writer(conn: Connection) -> None:
 def _start_page(conn: Connection, resource: str, cursor: str | None = None) -> None:
     """First statements of a page's transaction (list page or event page): `_touch_state` and
     `_page_settings`, in one round trip on PostgreSQL."""
-    _pipeline(conn, [_touch_state_sql(conn, resource, cursor), *_page_settings(conn)])
+    _pipeline(conn, [_touch_state_sql(conn.dialect.name, resource, cursor), *_page_settings(conn)])
 
 
-def _page_settings(conn: Connection) -> list[tuple[str, tuple[Any, ...]]]:
+def _page_settings(conn: Connection) -> list[Statement]:
     """Settings for a page's transaction, as statements to run first. SQLite: see `_sqlite_writer`.
-
-    PostgreSQL: do not wait for this page's WAL flush at commit. A server crash can then lose the last few
-    committed pages — each together with its cursor, so the next run simply fetches them again — and never
-    leaves a page half-written. Cuts a page's commit from a disk flush to a memory write. And every
-    statement of a page is driven by its ≤ 100 ids, so index lookups are always right; a cache that is
-    still filling has no statistics yet, and the planner then hashes or scans whole tables for them (a
-    page's child DELETE took 2 ms and grew with the table): for this transaction only, no."""
+    PostgreSQL: `_PG_PAGE_SETTINGS`."""
     _sqlite_writer(conn)
-    if conn.dialect.name != "postgresql":
-        return []
-    return [("SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true), "
-             "set_config('enable_hashjoin', 'off', true)", ())]
+    return list(_PG_PAGE_SETTINGS) if conn.dialect.name == "postgresql" else []
+
+
+# PostgreSQL: do not wait for this page's WAL flush at commit. A server crash can then lose the last few
+# committed pages — each together with its cursor, so the next run simply fetches them again — and never
+# leaves a page half-written. Cuts a page's commit from a disk flush to a memory write. And every statement
+# of a page is driven by its ≤ 100 ids, so index lookups are always right; a cache that is still filling
+# has no statistics yet, and the planner then hashes or scans whole tables for them (a page's child DELETE
+# took 2 ms and grew with the table): for this transaction only, no.
+_PG_PAGE_SETTINGS: tuple[Statement, ...] = (
+    ("SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true), "
+     "set_config('enable_hashjoin', 'off', true)", ()),
+)
+
+
+class PageWriter:
+    """Writes list pages, each in one transaction with its backfill cursor, for one sync run.
+
+    On PostgreSQL a page's transaction is sent whole and its results are read when the next page is written
+    (or at `flush`): the server commits page N while this process parses and maps page N+1 (lib/pg_pipeline
+    explains why a kill still loses at most the page in hand). Written-row counts arrive through
+    `on_written` as pages settle. A page the server refuses as a deadlock victim is sent again; any other
+    failure is raised to the resource that wrote the page, at its next `write` or `flush`. Not thread-safe:
+    the sync's resource threads share one writer under their write lock.
+    """
+
+    def __init__(self, engine: Engine, on_written: Callable[[str, int], None] | None = None) -> None:
+        self.engine = engine
+        self._on_written = on_written
+        self._pipe: PipelinedConnection | None = None
+        self._pending: tuple[str, list[Statement], list[int]] | None = None
+        self._failed: dict[str, BaseException] = {}
+
+    def write(self, resource: str, objs: list[Obj], server_time: int, *, cursor: str | None = None,
+              product_names: dict[str, str] | None = None) -> None:
+        if self.engine.dialect.name != "postgresql":
+            self._raise_failed(resource)
+            written = ingest_page(self.engine, resource, objs, server_time, cursor=cursor,
+                                  product_names=product_names)
+            self._report(resource, written)
+            return
+        now = utcnow()
+        rows, children, stubs = _page_rows(resource, [(o, server_time) for o in objs], product_names, now)
+        statements, counted = _pg_statements(resource, rows, children, stubs, now)
+        head = [_touch_state_sql("postgresql", resource, cursor), *_PG_PAGE_SETTINGS]
+        self._settle()  # the previous page: its results are (nearly always) in by now
+        self._raise_failed(resource)
+        self._send(resource, head + statements, [len(head) + i for i in counted])
+
+    def flush(self, resource: str | None = None) -> None:
+        """Wait for the page in flight; raise `resource`'s failure (any resource's when None)."""
+        self._settle()
+        if resource is not None:
+            self._raise_failed(resource)
+        elif self._failed:
+            raise self._failed.pop(next(iter(self._failed)))
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._pipe is not None:
+                pipe, self._pipe = self._pipe, None
+                pipe.close()
+
+    def __enter__(self) -> PageWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, resource: str, statements: list[Statement], counted: list[int]) -> None:
+        if self._pipe is None:
+            self._pipe = PipelinedConnection(self.engine)
+        try:
+            self._pipe.send(statements)
+        except BaseException:
+            self._pipe = None  # its connection is invalidated, never reused
+            raise
+        self._pending = (resource, statements, counted)
+
+    def _settle(self) -> None:
+        if self._pending is None or self._pipe is None:
+            return
+        resource, statements, counted = self._pending
+        self._pending = None
+        for attempt in range(1, 5):
+            try:
+                counts = self._pipe.settle()
+            except TransactionFailed as exc:
+                if not exc.retryable or attempt == 4:
+                    self._failed[resource] = exc.error
+                    return
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                self._pipe.send(statements)
+            except BaseException:
+                self._pipe = None
+                raise
+            else:
+                self._report(resource, sum(counts[i] for i in counted))
+                return
+
+    def _report(self, resource: str, written: int) -> None:
+        if self._on_written is not None:
+            self._on_written(resource, written)
+
+    def _raise_failed(self, resource: str) -> None:
+        if resource in self._failed:
+            raise self._failed.pop(resource)
 
 
 def get_state(engine: Engine, resource: str) -> dict[str, Any]:
@@ -795,6 +965,7 @@ class _Run:
         self.updates: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.write_lock = threading.Lock()  # one writer per process: short transactions, no SQLite busy-snapshot
+        self.writer = PageWriter(engine, on_written=lambda resource, n: self.add(resource, n, 0))  # under the lock
         self.products = ProductNames(settings)
         self._last_beat = 0.0
         self._newest: tuple[str | None, int, int] | None = None
@@ -845,11 +1016,11 @@ def _backfill_list(run: _Run, resource: str, state: dict[str, Any]) -> None:
         cursor = page.data[-1]["id"] if page.data else cursor
         fetched_at = time.monotonic()
         with run.write_lock:
-            written = ingest_page(run.engine, resource, page.data, run.stripe_time(page.server_time),
-                                  cursor=cursor, product_names=names)
+            run.writer.write(resource, page.data, run.stripe_time(page.server_time), cursor=cursor,
+                             product_names=names)
         run.timing["fetch"] += fetched_at - started
         run.timing["write"] += time.monotonic() - fetched_at
-        run.add(resource, written, len(page.data))
+        run.add(resource, 0, len(page.data))
         if not page.has_more or not page.data:
             return
 
@@ -877,9 +1048,9 @@ def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
                 if exc.kind != "missing":  # deleted since the customers page: its cards went with it
                     raise
             with run.write_lock:
-                written = ingest_page(run.engine, "payment_methods", pms,
-                                      run.stripe_time(server_time or int(time.time())), cursor=cid)
-            run.add("payment_methods", written, len(pms))
+                run.writer.write("payment_methods", pms, run.stripe_time(server_time or int(time.time())),
+                                 cursor=cid)
+            run.add("payment_methods", 0, len(pms))
             cursor = cid
 
 
@@ -936,6 +1107,8 @@ def backfill(run: _Run, resource: str, *, restart: bool) -> None:
         _backfill_payment_methods(run, state)
     else:
         _backfill_list(run, resource, state)
+    with run.write_lock:
+        run.writer.flush(resource)  # its last page is committed before the backfill is marked complete
     fetched_now = run.fetched.get(resource, 0) - before
     if fetched_now == 0 and had > 0 and not state.get("backfill_cursor") and resource != "payment_methods":
         raise SyncError(
@@ -1056,6 +1229,8 @@ def run_sync(*, mode: str = "incremental", resources: list[str] | None = None,
         except (gw.GatewayError, SyncError) as exc:  # e.g. the events check after an empty backfill
             result = SyncResult("failed", counts={r: run.counts.get(r, 0) for r in wanted}, error=str(exc),
                                 notes=run.notes, fetched=run.fetched, timing=run.timing)
+        finally:
+            run.writer.close()  # no-op when _execute closed it; never leaves a page or connection behind
         result.run_id = run_id
         result.requests = gw.requests_sent() - requests_before
         result.seconds = time.monotonic() - started
@@ -1106,12 +1281,16 @@ def _execute(run: _Run, mode: str, wanted: list[str], progress: Progress | None)
                                                                not in wanted):
                 break
             time.sleep(0.05)
-        _drain(run, progress)
         for resource, fut in futures.items():
             exc = fut.exception()
             if exc is not None and not (isinstance(exc, SyncError) and run.stop.is_set()
                                         and str(exc).startswith("stopped")):
                 errors.append(f"{resource}: {_describe(exc)}")
+    try:
+        run.writer.close()  # the page still in flight, when a resource stopped early
+    except Exception as exc:  # noqa: BLE001 — reported as the run's error
+        errors.append(f"writing a page: {_describe(exc)}")
+    _drain(run, progress)
     counts = {r: run.counts.get(r, 0) for r in wanted}
     if not errors and mode == "full" and sum(run.fetched.values()) == 0:
         event_id, _, _ = run.newest_event()
