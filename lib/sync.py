@@ -1134,15 +1134,17 @@ def incremental(run: _Run, resource: str) -> None:
     if cursor_created is not None and from_ts(stripe_now) - cursor_created > EVENT_RETENTION:
         return _expired(run, resource, cursor_created)
     types = {"types": list(EVENT_TYPES[resource])}
-    if cursor is None:  # there were no events at all when the backfill started
-        since = int(cursor_created.timestamp()) - 5 if cursor_created else 0
-        events = list(gw.iter_list("/v1/events", {**types, "created": {"gte": since}}, settings=run.settings))
-        events.reverse()
-        for i in range(0, len(events), 100):
-            _apply_event_page(run, resource, events[i : i + 100], server_time=stripe_now)
-        return
     applied = 0
-    while True:
+    if cursor is None:  # there were no events at all when the backfill started: start at the oldest since
+        since = int(cursor_created.timestamp()) - 5 if cursor_created else 0
+        oldest: Obj | None = None
+        for page in gw.iter_pages("/v1/events", {**types, "created": {"gte": since}}, settings=run.settings):
+            run.check()
+            oldest = page.data[-1] if page.data else oldest  # newest first: keep only the last one seen
+        if oldest is not None:
+            _apply_event_page(run, resource, [oldest], server_time=stripe_now)
+            applied, cursor = 1, oldest["id"]
+    while cursor is not None:
         run.check()
         try:
             page = gw.list_page("/v1/events", {**types, "ending_before": cursor}, settings=run.settings)

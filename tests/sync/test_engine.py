@@ -103,3 +103,22 @@ def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, 
         live = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE customer_id = :c AND status <> 'canceled'"),
                             {"c": gone}).scalar()
     assert deleted in (True, 1) and cards == 0 and live == 0
+
+
+def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:  # noqa: ANN001
+    client = sandbox.client
+    assert run_sync(mode="full").status == "succeeded"  # an empty account: no event to start the cursors at
+    ids = [client.v1.customers.create({"email": f"late{i}@example.com", "name": f"Late {i}"}).id
+           for i in range(130)]  # more than one page of events
+    client.v1.customers.update(ids[0], {"name": "Renamed Later"})  # an older state must not win
+    sandbox.advance(seconds=2)
+    client.v1.customers.update(ids[0], {"name": "Renamed Last"})
+    result = run_sync(mode="incremental", resources=["customers"])
+    assert result.status == "succeeded", result.error
+    assert result.counts["customers"] >= 130
+    assert differences(client, db) == []
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT name FROM customers WHERE id = :id"), {"id": ids[0]}).scalar() == \
+            "Renamed Last"
+    again = run_sync(mode="incremental", resources=["customers"])  # the cursor moved to the newest event
+    assert again.status == "succeeded" and again.counts["customers"] == 0
