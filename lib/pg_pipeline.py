@@ -79,17 +79,23 @@ class PipelinedConnection:
         """Send the statements as one transaction; return when all of it has left this process."""
         if self._sent:
             raise RuntimeError("settle() the transaction in flight first")
+        if self._fairy is None:
+            raise psycopg.OperationalError("this pipelined connection was closed")
         pg = self._pg
-        pg.enter_pipeline_mode()
-        for sql, params in statements:
-            pg.send_query_params(_numbered(sql), [_param(p) for p in params])
-        pg.pipeline_sync()
+        try:
+            pg.enter_pipeline_mode()
+            for sql, params in statements:
+                pg.send_query_params(_numbered(sql), [_param(p) for p in params])
+            pg.pipeline_sync()
+            sock = pg.socket
+            while pg.flush():  # non-blocking connection: wait until the socket takes the rest
+                readable, _, _ = select.select([sock], [sock], [])
+                if readable:  # keep reading, so a server blocked on its own output never blocks us
+                    pg.consume_input()
+        except BaseException:
+            self._discard()  # half a transaction may be queued: this connection is never used again
+            raise
         self._sent = len(statements)
-        sock = pg.socket
-        while pg.flush():  # non-blocking connection: wait until the socket takes the rest
-            readable, _, _ = select.select([sock], [sock], [])
-            if readable:  # keep reading, so a server blocked on its own output never blocks us
-                pg.consume_input()
 
     def settle(self) -> list[int]:
         """Wait for the transaction in flight: rows affected per statement, or `TransactionFailed` (nothing of
@@ -131,6 +137,9 @@ class PipelinedConnection:
 
     def _discard(self) -> None:
         """A connection whose protocol state is unknown is closed, never handed back to the pool."""
+        self._sent = 0
+        if self._fairy is None:
+            return
         try:
             self._fairy.invalidate()
         finally:

@@ -716,7 +716,7 @@ class PageWriter:
         try:
             self._pipe.send(statements)
         except BaseException:
-            self._pipe = None  # its connection is invalidated, never reused
+            self._pipe = None  # its connection was invalidated, never reused; the next page opens another
             raise
         self._pending = (resource, statements, counted)
 
@@ -732,14 +732,15 @@ class PageWriter:
                 if not exc.retryable or attempt == 4:
                     self._failed[resource] = exc.error
                     return
-                time.sleep(random.uniform(0.05, 0.2) * attempt)
-                self._pipe.send(statements)
             except BaseException:
                 self._pipe = None
                 raise
             else:
                 self._report(resource, sum(counts[i] for i in counted))
                 return
+            time.sleep(random.uniform(0.05, 0.2) * attempt)  # a deadlock victim: the same page again
+            self._send(resource, statements, counted)
+            self._pending = None
 
     def _report(self, resource: str, written: int) -> None:
         if self._on_written is not None:
