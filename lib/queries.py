@@ -538,7 +538,8 @@ def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]
     return {
         "products": [(p, f"{names[p]} ({p})" if names.get(p) else p) for p in product_ids],
         "prices": [(p, p) for p in distinct_values(session, SubscriptionItem.price_id, limit=500)],
-        "currencies": [(c, c.upper()) for c in distinct_values(session, Subscription.currency)],
+        "currencies": [(r["currency"], r["currency"].upper()) for r in _totals(  # no subscriptions.currency index
+            session, statuses=(), currency=None, by_status=False) if r["currency"]],
     }
 
 

@@ -32,7 +32,7 @@ def test_concurrent_migrations_on_a_fresh_schema_all_succeed() -> None:
         assert all(code == 0 for code, _ in outputs), outputs
         engine = create_engine(_pg_url(schema))
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
         assert {"customers", "invoices", "audit_log"} <= set(inspect(engine).get_table_names())
         engine.dispose()
     finally:
