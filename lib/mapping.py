@@ -60,14 +60,27 @@ def _int(value: Any, default: int | None = None) -> int | None:
     return default
 
 
+_DATETIMES: dict[int, datetime] = {}  # recent epochs: a page repeats its periods, item after item
+
+
 def _ts(value: Any) -> datetime | None:
+    """An epoch timestamp as an aware UTC datetime; the same epoch gives the same (immutable) object."""
+    if value is None:
+        return None
     ts = value if type(value) is int else _int(value)
     if ts is None:
         return None
+    found = _DATETIMES.get(ts)
+    if found is not None:
+        return found
     try:
-        return _fromtimestamp(ts, UTC)
+        found = _fromtimestamp(ts, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+    if len(_DATETIMES) >= 4096:
+        _DATETIMES.clear()
+    _DATETIMES[ts] = found
+    return found
 
 
 def _str(value: Any) -> str | None:

@@ -222,14 +222,24 @@ _pg_page_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), chec
                                  default=_json_default).encode
 
 
+_SQLITE_DATETIMES: dict[datetime, str] = {}  # recent conversions: a page repeats its sync time and periods
+
+
 def _sqlite_datetime(v: datetime | None) -> str | None:
-    """SQLAlchemy's SQLite DateTime storage format, for an aware datetime (stored as UTC)."""
+    """SQLAlchemy's SQLite DateTime storage format, for an aware datetime (stored as UTC). A page's rows
+    repeat most of their datetimes (synced_at, item and line periods): remembered, half of the 0.6 µs each
+    conversion costs goes."""
     if v is None:
         return None
-    if v.tzinfo is not UTC:
-        v = v.astimezone(UTC)
-    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 — 5x faster than strftime
-        v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    text_ = _SQLITE_DATETIMES.get(v)
+    if text_ is None:
+        u = v if v.tzinfo is UTC else v.astimezone(UTC)
+        text_ = "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 — 5x faster than strftime
+            u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+        if len(_SQLITE_DATETIMES) >= 4096:
+            _SQLITE_DATETIMES.clear()
+        _SQLITE_DATETIMES[v] = text_
+    return text_
 
 
 def _json_text(v: Any) -> str | None:
