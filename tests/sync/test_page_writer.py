@@ -153,3 +153,18 @@ def test_a_sent_page_is_committed_even_if_the_process_is_killed_before_reading_t
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert wait_until(lambda: _scalar(pg, "SELECT COUNT(*) FROM customers") == 100, timeout=10)
     assert get_state(pg, "customers")["backfill_cursor"] == "cus_0099"
+
+
+def test_pages_still_write_after_other_work_resets_prepared_statements(pg: Engine) -> None:
+    with PageWriter(pg) as writer:
+        writer.write("customers", [_customer(1)], T, cursor="cus_0001")
+    for _ in range(3):  # pooled connections: psycopg prepares repeated queries, then drops them all after a
+        with pg.connect() as conn:  # ROLLBACK (DEALLOCATE ALL): the writer's statements must not be among them
+            for _ in range(6):
+                conn.execute(text("SELECT COUNT(*) FROM customers")).scalar()
+            conn.rollback()
+            conn.execute(text("DROP TABLE IF EXISTS writer_probe"))
+            conn.commit()
+    with PageWriter(pg) as writer:
+        writer.write("customers", [_customer(2)], T, cursor="cus_0002")
+    assert _scalar(pg, "SELECT COUNT(*) FROM customers") == 2
