@@ -383,26 +383,23 @@ def _server_cpu(pid: int | None) -> float:
 
 def run(url: str, pages: dict[str, list[bytes]]) -> dict[str, Any]:
     engine = get_engine(url)
-    backend = None
-    if engine.dialect.name == "postgresql":  # the pool hands the page writes this one connection back each time
-        with engine.connect() as conn:
-            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     per: dict[str, float] = {}
     total_objects, total_seconds, cpu_seconds, server_seconds = 0, 0.0, 0.0, 0.0
     for resource, bodies in pages.items():
         if not bodies:
             continue
-        started, cpu_started, server_started = time.perf_counter(), time.process_time(), _server_cpu(backend)
         n = 0
         with PageWriter(engine) as writer:  # the sync's page writer, as a backfill uses it
+            backend = writer.backend_pid()  # PostgreSQL: the server process its pages are written by
+            started, cpu_started, server_started = time.perf_counter(), time.process_time(), _server_cpu(backend)
             for body in bodies:
                 page = decode(body)["data"]  # the sync's own parse of a list response
                 writer.write(resource, page, T0 + 10**6, cursor=page[-1]["id"])
                 n += len(page)
-        # (leaving the block waits for the last page's commit: it is inside the timed span)
-        seconds = time.perf_counter() - started
-        cpu_seconds += time.process_time() - cpu_started
-        server_seconds += _server_cpu(backend) - server_started
+            writer.flush()  # the last page's commit is inside the timed span
+            seconds = time.perf_counter() - started
+            cpu_seconds += time.process_time() - cpu_started
+            server_seconds += _server_cpu(backend) - server_started
         per[resource] = round(n / seconds)
         total_objects += n
         total_seconds += seconds

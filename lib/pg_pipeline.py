@@ -85,6 +85,11 @@ class PipelinedConnection:
     def in_flight(self) -> bool:
         return self._sent > 0
 
+    @property
+    def backend_pid(self) -> int:
+        """The server process writing for this connection (benchmarks read its CPU time)."""
+        return self._pg.backend_pid
+
     def send(self, statements: list[Statement]) -> None:
         """Send the statements as one transaction; return when all of it has left this process."""
         if self._sent:

@@ -700,6 +700,14 @@ class PageWriter:
         self._raise_failed(resource)
         self._send(resource, head + statements, [len(head) + i for i in counted])
 
+    def backend_pid(self) -> int | None:
+        """PostgreSQL: the server process that writes the pages (connecting now if needed); SQLite: None."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if self._pipe is None:
+            self._pipe = PipelinedConnection(self.engine)
+        return self._pipe.backend_pid
+
     def flush(self, resource: str | None = None) -> None:
         """Wait for the page in flight; raise `resource`'s failure (any resource's when None)."""
         self._settle()
