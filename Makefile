@@ -30,7 +30,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
 migration: $(VENV)/.dev
-	$(BIN)/python scripts/regen_migration.py
+	$(BIN)/python scripts/new_migration.py "$(MSG)"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
