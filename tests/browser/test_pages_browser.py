@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from lib.config import get_settings
-from tests.utils.browser import ROOT, browser_page, dashboard, screenshot, wait_idle
+from tests.utils.browser import ROOT, browser_page, dashboard, screenshot, submit, wait_idle
 from tests.utils.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("pages_browser")]
@@ -87,10 +87,7 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         page.goto(base + "/customers")
         wait_idle(page)
         box = page.get_by_label("Search", exact=True).and_(page.locator("input"))
-        box.fill(email.upper())
-        box.press("Enter")
-        wait_idle(page)
-        page.get_by_text("1 customer(s)").wait_for()
+        submit(page, box, email.upper(), "1 customer(s)")
         screenshot(page, "pages_customers")
         page.get_by_role("link", name=f"Open {email}").click()
         page.wait_for_url(f"**/customer?id={cid}")
