@@ -73,22 +73,6 @@ def wait_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001
     page.wait_for_selector(APP_IDLE, timeout=timeout)
 
 
-def submit(page, box, text: str, expect_text: str, attempts: int = 3) -> None:  # noqa: ANN001
-    """Type into a text input, press Enter and wait for `expect_text`. An Enter pressed while the app is
-    still finishing a rerun can be dropped by the browser (a person would press it again): so does this,
-    up to `attempts` times, and fails if the text never shows."""
-    for attempt in range(1, attempts + 1):
-        box.fill(text)
-        box.press("Enter")
-        wait_idle(page)
-        try:
-            page.get_by_text(expect_text).wait_for(timeout=10_000)
-            return
-        except Exception:
-            if attempt == attempts:
-                raise
-
-
 def screenshot(page, name: str) -> Path:  # noqa: ANN001
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
