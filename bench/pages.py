@@ -56,6 +56,7 @@ SUB_STATUS = ["active"] * 70 + ["trialing"] * 5 + ["past_due"] * 3 + ["canceled"
 CODES = ["insufficient_funds"] * 5 + ["expired_card"] * 2 + ["card_declined"] * 2 + ["do_not_honor",
                                                                                       "authentication_required",
                                                                                       "lost_card", None]
+DERIVED = ["subscription_totals", "invoice_recovery_daily"]  # trigger-kept tables, rebuilt after the load
 TABLES = ["customers", "subscriptions", "subscription_items", "invoices", "payment_methods", "stripe_events",
           "sync_runs", "sync_state", "invoice_followups"]
 
@@ -353,10 +354,17 @@ def fill(url: str, sizes: dict[str, int]) -> dict[str, float]:
             load.write(table, cols)
         t_rows = time.perf_counter() - t0
         load.finish()
+    t_derived = time.perf_counter()
     with get_engine(url).begin() as conn:
-        ensure_derived_state(conn)  # triggers back, subscription_totals rebuilt from the rows
+        # triggers back; subscription_totals and invoice_recovery_daily rebuilt from the rows, then given
+        # planner statistics (the ANALYZE above ran before they were filled)
+        ensure_derived_state(conn)
+        for table in DERIVED:
+            conn.execute(text(f"ANALYZE {table}"))
+    t_derived = time.perf_counter() - t_derived
     optional_indexes(url)
-    return {"rows_seconds": round(t_rows, 1), "total_seconds": round(time.perf_counter() - t0, 1)}
+    return {"rows_seconds": round(t_rows, 1), "derived_seconds": round(t_derived, 1),
+            "total_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def optional_indexes(url: str) -> bool:

@@ -11,7 +11,7 @@ state older than it is never applied (newer wins).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, text
@@ -158,6 +158,26 @@ class SubscriptionTotal(SQLModel, table=True):
     currency: str = Field(primary_key=True, max_length=16)
     subscriptions: int = Field(default=0, sa_type=BigInteger)
     mrr: int = Field(default=0, sa_type=BigInteger)
+
+
+class InvoiceRecoveryDaily(SQLModel, table=True):
+    """Failed and recovered invoice amounts per UTC day and currency: derived state for the weekly chart.
+
+    Kept exact by database triggers on `invoices` (`ensure_derived_state`), in the same transaction as every
+    write, whoever writes. Summing ~120,000 index entries per view took 50-65 ms at 3M invoices; a year of
+    one currency here is ~730 rows. kind 'failed': an invoice with a failed attempt (still open or
+    uncollectible after one or more attempts, or paid after more than one), by the UTC day it was created,
+    amount_due. kind 'recovered': paid after more than one attempt, by the UTC day of paid_at, amount_paid.
+    `day` is a date ('YYYY-MM-DD' text on SQLite, the first 10 characters of the stored UTC datetime). Rows
+    may hold zero invoices; readers skip those.
+    """
+
+    __tablename__ = "invoice_recovery_daily"
+    day: date = Field(primary_key=True)
+    currency: str = Field(primary_key=True, max_length=16)
+    kind: str = Field(primary_key=True, max_length=16)  # failed | recovered
+    invoices: int = Field(default=0, sa_type=BigInteger)
+    amount: int = Field(default=0, sa_type=BigInteger)  # minor units of `currency`
 
 
 _UNPAID = "status IN ('open', 'uncollectible')"  # the failed worklist's statuses (lib/queries._failed_base)
@@ -464,28 +484,21 @@ def _totals_triggers_present(connection: Any) -> bool:
     return found == dict.fromkeys(TOTALS_TRIGGERS, True)
 
 
-def drop_derived_state(connection: Any) -> None:
-    """Remove the totals triggers (bulk loaders: load, then `ensure_derived_state` rebuilds)."""
+def _drop_triggers(connection: Any, table: str, names: tuple[str, ...]) -> None:
     from sqlalchemy import text
 
-    on = "" if connection.dialect.name == "sqlite" else " ON subscriptions"
-    for name in TOTALS_TRIGGERS:
+    on = "" if connection.dialect.name == "sqlite" else f" ON {table}"
+    for name in names:
         connection.execute(text(f"DROP TRIGGER IF EXISTS {name}{on}"))
 
 
-def ensure_derived_state(connection: Any) -> bool:
-    """Install the triggers that keep subscription_totals exact, and rebuild it, if they are missing.
-
-    Runs after every migration (idempotent; lib/db.migrate); also replaces PostgreSQL's row-level triggers of
-    a database migrated before 0002 with the statement-level ones. Creating the triggers locks
-    `subscriptions` against writes until the transaction commits, so the rebuild and the triggers see the
-    same rows. Returns whether it rebuilt.
-    """
+def _ensure_subscription_totals(connection: Any) -> bool:
+    """Install the subscription_totals triggers and rebuild the table if they are missing or not current."""
     from sqlalchemy import text
 
     if _totals_triggers_present(connection):
         return False
-    drop_derived_state(connection)
+    _drop_triggers(connection, "subscriptions", TOTALS_TRIGGERS)
     if connection.dialect.name == "sqlite":
         ddls: tuple[str, ...] = _SQLITE_TRIGGERS
     else:  # the row-level version's function goes with its triggers
@@ -498,3 +511,158 @@ def ensure_derived_state(connection: Any) -> bool:
         "coalesce(currency, ''), count(*), coalesce(sum(mrr), 0) FROM subscriptions "
         "GROUP BY status, coalesce(currency, '')"))
     return True
+
+
+# --- derived state: invoice_recovery_daily, kept by triggers ----------------------------------------------
+# The same rules as lib/queries.recovery had when it summed `invoices`. `{r}` is the row: NEW., OLD. or ''
+# (a transition table's columns). RECOVERED implies FAILED, so FAILED alone says whether a row contributes.
+
+RECOVERY_TRIGGERS = ("trg_invoice_recovery_daily_ins", "trg_invoice_recovery_daily_del",
+                     "trg_invoice_recovery_daily_upd")
+_R_FAILED = ("({r}status IN ('open', 'uncollectible') AND {r}attempt_count > 0 "
+             "OR {r}status = 'paid' AND {r}attempt_count > 1)")
+_R_RECOVERED = "({r}status = 'paid' AND {r}attempt_count > 1 AND {r}paid_at IS NOT NULL)"
+# the columns a contribution depends on (SQLite's UPDATE OF list and its "did anything change" test)
+_R_COLUMNS = ("status", "attempt_count", "currency", "created", "amount_due", "amount_paid", "paid_at")
+
+
+def _utc_day_sql(dialect: str, column: str) -> str:
+    """UTC day of a datetime column, as lib/queries grouped by it: SQLite stores UTC text
+    'YYYY-MM-DD HH:MM:SS.ffffff' (the date is its first 10 characters); PostgreSQL has timestamptz."""
+    if dialect == "sqlite":
+        return f"substr({column}, 1, 10)"
+    return f"(({column}) AT TIME ZONE 'UTC')::date"
+
+
+# SQLite: row triggers whose WHEN skips invoices that contribute nothing before or after (most are paid at the
+# first attempt): they cost one WHEN evaluation. A contributing row adds with an upsert and removes with an
+# UPDATE of the row its addition created; each statement below is a no-op unless its WHERE holds.
+_R_SQLITE_ADD = (
+    "INSERT INTO invoice_recovery_daily (day, currency, kind, invoices, amount) SELECT {day}, NEW.currency, "
+    "'{kind}', 1, NEW.{amount} WHERE {cond} ON CONFLICT (day, currency, kind) DO UPDATE SET "
+    "invoices = invoice_recovery_daily.invoices + 1, amount = invoice_recovery_daily.amount + excluded.amount;")
+_R_SQLITE_SUB = (
+    "UPDATE invoice_recovery_daily SET invoices = invoices - 1, amount = amount - OLD.{amount} "
+    "WHERE day = {day} AND currency = OLD.currency AND kind = '{kind}' AND {cond};")
+
+
+def _r_sqlite(template: str, r: str) -> str:
+    """Both kinds' statements for one row (NEW or OLD)."""
+    return "".join(template.format(day=_utc_day_sql("sqlite", f"{r}.{column}"), kind=kind, amount=amount,
+                                   cond=cond.format(r=f"{r}."))
+                   for column, kind, amount, cond in (("created", "failed", "amount_due", _R_FAILED),
+                                                      ("paid_at", "recovered", "amount_paid", _R_RECOVERED)))
+
+
+_R_SQLITE_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _R_COLUMNS)
+_R_SQLITE_TRIGGERS = (
+    f"CREATE TRIGGER trg_invoice_recovery_daily_ins AFTER INSERT ON invoices WHEN {_R_FAILED.format(r='NEW.')} "
+    f"BEGIN {_r_sqlite(_R_SQLITE_ADD, 'NEW')} END",
+    f"CREATE TRIGGER trg_invoice_recovery_daily_del AFTER DELETE ON invoices WHEN {_R_FAILED.format(r='OLD.')} "
+    f"BEGIN {_r_sqlite(_R_SQLITE_SUB, 'OLD')} END",
+    f"CREATE TRIGGER trg_invoice_recovery_daily_upd AFTER UPDATE OF {', '.join(_R_COLUMNS)} ON invoices "
+    f"WHEN ({_R_FAILED.format(r='OLD.')} OR {_R_FAILED.format(r='NEW.')}) AND ({_R_SQLITE_CHANGED}) "
+    f"BEGIN {_r_sqlite(_R_SQLITE_SUB, 'OLD')} {_r_sqlite(_R_SQLITE_ADD, 'NEW')} END",
+)
+# PostgreSQL: statement-level triggers with transition tables, as for subscription_totals: one aggregated delta
+# per (day, currency, kind) for the whole statement, applied in key order (concurrent writers lock the summary
+# rows in one order); an update's unchanged rows net to zero (HAVING).
+_R_PG_DELTA = ("INSERT INTO invoice_recovery_daily (day, currency, kind, invoices, amount) "
+               "SELECT day, currency, kind, sum(n), sum(a) FROM ({rows}) AS d (day, currency, kind, n, a) "
+               "GROUP BY day, currency, kind HAVING sum(n) <> 0 OR sum(a) <> 0 ORDER BY day, currency, kind "
+               "ON CONFLICT (day, currency, kind) DO UPDATE SET invoices = invoice_recovery_daily.invoices "
+               "+ excluded.invoices, amount = invoice_recovery_daily.amount + excluded.amount;")
+
+
+def _r_pg_rows(table: str, sign: str) -> str:
+    """A transition table's contributions: (day, currency, kind, ±1, ±amount) per kind it counts in."""
+    return (f"SELECT {_utc_day_sql('postgresql', 'created')}, currency, 'failed', {sign}1, {sign}amount_due "  # noqa: S608
+            f"FROM {table} WHERE {_R_FAILED.format(r='')} UNION ALL "
+            f"SELECT {_utc_day_sql('postgresql', 'paid_at')}, currency, 'recovered', {sign}1, {sign}amount_paid "
+            f"FROM {table} WHERE {_R_RECOVERED.format(r='')}")
+
+
+_R_PG_EVENTS = (  # (trigger, event, REFERENCING, rows whose delta it applies)
+    ("trg_invoice_recovery_daily_ins", "INSERT", "NEW TABLE AS new_invoices", _r_pg_rows("new_invoices", "")),
+    ("trg_invoice_recovery_daily_del", "DELETE", "OLD TABLE AS old_invoices", _r_pg_rows("old_invoices", "-")),
+    ("trg_invoice_recovery_daily_upd", "UPDATE", "OLD TABLE AS old_invoices NEW TABLE AS new_invoices",
+     f"{_r_pg_rows('new_invoices', '')} UNION ALL {_r_pg_rows('old_invoices', '-')}"),
+)
+_R_PG_TRIGGERS = tuple(
+    ddl
+    for name, event, referencing, rows in _R_PG_EVENTS
+    for ddl in (
+        f"CREATE OR REPLACE FUNCTION {name.removeprefix('trg_')}() RETURNS trigger LANGUAGE plpgsql "
+        f"SET search_path FROM CURRENT AS $$ BEGIN {_R_PG_DELTA.format(rows=rows)} RETURN NULL; END $$",
+        f"CREATE TRIGGER {name} AFTER {event} ON invoices REFERENCING {referencing} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION {name.removeprefix('trg_')}()",
+    )
+)
+
+
+def _recovery_triggers_present(connection: Any) -> bool:
+    """Whether this schema has the current recovery triggers (SQLite: the three row triggers; PostgreSQL: the
+    three statement-level ones with transition tables)."""
+    from sqlalchemy import text
+
+    if connection.dialect.name == "sqlite":
+        stmt = ("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                "AND name LIKE 'trg_invoice_recovery_daily_%'")
+        return connection.execute(text(stmt)).scalar() == len(RECOVERY_TRIGGERS)
+    stmt = ("SELECT t.tgname, (t.tgtype & 1) = 0 AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL) "
+            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = 'invoices' "
+            "AND c.relnamespace = to_regnamespace(current_schema())::oid "
+            "AND t.tgname LIKE 'trg_invoice_recovery_daily_%'")
+    found = dict(connection.execute(text(stmt)).all())
+    return found == dict.fromkeys(RECOVERY_TRIGGERS, True)
+
+
+def rebuild_invoice_recovery_sql(dialect: str) -> str:
+    """invoice_recovery_daily from a full GROUP BY over `invoices`: what the triggers keep (also the tests'
+    reference). Three ranges of ix_invoices_status_attempt, each read from the index alone."""
+    created, paid = _utc_day_sql(dialect, "created"), _utc_day_sql(dialect, "paid_at")
+    return (
+        "INSERT INTO invoice_recovery_daily (day, currency, kind, invoices, amount) "  # noqa: S608 — constants
+        "SELECT day, currency, kind, count(*), sum(amount) FROM ("
+        f"SELECT {created} AS day, currency, 'failed' AS kind, amount_due AS amount FROM invoices "
+        "WHERE status IN ('open', 'uncollectible') AND attempt_count > 0 "
+        f"UNION ALL SELECT {created}, currency, 'failed', amount_due FROM invoices "
+        "WHERE status = 'paid' AND attempt_count > 1 "
+        f"UNION ALL SELECT {paid}, currency, 'recovered', amount_paid FROM invoices "
+        "WHERE status = 'paid' AND attempt_count > 1 AND paid_at IS NOT NULL"
+        ") AS r GROUP BY day, currency, kind")
+
+
+def _ensure_invoice_recovery(connection: Any) -> bool:
+    """Install the invoice_recovery_daily triggers and rebuild the table if they are missing."""
+    from sqlalchemy import text
+
+    if _recovery_triggers_present(connection):
+        return False
+    dialect = connection.dialect.name
+    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS)
+    for ddl in _R_SQLITE_TRIGGERS if dialect == "sqlite" else _R_PG_TRIGGERS:
+        connection.execute(text(ddl))
+    connection.execute(text("DELETE FROM invoice_recovery_daily"))
+    connection.execute(text(rebuild_invoice_recovery_sql(dialect)))
+    return True
+
+
+def drop_derived_state(connection: Any) -> None:
+    """Remove the derived-state triggers (bulk loaders: load, then `ensure_derived_state` rebuilds)."""
+    _drop_triggers(connection, "subscriptions", TOTALS_TRIGGERS)
+    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS)
+
+
+def ensure_derived_state(connection: Any) -> bool:
+    """Install the triggers that keep subscription_totals and invoice_recovery_daily exact, and rebuild each
+    table whose triggers were missing.
+
+    Runs after every migration (idempotent; lib/db.migrate); also replaces PostgreSQL's row-level totals
+    triggers of a database migrated before 0002 with the statement-level ones. Creating a trigger locks its
+    table against writes until the transaction commits, so the rebuild and the triggers see the same rows.
+    Returns whether it rebuilt anything.
+    """
+    totals = _ensure_subscription_totals(connection)
+    recovery = _ensure_invoice_recovery(connection)
+    return totals or recovery

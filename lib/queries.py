@@ -4,7 +4,7 @@ Rules: never load a whole table; a page fetches `page_size + 1` rows (to know wh
 page); totals are counted with a LIMIT-bounded subquery (`COUNT_CAP`) so a broad filter over a million
 rows stays fast; CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in
 minor units per currency and is never summed across currencies. The same SQL runs on SQLite and
-PostgreSQL (the few dialect differences are in `_prefix` and `_utc_day`).
+PostgreSQL (the few dialect differences are in `_prefix`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from lib.models import (
     Customer,
     Invoice,
     InvoiceFollowup,
+    InvoiceRecoveryDaily,
     PaymentMethod,
     StripeEvent,
     Subscription,
@@ -720,38 +721,27 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
 
     Failed: invoices created in the window that had a failed attempt (still open/uncollectible, or paid
     after more than one attempt), by creation week. Recovered: those paid after a failed attempt, by
-    payment week. Rate = recovered / failed per currency (never across currencies).
+    payment week. Rate = recovered / failed per currency (never across currencies). Read from
+    invoice_recovery_daily (per UTC day, kept by triggers on `invoices`: ~730 rows for a year of one
+    currency instead of ~120,000 index entries), so the window starts at the UTC day of `now - weeks`.
     """
     now = now or utcnow()
     since = now - timedelta(weeks=weeks)
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
-    cur = [Invoice.currency == currency.lower()] if currency else []
-    # grouped by UTC day in SQL (a cheap per-row expression that follows the index order), folded into
-    # weeks here: ≤ 366 days × currencies rows come back instead of computing epoch weeks per invoice
-    day_c, day_p = _utc_day(session, Invoice.created), _utc_day(session, Invoice.paid_at)
-    # each part is one range of ix_invoices_status_attempt (status, attempt_count), read from the index alone
-    still_failed = and_(Invoice.status.in_(["open", "uncollectible"]), Invoice.attempt_count > 0)
-    paid_after_failing = and_(Invoice.status == "paid", Invoice.attempt_count > 1)
-    failed: list[Any] = []
-    for cond in (still_failed, paid_after_failing):
-        failed += session.execute(
-            select(day_c.label("d"), Invoice.currency, func.sum(Invoice.amount_due).label("amount"))
-            .where(cond, Invoice.created >= since, *cur).group_by(day_c, Invoice.currency)).all()
-    recovered = session.execute(
-        select(day_p.label("d"), Invoice.currency, func.sum(Invoice.amount_paid).label("amount"))
-        .where(paid_after_failing, Invoice.paid_at >= since, *cur).group_by(day_p, Invoice.currency)).all()
+    daily = InvoiceRecoveryDaily
+    stmt = select(daily.day, daily.currency, daily.kind, daily.amount).where(
+        daily.day >= since.astimezone(UTC).date(), daily.invoices > 0)  # rows may hold 0 invoices: skipped
+    if currency:
+        stmt = stmt.where(daily.currency == currency.lower())
     weekly: list[dict[str, Any]] = []
     totals: dict[str, dict[str, int]] = {}
-    for kind, rows in (("failed", failed), ("recovered", recovered)):
-        for d, c, amount in rows:
-            if d is None:
-                continue
-            w = (_as_date(d).toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
-            if w < week0:
-                continue
-            start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
-            weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
-            totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
+    for d, c, kind, amount in session.execute(stmt):
+        w = (_as_date(d).toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
+        if w < week0:
+            continue
+        start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
+        weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
+        totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
     weekly = _merge_weeks(weekly)
     rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
               "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
@@ -761,20 +751,12 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _utc_day(session: Session, column: Any) -> Any:
-    """The UTC calendar day of a datetime column: 'YYYY-MM-DD' text on SQLite (stored as UTC text), a date
-    on PostgreSQL."""
-    if _dialect(session) == "sqlite":
-        return func.substr(column, 1, 10)
-    return func.date(func.timezone("UTC", column))
-
-
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _merge_weeks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (week, currency, kind): the failed amount comes from two queries."""
+    """One row per (week, currency, kind): a week's days folded together."""
     merged: dict[tuple, int] = {}
     for r in rows:
         key = (r["week"], r["currency"], r["kind"])

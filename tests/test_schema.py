@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel
 
 from lib import queries
 from lib.db import alembic_config, migrate
-from lib.models import Subscription, SubscriptionTotal, ensure_derived_state, utcnow
+from lib.models import Subscription, SubscriptionTotal, _ensure_subscription_totals, ensure_derived_state, utcnow
 from tests.conftest import _pg_url
 
 # The PostgreSQL row-level triggers as installed before migration 0002 (what an existing database still has).
@@ -192,8 +192,8 @@ def url_at_0001(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # n
         if conn.dialect.name == "postgresql":
             for ddl in OLD_PG_ROW_TRIGGERS:
                 conn.execute(text(ddl))
-        else:
-            ensure_derived_state(conn)  # SQLite's row triggers did not change
+        else:  # SQLite's totals triggers did not change (invoice_recovery_daily came with 0003)
+            _ensure_subscription_totals(conn)
     engine.dispose()
     yield url
     if admin is not None:
@@ -213,7 +213,7 @@ def test_a_database_at_0001_with_row_triggers_upgrades_in_place(url_at_0001: str
         assert "ix_subscriptions_status" in {i["name"] for i in inspect(conn).get_indexes("subscriptions")}
     migrate(url_at_0001)
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         if conn.dialect.name == "postgresql":
             rows = conn.execute(text(
                 "SELECT t.tgname, t.tgtype & 1, t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL "
