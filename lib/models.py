@@ -11,6 +11,7 @@ state older than it is never applied (newer wins).
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -452,36 +453,47 @@ _PG_EVENTS = (  # (trigger, event, REFERENCING, rows whose delta it applies)
     ("trg_subscription_totals_upd", "UPDATE", "OLD TABLE AS old_subscriptions NEW TABLE AS new_subscriptions",
      f"{_PG_PLUS} UNION ALL {_PG_MINUS}"),
 )
-_PG_TRIGGERS = tuple(
-    ddl
-    for name, event, referencing, rows in _PG_EVENTS
-    for ddl in (
-        # SET search_path FROM CURRENT: the function always writes this schema's totals
-        f"CREATE OR REPLACE FUNCTION {name.removeprefix('trg_')}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path FROM CURRENT AS $$ BEGIN {_PG_DELTA.format(rows=rows)} RETURN NULL; END $$",
-        f"CREATE TRIGGER {name} AFTER {event} ON subscriptions REFERENCING {referencing} FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION {name.removeprefix('trg_')}()",
+
+
+def _pg_statement_triggers(table: str, events: tuple[tuple[str, str, str, str], ...], delta: str) -> tuple[str, ...]:
+    """PostgreSQL DDL for derived state: per (trigger, event, REFERENCING, rows), a function applying `delta`
+    (with `{rows}`, the statement's signed rows from its transition tables) and an AFTER … FOR EACH STATEMENT
+    trigger on `table` that runs it. SET search_path FROM CURRENT: the function always writes this schema's
+    tables. Constants only."""
+    return tuple(
+        ddl
+        for name, event, referencing, rows in events
+        for ddl in (
+            f"CREATE OR REPLACE FUNCTION {name.removeprefix('trg_')}() RETURNS trigger LANGUAGE plpgsql "
+            f"SET search_path FROM CURRENT AS $$ BEGIN {delta.format(rows=rows)} RETURN NULL; END $$",
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {name.removeprefix('trg_')}()",
+        )
     )
-)
+
+
+_PG_TRIGGERS = _pg_statement_triggers("subscriptions", _PG_EVENTS, _PG_DELTA)
 _PG_OLD_FUNCTION = "subscription_totals_apply"  # the FOR EACH ROW version's function (before migration 0002)
 
 
-def _totals_triggers_present(connection: Any) -> bool:
-    """Whether this schema has the current totals triggers: SQLite's three row triggers; on PostgreSQL the
-    three statement-level ones (a database migrated before 0002 has row-level triggers of the same names:
-    not current, so `ensure_derived_state` replaces them)."""
+def _triggers_present(connection: Any, table: str, names: tuple[str, ...]) -> bool:
+    """Whether `table` in this schema has exactly the current derived-state triggers `names`: on SQLite the row
+    triggers of those names; on PostgreSQL statement-level ones with transition tables (a database migrated
+    before 0002 has row-level totals triggers of the same names: not current, so `ensure_derived_state`
+    replaces them). `names` share one prefix; both come from the constants above."""
     from sqlalchemy import text
 
+    prefix = os.path.commonprefix(list(names))
     if connection.dialect.name == "sqlite":
-        stmt = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'trg_subscription_totals_%'"
-        return connection.execute(text(stmt)).scalar() == len(TOTALS_TRIGGERS)
-    # tgtype bit 0: FOR EACH ROW; tgnewtable/tgoldtable: the REFERENCING transition tables
-    stmt = ("SELECT t.tgname, (t.tgtype & 1) = 0 AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL) "
-            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = 'subscriptions' "
-            "AND c.relnamespace = to_regnamespace(current_schema())::oid "
-            "AND t.tgname LIKE 'trg_subscription_totals_%'")
-    found = dict(connection.execute(text(stmt)).all())
-    return found == dict.fromkeys(TOTALS_TRIGGERS, True)
+        stmt = text("SELECT name, 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table "
+                    "AND substr(name, 1, length(:prefix)) = :prefix")
+    else:  # tgtype bit 0: FOR EACH ROW; tgnewtable/tgoldtable: the REFERENCING transition tables
+        stmt = text("SELECT t.tgname, (t.tgtype & 1) = 0 AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL) "
+                    "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = :table "
+                    "AND c.relnamespace = to_regnamespace(current_schema())::oid "
+                    "AND left(t.tgname, length(:prefix)) = :prefix")
+    found = {name: bool(current) for name, current in connection.execute(stmt, {"table": table, "prefix": prefix})}
+    return found == dict.fromkeys(names, True)
 
 
 def _drop_triggers(connection: Any, table: str, names: tuple[str, ...]) -> None:
@@ -496,7 +508,7 @@ def _ensure_subscription_totals(connection: Any) -> bool:
     """Install the subscription_totals triggers and rebuild the table if they are missing or not current."""
     from sqlalchemy import text
 
-    if _totals_triggers_present(connection):
+    if _triggers_present(connection, "subscriptions", TOTALS_TRIGGERS):
         return False
     _drop_triggers(connection, "subscriptions", TOTALS_TRIGGERS)
     if connection.dialect.name == "sqlite":
@@ -588,33 +600,7 @@ _R_PG_EVENTS = (  # (trigger, event, REFERENCING, rows whose delta it applies)
     ("trg_invoice_recovery_daily_upd", "UPDATE", "OLD TABLE AS old_invoices NEW TABLE AS new_invoices",
      f"{_r_pg_rows('new_invoices', '')} UNION ALL {_r_pg_rows('old_invoices', '-')}"),
 )
-_R_PG_TRIGGERS = tuple(
-    ddl
-    for name, event, referencing, rows in _R_PG_EVENTS
-    for ddl in (
-        f"CREATE OR REPLACE FUNCTION {name.removeprefix('trg_')}() RETURNS trigger LANGUAGE plpgsql "
-        f"SET search_path FROM CURRENT AS $$ BEGIN {_R_PG_DELTA.format(rows=rows)} RETURN NULL; END $$",
-        f"CREATE TRIGGER {name} AFTER {event} ON invoices REFERENCING {referencing} FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION {name.removeprefix('trg_')}()",
-    )
-)
-
-
-def _recovery_triggers_present(connection: Any) -> bool:
-    """Whether this schema has the current recovery triggers (SQLite: the three row triggers; PostgreSQL: the
-    three statement-level ones with transition tables)."""
-    from sqlalchemy import text
-
-    if connection.dialect.name == "sqlite":
-        stmt = ("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
-                "AND name LIKE 'trg_invoice_recovery_daily_%'")
-        return connection.execute(text(stmt)).scalar() == len(RECOVERY_TRIGGERS)
-    stmt = ("SELECT t.tgname, (t.tgtype & 1) = 0 AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL) "
-            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = 'invoices' "
-            "AND c.relnamespace = to_regnamespace(current_schema())::oid "
-            "AND t.tgname LIKE 'trg_invoice_recovery_daily_%'")
-    found = dict(connection.execute(text(stmt)).all())
-    return found == dict.fromkeys(RECOVERY_TRIGGERS, True)
+_R_PG_TRIGGERS = _pg_statement_triggers("invoices", _R_PG_EVENTS, _R_PG_DELTA)
 
 
 def rebuild_invoice_recovery_sql(dialect: str) -> str:
@@ -637,7 +623,7 @@ def _ensure_invoice_recovery(connection: Any) -> bool:
     """Install the invoice_recovery_daily triggers and rebuild the table if they are missing."""
     from sqlalchemy import text
 
-    if _recovery_triggers_present(connection):
+    if _triggers_present(connection, "invoices", RECOVERY_TRIGGERS):
         return False
     dialect = connection.dialect.name
     _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS)

@@ -4,9 +4,7 @@ upgrades and gets it filled, and `queries.recovery` reading it answers as the qu
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,7 +17,7 @@ from sqlmodel import Session
 from lib import queries
 from lib.db import alembic_config, migrate
 from lib.models import Invoice, InvoiceRecoveryDaily, _ensure_subscription_totals, ensure_derived_state
-from tests.conftest import _pg_url
+from tests.utils.migrations import database_at
 
 T = datetime(2026, 3, 4, 23, 59, 59, 500000, tzinfo=UTC)  # half a second before a UTC midnight
 _SET = ("status", "attempt_count", "currency", "created", "amount_due", "amount_paid", "paid_at", "version_ts")
@@ -262,32 +260,8 @@ def test_recovery_reads_the_summary_and_answers_as_before(db: Engine, session: S
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url_at_0002(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
     """A database migrated to 0002 only, with the derived state 0002-era code installed (the totals)."""
-    admin = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'at0002.db'}"
-    else:
-        if not os.environ.get("TEST_DATABASE_URL"):
-            pytest.skip("needs TEST_DATABASE_URL")
-        schema = f"bc_upgrade3_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(_pg_url("public"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = _pg_url(schema)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        cfg = alembic_config(url)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-        _ensure_subscription_totals(conn)
-    engine.dispose()
-    yield url
-    if admin is not None:
-        from lib.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with database_at(request.param, "0002", tmp_path, _ensure_subscription_totals) as url:
+        yield url
 
 
 def test_a_database_at_0002_upgrades_and_gets_the_table_filled(url_at_0002: str) -> None:

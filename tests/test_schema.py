@@ -5,8 +5,6 @@ database are the ones lib/models.py declares."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,13 +12,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, delete, func, inspect, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, delete, func, inspect, select, text, update
 from sqlmodel import Session, SQLModel
 
 from lib import queries
 from lib.db import alembic_config, migrate
 from lib.models import Subscription, SubscriptionTotal, _ensure_subscription_totals, ensure_derived_state, utcnow
-from tests.conftest import _pg_url
+from tests.utils.migrations import database_at
 
 # The PostgreSQL row-level triggers as installed before migration 0002 (what an existing database still has).
 _ADD = ("INSERT INTO subscription_totals (status, currency, subscriptions, mrr) "
@@ -170,39 +168,19 @@ def test_database_indexes_match_the_models(db: Engine) -> None:
 # --- upgrading a database created at 0001 ---------------------------------------------------------------
 
 
+def _triggers_of_0001(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        for ddl in OLD_PG_ROW_TRIGGERS:
+            conn.execute(text(ddl))
+    else:  # SQLite's totals triggers did not change (invoice_recovery_daily came with 0003)
+        _ensure_subscription_totals(conn)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url_at_0001(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
     """An empty database migrated to 0001 only, with the triggers 0001-era code installed."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-        admin = None
-    else:
-        if not os.environ.get("TEST_DATABASE_URL"):
-            pytest.skip("needs TEST_DATABASE_URL")
-        schema = f"bc_upgrade_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(_pg_url("public"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = _pg_url(schema)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        cfg = alembic_config(url)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-        if conn.dialect.name == "postgresql":
-            for ddl in OLD_PG_ROW_TRIGGERS:
-                conn.execute(text(ddl))
-        else:  # SQLite's totals triggers did not change (invoice_recovery_daily came with 0003)
-            _ensure_subscription_totals(conn)
-    engine.dispose()
-    yield url
-    if admin is not None:
-        from lib.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with database_at(request.param, "0001", tmp_path, _triggers_of_0001) as url:
+        yield url
 
 
 def test_a_database_at_0001_with_row_triggers_upgrades_in_place(url_at_0001: str) -> None:
