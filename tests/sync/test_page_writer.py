@@ -108,6 +108,46 @@ def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(d
 
 
 @pytest.fixture
+def refuse_item(db: Engine) -> Any:
+    """A trigger that refuses one subscription item: the page's parent upsert has already run by then."""
+    with db.begin() as conn:
+        if db.dialect.name == "postgresql":
+            conn.execute(text(
+                "CREATE FUNCTION refuse_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.id = 'si_0002_0' THEN RAISE EXCEPTION 'item refused by test trigger'; END IF; "
+                "RETURN NEW; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse_item BEFORE INSERT ON subscription_items FOR EACH ROW "
+                              "EXECUTE FUNCTION refuse_item()"))
+        else:
+            conn.execute(text("CREATE TRIGGER refuse_item BEFORE INSERT ON subscription_items "
+                              "WHEN NEW.id = 'si_0002_0' "
+                              "BEGIN SELECT RAISE(ABORT, 'item refused by test trigger'); END"))
+    yield
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse_item" + (" ON subscription_items" if db.dialect.name == "postgresql"
+                                                         else "")))
+        if db.dialect.name == "postgresql":
+            conn.execute(text("DROP FUNCTION refuse_item()"))
+
+
+def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item) -> None:  # noqa: ANN001
+    with PageWriter(db) as writer:
+        writer.write("customers", [_customer(1), _customer(2)], T, cursor="cus_0002")
+    writer = PageWriter(db)
+    with pytest.raises(Exception, match="item refused by test trigger"):
+        writer.write("subscriptions", [_subscription(1, "cus_0001"), _subscription(2, "cus_0002")], T,
+                     cursor="sub_0002")
+        writer.flush("subscriptions")
+    writer.close()
+    # the upsert of the two subscriptions, the mrr of their customers and the cursor ran before the items:
+    # one transaction, so none of it stayed
+    assert _scalar(db, "SELECT COUNT(*) FROM subscriptions") == 0
+    assert _scalar(db, "SELECT COUNT(*) FROM subscription_items") == 0
+    assert _scalar(db, "SELECT COALESCE(SUM(mrr), 0) FROM customers") == 0
+    assert get_state(db, "subscriptions")["backfill_cursor"] is None
+
+
+@pytest.fixture
 def pg(db: Engine) -> Engine:
     if db.dialect.name != "postgresql":
         pytest.skip("PostgreSQL only: SQLite pages are written synchronously, in-process")
