@@ -673,8 +673,10 @@ class PageWriter:
     (or at `flush`): the server commits page N while this process parses and maps page N+1 (lib/pg_pipeline
     explains why a kill still loses at most the page in hand). Written-row counts arrive through
     `on_written` as pages settle. A page the server refuses as a deadlock victim is sent again; any other
-    failure is raised to the resource that wrote the page, at its next `write` or `flush`. Not thread-safe:
-    the sync's resource threads share one writer under their write lock.
+    failure of a page (refused, or its connection lost) is raised to the resource that wrote it, at its next
+    `write` or `flush` — never to another resource's thread, which carries on with a new connection; the
+    failed resource stops before sending a page past the lost one. Not thread-safe: the sync's resource
+    threads share one writer under their write lock.
     """
 
     def __init__(self, engine: Engine, on_written: Callable[[str, int], None] | None = None) -> None:
@@ -752,14 +754,19 @@ class PageWriter:
                 if not exc.retryable or attempt == 4:
                     self._failed[resource] = exc.error
                     return
-            except BaseException:
-                self._pipe = None
-                raise
+            except Exception as exc:  # noqa: BLE001 — the connection broke: this page's fate is unknown, and
+                self._pipe = None  # it is its own resource's failure, whichever thread settles it
+                self._failed[resource] = exc
+                return
             else:
                 self._report(resource, sum(counts[i] for i in counted))
                 return
             time.sleep(random.uniform(0.05, 0.2) * attempt)  # a deadlock victim: the same page again
-            self._send(resource, statements, counted)
+            try:
+                self._send(resource, statements, counted)
+            except Exception as exc:  # noqa: BLE001 — as above
+                self._failed[resource] = exc
+                return
             self._pending = None
 
     def _report(self, resource: str, written: int) -> None:

@@ -208,3 +208,28 @@ def test_pages_still_write_after_other_work_resets_prepared_statements(pg: Engin
     with PageWriter(pg) as writer:
         writer.write("customers", [_customer(2)], T, cursor="cus_0002")
     assert _scalar(pg, "SELECT COUNT(*) FROM customers") == 2
+
+
+def test_a_lost_connection_fails_only_the_resource_whose_page_was_in_flight(pg: Engine) -> None:
+    with pg.begin() as conn:  # customers pages take a second on the server: still in flight when the end comes
+        conn.execute(text("CREATE FUNCTION slow_page() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                          "PERFORM pg_sleep(1); RETURN NULL; END $$"))
+        conn.execute(text("CREATE TRIGGER slow_page AFTER INSERT ON customers FOR EACH STATEMENT "
+                          "EXECUTE FUNCTION slow_page()"))
+    try:
+        writer = PageWriter(pg)
+        writer.write("customers", [_customer(1)], T, cursor="cus_0001")  # sent, not settled
+        with pg.connect() as conn:  # the server ends the writer's connection (a restart, a failover)
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": writer.backend_pid()})
+        writer.write("subscriptions", [_subscription(1, "cus_0001")], T, cursor="sub_0001")
+        writer.flush("subscriptions")  # another resource carries on, on a new connection
+        assert get_state(pg, "subscriptions")["backfill_cursor"] == "sub_0001"
+        with pytest.raises(Exception, match="terminat|connection|server closed"):
+            writer.write("customers", [_customer(2)], T, cursor="cus_0002")  # stops before its lost page
+        assert _scalar(pg, "SELECT COUNT(*) FROM customers") == 0
+        assert get_state(pg, "customers")["backfill_cursor"] is None
+        writer.close()
+    finally:
+        with pg.begin() as conn:
+            conn.execute(text("DROP TRIGGER slow_page ON customers"))
+            conn.execute(text("DROP FUNCTION slow_page()"))
