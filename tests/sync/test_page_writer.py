@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +75,34 @@ def test_an_older_page_changes_nothing_not_even_the_children(db: Engine) -> None
     assert _scalar(db, "SELECT COUNT(*) FROM subscription_items WHERE subscription_id = 'sub_0001'") == 1
 
 
-@pytest.fixture
-def refuse_customer(db: Engine) -> Any:
-    """A trigger that makes the database refuse one customer id (a real error from the real server)."""
+@contextmanager
+def refusing(db: Engine, table: str, row_id: str, message: str) -> Iterator[None]:
+    """A trigger that makes the database refuse one row id of `table` with `message`: a real error from the
+    real server, raised inside the page's transaction. Names come from the test, never from input."""
+    name = f"refuse_{table}"
     with db.begin() as conn:
         if db.dialect.name == "postgresql":
             conn.execute(text(
-                "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.id = 'cus_0666' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$"))
-            conn.execute(text("CREATE TRIGGER refuse_bad BEFORE INSERT ON customers FOR EACH ROW "
-                              "EXECUTE FUNCTION refuse_bad()"))
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.id = '{row_id}' THEN RAISE EXCEPTION '{message}'; END IF; RETURN NEW; END $$"))
+            conn.execute(text(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                              f"EXECUTE FUNCTION {name}()"))
         else:
-            conn.execute(text("CREATE TRIGGER refuse_bad BEFORE INSERT ON customers WHEN NEW.id = 'cus_0666' "
-                              "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"))
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse_bad" + (" ON customers" if db.dialect.name == "postgresql" else "")))
-        if db.dialect.name == "postgresql":
-            conn.execute(text("DROP FUNCTION refuse_bad()"))
+            conn.execute(text(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NEW.id = '{row_id}' "
+                              f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
+    try:
+        yield
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER {name}" + (f" ON {table}" if db.dialect.name == "postgresql" else "")))
+            if db.dialect.name == "postgresql":
+                conn.execute(text(f"DROP FUNCTION {name}()"))
+
+
+@pytest.fixture
+def refuse_customer(db: Engine) -> Iterator[None]:
+    with refusing(db, "customers", "cus_0666", "refused by test trigger"):
+        yield
 
 
 def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(db: Engine, refuse_customer) -> None:  # noqa: ANN001
@@ -108,26 +120,10 @@ def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(d
 
 
 @pytest.fixture
-def refuse_item(db: Engine) -> Any:
-    """A trigger that refuses one subscription item: the page's parent upsert has already run by then."""
-    with db.begin() as conn:
-        if db.dialect.name == "postgresql":
-            conn.execute(text(
-                "CREATE FUNCTION refuse_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.id = 'si_0002_0' THEN RAISE EXCEPTION 'item refused by test trigger'; END IF; "
-                "RETURN NEW; END $$"))
-            conn.execute(text("CREATE TRIGGER refuse_item BEFORE INSERT ON subscription_items FOR EACH ROW "
-                              "EXECUTE FUNCTION refuse_item()"))
-        else:
-            conn.execute(text("CREATE TRIGGER refuse_item BEFORE INSERT ON subscription_items "
-                              "WHEN NEW.id = 'si_0002_0' "
-                              "BEGIN SELECT RAISE(ABORT, 'item refused by test trigger'); END"))
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse_item" + (" ON subscription_items" if db.dialect.name == "postgresql"
-                                                         else "")))
-        if db.dialect.name == "postgresql":
-            conn.execute(text("DROP FUNCTION refuse_item()"))
+def refuse_item(db: Engine) -> Iterator[None]:
+    """Refuses one subscription item: the page's parent upsert has already run by then."""
+    with refusing(db, "subscription_items", "si_0002_0", "item refused by test trigger"):
+        yield
 
 
 def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item) -> None:  # noqa: ANN001
