@@ -82,10 +82,6 @@ class PipelinedConnection:
         self._expect: list[bytes | None] = []
 
     @property
-    def in_flight(self) -> bool:
-        return self._sent > 0
-
-    @property
     def backend_pid(self) -> int:
         """The server process writing for this connection (benchmarks read its CPU time)."""
         return self._pg.backend_pid
