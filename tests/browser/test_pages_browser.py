@@ -115,6 +115,7 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         wait_idle(page)
         select_option(page, "Decline code", code)
         page.get_by_text(f"{n_code} failed invoice(s)").wait_for()
+        wait_idle(page)  # the rerun goes on below the count: a click on the old run's button downloads nothing
         with page.expect_download() as download:
             page.get_by_role("button", name="Download CSV (all pages)").click()
         rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
@@ -125,6 +126,7 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
 
         # Follow-up: change the status of the first invoice of the worklist (the editor's default) and add a note
         page.locator("[data-testid='stRadio']").get_by_text("contacted", exact=True).click()
+        wait_idle(page)
         note = page.locator("textarea[aria-label='Note']")
         note.fill("Called the customer; new card coming")
         note.press("Tab")

@@ -40,11 +40,14 @@ def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
            "--server.address", "127.0.0.1", "--server.headless", "true"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    log: deque[bytes] = deque()
     try:
         wait_http_ok(url + "/_stcore/health", timeout=60, proc=proc)
-        drain(proc)
+        log = drain(proc)
         yield url
     finally:
+        # pytest shows a test's captured output only when it fails: the dashboard's side of the story
+        print(f"--- dashboard {url}, last lines ---", b"".join(list(log)[-60:]).decode(errors="replace"), sep="\n")
         proc.terminate()
         try:
             proc.wait(timeout=10)
