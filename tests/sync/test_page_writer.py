@@ -1,5 +1,5 @@
 """The sync's page writer: a page and its cursor in one transaction, newer wins, children follow their parent;
-on PostgreSQL a page is sent whole and settled while the next one is prepared (lib/pg_pipeline)."""
+on PostgreSQL a page is sent whole and settled while the next one is prepared (lib/sync/writer.py)."""
 
 from __future__ import annotations
 
