@@ -37,13 +37,9 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlmodel import Session, SQLModel  # noqa: E402
 
 from lib import queries as q  # noqa: E402
-from lib.models import (  # noqa: E402
-    NAME_TRGM_INDEX,
-    drop_derived_state,
-    ensure_derived_state,
-    ensure_optional_indexes,
-)
+from lib.models import NAME_TRGM_INDEX, ensure_optional_indexes  # noqa: E402
 from lib.normalize import fold_name  # noqa: E402
+from lib.triggers import drop_derived_state, ensure_derived_state  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FIRST = ["Ana", "José", "Zoë", "Liam", "Noah", "Emma", "Olivia", "Jürgen", "Amélie", "Chloé", "Mateo", "Sofía",

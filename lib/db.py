@@ -84,8 +84,9 @@ def migrate(url: str | None = None) -> None:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
         # the triggers that keep subscription_totals exact, and PostgreSQL's trigram name index when the
-        # server allows pg_trgm (both in lib/models.py: DDL that Alembic autogenerate cannot express)
-        from lib.models import ensure_derived_state, ensure_optional_indexes
+        # server allows pg_trgm (lib/triggers.py and lib/models.py: DDL that Alembic autogenerate cannot express)
+        from lib.models import ensure_optional_indexes
+        from lib.triggers import ensure_derived_state
 
         ensure_derived_state(connection)
         ensure_optional_indexes(connection)

@@ -5,7 +5,7 @@ Usage: make migration MSG="what changed"   (or .venv/bin/python scripts/new_migr
 Autogenerates against an empty SQLite database upgraded to the current head, numbering the new revision
 after the last one (0001, 0002, …). Released migrations are never rewritten: a database already at one of
 them upgrades through the new file. Read the generated file before committing (renames come out as drop +
-add; derived state such as triggers lives in `lib.models.ensure_derived_state`, not in migrations).
+add; derived state such as triggers lives in `lib.triggers.ensure_derived_state`, not in migrations).
 """
 
 from __future__ import annotations

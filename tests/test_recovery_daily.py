@@ -16,7 +16,8 @@ from sqlmodel import Session
 
 from lib import queries
 from lib.db import alembic_config, migrate
-from lib.models import Invoice, InvoiceRecoveryDaily, _ensure_subscription_totals, ensure_derived_state
+from lib.models import Invoice, InvoiceRecoveryDaily
+from lib.triggers import _ensure_subscription_totals, ensure_derived_state
 from tests.utils.migrations import database_at
 
 T = datetime(2026, 3, 4, 23, 59, 59, 500000, tzinfo=UTC)  # half a second before a UTC midnight
@@ -170,7 +171,7 @@ def test_deletes_and_rollbacks_including_a_savepoint(db: Engine) -> None:
 
 def test_rebuild_equals_what_the_triggers_kept(db: Engine) -> None:
     """Dropping and reinstalling the triggers (a bulk load, a new version) rebuilds the same figures."""
-    from lib.models import drop_derived_state
+    from lib.triggers import drop_derived_state
 
     with db.begin() as conn:
         _upsert(conn, [_inv(f"in_{n}", status=("open", "paid")[n % 2], attempts=n % 4, paid_at=T, due=n)

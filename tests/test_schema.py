@@ -17,7 +17,8 @@ from sqlmodel import Session, SQLModel
 
 from lib import queries
 from lib.db import alembic_config, migrate
-from lib.models import Subscription, SubscriptionTotal, _ensure_subscription_totals, ensure_derived_state, utcnow
+from lib.models import Subscription, SubscriptionTotal, utcnow
+from lib.triggers import _ensure_subscription_totals, ensure_derived_state
 from tests.utils.migrations import database_at
 
 # The PostgreSQL row-level triggers as installed before migration 0002 (what an existing database still has).
