@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import stripe  # noqa: E402
 
-from tests.utils.net import free_port, wait_http_ok  # noqa: E402
+from sandbox.process import free_port, wait_http_ok  # noqa: E402
 
 KEY = "sk_test_bench_backfill"
 RESOURCES = ["customers", "subscriptions", "invoices"]

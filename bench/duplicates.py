@@ -63,7 +63,7 @@ def detect_clusters(url: str) -> tuple[list[list[str]], float]:
 
 
 def demo(customers: int, workdir: Path, seed: int) -> dict[str, object]:
-    from tests.utils.net import free_port, wait_http_ok
+    from sandbox.process import free_port, wait_http_ok
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=int, default=0, help="sandbox latency per request, to mimic real Stripe")
     args = ap.parse_args()
 
-    from tests.utils.sandbox import SandboxServer
+    from sandbox.process import SandboxServer
 
     sandbox = SandboxServer.start()
     tmp = tempfile.mkdtemp(prefix="bench-portal-")

@@ -24,7 +24,7 @@ import stripe
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.utils.sandbox import SandboxServer  # noqa: E402
+from sandbox.process import SandboxServer  # noqa: E402
 
 DAY = 86400
 

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sandbox.process import SandboxServer  # noqa: E402
 from sandbox.seed import Seeder, plan  # noqa: E402
-from tests.utils.sandbox import SandboxServer  # noqa: E402
 
 GOAL_SECONDS = 60
 
