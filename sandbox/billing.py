@@ -6,8 +6,6 @@ in due order from `run_due`, so advancing 12 months over thousands of subscripti
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 import heapq
 from typing import Any
 
@@ -21,35 +19,25 @@ from sandbox.core import (
     as_int,
     copy_fields,
     created_filter,
+    diff,
     invalid,
     list_page,
     metadata_update,
     missing,
     new_id,
+    snapshot,
 )
-from sandbox.render import compact
-from sandbox.resources import DECLINES, balance_txn, diff, resolve_pm, snapshot
+from sandbox.lifecycle import cancel_subscription, shift
+from sandbox.resources import DECLINES, balance_txn, resolve_pm
 from sandbox.routes import route
+from sandbox.schedules import phase_ended
+from sandbox.shape import compact, render
 
 LIVE = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
 TRIAL_WILL_END = 3 * 86400
 
 
 # --- periods ----------------------------------------------------------------------------------------
-
-def shift(anchor: int, interval: str, count: int) -> int:
-    """`anchor` moved by `count` intervals, month ends clamped like Stripe (Jan 31 -> Feb 28 -> Mar 31)."""
-    if interval == "day":
-        return anchor + 86400 * count
-    if interval == "week":
-        return anchor + 604800 * count
-    months = count * (12 if interval == "year" else 1)
-    d = dt.datetime.fromtimestamp(anchor, dt.UTC)
-    total = d.year * 12 + d.month - 1 + months
-    year, month = divmod(total, 12)
-    day = min(d.day, calendar.monthrange(year, month + 1)[1])
-    return int(d.replace(year=year, month=month + 1, day=day).timestamp())
-
 
 def next_period_end(sub: Obj, start: int) -> int:
     """The first cycle boundary after `start`, counted from the billing cycle anchor."""
@@ -188,8 +176,6 @@ def attempt(store: Store, inv: Obj, pm_override: str | None = None) -> tuple[str
         "payment_method": None, "payment_method_type": "card" if pm_id else None, "request_log_url": None,
         "type": "card_error" if pm_id else "invalid_request_error"}
     if pm_id and pm_id in store.objs:
-        from sandbox.render import render
-
         pi["last_payment_error"]["payment_method"] = render(store, store.objs[pm_id])
     _schedule_retry(store, inv, sub)
     store.emit("invoice.payment_failed", inv)
@@ -622,8 +608,6 @@ def _item(store: Store, sub_id: str, raw: Any, param: str, now: int) -> Obj:
         raise invalid("The price specified is inactive. This field only accepts active prices.",
                       param=f"{param}[price]")
     qty = as_int(raw, "quantity", default=1, minimum=0)
-    from sandbox.render import render
-
     return {"id": new_id("si"), "object": "subscription_item", "billing_thresholds": None, "created": now,
             "current_period_end": 0, "current_period_start": 0, "discounts": [],
             "metadata": metadata_update({}, raw.get("metadata")), "plan": _plan(price), "price": render(store, price),
@@ -828,8 +812,6 @@ def _renew(store: Store, sub: Obj, token: Any) -> None:
             cancel_subscription(store, sub, reason="cancellation_requested", at=cancel_at)
         return
     if sub.get("schedule"):
-        from sandbox.schedules import phase_ended
-
         phase_ended(store, sub, end)
     if sub["status"] == "paused":
         return
@@ -875,22 +857,6 @@ def _renew(store: Store, sub: Obj, token: Any) -> None:
     store.emit("customer.subscription.updated", sub, diff(sub, before) or {"items": None})
     if sub["status"] not in ("canceled",):
         store.schedule(min(new_end, sub["cancel_at"] or new_end), "renew", sub["id"], new_end)
-
-
-def cancel_subscription(store: Store, sub: Obj, *, reason: str, at: int | None = None,
-                        comment: str | None = None, feedback: str | None = None) -> None:
-    now = at or store.now()
-    before = snapshot(sub, ["status", "canceled_at", "ended_at", "cancellation_details"])
-    sub["status"] = "canceled"
-    sub["canceled_at"] = sub["canceled_at"] or now
-    sub["ended_at"] = now
-    sub["cancellation_details"] = {"comment": comment, "feedback": feedback, "reason": reason}
-    for iid in store.children("invoice", sub["id"]):
-        inv = store.objs[iid]
-        if inv["status"] == "open" and inv["next_payment_attempt"] is not None:
-            inv["next_payment_attempt"] = None
-            inv["auto_advance"] = False
-    store.emit("customer.subscription.deleted", sub, diff(sub, before))
 
 
 def _expire(store: Store, sub: Obj, inv_id: str) -> None:
@@ -1068,8 +1034,6 @@ def _update_items(store: Store, sub: Obj, raw_items: Any, now: int) -> None:
                 continue
             if raw.get("price"):
                 price = store.get(raw["price"], "price", param=f"items[{i}][price]")
-                from sandbox.render import render
-
                 found["price"] = render(store, price)
                 found["plan"] = _plan(price)
             if "quantity" in raw:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sandbox.shape import render
+
 API_VERSION = "2026-10-28.endive"
 DOC_BASE = "https://stripe.com/docs/error-codes/"
 EVENT_RETENTION = 30 * 86400
@@ -164,8 +166,6 @@ class Store:
 
     # --- events -----------------------------------------------------------------------------------
     def emit(self, type_: str, obj: Obj, previous: Obj | None = None) -> Obj | None:
-        from sandbox.render import render  # local: render imports core
-
         now = self.now()
         if now < self.discard_before and not self.has_endpoints():
             return None  # a clock advance will prune it before anyone can list it: skip the work
@@ -357,6 +357,29 @@ def created_filter(params: Obj, name: str = "created") -> Callable[[int], bool] 
     lows = ([bounds["gt"] + 1] if "gt" in bounds else []) + ([bounds["gte"]] if "gte" in bounds else [])
     check.lower = max(lows) if lows else None  # type: ignore[attr-defined]
     return check
+
+
+# --- previous_attributes --------------------------------------------------------------------------
+
+def diff(obj: Obj, before: Obj) -> Obj:
+    """previous_attributes: the old value of every top-level key that changed."""
+    return {k: v for k, v in before.items() if obj.get(k) != v}
+
+
+def snapshot(obj: Obj, keys: Any, deep: bool = False) -> Obj:
+    """Values before a change, for previous_attributes. Nested values are replaced, not mutated, everywhere
+    except subscription items, so only subscription updates need a deep copy."""
+    if deep:
+        return {k: _copy(obj.get(k)) for k in keys}
+    return {k: obj.get(k) for k in keys}
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
 
 
 def list_page(store: Store, ids: list[str], params: Obj, url: str, *, start: int = 0,

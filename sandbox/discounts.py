@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.core import Obj, Store, as_int, invalid, list_page, metadata_update, missing, new_id
+from sandbox.lifecycle import shift
 from sandbox.resources import cur
 from sandbox.routes import route
 
@@ -111,8 +112,6 @@ def make_discounts(store: Store, raw: Any, *, customer: str, subscription: str, 
     for coupon in coupons:
         end = None
         if coupon["duration"] == "repeating":
-            from sandbox.billing import shift
-
             end = shift(start, "month", coupon["duration_in_months"])
         d = {"id": new_id("di"), "object": "discount", "checkout_session": None, "customer": customer,
              "customer_account": None, "end": end, "invoice": None, "invoice_item": None, "promotion_code": None,

@@ -262,7 +262,8 @@ def portal_page(store: Store, sid: str, notice: str = "") -> tuple[int, str]:
 
 def portal_action(store: Store, sid: str, action: str, form: dict[str, str]) -> tuple[int, str]:
     """What the page's buttons do, through the same code as the API (events included)."""
-    from sandbox.billing import cancel_subscription, set_status
+    from sandbox.billing import set_status
+    from sandbox.lifecycle import cancel_subscription
     from sandbox.resources import attach, make_card_pm
 
     s, answer = _session(store, sid)

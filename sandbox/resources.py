@@ -14,12 +14,15 @@ from sandbox.core import (
     as_int,
     copy_fields,
     created_filter,
+    diff,
     invalid,
     list_page,
     metadata_update,
     missing,
     new_id,
+    snapshot,
 )
+from sandbox.lifecycle import cancel_subscription
 from sandbox.routes import route
 
 ADDRESS_KEYS = ("city", "country", "line1", "line2", "postal_code", "state")
@@ -34,27 +37,6 @@ def address(raw: Any, param: str) -> Obj | None:
     if unknown:
         raise invalid(f"Received unknown parameter: {param}[{sorted(unknown)[0]}]", param=param)
     return {k: (raw.get(k) or None) for k in ADDRESS_KEYS}
-
-
-def diff(obj: Obj, before: Obj) -> Obj:
-    """previous_attributes: the old value of every top-level key that changed."""
-    return {k: v for k, v in before.items() if obj.get(k) != v}
-
-
-def snapshot(obj: Obj, keys: Any, deep: bool = False) -> Obj:
-    """Values before a change, for previous_attributes. Nested values are replaced, not mutated, everywhere
-    except subscription items, so only subscription updates need a deep copy."""
-    if deep:
-        return {k: _copy(obj.get(k)) for k in keys}
-    return {k: obj.get(k) for k in keys}
-
-
-def _copy(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _copy(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_copy(x) for x in v]
-    return v
 
 
 def cur(value: Any, param: str = "currency") -> str:
@@ -204,8 +186,6 @@ def customer_update(store: Store, p: Obj, cid: str) -> Obj:
 
 @route("DELETE", "/v1/customers/{cid}", set())
 def customer_delete(store: Store, p: Obj, cid: str) -> Obj:
-    from sandbox.billing import cancel_subscription
-
     c = store.get(cid, "customer")
     for sid in list(store.children("subscription", cid)):
         sub = store.objs[sid]

@@ -5,8 +5,19 @@ seen (`subscription.schedule`), released and canceled; phases cannot be edited (
 
 from __future__ import annotations
 
-from sandbox.core import Obj, Store, as_bool, created_filter, invalid, list_page, metadata_update, new_id
-from sandbox.resources import diff, snapshot
+from sandbox.core import (
+    Obj,
+    Store,
+    as_bool,
+    created_filter,
+    diff,
+    invalid,
+    list_page,
+    metadata_update,
+    new_id,
+    snapshot,
+)
+from sandbox.lifecycle import cancel_subscription
 from sandbox.routes import route
 
 OPEN = ("not_started", "active")
@@ -123,8 +134,6 @@ def schedule_release(store: Store, p: Obj, ssid: str) -> Obj:
 @route("POST", "/v1/subscription_schedules/{ssid}/cancel", {"invoice_now", "prorate"})
 def schedule_cancel(store: Store, p: Obj, ssid: str) -> Obj:
     """Canceling a schedule cancels its subscription at once, as on Stripe."""
-    from sandbox.billing import cancel_subscription
-
     sched = _open(store, ssid, "cancel")
     before = snapshot(sched, ["status", "canceled_at", "current_phase"])
     sched.update(status="canceled", canceled_at=store.now(), current_phase=None)

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from sandbox.core import Obj, Store, copy_fields, invalid, list_page, metadata_update, new_id
-from sandbox.render import render_event
 from sandbox.resources import type_matcher
 from sandbox.routes import route
+from sandbox.shape import render_event
 
 KIND = "webhook_endpoint"
 
