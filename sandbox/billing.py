@@ -438,58 +438,58 @@ INVOICE_LIST = {"customer", "subscription", "status", "created", "collection_met
 
 
 @route("GET", "/v1/invoices", INVOICE_LIST)
-def invoice_list(store: Store, p: Obj) -> Obj:
-    status = p.get("status")
+def invoice_list(store: Store, params: Obj) -> Obj:
+    status = params.get("status")
     if status is not None and status not in ("draft", "open", "paid", "uncollectible", "void"):
         raise invalid("Invalid status: must be one of draft, open, paid, uncollectible, or void", param="status")
     conds = []
     if status:
         conds.append(lambda i: i["status"] == status)
-    if p.get("collection_method"):
-        conds.append(lambda i: i["collection_method"] == p["collection_method"])
-    if p.get("customer") and p.get("subscription"):
-        conds.append(lambda i: i["customer"] == p["customer"])
+    if params.get("collection_method"):
+        conds.append(lambda i: i["collection_method"] == params["collection_method"])
+    if params.get("customer") and params.get("subscription"):
+        conds.append(lambda i: i["customer"] == params["customer"])
     match = (lambda o: all(c(o) for c in conds)) if conds else None
-    created = created_filter(p)
-    if p.get("subscription"):
-        return list_page(store, store.children("invoice", p["subscription"]), p, "/v1/invoices", match=match,
+    created = created_filter(params)
+    if params.get("subscription"):
+        return list_page(store, store.children("invoice", params["subscription"]), params, "/v1/invoices", match=match,
                          created=created)
-    if p.get("customer"):
-        return list_page(store, store.children("invoice", p["customer"]), p, "/v1/invoices", match=match,
+    if params.get("customer"):
+        return list_page(store, store.children("invoice", params["customer"]), params, "/v1/invoices", match=match,
                          created=created)
     idx = store.index.get("invoice")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/invoices"}
-    return list_page(store, idx.ids, p, "/v1/invoices", pos=idx.pos, match=match, created=created)
+    return list_page(store, idx.ids, params, "/v1/invoices", pos=idx.pos, match=match, created=created)
 
 
 @route("GET", "/v1/invoices/{iid}", set())
-def invoice_retrieve(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_retrieve(store: Store, params: Obj, iid: str) -> Obj:
     return store.get(iid, "invoice")
 
 
 @route("GET", "/v1/invoices/{iid}/lines", {"limit", "starting_after", "ending_before"})
-def invoice_lines(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_lines(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     ids = [line["id"] for line in reversed(inv["lines"]["data"])]  # Stripe lists lines in invoice order
-    page = list_page(store, ids, p, f"/v1/invoices/{iid}/lines")
+    page = list_page(store, ids, params, f"/v1/invoices/{iid}/lines")
     return page
 
 
 @route("POST", "/v1/invoices/{iid}", {"metadata", "description", "footer", "auto_advance", "due_date",
                                       "default_payment_method"})
-def invoice_update(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_update(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     before = snapshot(inv, ["metadata", "description", "footer", "auto_advance", "due_date"])
-    if "metadata" in p:
-        inv["metadata"] = metadata_update(inv["metadata"], p["metadata"])
-    copy_fields(inv, p, ("description", "footer"))
-    if "auto_advance" in p:
-        inv["auto_advance"] = as_bool(p, "auto_advance")
+    if "metadata" in params:
+        inv["metadata"] = metadata_update(inv["metadata"], params["metadata"])
+    copy_fields(inv, params, ("description", "footer"))
+    if "auto_advance" in params:
+        inv["auto_advance"] = as_bool(params, "auto_advance")
         if not inv["auto_advance"]:
             inv["next_payment_attempt"] = None
-    if "due_date" in p:
-        inv["due_date"] = as_int(p, "due_date")
+    if "due_date" in params:
+        inv["due_date"] = as_int(params, "due_date")
     prev = diff(inv, before)
     if prev:
         store.emit("invoice.updated", inv, prev)
@@ -497,7 +497,7 @@ def invoice_update(store: Store, p: Obj, iid: str) -> Obj:
 
 
 @route("POST", "/v1/invoices/{iid}/finalize", {"auto_advance"})
-def invoice_finalize(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_finalize(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     if inv["status"] != "draft":
         raise invalid("This invoice is already finalized, you can't re-finalize a non-draft invoice.",
@@ -508,7 +508,7 @@ def invoice_finalize(store: Store, p: Obj, iid: str) -> Obj:
 
 @route("POST", "/v1/invoices/{iid}/pay", {"payment_method", "paid_out_of_band", "off_session", "forgive",
                                           "source"})
-def invoice_pay(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_pay(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     if inv["status"] == "paid":
         raise invalid("Invoice is already paid", code="invoice_already_paid")
@@ -519,12 +519,12 @@ def invoice_pay(store: Store, p: Obj, iid: str) -> Obj:
         finalize(store, inv)
         if inv["status"] == "paid":
             return inv
-    if as_bool(p, "paid_out_of_band", False):
+    if as_bool(params, "paid_out_of_band", False):
         mark_paid(store, inv, out_of_band=True)
         return inv
     pm_id = None
-    if p.get("payment_method"):
-        pm = resolve_pm(store, p["payment_method"], "payment_method")
+    if params.get("payment_method"):
+        pm = resolve_pm(store, params["payment_method"], "payment_method")
         if pm["customer"] not in (None, inv["customer"]):
             raise invalid("The payment method belongs to another customer.", param="payment_method")
         pm_id = pm["id"]
@@ -545,7 +545,7 @@ def invoice_pay(store: Store, p: Obj, iid: str) -> Obj:
 
 
 @route("POST", "/v1/invoices/{iid}/void", set())
-def invoice_void(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_void(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     if inv["status"] not in ("open", "uncollectible"):
         raise invalid(f"You can only pass in open or uncollectible invoices. This invoice is {inv['status']}.",
@@ -555,7 +555,7 @@ def invoice_void(store: Store, p: Obj, iid: str) -> Obj:
 
 
 @route("POST", "/v1/invoices/{iid}/mark_uncollectible", set())
-def invoice_mark_uncollectible(store: Store, p: Obj, iid: str) -> Obj:
+def invoice_mark_uncollectible(store: Store, params: Obj, iid: str) -> Obj:
     inv = store.get(iid, "invoice")
     if inv["status"] != "open":
         raise invalid(f"You can only mark open invoices as uncollectible. This invoice is {inv['status']}.",
@@ -566,24 +566,24 @@ def invoice_mark_uncollectible(store: Store, p: Obj, iid: str) -> Obj:
 
 @route("GET", "/v1/invoice_payments", {"invoice", "limit", "starting_after", "ending_before", "payment",
                                        "status"})
-def invoice_payment_list(store: Store, p: Obj) -> Obj:
-    inv = store.get(p.get("invoice"), "invoice", param="invoice")
+def invoice_payment_list(store: Store, params: Obj) -> Obj:
+    inv = store.get(params.get("invoice"), "invoice", param="invoice")
     ids = [ip["id"] for ip in inv["payments"]["data"]]
-    return list_page(store, ids, p, "/v1/invoice_payments")
+    return list_page(store, ids, params, "/v1/invoice_payments")
 
 
 @route("GET", "/v1/invoice_payments/{ipid}", set())
-def invoice_payment_retrieve(store: Store, p: Obj, ipid: str) -> Obj:
+def invoice_payment_retrieve(store: Store, params: Obj, ipid: str) -> Obj:
     return store.get(ipid, "invoice_payment", "invoice payment")
 
 
 @route("GET", "/v1/payment_intents/{pid}", {"client_secret"})
-def payment_intent_retrieve(store: Store, p: Obj, pid: str) -> Obj:
+def payment_intent_retrieve(store: Store, params: Obj, pid: str) -> Obj:
     return store.get(pid, "payment_intent", "payment_intent")
 
 
 @route("GET", "/v1/charges/{chid}", set())
-def charge_retrieve(store: Store, p: Obj, chid: str) -> Obj:
+def charge_retrieve(store: Store, params: Obj, chid: str) -> Obj:
     return store.get(chid, "charge")
 
 
@@ -635,13 +635,13 @@ def _check_items(items: list[Obj]) -> tuple[str, tuple[str, int]]:
     return currencies.pop(), intervals.pop()
 
 
-def _timestamp(p: Obj, name: str, now: int) -> int | None:
-    raw = p.get(name)
+def _timestamp(params: Obj, name: str, now: int) -> int | None:
+    raw = params.get(name)
     if raw is None or raw == "":
         return None
     if raw == "now":
         return now
-    return as_int(p, name)
+    return as_int(params, name)
 
 
 def set_status(store: Store, sub: Obj, status: str, extra: Obj | None = None) -> None:
@@ -660,13 +660,13 @@ def _set_periods(sub: Obj, start: int, end: int) -> None:
 
 
 @route("POST", "/v1/subscriptions", SUB_CREATE)
-def subscription_create(store: Store, p: Obj) -> Obj:
+def subscription_create(store: Store, params: Obj) -> Obj:
     now = store.now()
-    cid = p.get("customer")
+    cid = params.get("customer")
     if not cid:
         raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
     c = store.get(cid, "customer", param="customer")
-    raw_items = p.get("items")
+    raw_items = params.get("items")
     if not raw_items or not isinstance(raw_items, list):
         raise invalid("Missing required param: items.", param="items", code="parameter_missing")
     if len(raw_items) > 20:
@@ -677,31 +677,31 @@ def subscription_create(store: Store, p: Obj) -> Obj:
     if c["currency"] and c["currency"] != currency:
         raise invalid(f"You cannot combine currencies on a single customer. This customer has had a subscription "
                       f"or payment in {c['currency']}, but you are trying to pay in {currency}.", param="currency")
-    collection = p.get("collection_method", "charge_automatically")
+    collection = params.get("collection_method", "charge_automatically")
     if collection not in ("charge_automatically", "send_invoice"):
         raise invalid("Invalid collection_method.", param="collection_method")
-    days_until_due = as_int(p, "days_until_due", minimum=0, maximum=730)
+    days_until_due = as_int(params, "days_until_due", minimum=0, maximum=730)
     if collection == "send_invoice" and days_until_due is None:
         raise invalid("Missing required param: days_until_due (required with collection_method=send_invoice).",
                       param="days_until_due", code="parameter_missing")
-    behavior = p.get("payment_behavior", "allow_incomplete")
+    behavior = params.get("payment_behavior", "allow_incomplete")
     if behavior not in ("allow_incomplete", "error_if_incomplete", "default_incomplete", "pending_if_incomplete"):
         raise invalid("Invalid payment_behavior.", param="payment_behavior")
-    proration = p.get("proration_behavior", "create_prorations")
+    proration = params.get("proration_behavior", "create_prorations")
     if proration not in ("create_prorations", "none", "always_invoice"):
         raise invalid("Invalid proration_behavior.", param="proration_behavior")
     dpm = None
-    if p.get("default_payment_method"):
-        pm = store.objs.get(p["default_payment_method"])
+    if params.get("default_payment_method"):
+        pm = store.objs.get(params["default_payment_method"])
         if pm is None or pm["object"] != "payment_method":
-            raise missing("PaymentMethod", p["default_payment_method"], "default_payment_method")
+            raise missing("PaymentMethod", params["default_payment_method"], "default_payment_method")
         if pm["customer"] != cid:
             raise invalid("The customer does not have a payment method with the ID "
-                          f"{p['default_payment_method']}. The payment method must be attached to the customer.",
+                          f"{params['default_payment_method']}. The payment method must be attached to the customer.",
                           param="default_payment_method", code="resource_missing")
         dpm = pm["id"]
-    trial_end = _timestamp(p, "trial_end", now)
-    trial_days = as_int(p, "trial_period_days", minimum=0, maximum=730)
+    trial_end = _timestamp(params, "trial_end", now)
+    trial_days = as_int(params, "trial_period_days", minimum=0, maximum=730)
     if trial_end is not None and trial_days is not None:
         raise invalid("You may only specify one of these parameters: trial_end, trial_period_days.",
                       param="trial_end")
@@ -711,17 +711,17 @@ def subscription_create(store: Store, p: Obj) -> Obj:
         trial_end = None
     if trial_end is not None and trial_end < now:
         raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
-    anchor = _timestamp(p, "billing_cycle_anchor", now)
+    anchor = _timestamp(params, "billing_cycle_anchor", now)
     if anchor is not None and anchor < now:
         raise invalid("billing_cycle_anchor cannot be in the past.", param="billing_cycle_anchor")
-    trial_settings = p.get("trial_settings") or {}
+    trial_settings = params.get("trial_settings") or {}
     end_behavior = trial_settings.get("end_behavior") if isinstance(trial_settings, dict) else None
     missing_pm = (end_behavior.get("missing_payment_method") if isinstance(end_behavior, dict) else None) \
         or "create_invoice"
     if not isinstance(missing_pm, str) or missing_pm not in ("cancel", "create_invoice", "pause"):
         raise invalid("Invalid trial_settings[end_behavior][missing_payment_method].",
                       param="trial_settings[end_behavior][missing_payment_method]")
-    cancel_at = _timestamp(p, "cancel_at", now)
+    cancel_at = _timestamp(params, "cancel_at", now)
     sub: Obj = {
         "id": sid, "object": "subscription", "application": None, "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
@@ -731,11 +731,11 @@ def subscription_create(store: Store, p: Obj) -> Obj:
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
         "collection_method": collection, "created": now, "currency": currency, "customer": cid,
         "days_until_due": days_until_due, "default_payment_method": dpm, "default_source": None,
-        "default_tax_rates": [], "description": p.get("description") or None, "discounts": [], "ended_at": None,
+        "default_tax_rates": [], "description": params.get("description") or None, "discounts": [], "ended_at": None,
         "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
         "items": {"object": "list", "data": items, "has_more": False, "total_count": len(items),
                   "url": f"/v1/subscription_items?subscription={sid}"},
-        "latest_invoice": None, "livemode": False, "metadata": metadata_update({}, p.get("metadata")),
+        "latest_invoice": None, "livemode": False, "metadata": metadata_update({}, params.get("metadata")),
         "next_pending_invoice_item_invoice": None, "on_behalf_of": None, "pause_collection": None,
         "payment_settings": {"payment_method_options": None, "payment_method_types": None,
                              "save_default_payment_method": "off"},
@@ -750,14 +750,14 @@ def subscription_create(store: Store, p: Obj) -> Obj:
         if failure is not None:
             code, decline, message = failure
             raise ApiError(402, message, type="card_error", code=code, decline_code=decline or None)
-    sub["discounts"] = discounts.make_discounts(store, p.get("discounts"), customer=cid, subscription=sid,
+    sub["discounts"] = discounts.make_discounts(store, params.get("discounts"), customer=cid, subscription=sid,
                                                 currency=currency, start=now)
     c["currency"] = c["currency"] or currency
     store.put(sub)
     for item in items:
         store.objs[item["id"]] = item
     store.child("subscription", cid, sid)
-    if as_bool(p, "cancel_at_period_end", False):
+    if as_bool(params, "cancel_at_period_end", False):
         sub["cancel_at_period_end"] = True
     lines: list[tuple[Obj, int, int, int, bool]]
     if trial_end is not None:
@@ -925,7 +925,7 @@ def run_due(store: Store, until: float) -> int:
 
 
 @route("GET", "/v1/subscriptions/{sid}", set())
-def subscription_retrieve(store: Store, p: Obj, sid: str) -> Obj:
+def subscription_retrieve(store: Store, params: Obj, sid: str) -> Obj:
     return store.get(sid, "subscription")
 
 
@@ -936,18 +936,18 @@ SUB_UPDATE = {"items", "default_payment_method", "collection_method", "days_unti
 
 
 @route("POST", "/v1/subscriptions/{sid}", SUB_UPDATE)
-def subscription_update(store: Store, p: Obj, sid: str) -> Obj:
+def subscription_update(store: Store, params: Obj, sid: str) -> Obj:
     sub = store.get(sid, "subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
     now = store.now()
     before = snapshot(sub, [k for k in sub if k[0] != "_"], deep=True)
-    if "metadata" in p:
-        sub["metadata"] = metadata_update(sub["metadata"], p["metadata"])
-    if "description" in p:
-        sub["description"] = p["description"] or None
-    if "default_payment_method" in p:
-        dpm = p["default_payment_method"] or None
+    if "metadata" in params:
+        sub["metadata"] = metadata_update(sub["metadata"], params["metadata"])
+    if "description" in params:
+        sub["description"] = params["description"] or None
+    if "default_payment_method" in params:
+        dpm = params["default_payment_method"] or None
         if dpm:
             pm = store.objs.get(dpm)
             if pm is None or pm["object"] != "payment_method":
@@ -956,18 +956,18 @@ def subscription_update(store: Store, p: Obj, sid: str) -> Obj:
                 raise invalid("The payment method must be attached to the subscription's customer.",
                               param="default_payment_method", code="resource_missing")
         sub["default_payment_method"] = dpm
-    if "collection_method" in p:
-        if p["collection_method"] not in ("charge_automatically", "send_invoice"):
+    if "collection_method" in params:
+        if params["collection_method"] not in ("charge_automatically", "send_invoice"):
             raise invalid("Invalid collection_method.", param="collection_method")
-        sub["collection_method"] = p["collection_method"]
-    if "days_until_due" in p:
-        sub["days_until_due"] = as_int(p, "days_until_due", minimum=0)
-    if "cancellation_details" in p and isinstance(p["cancellation_details"], dict):
-        cd = p["cancellation_details"]
+        sub["collection_method"] = params["collection_method"]
+    if "days_until_due" in params:
+        sub["days_until_due"] = as_int(params, "days_until_due", minimum=0)
+    if "cancellation_details" in params and isinstance(params["cancellation_details"], dict):
+        cd = params["cancellation_details"]
         sub["cancellation_details"] = dict(sub["cancellation_details"], comment=cd.get("comment") or None,
                                            feedback=cd.get("feedback") or None)
-    if "pause_collection" in p:
-        pc = p["pause_collection"]
+    if "pause_collection" in params:
+        pc = params["pause_collection"]
         if pc in ("", None):
             sub["pause_collection"] = None
         else:
@@ -976,8 +976,8 @@ def subscription_update(store: Store, p: Obj, sid: str) -> Obj:
                 raise invalid("Invalid pause_collection[behavior].", param="pause_collection[behavior]")
             sub["pause_collection"] = {"behavior": pc["behavior"], "resumes_at": as_int(pc, "resumes_at")}
     start, end = sub["_period"]
-    if "cancel_at_period_end" in p:
-        flag = as_bool(p, "cancel_at_period_end")
+    if "cancel_at_period_end" in params:
+        flag = as_bool(params, "cancel_at_period_end")
         sub["cancel_at_period_end"] = flag
         sub["cancel_at"] = end if flag else None
         sub["canceled_at"] = now if flag else None
@@ -985,16 +985,16 @@ def subscription_update(store: Store, p: Obj, sid: str) -> Obj:
             sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
         else:
             sub["cancellation_details"] = dict(sub["cancellation_details"], reason="cancellation_requested")
-    if "cancel_at" in p:
-        at = _timestamp(p, "cancel_at", now)
+    if "cancel_at" in params:
+        at = _timestamp(params, "cancel_at", now)
         sub["cancel_at"] = at
         sub["cancel_at_period_end"] = at is not None and at == end
         sub["canceled_at"] = now if at else None
         if at is not None:
             store.schedule(at, "renew", sid, end)
-    if "items" in p:
-        _update_items(store, sub, p["items"], now)
-    trial_end = _timestamp(p, "trial_end", now)
+    if "items" in params:
+        _update_items(store, sub, params["items"], now)
+    trial_end = _timestamp(params, "trial_end", now)
     changed = diff(sub, before)
     if changed:
         store.emit("customer.subscription.updated", sub, changed)
@@ -1056,18 +1056,18 @@ def _update_items(store: Store, sub: Obj, raw_items: Any, now: int) -> None:
 
 
 @route("DELETE", "/v1/subscriptions/{sid}", {"invoice_now", "prorate", "cancellation_details"})
-def subscription_cancel(store: Store, p: Obj, sid: str) -> Obj:
+def subscription_cancel(store: Store, params: Obj, sid: str) -> Obj:
     sub = store.get(sid, "subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid(f"The subscription {sid} is already canceled.")
-    cd = p.get("cancellation_details") if isinstance(p.get("cancellation_details"), dict) else {}
+    cd = params.get("cancellation_details") if isinstance(params.get("cancellation_details"), dict) else {}
     cancel_subscription(store, sub, reason="cancellation_requested", comment=cd.get("comment") or None,
                         feedback=cd.get("feedback") or None)
     return sub
 
 
 @route("POST", "/v1/subscriptions/{sid}/resume", {"billing_cycle_anchor", "proration_behavior"})
-def subscription_resume(store: Store, p: Obj, sid: str) -> Obj:
+def subscription_resume(store: Store, params: Obj, sid: str) -> Obj:
     sub = store.get(sid, "subscription")
     if sub["status"] != "paused":
         raise invalid("Only paused subscriptions can be resumed.")
@@ -1087,8 +1087,8 @@ SUB_LIST = {"customer", "status", "price", "created", "limit", "starting_after",
 
 
 @route("GET", "/v1/subscriptions", SUB_LIST)
-def subscription_list(store: Store, p: Obj) -> Obj:
-    status = p.get("status")
+def subscription_list(store: Store, params: Obj) -> Obj:
+    status = params.get("status")
     valid = ("active", "all", "canceled", "ended", "incomplete", "incomplete_expired", "past_due", "paused",
              "trialing", "unpaid")
     if status is not None and status not in valid:
@@ -1100,30 +1100,30 @@ def subscription_list(store: Store, p: Obj) -> Obj:
         conds.append(lambda s: s["status"] in ("canceled", "incomplete_expired"))
     elif status != "all":
         conds.append(lambda s: s["status"] == status)
-    if p.get("price"):
-        conds.append(lambda s: any(i["price"]["id"] == p["price"] for i in s["items"]["data"]))
-    if p.get("collection_method"):
-        conds.append(lambda s: s["collection_method"] == p["collection_method"])
+    if params.get("price"):
+        conds.append(lambda s: any(i["price"]["id"] == params["price"] for i in s["items"]["data"]))
+    if params.get("collection_method"):
+        conds.append(lambda s: s["collection_method"] == params["collection_method"])
     match = (lambda o: all(c(o) for c in conds)) if conds else None
-    created = created_filter(p)
-    if p.get("customer"):
-        return list_page(store, store.children("subscription", p["customer"]), p, "/v1/subscriptions",
+    created = created_filter(params)
+    if params.get("customer"):
+        return list_page(store, store.children("subscription", params["customer"]), params, "/v1/subscriptions",
                          match=match, created=created)
     idx = store.index.get("subscription")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/subscriptions"}
-    return list_page(store, idx.ids, p, "/v1/subscriptions", pos=idx.pos, match=match, created=created)
+    return list_page(store, idx.ids, params, "/v1/subscriptions", pos=idx.pos, match=match, created=created)
 
 
 @route("GET", "/v1/subscription_items", {"subscription", "limit", "starting_after", "ending_before"})
-def subscription_item_list(store: Store, p: Obj) -> Obj:
-    if not p.get("subscription"):
+def subscription_item_list(store: Store, params: Obj) -> Obj:
+    if not params.get("subscription"):
         raise invalid("Missing required param: subscription.", param="subscription", code="parameter_missing")
-    sub = store.get(p["subscription"], "subscription", param="subscription")
+    sub = store.get(params["subscription"], "subscription", param="subscription")
     ids = [i["id"] for i in reversed(sub["items"]["data"])]  # listed in the subscription's order
-    return list_page(store, ids, p, f"/v1/subscription_items?subscription={sub['id']}")
+    return list_page(store, ids, params, f"/v1/subscription_items?subscription={sub['id']}")
 
 
 @route("GET", "/v1/subscription_items/{siid}", set())
-def subscription_item_retrieve(store: Store, p: Obj, siid: str) -> Obj:
+def subscription_item_retrieve(store: Store, params: Obj, siid: str) -> Obj:
     return store.get(siid, "subscription_item", "subscription item")

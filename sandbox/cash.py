@@ -23,19 +23,19 @@ def cash_balance(c: Obj) -> Obj:
 
 
 @route("GET", "/v1/customers/{cid}/cash_balance", set())
-def cash_balance_retrieve(store: Store, p: Obj, cid: str) -> Obj:
+def cash_balance_retrieve(store: Store, params: Obj, cid: str) -> Obj:
     return cash_balance(store.get(cid, "customer"))
 
 
 @route("POST", "/v1/test_helpers/customers/{cid}/fund_cash_balance", {"amount", "currency", "reference"})
-def fund_cash_balance(store: Store, p: Obj, cid: str) -> Obj:
+def fund_cash_balance(store: Store, params: Obj, cid: str) -> Obj:
     c = store.get(cid, "customer")
-    amount = as_int(p, "amount", minimum=1)
+    amount = as_int(params, "amount", minimum=1)
     if amount is None:
         raise invalid("Missing required param: amount.", param="amount", code="parameter_missing")
-    if "currency" not in p:
+    if "currency" not in params:
         raise invalid("Missing required param: currency.", param="currency", code="parameter_missing")
-    currency = cur(p["currency"])
+    currency = cur(params["currency"])
     held = dict(c.get("_cash") or {})
     held[currency] = held.get(currency, 0) + amount
     c["_cash"] = held
@@ -44,7 +44,7 @@ def fund_cash_balance(store: Store, p: Obj, cid: str) -> Obj:
          "applied_to_payment": None, "created": store.now(), "currency": currency, "customer": cid,
          "customer_account": None, "ending_balance": held[currency],
          "funded": {"bank_transfer": {"eu_bank_transfer": None, "gb_bank_transfer": None, "jp_bank_transfer": None,
-                                      "reference": p.get("reference") or None, "type": kind,
+                                      "reference": params.get("reference") or None, "type": kind,
                                       "us_bank_transfer": None}},
          "livemode": False, "net_amount": amount, "refunded_from_payment": None, "transferred_to_balance": None,
          "type": "funded", "unapplied_from_payment": None}

@@ -19,8 +19,8 @@ COUPON_CREATE = {"id", "percent_off", "amount_off", "currency", "duration", "dur
 
 
 @route("POST", "/v1/coupons", COUPON_CREATE)
-def coupon_create(store: Store, p: Obj) -> Obj:
-    percent_raw, amount = p.get("percent_off"), as_int(p, "amount_off", minimum=1)
+def coupon_create(store: Store, params: Obj) -> Obj:
+    percent_raw, amount = params.get("percent_off"), as_int(params, "amount_off", minimum=1)
     if (percent_raw in (None, "")) == (amount is None):
         raise invalid("You must pass exactly one of percent_off or amount_off.", param="percent_off")
     percent = None
@@ -33,27 +33,27 @@ def coupon_create(store: Store, p: Obj) -> Obj:
             raise invalid("percent_off must be greater than 0 and at most 100.", param="percent_off")
     currency = None
     if amount is not None:
-        if "currency" not in p:
+        if "currency" not in params:
             raise invalid("You must pass currency when passing amount_off.", param="currency",
                           code="parameter_missing")
-        currency = cur(p["currency"])
-    duration = p.get("duration", "once")
+        currency = cur(params["currency"])
+    duration = params.get("duration", "once")
     if duration not in ("once", "repeating", "forever"):
         raise invalid("Invalid duration: must be one of forever, once, or repeating", param="duration")
-    months = as_int(p, "duration_in_months", minimum=1)
+    months = as_int(params, "duration_in_months", minimum=1)
     if duration == "repeating" and months is None:
         raise invalid("duration_in_months is required when duration is repeating.", param="duration_in_months",
                       code="parameter_missing")
     if duration != "repeating" and months is not None:
         raise invalid("duration_in_months can only be set when duration is repeating.",
                       param="duration_in_months")
-    cid = p.get("id") or new_id("co")[3:11]
+    cid = params.get("id") or new_id("co")[3:11]
     if cid in store.objs:
         raise invalid("Coupon already exists.", param="id", code="resource_already_exists")
     coupon = {"id": cid, "object": "coupon", "amount_off": amount, "applies_to": None, "created": store.now(),
               "currency": currency, "currency_options": None, "duration": duration, "duration_in_months": months,
-              "livemode": False, "max_redemptions": None, "metadata": metadata_update({}, p.get("metadata")),
-              "name": p.get("name") or None, "percent_off": percent, "redeem_by": None, "times_redeemed": 0,
+              "livemode": False, "max_redemptions": None, "metadata": metadata_update({}, params.get("metadata")),
+              "name": params.get("name") or None, "percent_off": percent, "redeem_by": None, "times_redeemed": 0,
               "valid": True}
     store.put(coupon)
     store.emit("coupon.created", coupon)
@@ -61,20 +61,20 @@ def coupon_create(store: Store, p: Obj) -> Obj:
 
 
 @route("GET", "/v1/coupons/{cid}", set())
-def coupon_retrieve(store: Store, p: Obj, cid: str) -> Obj:
+def coupon_retrieve(store: Store, params: Obj, cid: str) -> Obj:
     return store.get(cid, "coupon")
 
 
 @route("GET", "/v1/coupons", {"limit", "starting_after", "ending_before", "created"})
-def coupon_list(store: Store, p: Obj) -> Obj:
+def coupon_list(store: Store, params: Obj) -> Obj:
     idx = store.index.get("coupon")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/coupons"}
-    return list_page(store, idx.ids, p, "/v1/coupons", pos=idx.pos)
+    return list_page(store, idx.ids, params, "/v1/coupons", pos=idx.pos)
 
 
 @route("DELETE", "/v1/coupons/{cid}", set())
-def coupon_delete(store: Store, p: Obj, cid: str) -> Obj:
+def coupon_delete(store: Store, params: Obj, cid: str) -> Obj:
     """Deleting a coupon stops new redemptions; discounts already made keep applying (as on Stripe)."""
     coupon = store.get(cid, "coupon")
     coupon["_deleted"] = True

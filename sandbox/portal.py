@@ -64,18 +64,18 @@ def _features(raw: Any) -> Obj:
 
 @route("POST", "/v1/billing_portal/configurations", {"business_profile", "features", "default_return_url",
                                                      "login_page", "metadata", "name"})
-def config_create(store: Store, p: Obj) -> Obj:
-    if not isinstance(p.get("features"), dict):
+def config_create(store: Store, params: Obj) -> Obj:
+    if not isinstance(params.get("features"), dict):
         raise invalid("Missing required param: features.", param="features", code="parameter_missing")
     now = store.now()
-    bp = p.get("business_profile") if isinstance(p.get("business_profile"), dict) else {}
+    bp = params.get("business_profile") if isinstance(params.get("business_profile"), dict) else {}
     cfg = {"id": new_id("bpc"), "object": "billing_portal.configuration", "active": True, "application": None,
            "business_profile": {"headline": bp.get("headline"), "privacy_policy_url": bp.get("privacy_policy_url"),
                                 "terms_of_service_url": bp.get("terms_of_service_url")},
-           "created": now, "default_return_url": p.get("default_return_url") or None,
-           "features": _features(p["features"]), "is_default": store.default_portal_config is None,
+           "created": now, "default_return_url": params.get("default_return_url") or None,
+           "features": _features(params["features"]), "is_default": store.default_portal_config is None,
            "livemode": False, "login_page": {"enabled": False, "url": None},
-           "metadata": metadata_update({}, p.get("metadata")), "name": p.get("name") or None, "updated": now}
+           "metadata": metadata_update({}, params.get("metadata")), "name": params.get("name") or None, "updated": now}
     store.put(cfg)
     if cfg["is_default"]:
         store.default_portal_config = cfg["id"]
@@ -85,34 +85,34 @@ def config_create(store: Store, p: Obj) -> Obj:
 
 @route("GET", "/v1/billing_portal/configurations", {"limit", "starting_after", "ending_before", "active",
                                                     "is_default"})
-def config_list(store: Store, p: Obj) -> Obj:
+def config_list(store: Store, params: Obj) -> Obj:
     idx = store.index.get("billing_portal.configuration")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/billing_portal/configurations"}
-    is_default, active = as_bool(p, "is_default"), as_bool(p, "active")
+    is_default, active = as_bool(params, "is_default"), as_bool(params, "active")
 
     def match(c: Obj) -> bool:
         return (is_default is None or c["is_default"] == is_default) and (active is None or c["active"] == active)
 
-    return list_page(store, idx.ids, p, "/v1/billing_portal/configurations", pos=idx.pos, match=match)
+    return list_page(store, idx.ids, params, "/v1/billing_portal/configurations", pos=idx.pos, match=match)
 
 
 @route("GET", "/v1/billing_portal/configurations/{cfg}", set())
-def config_retrieve(store: Store, p: Obj, cfg: str) -> Obj:
+def config_retrieve(store: Store, params: Obj, cfg: str) -> Obj:
     return store.get(cfg, "billing_portal.configuration", "configuration")
 
 
 @route("POST", "/v1/billing_portal/configurations/{cfg}", {"active", "business_profile", "features",
                                                            "default_return_url", "metadata", "name"})
-def config_update(store: Store, p: Obj, cfg: str) -> Obj:
+def config_update(store: Store, params: Obj, cfg: str) -> Obj:
     c = store.get(cfg, "billing_portal.configuration", "configuration")
-    if "active" in p:
-        c["active"] = as_bool(p, "active")
-    if isinstance(p.get("features"), dict):
-        c["features"] = _features(p["features"])
-    copy_fields(c, p, ("default_return_url", "name"))
-    if "metadata" in p:
-        c["metadata"] = metadata_update(c["metadata"], p["metadata"])
+    if "active" in params:
+        c["active"] = as_bool(params, "active")
+    if isinstance(params.get("features"), dict):
+        c["features"] = _features(params["features"])
+    copy_fields(c, params, ("default_return_url", "name"))
+    if "metadata" in params:
+        c["metadata"] = metadata_update(c["metadata"], params["metadata"])
     c["updated"] = store.now()
     store.emit("billing_portal.configuration.updated", c)
     return c
@@ -178,31 +178,31 @@ def _flow(store: Store, raw: Any, cid: str) -> Obj:
 
 @route("POST", "/v1/billing_portal/sessions", {"customer", "return_url", "configuration", "locale", "flow_data",
                                                "on_behalf_of"})
-def session_create(store: Store, p: Obj) -> Obj:
-    cid = p.get("customer")
+def session_create(store: Store, params: Obj) -> Obj:
+    cid = params.get("customer")
     if not cid:
         raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
     c = store.objs.get(cid)
     if c is None or c["object"] != "customer" or c.get("_deleted"):
         raise missing("customer", cid, "customer")
-    if p.get("configuration"):
-        cfg = store.objs.get(p["configuration"])
+    if params.get("configuration"):
+        cfg = store.objs.get(params["configuration"])
         if cfg is None or cfg["object"] != "billing_portal.configuration":
-            raise missing("configuration", p["configuration"], "configuration")
+            raise missing("configuration", params["configuration"], "configuration")
         if not cfg["active"]:
             raise invalid("The configuration is not active.", param="configuration")
     elif store.default_portal_config is None:
         raise invalid(NO_CONFIG)
     else:
         cfg = store.objs[store.default_portal_config]
-    return_url = p.get("return_url") or cfg["default_return_url"]
+    return_url = params.get("return_url") or cfg["default_return_url"]
     if return_url and not str(return_url).startswith(("http://", "https://")):
         raise invalid("Not a valid URL", param="return_url", code="url_invalid")
-    flow = _flow(store, p["flow_data"], cid) if "flow_data" in p else None
+    flow = _flow(store, params["flow_data"], cid) if "flow_data" in params else None
     sid = new_id("bps")
     s = {"id": sid, "object": "billing_portal.session", "configuration": cfg["id"], "created": store.now(),
-         "customer": cid, "flow": flow, "livemode": False, "locale": p.get("locale") or None,
-         "on_behalf_of": p.get("on_behalf_of") or None, "return_url": return_url,
+         "customer": cid, "flow": flow, "livemode": False, "locale": params.get("locale") or None,
+         "on_behalf_of": params.get("on_behalf_of") or None, "return_url": return_url,
          "url": f"{store.base_url}/_sandbox/pages/portal/{sid}"}
     store.put(s)
     return s

@@ -63,7 +63,7 @@ def _index_email(store: Store, cid: str, old: str | None, new: str | None) -> No
 
 
 @route("POST", "/v1/customers", CUSTOMER_FIELDS)
-def customer_create(store: Store, p: Obj) -> Obj:
+def customer_create(store: Store, params: Obj) -> Obj:
     now = store.now()
     cid = new_id("cus")
     c: Obj = {
@@ -75,16 +75,16 @@ def customer_create(store: Store, p: Obj) -> Obj:
         "livemode": False, "metadata": {}, "name": None, "next_invoice_sequence": 1, "phone": None,
         "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
     }
-    _apply_customer(store, c, p, creating=True)
+    _apply_customer(store, c, params, creating=True)
     # validate everything before anything is stored, so a failed create leaves nothing behind
-    pm_param = p.get("payment_method")
-    dpm = (p.get("invoice_settings") or {}).get("default_payment_method") \
-        if isinstance(p.get("invoice_settings"), dict) else None
+    pm_param = params.get("payment_method")
+    dpm = (params.get("invoice_settings") or {}).get("default_payment_method") \
+        if isinstance(params.get("invoice_settings"), dict) else None
     if dpm and dpm != pm_param:
         raise invalid(f"The customer does not have a payment method with the ID {dpm}. The payment method must be "
                       "attached to the customer.", param="invoice_settings[default_payment_method]",
                       code="resource_missing")
-    tax_ids = p.get("tax_id_data") or []
+    tax_ids = params.get("tax_id_data") or []
     for i, tid in enumerate(tax_ids):
         if not isinstance(tid, dict) or not isinstance(tid.get("type"), str) or tid["type"] not in TAX_ID_TYPES \
                 or not isinstance(tid.get("value"), str) or not tid["value"]:
@@ -106,14 +106,14 @@ def customer_create(store: Store, p: Obj) -> Obj:
     return c
 
 
-def _apply_customer(store: Store, c: Obj, p: Obj, creating: bool = False) -> None:
-    if p.get("email") and len(p["email"]) > 512:
+def _apply_customer(store: Store, c: Obj, params: Obj, creating: bool = False) -> None:
+    if params.get("email") and len(params["email"]) > 512:
         raise invalid("Invalid email address", param="email")
-    copy_fields(c, p, ("name", "email", "phone", "description"))
-    if "address" in p:
-        c["address"] = address(p["address"], "address")
-    if "shipping" in p:
-        s = p["shipping"]
+    copy_fields(c, params, ("name", "email", "phone", "description"))
+    if "address" in params:
+        c["address"] = address(params["address"], "address")
+    if "shipping" in params:
+        s = params["shipping"]
         if s in (None, ""):
             c["shipping"] = None
         else:
@@ -121,23 +121,23 @@ def _apply_customer(store: Store, c: Obj, p: Obj, creating: bool = False) -> Non
                 raise invalid("Missing required param: shipping[name].", param="shipping[name]")
             c["shipping"] = {"address": address(s.get("address"), "shipping[address]"),
                              "name": s["name"], "phone": s.get("phone") or None}
-    if "metadata" in p:
-        c["metadata"] = metadata_update(c["metadata"], p["metadata"])
-    if "preferred_locales" in p:
-        locs = p["preferred_locales"]
+    if "metadata" in params:
+        c["metadata"] = metadata_update(c["metadata"], params["metadata"])
+    if "preferred_locales" in params:
+        locs = params["preferred_locales"]
         c["preferred_locales"] = [] if locs in ("", None) else list(locs)
-    if "balance" in p:
-        c["balance"] = as_int(p, "balance")
-    if "tax_exempt" in p:
-        if p["tax_exempt"] not in ("none", "exempt", "reverse"):
-            raise invalid(f"Invalid tax_exempt: {p['tax_exempt']}", param="tax_exempt")
-        c["tax_exempt"] = p["tax_exempt"]
-    if "invoice_prefix" in p:
-        if not re.fullmatch(r"[A-Z0-9]{3,12}", p["invoice_prefix"] or ""):
+    if "balance" in params:
+        c["balance"] = as_int(params, "balance")
+    if "tax_exempt" in params:
+        if params["tax_exempt"] not in ("none", "exempt", "reverse"):
+            raise invalid(f"Invalid tax_exempt: {params['tax_exempt']}", param="tax_exempt")
+        c["tax_exempt"] = params["tax_exempt"]
+    if "invoice_prefix" in params:
+        if not re.fullmatch(r"[A-Z0-9]{3,12}", params["invoice_prefix"] or ""):
             raise invalid("Invalid invoice_prefix.", param="invoice_prefix")
-        c["invoice_prefix"] = p["invoice_prefix"]
-    if "next_invoice_sequence" in p:
-        c["next_invoice_sequence"] = as_int(p, "next_invoice_sequence", minimum=1)
+        c["invoice_prefix"] = params["invoice_prefix"]
+    if "next_invoice_sequence" in params:
+        c["next_invoice_sequence"] = as_int(params, "next_invoice_sequence", minimum=1)
 
 
 def _resolve_attached(store: Store, pm_id: Any, cid: str, param: str) -> str | None:
@@ -153,7 +153,7 @@ def _resolve_attached(store: Store, pm_id: Any, cid: str, param: str) -> str | N
 
 
 @route("GET", "/v1/customers/{cid}", set())
-def customer_retrieve(store: Store, p: Obj, cid: str) -> Obj:
+def customer_retrieve(store: Store, params: Obj, cid: str) -> Obj:
     c = store.objs.get(cid)
     if c is None or c["object"] != "customer":
         raise missing("customer", cid)
@@ -161,13 +161,13 @@ def customer_retrieve(store: Store, p: Obj, cid: str) -> Obj:
 
 
 @route("POST", "/v1/customers/{cid}", CUSTOMER_FIELDS)
-def customer_update(store: Store, p: Obj, cid: str) -> Obj:
+def customer_update(store: Store, params: Obj, cid: str) -> Obj:
     c = store.get(cid, "customer")
     before = snapshot(c, c.keys())
     old_email = c["email"]
-    _apply_customer(store, c, p)
-    if "invoice_settings" in p:
-        s = p["invoice_settings"]
+    _apply_customer(store, c, params)
+    if "invoice_settings" in params:
+        s = params["invoice_settings"]
         if not isinstance(s, dict):
             raise invalid("Invalid invoice_settings", param="invoice_settings")
         if "default_payment_method" in s:
@@ -185,7 +185,7 @@ def customer_update(store: Store, p: Obj, cid: str) -> Obj:
 
 
 @route("DELETE", "/v1/customers/{cid}", set())
-def customer_delete(store: Store, p: Obj, cid: str) -> Obj:
+def customer_delete(store: Store, params: Obj, cid: str) -> Obj:
     c = store.get(cid, "customer")
     for sid in list(store.children("subscription", cid)):
         sub = store.objs[sid]
@@ -203,15 +203,15 @@ def customer_delete(store: Store, p: Obj, cid: str) -> Obj:
 
 
 @route("GET", "/v1/customers", {"limit", "starting_after", "ending_before", "email", "created", "test_clock"})
-def customer_list(store: Store, p: Obj) -> Obj:
-    created = created_filter(p)
-    if "email" in p:
-        ids = store.email_index.get(p["email"], [])
-        return list_page(store, ids, p, "/v1/customers", created=created)
+def customer_list(store: Store, params: Obj) -> Obj:
+    created = created_filter(params)
+    if "email" in params:
+        ids = store.email_index.get(params["email"], [])
+        return list_page(store, ids, params, "/v1/customers", created=created)
     idx = store.index.get("customer")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}
-    return list_page(store, idx.ids, p, "/v1/customers", pos=idx.pos, created=created)
+    return list_page(store, idx.ids, params, "/v1/customers", pos=idx.pos, created=created)
 
 
 # --- customer search ------------------------------------------------------------------------------
@@ -291,10 +291,10 @@ def _clause_ok(c: Obj, clause: tuple[bool, str, str | None, str, str]) -> bool:
 
 
 @route("GET", "/v1/customers/search", {"query", "limit", "page"})
-def customer_search(store: Store, p: Obj) -> Obj:
-    joiner, clauses = parse_query(p.get("query") or "")
-    limit = as_int(p, "limit", default=10, minimum=1, maximum=100)
-    page = p.get("page")
+def customer_search(store: Store, params: Obj) -> Obj:
+    joiner, clauses = parse_query(params.get("query") or "")
+    limit = as_int(params, "limit", default=10, minimum=1, maximum=100)
+    page = params.get("page")
     start = 0
     if page:
         try:
@@ -343,28 +343,28 @@ def balance_txn(store: Store, c: Obj, amount: int, currency: str, *, type_: str 
 
 
 @route("POST", "/v1/customers/{cid}/balance_transactions", {"amount", "currency", "description", "metadata"})
-def balance_txn_create(store: Store, p: Obj, cid: str) -> Obj:
+def balance_txn_create(store: Store, params: Obj, cid: str) -> Obj:
     c = store.get(cid, "customer")
-    amount = as_int(p, "amount")
+    amount = as_int(params, "amount")
     if amount is None:
         raise invalid("Missing required param: amount.", param="amount", code="parameter_missing")
-    if "currency" not in p:
+    if "currency" not in params:
         raise invalid("Missing required param: currency.", param="currency", code="parameter_missing")
-    currency = cur(p["currency"])
+    currency = cur(params["currency"])
     if c["currency"] and c["currency"] != currency:
         raise invalid(f"The currency {currency} does not match the customer's currency {c['currency']}.",
                       param="currency")
-    return balance_txn(store, c, amount, currency, description=p.get("description") or None,
-                       metadata=metadata_update({}, p.get("metadata")))
+    return balance_txn(store, c, amount, currency, description=params.get("description") or None,
+                       metadata=metadata_update({}, params.get("metadata")))
 
 
 @route("GET", "/v1/customers/{cid}/balance_transactions", {"limit", "starting_after", "ending_before",
                                                              "created", "invoice"})
-def balance_txn_list(store: Store, p: Obj, cid: str) -> Obj:
+def balance_txn_list(store: Store, params: Obj, cid: str) -> Obj:
     store.get(cid, "customer")
-    match = (lambda t: t["invoice"] == p["invoice"]) if p.get("invoice") else None
-    return list_page(store, store.children("customer_balance_transaction", cid), p,
-                     f"/v1/customers/{cid}/balance_transactions", created=created_filter(p), match=match)
+    match = (lambda t: t["invoice"] == params["invoice"]) if params.get("invoice") else None
+    return list_page(store, store.children("customer_balance_transaction", cid), params,
+                     f"/v1/customers/{cid}/balance_transactions", created=created_filter(params), match=match)
 
 
 def owned(store: Store, oid: str, kind: str, label: str, cid: str) -> Obj:
@@ -376,7 +376,7 @@ def owned(store: Store, oid: str, kind: str, label: str, cid: str) -> Obj:
 
 
 @route("GET", "/v1/customers/{cid}/balance_transactions/{tid}", set())
-def balance_txn_retrieve(store: Store, p: Obj, cid: str, tid: str) -> Obj:
+def balance_txn_retrieve(store: Store, params: Obj, cid: str, tid: str) -> Obj:
     return owned(store, tid, "customer_balance_transaction", "customer balance transaction", cid)
 
 
@@ -412,27 +412,27 @@ def _tax_id_create(store: Store, c: Obj, raw: Any, param: str) -> Obj:
 
 
 @route("POST", "/v1/customers/{cid}/tax_ids", {"type", "value"})
-def tax_id_create(store: Store, p: Obj, cid: str) -> Obj:
+def tax_id_create(store: Store, params: Obj, cid: str) -> Obj:
     c = store.get(cid, "customer")
     if len([t for t in store.children("tax_id", cid) if not store.objs[t].get("_deleted")]) >= 25:
         raise invalid("A customer can have at most 25 tax ids.")
-    return _tax_id_create(store, c, p, "")
+    return _tax_id_create(store, c, params, "")
 
 
 @route("GET", "/v1/customers/{cid}/tax_ids", {"limit", "starting_after", "ending_before"})
-def tax_id_list(store: Store, p: Obj, cid: str) -> Obj:
+def tax_id_list(store: Store, params: Obj, cid: str) -> Obj:
     store.get(cid, "customer")
-    return list_page(store, store.children("tax_id", cid), p, f"/v1/customers/{cid}/tax_ids")
+    return list_page(store, store.children("tax_id", cid), params, f"/v1/customers/{cid}/tax_ids")
 
 
 @route("GET", "/v1/customers/{cid}/tax_ids/{tid}", set())
-def tax_id_retrieve(store: Store, p: Obj, cid: str, tid: str) -> Obj:
+def tax_id_retrieve(store: Store, params: Obj, cid: str, tid: str) -> Obj:
     return owned(store, tid, "tax_id", "tax id", cid)
 
 
 @route("DELETE", "/v1/customers/{cid}/tax_ids/{tid}", set())
-def tax_id_delete(store: Store, p: Obj, cid: str, tid: str) -> Obj:
-    t = tax_id_retrieve(store, p, cid, tid)
+def tax_id_delete(store: Store, params: Obj, cid: str, tid: str) -> Obj:
+    t = tax_id_retrieve(store, params, cid, tid)
     store.emit("customer.tax_id.deleted", t)
     t["_deleted"] = True
     return {"id": tid, "object": "tax_id", "deleted": True}
@@ -507,10 +507,10 @@ def make_card_pm(store: Store, number: str, exp_month: int, exp_year: int, billi
 
 
 @route("POST", "/v1/payment_methods", {"type", "card", "billing_details", "metadata", "allow_redisplay"})
-def pm_create(store: Store, p: Obj) -> Obj:
-    if p.get("type") != "card":
-        raise invalid(f"Invalid type: {p.get('type')!r}; the sandbox supports type=card.", param="type")
-    card = p.get("card")
+def pm_create(store: Store, params: Obj) -> Obj:
+    if params.get("type") != "card":
+        raise invalid(f"Invalid type: {params.get('type')!r}; the sandbox supports type=card.", param="type")
+    card = params.get("card")
     if not isinstance(card, dict):
         raise invalid("Missing required param: card.", param="card", code="parameter_missing")
     if "token" in card:
@@ -539,8 +539,8 @@ def pm_create(store: Store, p: Obj) -> Obj:
         if exp_year < _year(store):
             raise ApiError(402, "Your card's expiration year is invalid.", type="card_error",
                            code="invalid_expiry_year", param="card[exp_year]")
-    return make_card_pm(store, number, exp_month, exp_year, p.get("billing_details"),
-                        metadata_update({}, p.get("metadata")))
+    return make_card_pm(store, number, exp_month, exp_year, params.get("billing_details"),
+                        metadata_update({}, params.get("metadata")))
 
 
 def _year(store: Store) -> int:
@@ -589,8 +589,8 @@ def check_attachable(pm: Obj, param: str) -> None:
 
 
 @route("POST", "/v1/payment_methods/{pmid}/attach", {"customer"})
-def pm_attach(store: Store, p: Obj, pmid: str) -> Obj:
-    cid = p.get("customer")
+def pm_attach(store: Store, params: Obj, pmid: str) -> Obj:
+    cid = params.get("customer")
     if not cid:
         raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
     store.get(cid, "customer", param="customer")
@@ -598,7 +598,7 @@ def pm_attach(store: Store, p: Obj, pmid: str) -> Obj:
 
 
 @route("POST", "/v1/payment_methods/{pmid}/detach", set())
-def pm_detach(store: Store, p: Obj, pmid: str) -> Obj:
+def pm_detach(store: Store, params: Obj, pmid: str) -> Obj:
     pm = store.get(pmid, "payment_method", "PaymentMethod")
     cid = pm["customer"]
     if cid is None:
@@ -617,17 +617,17 @@ def pm_detach(store: Store, p: Obj, pmid: str) -> Obj:
 
 
 @route("GET", "/v1/payment_methods/{pmid}", set())
-def pm_retrieve(store: Store, p: Obj, pmid: str) -> Obj:
+def pm_retrieve(store: Store, params: Obj, pmid: str) -> Obj:
     return store.get(pmid, "payment_method", "PaymentMethod")
 
 
 @route("POST", "/v1/payment_methods/{pmid}", {"billing_details", "metadata", "card", "allow_redisplay"})
-def pm_update(store: Store, p: Obj, pmid: str) -> Obj:
+def pm_update(store: Store, params: Obj, pmid: str) -> Obj:
     pm = store.get(pmid, "payment_method", "PaymentMethod")
     before = snapshot(pm, ["metadata", "card", "billing_details"])
-    if "metadata" in p:
-        pm["metadata"] = metadata_update(pm["metadata"], p["metadata"])
-    card = p.get("card")
+    if "metadata" in params:
+        pm["metadata"] = metadata_update(pm["metadata"], params["metadata"])
+    card = params.get("card")
     if isinstance(card, dict):
         nc = dict(pm["card"])
         if "exp_month" in card:
@@ -635,11 +635,11 @@ def pm_update(store: Store, p: Obj, pmid: str) -> Obj:
         if "exp_year" in card:
             nc["exp_year"] = as_int(card, "exp_year")
         pm["card"] = nc
-    if isinstance(p.get("billing_details"), dict):
+    if isinstance(params.get("billing_details"), dict):
         bd = dict(pm["billing_details"])
         for k in ("email", "name", "phone"):
-            if k in p["billing_details"]:
-                bd[k] = p["billing_details"][k] or None
+            if k in params["billing_details"]:
+                bd[k] = params["billing_details"][k] or None
         pm["billing_details"] = bd
     prev = diff(pm, before)
     if prev:
@@ -647,32 +647,32 @@ def pm_update(store: Store, p: Obj, pmid: str) -> Obj:
     return pm
 
 
-def _pm_list(store: Store, p: Obj, cid: str, url: str) -> Obj:
-    kind = p.get("type")
+def _pm_list(store: Store, params: Obj, cid: str, url: str) -> Obj:
+    kind = params.get("type")
     if kind not in (None, "card"):
         return {"object": "list", "data": [], "has_more": False, "url": url}
     ids = store.children("payment_method", cid)
-    return list_page(store, ids, p, url, match=lambda pm: pm["customer"] == cid)
+    return list_page(store, ids, params, url, match=lambda pm: pm["customer"] == cid)
 
 
 @route("GET", "/v1/payment_methods", {"customer", "type", "limit", "starting_after", "ending_before"})
-def pm_list(store: Store, p: Obj) -> Obj:
-    cid = p.get("customer")
+def pm_list(store: Store, params: Obj) -> Obj:
+    cid = params.get("customer")
     if not cid:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/payment_methods"}
     store.get(cid, "customer", param="customer")
-    return _pm_list(store, p, cid, "/v1/payment_methods")
+    return _pm_list(store, params, cid, "/v1/payment_methods")
 
 
 @route("GET", "/v1/customers/{cid}/payment_methods", {"type", "limit", "starting_after", "ending_before",
                                                         "allow_redisplay"})
-def customer_pm_list(store: Store, p: Obj, cid: str) -> Obj:
+def customer_pm_list(store: Store, params: Obj, cid: str) -> Obj:
     store.get(cid, "customer")
-    return _pm_list(store, p, cid, f"/v1/customers/{cid}/payment_methods")
+    return _pm_list(store, params, cid, f"/v1/customers/{cid}/payment_methods")
 
 
 @route("GET", "/v1/customers/{cid}/payment_methods/{pmid}", set())
-def customer_pm_retrieve(store: Store, p: Obj, cid: str, pmid: str) -> Obj:
+def customer_pm_retrieve(store: Store, params: Obj, cid: str, pmid: str) -> Obj:
     return owned(store, pmid, "payment_method", "PaymentMethod", cid)
 
 
@@ -680,43 +680,44 @@ def customer_pm_retrieve(store: Store, p: Obj, cid: str, pmid: str) -> Obj:
 
 @route("POST", "/v1/products", {"name", "description", "metadata", "active", "id", "default_price_data",
                                 "unit_label", "url", "images", "statement_descriptor", "tax_code"})
-def product_create(store: Store, p: Obj) -> Obj:
-    if not p.get("name"):
+def product_create(store: Store, params: Obj) -> Obj:
+    if not params.get("name"):
         raise invalid("Missing required param: name.", param="name", code="parameter_missing")
-    pid = p.get("id") or new_id("prod")
+    pid = params.get("id") or new_id("prod")
     if pid in store.objs:
         raise invalid(f"Product already exists: {pid}", param="id", code="resource_already_exists")
     now = store.now()
-    prod = {"id": pid, "object": "product", "active": as_bool(p, "active", True), "created": now,
-            "default_price": None, "description": p.get("description") or None, "images": p.get("images") or [],
-            "livemode": False, "marketing_features": [], "metadata": metadata_update({}, p.get("metadata")),
-            "name": p["name"], "package_dimensions": None, "shippable": None,
-            "statement_descriptor": p.get("statement_descriptor"), "tax_code": p.get("tax_code"),
-            "type": "service", "unit_label": p.get("unit_label"), "updated": now, "url": p.get("url")}
+    prod = {"id": pid, "object": "product", "active": as_bool(params, "active", True), "created": now,
+            "default_price": None, "description": params.get("description") or None,
+            "images": params.get("images") or [],
+            "livemode": False, "marketing_features": [], "metadata": metadata_update({}, params.get("metadata")),
+            "name": params["name"], "package_dimensions": None, "shippable": None,
+            "statement_descriptor": params.get("statement_descriptor"), "tax_code": params.get("tax_code"),
+            "type": "service", "unit_label": params.get("unit_label"), "updated": now, "url": params.get("url")}
     store.put(prod)
     store.emit("product.created", prod)
-    if isinstance(p.get("default_price_data"), dict):
-        price = _price_create(store, dict(p["default_price_data"], product=pid))
+    if isinstance(params.get("default_price_data"), dict):
+        price = _price_create(store, dict(params["default_price_data"], product=pid))
         prod["default_price"] = price["id"]
     return prod
 
 
 @route("GET", "/v1/products/{pid}", set())
-def product_retrieve(store: Store, p: Obj, pid: str) -> Obj:
+def product_retrieve(store: Store, params: Obj, pid: str) -> Obj:
     return store.get(pid, "product")
 
 
 @route("POST", "/v1/products/{pid}", {"name", "description", "metadata", "active", "default_price"})
-def product_update(store: Store, p: Obj, pid: str) -> Obj:
+def product_update(store: Store, params: Obj, pid: str) -> Obj:
     prod = store.get(pid, "product")
     before = snapshot(prod, prod.keys())
-    copy_fields(prod, p, ("name", "description"))
-    if "active" in p:
-        prod["active"] = as_bool(p, "active")
-    if "metadata" in p:
-        prod["metadata"] = metadata_update(prod["metadata"], p["metadata"])
-    if "default_price" in p:
-        price = store.get(p["default_price"], "price", param="default_price")
+    copy_fields(prod, params, ("name", "description"))
+    if "active" in params:
+        prod["active"] = as_bool(params, "active")
+    if "metadata" in params:
+        prod["metadata"] = metadata_update(prod["metadata"], params["metadata"])
+    if "default_price" in params:
+        price = store.get(params["default_price"], "price", param="default_price")
         prod["default_price"] = price["id"]
     prod["updated"] = store.now()
     store.emit("product.updated", prod, diff(prod, before))
@@ -724,36 +725,36 @@ def product_update(store: Store, p: Obj, pid: str) -> Obj:
 
 
 @route("GET", "/v1/products", {"limit", "starting_after", "ending_before", "active", "created", "ids"})
-def product_list(store: Store, p: Obj) -> Obj:
+def product_list(store: Store, params: Obj) -> Obj:
     idx = store.index.get("product")
-    active = as_bool(p, "active")
+    active = as_bool(params, "active")
     match = (lambda o: o["active"] == active) if active is not None else None
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/products"}
-    return list_page(store, idx.ids, p, "/v1/products", pos=idx.pos, match=match, created=created_filter(p))
+    return list_page(store, idx.ids, params, "/v1/products", pos=idx.pos, match=match, created=created_filter(params))
 
 
 PRICE_FIELDS = {"currency", "unit_amount", "unit_amount_decimal", "recurring", "product", "product_data",
                 "nickname", "metadata", "lookup_key", "active", "tax_behavior", "billing_scheme"}
 
 
-def _price_create(store: Store, p: Obj) -> Obj:
-    if "currency" not in p:
+def _price_create(store: Store, params: Obj) -> Obj:
+    if "currency" not in params:
         raise invalid("Missing required param: currency.", param="currency", code="parameter_missing")
-    currency = cur(p["currency"])
-    unit = as_int(p, "unit_amount", minimum=0)
+    currency = cur(params["currency"])
+    unit = as_int(params, "unit_amount", minimum=0)
     if unit is None:
         raise invalid("Missing required param: unit_amount.", param="unit_amount", code="parameter_missing")
-    if p.get("product"):
-        prod = store.get(p["product"], "product", param="product")
-    elif isinstance(p.get("product_data"), dict) and p["product_data"].get("name"):
-        prod = product_create(store, {"name": p["product_data"]["name"],
-                                      "metadata": p["product_data"].get("metadata")})
+    if params.get("product"):
+        prod = store.get(params["product"], "product", param="product")
+    elif isinstance(params.get("product_data"), dict) and params["product_data"].get("name"):
+        prod = product_create(store, {"name": params["product_data"]["name"],
+                                      "metadata": params["product_data"].get("metadata")})
     else:
         raise invalid("Missing required param: product.", param="product", code="parameter_missing")
     recurring = None
-    if p.get("recurring"):
-        r = p["recurring"]
+    if params.get("recurring"):
+        r = params["recurring"]
         if not isinstance(r, dict) or r.get("interval") not in ("day", "week", "month", "year"):
             raise invalid("Invalid recurring[interval]: must be one of day, week, month, or year",
                           param="recurring[interval]")
@@ -764,11 +765,11 @@ def _price_create(store: Store, p: Obj) -> Obj:
         recurring = {"interval": r["interval"], "interval_count": count, "meter": None,
                      "trial_period_days": as_int(r, "trial_period_days"),
                      "usage_type": r.get("usage_type", "licensed")}
-    price = {"id": new_id("price"), "object": "price", "active": as_bool(p, "active", True),
+    price = {"id": new_id("price"), "object": "price", "active": as_bool(params, "active", True),
              "billing_scheme": "per_unit", "created": store.now(), "currency": currency,
-             "custom_unit_amount": None, "livemode": False, "lookup_key": p.get("lookup_key"),
-             "metadata": metadata_update({}, p.get("metadata")), "nickname": p.get("nickname"),
-             "product": prod["id"], "recurring": recurring, "tax_behavior": p.get("tax_behavior", "unspecified"),
+             "custom_unit_amount": None, "livemode": False, "lookup_key": params.get("lookup_key"),
+             "metadata": metadata_update({}, params.get("metadata")), "nickname": params.get("nickname"),
+             "product": prod["id"], "recurring": recurring, "tax_behavior": params.get("tax_behavior", "unspecified"),
              "tiers_mode": None, "transform_quantity": None,
              "type": "recurring" if recurring else "one_time", "unit_amount": unit,
              "unit_amount_decimal": str(unit)}
@@ -779,50 +780,50 @@ def _price_create(store: Store, p: Obj) -> Obj:
 
 
 @route("POST", "/v1/prices", PRICE_FIELDS)
-def price_create(store: Store, p: Obj) -> Obj:
-    return _price_create(store, p)
+def price_create(store: Store, params: Obj) -> Obj:
+    return _price_create(store, params)
 
 
 @route("GET", "/v1/prices/{pid}", set())
-def price_retrieve(store: Store, p: Obj, pid: str) -> Obj:
+def price_retrieve(store: Store, params: Obj, pid: str) -> Obj:
     return store.get(pid, "price")
 
 
 @route("POST", "/v1/prices/{pid}", {"active", "metadata", "nickname", "lookup_key"})
-def price_update(store: Store, p: Obj, pid: str) -> Obj:
+def price_update(store: Store, params: Obj, pid: str) -> Obj:
     price = store.get(pid, "price")
     before = snapshot(price, price.keys())
-    if "active" in p:
-        price["active"] = as_bool(p, "active")
-    if "metadata" in p:
-        price["metadata"] = metadata_update(price["metadata"], p["metadata"])
-    copy_fields(price, p, ("nickname", "lookup_key"))
+    if "active" in params:
+        price["active"] = as_bool(params, "active")
+    if "metadata" in params:
+        price["metadata"] = metadata_update(price["metadata"], params["metadata"])
+    copy_fields(price, params, ("nickname", "lookup_key"))
     store.emit("price.updated", price, diff(price, before))
     return price
 
 
 @route("GET", "/v1/prices", {"limit", "starting_after", "ending_before", "active", "currency", "product",
                               "type", "created", "recurring", "lookup_keys"})
-def price_list(store: Store, p: Obj) -> Obj:
-    active = as_bool(p, "active")
+def price_list(store: Store, params: Obj) -> Obj:
+    active = as_bool(params, "active")
     conds = []
     if active is not None:
         conds.append(lambda o: o["active"] == active)
-    if p.get("currency"):
-        conds.append(lambda o: o["currency"] == p["currency"].lower())
-    if p.get("type"):
-        conds.append(lambda o: o["type"] == p["type"])
-    if p.get("lookup_keys"):
-        keys = set(p["lookup_keys"])
+    if params.get("currency"):
+        conds.append(lambda o: o["currency"] == params["currency"].lower())
+    if params.get("type"):
+        conds.append(lambda o: o["type"] == params["type"])
+    if params.get("lookup_keys"):
+        keys = set(params["lookup_keys"])
         conds.append(lambda o: o["lookup_key"] in keys)
     match = (lambda o: all(c(o) for c in conds)) if conds else None
-    if p.get("product"):
-        return list_page(store, store.children("price", p["product"]), p, "/v1/prices", match=match,
-                         created=created_filter(p))
+    if params.get("product"):
+        return list_page(store, store.children("price", params["product"]), params, "/v1/prices", match=match,
+                         created=created_filter(params))
     idx = store.index.get("price")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/prices"}
-    return list_page(store, idx.ids, p, "/v1/prices", pos=idx.pos, match=match, created=created_filter(p))
+    return list_page(store, idx.ids, params, "/v1/prices", pos=idx.pos, match=match, created=created_filter(params))
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -835,30 +836,30 @@ def type_matcher(patterns: list[str]) -> Any:
 
 @route("GET", "/v1/events", {"limit", "starting_after", "ending_before", "type", "types", "created",
                               "delivery_success"})
-def event_list(store: Store, p: Obj) -> Obj:
+def event_list(store: Store, params: Obj) -> Obj:
     store.prune_events()
     idx = store.index.get("event")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/events"}
-    if p.get("type") and p.get("types"):
+    if params.get("type") and params.get("types"):
         raise invalid("You may only specify one of these parameters: type, types.", param="types")
-    patterns = [p["type"]] if p.get("type") else list(p.get("types") or [])
-    cursors = [c for c in (p.get("starting_after"), p.get("ending_before")) if c]
+    patterns = [params["type"]] if params.get("type") else list(params.get("types") or [])
+    cursors = [c for c in (params.get("starting_after"), params.get("ending_before")) if c]
     if len(patterns) == 1 and not patterns[0].endswith("*"):
         by_type = store.event_types.get(patterns[0])
         if by_type is None:
             return {"object": "list", "data": [], "has_more": False, "url": "/v1/events"}
         if all(c in by_type.pos for c in cursors):  # one exact type: walk only that type's events
-            return list_page(store, by_type.ids, p, "/v1/events", start=by_type.start, pos=by_type.pos,
-                             created=created_filter(p))
+            return list_page(store, by_type.ids, params, "/v1/events", start=by_type.start, pos=by_type.pos,
+                             created=created_filter(params))
     match = None
     if patterns:
         fits = type_matcher(patterns)
         match = lambda e: fits(e["type"])  # noqa: E731
-    return list_page(store, idx.ids, p, "/v1/events", start=idx.start, pos=idx.pos, match=match,
-                     created=created_filter(p))
+    return list_page(store, idx.ids, params, "/v1/events", start=idx.start, pos=idx.pos, match=match,
+                     created=created_filter(params))
 
 
 @route("GET", "/v1/events/{eid}", set())
-def event_retrieve(store: Store, p: Obj, eid: str) -> Obj:
+def event_retrieve(store: Store, params: Obj, eid: str) -> Obj:
     return store.get(eid, "event")

@@ -43,13 +43,13 @@ def _phase(store: Store, sub: Obj, start: int, end: int) -> Obj:
 
 
 @route("POST", "/v1/subscription_schedules", {"from_subscription", "metadata", "customer", "start_date"})
-def schedule_create(store: Store, p: Obj) -> Obj:
-    sid = p.get("from_subscription")
+def schedule_create(store: Store, params: Obj) -> Obj:
+    sid = params.get("from_subscription")
     if not sid:
         raise invalid("The sandbox creates subscription schedules only with from_subscription.",
                       param="from_subscription", code="parameter_missing")
     for other in ("customer", "start_date"):
-        if other in p:
+        if other in params:
             raise invalid(f"You cannot set {other} when from_subscription is set.", param=other)
     sub = store.get(sid, "subscription", param="from_subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
@@ -72,7 +72,7 @@ def schedule_create(store: Store, p: Obj) -> Obj:
                                       "days_until_due": sub["days_until_due"], "description": None,
                                       "footer": None, "issuer": {"account": None, "type": "self"}},
                  "on_behalf_of": None, "transfer_data": None},
-             "end_behavior": "release", "livemode": False, "metadata": metadata_update({}, p.get("metadata")),
+             "end_behavior": "release", "livemode": False, "metadata": metadata_update({}, params.get("metadata")),
              "pause_schedules": [], "phases": [_phase(store, sub, start, end)], "released_at": None,
              "released_subscription": None, "status": "active", "subscription": sid, "test_clock": None}
     store.put(sched)
@@ -84,23 +84,23 @@ def schedule_create(store: Store, p: Obj) -> Obj:
 
 
 @route("GET", "/v1/subscription_schedules/{ssid}", set())
-def schedule_retrieve(store: Store, p: Obj, ssid: str) -> Obj:
+def schedule_retrieve(store: Store, params: Obj, ssid: str) -> Obj:
     return store.get(ssid, "subscription_schedule", "subscription schedule")
 
 
 @route("GET", "/v1/subscription_schedules", {"customer", "scheduled", "created", "limit", "starting_after",
                                             "ending_before"})
-def schedule_list(store: Store, p: Obj) -> Obj:
-    scheduled = as_bool(p, "scheduled")
+def schedule_list(store: Store, params: Obj) -> Obj:
+    scheduled = as_bool(params, "scheduled")
     match = (lambda s: (s["status"] == "not_started") == scheduled) if scheduled is not None else None
     url = "/v1/subscription_schedules"
-    if p.get("customer"):
-        return list_page(store, store.children("subscription_schedule", p["customer"]), p, url, match=match,
-                         created=created_filter(p))
+    if params.get("customer"):
+        return list_page(store, store.children("subscription_schedule", params["customer"]), params, url, match=match,
+                         created=created_filter(params))
     idx = store.index.get("subscription_schedule")
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": url}
-    return list_page(store, idx.ids, p, url, pos=idx.pos, match=match, created=created_filter(p))
+    return list_page(store, idx.ids, params, url, pos=idx.pos, match=match, created=created_filter(params))
 
 
 def _open(store: Store, ssid: str, verb: str) -> Obj:
@@ -125,14 +125,14 @@ def release(store: Store, sched: Obj) -> None:
 
 
 @route("POST", "/v1/subscription_schedules/{ssid}/release", {"preserve_cancel_date"})
-def schedule_release(store: Store, p: Obj, ssid: str) -> Obj:
+def schedule_release(store: Store, params: Obj, ssid: str) -> Obj:
     sched = _open(store, ssid, "release")
     release(store, sched)
     return sched
 
 
 @route("POST", "/v1/subscription_schedules/{ssid}/cancel", {"invoice_now", "prorate"})
-def schedule_cancel(store: Store, p: Obj, ssid: str) -> Obj:
+def schedule_cancel(store: Store, params: Obj, ssid: str) -> Obj:
     """Canceling a schedule cancels its subscription at once, as on Stripe."""
     sched = _open(store, ssid, "cancel")
     before = snapshot(sched, ["status", "canceled_at", "current_phase"])

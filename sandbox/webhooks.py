@@ -31,59 +31,59 @@ def sign(payload: str, secret: str, timestamp: int) -> str:
 
 @route("POST", "/v1/webhook_endpoints", {"url", "enabled_events", "description", "metadata", "api_version",
                                          "connect", "disabled"})
-def endpoint_create(store: Store, p: Obj) -> Obj:
-    url = p.get("url")
+def endpoint_create(store: Store, params: Obj) -> Obj:
+    url = params.get("url")
     if not url:
         raise invalid("Missing required param: url.", param="url", code="parameter_missing")
     if not str(url).startswith(("http://", "https://")):
         raise invalid("Invalid URL: must start with http:// or https://", param="url", code="url_invalid")
-    events = p.get("enabled_events")
+    events = params.get("enabled_events")
     if not isinstance(events, list) or not events:
         raise invalid("Missing required param: enabled_events.", param="enabled_events", code="parameter_missing")
     secret = os.environ.get("SANDBOX_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
-    ep = {"id": new_id("we"), "object": KIND, "api_version": p.get("api_version"), "application": None,
-          "created": store.now(), "description": p.get("description") or None, "enabled_events": list(events),
-          "livemode": False, "metadata": metadata_update({}, p.get("metadata")), "secret": secret,
+    ep = {"id": new_id("we"), "object": KIND, "api_version": params.get("api_version"), "application": None,
+          "created": store.now(), "description": params.get("description") or None, "enabled_events": list(events),
+          "livemode": False, "metadata": metadata_update({}, params.get("metadata")), "secret": secret,
           "status": "enabled", "url": url, "_secret": secret}
     store.put(ep)
     return ep
 
 
 @route("GET", "/v1/webhook_endpoints", {"limit", "starting_after", "ending_before"})
-def endpoint_list(store: Store, p: Obj) -> Obj:
+def endpoint_list(store: Store, params: Obj) -> Obj:
     idx = store.index.get(KIND)
     if idx is None:
         return {"object": "list", "data": [], "has_more": False, "url": "/v1/webhook_endpoints"}
-    page = list_page(store, idx.ids, p, "/v1/webhook_endpoints", pos=idx.pos)
+    page = list_page(store, idx.ids, params, "/v1/webhook_endpoints", pos=idx.pos)
     page["data"] = [{k: v for k, v in ep.items() if k != "secret"} for ep in page["data"]]
     return page
 
 
 @route("GET", "/v1/webhook_endpoints/{wid}", set())
-def endpoint_retrieve(store: Store, p: Obj, wid: str) -> Obj:
+def endpoint_retrieve(store: Store, params: Obj, wid: str) -> Obj:
     ep = store.get(wid, KIND, "webhook endpoint")
     return {k: v for k, v in ep.items() if k != "secret"}
 
 
 @route("POST", "/v1/webhook_endpoints/{wid}", {"url", "enabled_events", "description", "metadata", "disabled"})
-def endpoint_update(store: Store, p: Obj, wid: str) -> Obj:
+def endpoint_update(store: Store, params: Obj, wid: str) -> Obj:
     from sandbox.core import as_bool
 
     ep = store.get(wid, KIND, "webhook endpoint")
-    if p.get("url"):
-        ep["url"] = p["url"]
-    if isinstance(p.get("enabled_events"), list):
-        ep["enabled_events"] = list(p["enabled_events"])
-    copy_fields(ep, p, ("description",))
-    if "metadata" in p:
-        ep["metadata"] = metadata_update(ep["metadata"], p["metadata"])
-    if "disabled" in p:
-        ep["status"] = "disabled" if as_bool(p, "disabled") else "enabled"
+    if params.get("url"):
+        ep["url"] = params["url"]
+    if isinstance(params.get("enabled_events"), list):
+        ep["enabled_events"] = list(params["enabled_events"])
+    copy_fields(ep, params, ("description",))
+    if "metadata" in params:
+        ep["metadata"] = metadata_update(ep["metadata"], params["metadata"])
+    if "disabled" in params:
+        ep["status"] = "disabled" if as_bool(params, "disabled") else "enabled"
     return {k: v for k, v in ep.items() if k != "secret"}
 
 
 @route("DELETE", "/v1/webhook_endpoints/{wid}", set())
-def endpoint_delete(store: Store, p: Obj, wid: str) -> Obj:
+def endpoint_delete(store: Store, params: Obj, wid: str) -> Obj:
     ep = store.get(wid, KIND, "webhook endpoint")
     ep["_deleted"] = True
     return {"id": wid, "object": KIND, "deleted": True}
