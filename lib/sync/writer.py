@@ -50,7 +50,6 @@ from lib.sync.sql import (
 # --- the pipelined connection (PostgreSQL) -------------------------------------------------------
 
 
-
 class TransactionFailed(Exception):
     """The transaction in flight was rolled back by the server; `error` is psycopg's error for it."""
 
