@@ -37,6 +37,7 @@ from lib import mapping
 from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
+from lib.ids import IdKind
 from lib.models import (
     MRR_STATUSES,
     Customer,
@@ -1376,6 +1377,7 @@ def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> N
     Used after portal and merge actions. Raises GatewayError when Stripe cannot be read. Only the write is
     rerun when PostgreSQL picks it as a deadlock victim: the Stripe reads are not repeated.
     """
+    gw.checked_id(IdKind.CUSTOMER, customer_id)  # before any request: an id like cus_x/../cus_Y reads no one
     settings = settings or get_settings()
     engine = ensure_migrated(settings.database_url)
     newest = gw.list_page("/v1/events", {"limit": 1}, settings=settings).data
