@@ -23,6 +23,31 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it and says what to put there."""
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///…` URL (query string dropped); None for other databases and `:memory:`."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def require_sqlite_directory(url: str) -> None:
+    """ConfigError when a SQLite DATABASE_URL points into a directory that does not exist.
+
+    Nothing creates it on the fly: a typo in the path would otherwise start an empty cache somewhere else
+    and run a full backfill into it. Only the default (`data/billing.db`) has its directory made for it,
+    by lib/db.py.
+    """
+    file = sqlite_file(url)
+    if file is None or url == DEFAULT_DATABASE_URL or file.parent.is_dir():
+        return
+    raise ConfigError(
+        f"DATABASE_URL={url!r} points into the directory {str(file.parent)!r}, which does not exist: create "
+        f"it first (mkdir -p {file.parent}) or fix the path. It is not created for you, so that a mistyped "
+        "path cannot start an empty cache elsewhere."
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     stripe_api_key: str
@@ -118,6 +143,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"DATABASE_URL={shown!r} is not supported: use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/dbname."
         )
+    require_sqlite_directory(database_url)
     return_url = get("PORTAL_RETURN_URL", "http://localhost:8501/")
     if not return_url.startswith(("http://", "https://")):
         raise ConfigError(
