@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from lib.inputs import http_url_problem
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'data' / 'billing.db'}"
 SANDBOX_KEY = "sk_test_sandbox"
@@ -145,11 +147,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         )
     require_sqlite_directory(database_url)
     return_url = get("PORTAL_RETURN_URL", "http://localhost:8501/")
-    if not return_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"PORTAL_RETURN_URL={return_url!r} is not a URL: set it to the page customers return to "
-            "after the portal, e.g. https://example.com/account."
-        )
+    url_problem = http_url_problem(return_url)
+    if url_problem:
+        raise ConfigError(f"PORTAL_RETURN_URL={return_url!r} {url_problem} It is the page customers return to "
+                          "after the portal.")
     stale = _int("CACHE_STALE_AFTER_MINUTES", get("CACHE_STALE_AFTER_MINUTES", "60"), "minutes, e.g. 60")
     rps = _float("STRIPE_REQUESTS_PER_SECOND", get("STRIPE_REQUESTS_PER_SECOND", "0"), "e.g. 20")
     if stale <= 0 or rps < 0:
