@@ -20,7 +20,8 @@ ANY = "Any"
 
 
 def filters_from_widgets() -> audit.AuditFilters | None:
-    """The filter row; None when the date range is half-picked or backwards (a message says so)."""
+    """The filter row; None when the date range is half-picked or backwards, or a filter cannot be searched
+    for (a message says so)."""
     with session_scope() as session:
         actions = audit.audit_actions(session=session)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1.4, 2.2])
@@ -38,11 +39,15 @@ def filters_from_widgets() -> audit.AuditFilters | None:
     since, until = dates
     action = st.session_state.get(f"{P}_action") or ANY
     result = st.session_state.get(f"{P}_result") or ANY
-    return audit.AuditFilters(
-        actor=st.session_state.get(f"{P}_actor") or "", action="" if action == ANY else action,
-        customer_id=st.session_state.get(f"{P}_customer") or "", result="" if result == ANY else result,
-        since=since, until=until,
-    )
+    try:
+        return audit.AuditFilters(
+            actor=st.session_state.get(f"{P}_actor") or "", action="" if action == ANY else action,
+            customer_id=st.session_state.get(f"{P}_customer") or "", result="" if result == ANY else result,
+            since=since, until=until,
+        )
+    except audit.AuditFilterError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return None
 
 
 def _export(user: User, filters: audit.AuditFilters) -> bytes:

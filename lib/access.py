@@ -63,12 +63,14 @@ class RolesFileError(ValueError):
 
 @dataclass(frozen=True)
 class RoleRules:
-    """Role grants by exact email, by email domain and by the provider's group claim."""
+    """Role grants by exact email, by email domain and by the provider's group claim; `trusted_email_issuers`
+    are the providers (`iss` claim) whose emails count as verified when they send no `email_verified`."""
 
     emails: dict[str, frozenset[str]]
     domains: dict[str, frozenset[str]]
     groups: dict[str, frozenset[str]]
     group_claim: str = "groups"
+    trusted_email_issuers: frozenset[str] = frozenset()
 
 
 NO_RULES = RoleRules(emails={}, domains={}, groups={})
@@ -82,6 +84,17 @@ def _names(raw: object, where: str) -> list[str]:
     return [x.strip() for x in raw if x.strip()]
 
 
+def _issuers(raw: object, source: str) -> frozenset[str]:
+    """`trusted_email_issuers`: each an issuer URL exactly as the provider's `iss` claim carries it."""
+    where = f"{source}: trusted_email_issuers"
+    issuers = _names(raw, where)
+    bad = [i for i in issuers if not i.startswith(("https://", "http://"))]
+    if bad:
+        raise RolesFileError(f"{where} must hold issuer URLs as the provider's iss claim has them, e.g. "
+                             f"[\"https://accounts.example.com\"]; not {bad[0]!r}.")
+    return frozenset(issuers)
+
+
 def parse_role_rules(data: dict[str, object], *, source: str = "roles.toml") -> RoleRules:
     """Turn the parsed TOML into lookup tables; unknown roles or keys are errors, not silent no-ops."""
     group_claim = data.get("group_claim", "groups")
@@ -90,9 +103,11 @@ def parse_role_rules(data: dict[str, object], *, source: str = "roles.toml") -> 
     roles_table = data.get("roles", {})
     if not isinstance(roles_table, dict):
         raise RolesFileError(f"{source}: [roles.<role>] tables expected.")
-    unknown_top = set(data) - {"group_claim", "roles"}
+    unknown_top = set(data) - {"group_claim", "trusted_email_issuers", "roles"}
     if unknown_top:
-        raise RolesFileError(f"{source}: unknown keys {sorted(unknown_top)}; use group_claim and [roles.<role>].")
+        raise RolesFileError(f"{source}: unknown keys {sorted(unknown_top)}; use group_claim, "
+                             "trusted_email_issuers and [roles.<role>].")
+    trusted = _issuers(data.get("trusted_email_issuers"), source)
     emails: dict[str, set[str]] = {}
     domains: dict[str, set[str]] = {}
     groups: dict[str, set[str]] = {}
@@ -111,7 +126,8 @@ def parse_role_rules(data: dict[str, object], *, source: str = "roles.toml") -> 
         for group in _names(grant.get("groups"), f"{source}: roles.{role}.groups"):
             groups.setdefault(group, set()).add(role)
     freeze = lambda table: {k: frozenset(v) for k, v in table.items()}  # noqa: E731
-    return RoleRules(emails=freeze(emails), domains=freeze(domains), groups=freeze(groups), group_claim=group_claim)
+    return RoleRules(emails=freeze(emails), domains=freeze(domains), groups=freeze(groups), group_claim=group_claim,
+                     trusted_email_issuers=trusted)
 
 
 def load_role_rules(path: str) -> RoleRules:

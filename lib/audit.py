@@ -9,6 +9,7 @@ from typing import IO, Any
 from sqlalchemy import Select, select
 from sqlmodel import Session
 
+from lib.inputs import nul_problem
 from lib.models import AuditLog, utcnow
 
 
@@ -57,10 +58,17 @@ AUDIT_COLUMNS = ["created_at", "actor", "role", "action", "customer_id", "object
                  "correlation_id", "details"]
 
 
+class AuditFilterError(ValueError):
+    """A filter value the database cannot compare (a NUL character); the message names the filter."""
+
+
+FILTER_LABELS = {"actor": "Actor", "action": "Action", "customer_id": "Customer", "result": "Result"}
+
+
 @dataclass(frozen=True)
 class AuditFilters:
     """Empty strings and None mean "any". A whole email or customer id matches exactly, the beginning of an
-    email by prefix; dates are whole UTC days."""
+    email by prefix; dates are whole UTC days. Text holding a NUL character raises AuditFilterError."""
 
     actor: str = ""
     action: str = ""
@@ -68,6 +76,12 @@ class AuditFilters:
     result: str = ""
     since: date | None = None
     until: date | None = None  # inclusive
+
+    def __post_init__(self) -> None:
+        for name, label in FILTER_LABELS.items():
+            problem = nul_problem(getattr(self, name) or "")
+            if problem:
+                raise AuditFilterError(f"The {label} filter {problem}; remove it and search again.")
 
 
 def _audit_stmt(session: Session, f: AuditFilters) -> Select:

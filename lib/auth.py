@@ -159,10 +159,25 @@ def _claim_list(value: object) -> list[str]:
     return []
 
 
+def email_verified(claims: Mapping[str, Any], rules: access.RoleRules) -> bool:
+    """Whether the email may grant roles (by exact email or domain).
+
+    Only a provider's explicit yes counts: `email_verified` is boolean true or the string "true" (any case).
+    A provider listed in roles.toml's `trusted_email_issuers` (matched exactly against the `iss` claim)
+    vouches for its emails when it sends no `email_verified` at all. Anything else — false, "False", 1,
+    "yes", or absent from an untrusted provider — is unverified.
+    """
+    claim = claims.get("email_verified")
+    if claim is True or (isinstance(claim, str) and claim.strip().lower() == "true"):
+        return True
+    return claim is None and str(claims.get("iss") or "") in rules.trusted_email_issuers
+
+
 def user_from_claims(claims: Mapping[str, Any], rules: access.RoleRules) -> User:
-    """Roles for an OIDC user; an email the provider marks unverified grants nothing by email."""
+    """Roles for an OIDC user; an email not verified (see `email_verified`) grants nothing by email or
+    domain, while the provider's groups still grant theirs."""
     email = str(claims.get("email") or "")
-    by_email = email if claims.get("email_verified", True) not in (False, "false") else ""
+    by_email = email if email_verified(claims, rules) else ""
     groups = _claim_list(claims.get(rules.group_claim))
     roles = access.roles_for(rules, email=by_email, groups=groups)
     name = str(claims.get("name") or email or claims.get("sub") or "")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from lib.inputs import http_url_problem
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'data' / 'billing.db'}"
 SANDBOX_KEY = "sk_test_sandbox"
@@ -21,6 +23,31 @@ SANDBOX_KEY = "sk_test_sandbox"
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it and says what to put there."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///…` URL (query string dropped); None for other databases and `:memory:`."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def require_sqlite_directory(url: str) -> None:
+    """ConfigError when a SQLite DATABASE_URL points into a directory that does not exist.
+
+    Nothing creates it on the fly: a typo in the path would otherwise start an empty cache somewhere else
+    and run a full backfill into it. Only the default (`data/billing.db`) has its directory made for it,
+    by lib/db.py.
+    """
+    file = sqlite_file(url)
+    if file is None or url == DEFAULT_DATABASE_URL or file.parent.is_dir():
+        return
+    raise ConfigError(
+        f"DATABASE_URL={url!r} points into the directory {str(file.parent)!r}, which does not exist: create "
+        f"it first (mkdir -p {file.parent}) or fix the path. It is not created for you, so that a mistyped "
+        "path cannot start an empty cache elsewhere."
+    )
 
 
 @dataclass(frozen=True)
@@ -118,12 +145,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"DATABASE_URL={shown!r} is not supported: use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/dbname."
         )
+    require_sqlite_directory(database_url)
     return_url = get("PORTAL_RETURN_URL", "http://localhost:8501/")
-    if not return_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"PORTAL_RETURN_URL={return_url!r} is not a URL: set it to the page customers return to "
-            "after the portal, e.g. https://example.com/account."
-        )
+    url_problem = http_url_problem(return_url)
+    if url_problem:
+        raise ConfigError(f"PORTAL_RETURN_URL={return_url!r} {url_problem} It is the page customers return to "
+                          "after the portal.")
     stale = _int("CACHE_STALE_AFTER_MINUTES", get("CACHE_STALE_AFTER_MINUTES", "60"), "minutes, e.g. 60")
     rps = _float("STRIPE_REQUESTS_PER_SECOND", get("STRIPE_REQUESTS_PER_SECOND", "0"), "e.g. 20")
     if stale <= 0 or rps < 0:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
-from lib.config import get_settings
+from lib.config import DEFAULT_DATABASE_URL, get_settings, require_sqlite_directory, sqlite_file
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
@@ -40,10 +40,18 @@ def get_engine(url: str | None = None) -> Engine:
     return _engine(url or get_settings().database_url)
 
 
+def _sqlite_directory(url: str) -> None:
+    """The default database's directory (`data/`) is made when missing; any other must exist (ConfigError)."""
+    file = sqlite_file(url)
+    if url == DEFAULT_DATABASE_URL and file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    require_sqlite_directory(url)
+
+
 @lru_cache(maxsize=8)
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_directory(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from lib.inputs import nul_problem
 from lib.models import AuditLog, Invoice, InvoiceFollowup, utcnow
 
 STATUSES = ("open", "contacted", "promised", "resolved")
@@ -18,7 +19,8 @@ MAX_NOTE = 2_000
 
 
 class FollowupError(ValueError):
-    """A follow-up change the user must correct (unknown status, note too long, unknown invoice)."""
+    """A follow-up change the user must correct (unknown status, note too long or holding a NUL character,
+    unknown invoice)."""
 
 
 def get(*, session: Session, invoice_id: str) -> InvoiceFollowup | None:
@@ -35,6 +37,9 @@ def set_followup(
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
         raise FollowupError(f"The note is {len(note)} characters; keep it under {MAX_NOTE}.")
+    problem = nul_problem(note)
+    if problem:  # PostgreSQL refuses NUL in text: say so here, not as a database that did not answer
+        raise FollowupError(f"The note {problem}; remove it (it often comes with pasted text) and save again.")
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         raise FollowupError(f"Invoice {invoice_id} is not in the cache any more; refresh the page.")

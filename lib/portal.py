@@ -25,6 +25,7 @@ from lib import audit
 from lib.access import ACTIONS, ROLES
 from lib.auth import User, can
 from lib.config import Settings, get_settings
+from lib.inputs import http_url_problem, printable
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
 from lib.queries import format_money
 from lib.stripe_gateway import GatewayError, PortalSession, create_portal_session, requests_sent
@@ -206,13 +207,21 @@ def refuse(user: User, action: str, *, session: Session, customer_id: str | None
     return PortalError("refused", message, audit_id=row.id)
 
 
+def return_url_problem(return_url: str | None) -> str | None:
+    """Why a typed return URL cannot be sent (not an absolute http(s) URL with a host, or it holds spaces or
+    control characters); None when it is fine or empty (empty: PORTAL_RETURN_URL is used)."""
+    url = (return_url or "").strip()
+    problem = http_url_problem(url) if url else None
+    return f"The return URL {url!r} {problem}" if problem else None
+
+
 def _check_request(req: PortalRequest, *, session: Session) -> str | None:
     """Problems found before calling Stripe (bad input, a subscription the cache says is someone else's)."""
     if req.flow not in FLOWS:
         return f"Unknown portal flow {req.flow!r}: choose one of {', '.join(FLOWS)}."
-    return_url = (req.return_url or "").strip()
-    if return_url and not return_url.startswith(("http://", "https://")):
-        return f"The return URL {return_url!r} must start with http:// or https://."
+    problem = return_url_problem(req.return_url)
+    if problem:
+        return problem
     if req.flow in SUBSCRIPTION_FLOWS:
         if not req.subscription_id:
             return "Choose the subscription this link is for."
@@ -237,7 +246,7 @@ def create_link(
     row = audit.start(
         session=session, actor=user.email, role=user.role_label, action="portal_link", customer_id=req.customer_id,
         object_id=req.subscription_id, flow=req.flow,
-        details={"locale": params.get("locale", "auto"), "return_url": params["return_url"],
+        details={"locale": params.get("locale", "auto"), "return_url": printable(params["return_url"]),
                  "configuration": params.get("configuration"), "idempotency_key": idempotency_key},
     )
     if problem:
@@ -416,6 +425,9 @@ def bulk_links(
     if not can(user, "bulk_portal_links"):
         raise refuse(user, "bulk_portal_links", session=session, flow="payment_method_update",
                      details={"invoices": len(ids)})
+    problem = return_url_problem(return_url)
+    if problem:  # before any audit row or request: the whole run would send it
+        raise PortalError("bad_input", problem)
     result = BulkResult(run_id=run_id)
     started = time.monotonic()
     sent_before = requests_sent()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import orjson
 import stripe
 
+from lib import ids
 from lib.config import Settings, get_settings
 
 API_VERSION = "2026-10-28"
@@ -273,7 +274,30 @@ def _raw_get(client: stripe.StripeClient, path: str, **params: Any) -> tuple[Any
         raise stripe.APIError(f"Invalid response body from API (HTTP {status})", http_status=status) from None
 
 
+def bad_id(message: str) -> GatewayError:
+    """The error for an id that is not one: refused before any request, so nothing was asked or changed."""
+    return GatewayError("invalid", message + " Nothing was sent to Stripe.")
+
+
+def checked_path(path: str) -> str:
+    """`path` when every id in it has its kind's shape (lib/ids.py); else GatewayError, before any request."""
+    problem = ids.path_problem(path)
+    if problem:
+        raise bad_id(problem)
+    return path
+
+
+def checked_id(kind: ids.IdKind, value: str) -> str:
+    """`value` when it is a `kind` id; else GatewayError naming it, before any request."""
+    problem = ids.id_problem(kind, value)
+    if problem:
+        raise bad_id(problem)
+    return value
+
+
 def _get(path: str, params: dict[str, Any], settings: Settings | None) -> tuple[Any, int]:
+    """Every GET by path goes through here: the path is checked first (ids of their kind, no `..`)."""
+    checked_path(path)
     data, headers = call(_raw_get, get_client(settings), path, safe=True, settings=settings, **params)
     return data, _server_time(headers)
 
@@ -356,6 +380,7 @@ def create_portal_session(
 
 def merge_retrieve_customer(customer_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
     """The customer as Stripe has it now, with its default payment method expanded."""
+    checked_id(ids.IdKind.CUSTOMER, customer_id)
     obj, _ = retrieve(f"/v1/customers/{customer_id}", {"expand": ["invoice_settings.default_payment_method"]},
                       settings=settings)
     return obj
@@ -364,6 +389,7 @@ def merge_retrieve_customer(customer_id: str, *, settings: Settings | None = Non
 def merge_customer_cash_balance(customer_id: str, *, settings: Settings | None = None) -> dict[str, int]:
     """Cash balance available per currency ({} when the customer has none: `available` is null or all zero).
     A missing customer raises like any other read."""
+    checked_id(ids.IdKind.CUSTOMER, customer_id)
     obj, _ = retrieve(f"/v1/customers/{customer_id}/cash_balance", settings=settings)
     return {k: int(v) for k, v in (obj.get("available") or {}).items() if v}
 
@@ -387,23 +413,27 @@ def merge_create_subscription(params: dict[str, Any], *, idempotency_key: str,
 
 def merge_update_subscription(subscription_id: str, params: dict[str, Any], *, idempotency_key: str,
                               settings: Settings | None = None) -> dict[str, Any]:
+    checked_id(ids.IdKind.SUBSCRIPTION, subscription_id)
     return _merge_write(get_client(settings).v1.subscriptions.update, subscription_id, params=params,
                         idempotency_key=idempotency_key, settings=settings)
 
 
 def merge_create_balance_transaction(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
                                      settings: Settings | None = None) -> dict[str, Any]:
+    checked_id(ids.IdKind.CUSTOMER, customer_id)
     return _merge_write(get_client(settings).v1.customers.balance_transactions.create, customer_id,
                         params=params, idempotency_key=idempotency_key, settings=settings)
 
 
 def merge_create_tax_id(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
                         settings: Settings | None = None) -> dict[str, Any]:
+    checked_id(ids.IdKind.CUSTOMER, customer_id)
     return _merge_write(get_client(settings).v1.customers.tax_ids.create, customer_id, params=params,
                         idempotency_key=idempotency_key, settings=settings)
 
 
 def merge_update_customer(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
                           settings: Settings | None = None) -> dict[str, Any]:
+    checked_id(ids.IdKind.CUSTOMER, customer_id)
     return _merge_write(get_client(settings).v1.customers.update, customer_id, params=params,
                         idempotency_key=idempotency_key, settings=settings)

@@ -270,7 +270,18 @@ async def handle(sb: Sandbox, method: str, path: str, query: str, raw: bytes, he
 
 # --- control endpoints ----------------------------------------------------------------------------------
 
-async def _json(request: Request) -> Obj:
+def _refuse_unknown(request: Request, given: Any, known: Any, what: str) -> None:
+    """400 naming every key of `given` that is not in `known`, as Stripe's endpoints refuse unknown parameters:
+    a mistyped control call (`{"days": 32}` to clock/advance) must fail, not silently do nothing."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ApiError(400, f"Received unknown {what} for {request.url.path}: {', '.join(unknown)} "
+                       f"(known: {', '.join(sorted(known)) or 'none'}).", param=unknown[0])
+
+
+async def _json(request: Request, known: Any = ()) -> Obj:
+    """The JSON object body of a control call ({} when empty) holding no key outside `known`; also no query."""
+    _query(request)
     raw = await request.body()
     if not raw:
         return {}
@@ -280,7 +291,13 @@ async def _json(request: Request) -> Obj:
         data = None
     if not isinstance(data, dict):
         raise ApiError(400, "Control endpoints take a JSON object body.")
+    _refuse_unknown(request, data, known, "key(s)")
     return data
+
+
+def _query(request: Request, known: Any = ()) -> None:
+    """Refuse query parameters of a control call outside `known`."""
+    _refuse_unknown(request, request.query_params.keys(), known, "query parameter(s)")
 
 
 def control(fn: Any) -> Any:
@@ -295,23 +312,26 @@ def control(fn: Any) -> Any:
 
 @control
 async def health(request: Request, sb: Sandbox) -> Response:
+    _query(request)
     return JSONResponse({"ok": True})
 
 
 @control
 async def reset(request: Request, sb: Sandbox) -> Response:
+    await _json(request)
     sb.reset()
     return JSONResponse({"ok": True, "now": sb.store.now()})
 
 
 @control
 async def clock(request: Request, sb: Sandbox) -> Response:
+    _query(request)
     return JSONResponse({"now": sb.store.now()})
 
 
 @control
 async def clock_advance(request: Request, sb: Sandbox) -> Response:
-    body = await _json(request)
+    body = await _json(request, {"seconds"})
     try:
         seconds = float(body.get("seconds", 0))
     except (TypeError, ValueError):
@@ -329,7 +349,7 @@ async def clock_advance(request: Request, sb: Sandbox) -> Response:
 
 @control
 async def clock_set(request: Request, sb: Sandbox) -> Response:
-    body = await _json(request)
+    body = await _json(request, {"now"})
     if not sb.store.is_empty():
         raise ApiError(400, "The clock can only be set while the sandbox holds no objects: reset it first, or use "
                        "clock/advance.")
@@ -343,11 +363,7 @@ async def clock_set(request: Request, sb: Sandbox) -> Response:
 
 @control
 async def faults(request: Request, sb: Sandbox) -> Response:
-    body = await _json(request)
-    known = {"rate_limit", "server_error", "latency_ms", "max_rps", "seed"}
-    unknown = set(body) - known
-    if unknown:
-        raise ApiError(400, f"Unknown fault setting(s): {', '.join(sorted(unknown))}; known: {sorted(known)}")
+    body = await _json(request, {"rate_limit", "server_error", "latency_ms", "max_rps", "seed"})
     try:
         sb.faults = Faults(body)
     except (TypeError, ValueError, IndexError) as exc:
@@ -358,11 +374,13 @@ async def faults(request: Request, sb: Sandbox) -> Response:
 @control
 async def requests_log(request: Request, sb: Sandbox) -> Response:
     if request.method == "DELETE":
+        await _json(request)
         sb.log.clear()
         return JSONResponse({"ok": True})
     if request.method == "POST":  # {"log_bodies": true} keeps each answer's body in the log (tests)
-        sb.log_bodies = bool((await _json(request)).get("log_bodies"))
+        sb.log_bodies = bool((await _json(request, {"log_bodies"})).get("log_bodies"))
         return JSONResponse({"log_bodies": sb.log_bodies})
+    _query(request, {"since"})
     try:
         since = int(request.query_params.get("since", "0"))
     except ValueError:
@@ -378,11 +396,9 @@ async def requests_log(request: Request, sb: Sandbox) -> Response:
 
 @control
 async def settings(request: Request, sb: Sandbox) -> Response:
+    _query(request)
     if request.method == "POST":
-        body = await _json(request)
-        unknown = set(body) - set(sb.store.settings)
-        if unknown:
-            raise ApiError(400, f"Unknown setting(s): {', '.join(sorted(unknown))}")
+        body = await _json(request, sb.store.settings)
         if body.get("final_action", "cancel") not in ("cancel", "unpaid"):
             raise ApiError(400, "final_action must be 'cancel' or 'unpaid'")
         if body.get("final_invoice", "uncollectible") not in ("uncollectible", "open"):
@@ -393,6 +409,7 @@ async def settings(request: Request, sb: Sandbox) -> Response:
 
 @control
 async def webhook_deliveries(request: Request, sb: Sandbox) -> Response:
+    _query(request)
     return JSONResponse({"data": sb.deliverer.snapshot(), "queued": len(sb.deliverer.heap)})
 
 

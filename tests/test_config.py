@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from lib.config import ConfigError, load_settings
+from lib.config import ROOT, ConfigError, load_settings
 
 GOOD = {"STRIPE_API_KEY": "rk_test_abcd1234"}
 
@@ -35,6 +39,9 @@ def test_postgres_urls_are_normalised_to_psycopg() -> None:
         ({**GOOD, "STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"),
         ({**GOOD, "DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({**GOOD, "PORTAL_RETURN_URL": "example.com"}, "PORTAL_RETURN_URL"),
+        ({**GOOD, "PORTAL_RETURN_URL": "https://"}, "PORTAL_RETURN_URL"),
+        ({**GOOD, "PORTAL_RETURN_URL": "https://example.com/a b"}, "PORTAL_RETURN_URL"),
+        ({**GOOD, "PORTAL_RETURN_URL": "https://example.com/\nx"}, "PORTAL_RETURN_URL"),
         ({**GOOD, "CACHE_STALE_AFTER_MINUTES": "soon"}, "CACHE_STALE_AFTER_MINUTES"),
         ({**GOOD, "STRIPE_REQUESTS_PER_SECOND": "fast"}, "STRIPE_REQUESTS_PER_SECOND"),
     ],
@@ -57,3 +64,39 @@ def test_database_password_never_in_error_messages() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({**GOOD, "DATABASE_URL": "mysql://billing:hunter2pw@db.internal:3306/billing"})
     assert "hunter2pw" not in str(err.value) and "mysql://billing:***@db.internal" in str(err.value)
+
+
+def _missing_dir_url(tmp_path) -> tuple[str, str]:  # noqa: ANN001
+    missing = tmp_path / "nonexistent" / "dir"
+    return f"sqlite:///{missing / 'x.db'}", str(missing)
+
+
+def test_a_sqlite_url_into_a_missing_directory_is_a_config_error(tmp_path) -> None:  # noqa: ANN001
+    url, missing = _missing_dir_url(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_settings({**GOOD, "DATABASE_URL": url})
+    assert str(err.value).startswith("DATABASE_URL=")
+    assert f"the directory '{missing}', which does not exist" in str(err.value)
+
+
+def test_an_engine_for_a_missing_directory_is_refused_and_creates_nothing(tmp_path) -> None:  # noqa: ANN001
+    from lib.db import get_engine
+
+    url, missing = _missing_dir_url(tmp_path)
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        get_engine(url)
+    assert not os.path.exists(missing)
+
+
+def test_the_sync_cli_refuses_a_missing_directory_without_a_backfill(tmp_path) -> None:  # noqa: ANN001
+    url, missing = _missing_dir_url(tmp_path)
+    env = {**os.environ, "STRIPE_API_KEY": "sk_test_x", "STRIPE_API_BASE": "http://127.0.0.1:9", "DATABASE_URL": url}
+    done = subprocess.run([sys.executable, "-m", "lib", "sync", "--full", "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: DATABASE_URL={url!r} points into the directory '{missing}'")
+    assert not os.path.exists(missing)
+
+
+def test_an_existing_directory_is_fine(tmp_path) -> None:  # noqa: ANN001
+    assert load_settings({**GOOD, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}).database_url.endswith("x.db")

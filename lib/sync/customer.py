@@ -9,6 +9,7 @@ from sqlalchemy import Engine, update
 from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
+from lib.ids import IdKind
 from lib.sync.fetch import complete, shared_products
 from lib.sync.sql import TABLES, Obj, _touch_state
 from lib.sync.writer import apply_objects
@@ -20,6 +21,7 @@ def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> N
     Used after portal and merge actions. Raises GatewayError when Stripe cannot be read. Only the write is
     rerun when PostgreSQL picks it as a deadlock victim: the Stripe reads are not repeated.
     """
+    gw.checked_id(IdKind.CUSTOMER, customer_id)  # before any request: an id like cus_x/../cus_Y reads no one
     settings = settings or get_settings()
     engine = ensure_migrated(settings.database_url)
     newest = gw.list_page("/v1/events", {"limit": 1}, settings=settings).data

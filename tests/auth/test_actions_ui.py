@@ -52,7 +52,7 @@ def test_portal_link(role: str, db: Engine, roles_file: Path) -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_bulk_portal_links(role: str, db: Engine, roles_file: Path) -> None:
-    user = user_from_claims({"email": ROLE_EMAILS[role]}, role_rules(get_settings()))
+    user = user_from_claims({"email": ROLE_EMAILS[role], "email_verified": True}, role_rules(get_settings()))
     with Session(db) as session:
         if role in {"finance", "admin"}:
             result = portal.bulk_links([], user=user, session=session)  # allowed: an empty run, no Stripe call

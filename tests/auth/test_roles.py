@@ -95,3 +95,63 @@ def test_shipped_example_roles_file_parses() -> None:
     rules = access.load_role_rules(str(Path(__file__).resolve().parents[2] / "roles.toml"))
     assert access.roles_for(rules, email="ada.admin@example.com") >= {"admin"}
     assert access.roles_for(rules, email="x@elsewhere.test", groups=["finance"]) == {"finance"}
+
+
+@pytest.mark.parametrize("verified", [True, "true", "True", "TRUE"])
+def test_an_explicitly_verified_email_grants_by_email_and_domain(rules: access.RoleRules, verified: object) -> None:
+    user = user_from_claims({"email": "ada@corp.test", "email_verified": verified}, rules)
+    assert user.roles == {"support", "admin"}
+
+
+@pytest.mark.parametrize("claim", [
+    {"email_verified": "False"}, {"email_verified": "false"}, {}, {"email_verified": None}, {"email_verified": 1},
+    {"email_verified": "yes"}, {"email_verified": ""}, {"email_verified": [True]},
+])
+def test_anything_but_an_explicit_yes_grants_nothing_by_email(rules: access.RoleRules, claim: dict) -> None:
+    user = user_from_claims({"email": "ada@corp.test", **claim}, rules)
+    assert user.roles == frozenset()
+
+
+def test_an_unverified_email_still_gets_its_groups(rules: access.RoleRules) -> None:
+    user = user_from_claims({"email": "ada@corp.test", "email_verified": "False", "groups": ["finance"]}, rules)
+    assert user.roles == {"finance"}
+
+
+@pytest.fixture
+def trusting(tmp_path: Path) -> access.RoleRules:
+    path = tmp_path / "roles.toml"
+    path.write_text('trusted_email_issuers = ["https://login.corp.test"]\n' + ROLES)
+    return access.load_role_rules(str(path))
+
+
+def test_trusted_issuers_are_parsed(trusting: access.RoleRules) -> None:
+    assert trusting.trusted_email_issuers == {"https://login.corp.test"}
+
+
+def test_a_trusted_issuer_vouches_for_emails_it_sends_without_the_claim(trusting: access.RoleRules) -> None:
+    user = user_from_claims({"email": "ada@corp.test", "iss": "https://login.corp.test"}, trusting)
+    assert user.roles == {"support", "admin"}
+
+
+@pytest.mark.parametrize("iss", ["https://login.corp.test.evil.test", "https://login.corp.test/", "", None])
+def test_other_issuers_are_not_trusted(trusting: access.RoleRules, iss: object) -> None:
+    user = user_from_claims({"email": "ada@corp.test", "iss": iss}, trusting)
+    assert user.roles == frozenset()
+
+
+def test_a_trusted_issuer_that_says_unverified_is_believed(trusting: access.RoleRules) -> None:
+    user = user_from_claims({"email": "ada@corp.test", "iss": "https://login.corp.test", "email_verified": "False"},
+                            trusting)
+    assert user.roles == frozenset()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('trusted_email_issuers = "https://login.corp.test"\n', "trusted_email_issuers must be a list of strings"),
+    ('trusted_email_issuers = ["login.corp.test"]\n', "must hold issuer URLs"),
+    ('trusted_issuers = ["https://login.corp.test"]\n', "unknown keys ['trusted_issuers']"),
+])
+def test_a_malformed_trusted_issuers_key_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "roles.toml"
+    path.write_text(text)
+    with pytest.raises(access.RolesFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        access.load_role_rules(str(path))

@@ -231,6 +231,43 @@ def test_bad_input_is_caught_before_stripe(sandbox: Any, session: Session) -> No
     assert [r.result for r in audit_rows(session)] == ["failed", "failed"]
 
 
+BAD_RETURN_URLS = [
+    ("https://", "has no host name"),
+    ("http:///path-only", "has no host name"),
+    ("https://exa mple.com/back", "contains a space"),
+    ("https://example.com/back\x00", "contains a control character (NUL)"),
+    ("https://example.com/a\r\nSet-Cookie: x=1", "contains a control character (carriage return)"),
+    ("https://example.com/\tback", "contains a control character (tab)"),
+    ("https://example.com:port/back", "is not a valid web address"),
+    ("javascript:alert(1)", "must start with http:// or https://"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_RETURN_URLS)
+def test_a_bad_return_url_is_refused_before_stripe(sandbox: Any, session: Session, url: str, reason: str) -> None:
+    err = fail(PortalRequest("cus_x", return_url=url), session)
+    assert err.kind == "bad_input"
+    assert err.message.startswith(f"The return URL {url.strip()!r} {reason}")
+    assert portal_requests(sandbox) == []
+    assert [r.result for r in audit_rows(session)] == ["failed"]  # the attempt is kept, on both databases
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_RETURN_URLS[:3])
+def test_a_bad_return_url_stops_a_bulk_run_before_stripe(sandbox: Any, session: Session, url: str,
+                                                         reason: str) -> None:
+    from tests.portal.helpers import FINANCE
+
+    with pytest.raises(PortalError, match=reason):
+        portal.bulk_links(["in_1"], user=FINANCE, session=session, return_url=url)
+    assert portal_requests(sandbox) == []
+
+
+@pytest.mark.parametrize("url", ["https://example.com/account?x=1#top", "http://localhost:8501/",
+                                 "https://billing.example.com:8443/done"])
+def test_good_return_urls_pass(url: str) -> None:
+    assert portal.return_url_problem(url) is None
+
+
 
 def test_invalid_key_says_to_check_the_setting(sandbox: Any, session: Session, configured: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

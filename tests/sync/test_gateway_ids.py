@@ -1,0 +1,75 @@
+"""Ids are checked by shape before they go into a Stripe request path: `cus_x/../cus_Y` reads no one.
+
+Against the sandbox through the real gateway; the sandbox's request log shows that nothing was sent.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lib import ids
+from lib import stripe_gateway as gw
+from lib.sync import refresh_customer
+
+
+@pytest.fixture
+def two_customers(sandbox) -> tuple[str, str]:  # noqa: ANN001
+    x = sandbox.client.v1.customers.create({"email": "x@example.com"}).id
+    y = sandbox.client.v1.customers.create({"email": "victim@example.com"}).id
+    sandbox.clear_requests()
+    return x, y
+
+
+def test_a_traversing_customer_id_makes_no_request_and_says_why(sandbox, two_customers) -> None:  # noqa: ANN001
+    x, y = two_customers
+    hostile = f"{x}/../{y}"
+    with pytest.raises(gw.GatewayError) as err:
+        gw.merge_retrieve_customer(hostile)
+    assert sandbox.requests() == []
+    assert err.value.user_message.startswith(f"{hostile!r} is not a customer id")
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/customers/{x}/../{y}",
+    "/v1/customers/{x}%2F..%2F{y}",
+    "/v1/customers/{y}?expand[]=x",
+    "/v1/customers/{x}/tax_ids/../../{y}",
+    "/v1/subscriptions/{y}",  # a customer id where a subscription id belongs
+])
+def test_generic_reads_refuse_paths_with_a_bad_id_before_any_request(sandbox, two_customers, path: str) -> None:  # noqa: ANN001
+    x, y = two_customers
+    with pytest.raises(gw.GatewayError) as err:
+        gw.retrieve(path.format(x=x, y=y))
+    assert sandbox.requests() == []
+    assert err.value.kind == "invalid"
+
+
+@pytest.mark.parametrize("call", [
+    lambda bad: gw.merge_customer_cash_balance(bad),
+    lambda bad: gw.merge_update_customer(bad, {"metadata": {"a": "b"}}, idempotency_key="k1"),
+    lambda bad: gw.merge_create_tax_id(bad, {"type": "eu_vat", "value": "DE123456789"}, idempotency_key="k2"),
+    lambda bad: gw.merge_create_balance_transaction(bad, {"amount": -100, "currency": "usd"}, idempotency_key="k3"),
+    lambda bad: gw.merge_update_subscription(bad, {"metadata": {"a": "b"}}, idempotency_key="k4"),
+    lambda bad: refresh_customer(bad),
+])
+def test_every_id_taking_call_refuses_a_bad_id_before_any_request(sandbox, two_customers, call) -> None:  # noqa: ANN001
+    x, y = two_customers
+    with pytest.raises(gw.GatewayError):
+        call(f"{x}/../{y}")
+    assert sandbox.requests() == []
+
+
+def test_well_formed_ids_still_reach_stripe(sandbox, two_customers) -> None:  # noqa: ANN001
+    x, _ = two_customers
+    assert gw.merge_retrieve_customer(x)["id"] == x
+
+
+@pytest.mark.parametrize(("kind", "good", "bad"), [
+    (ids.IdKind.CUSTOMER, "cus_NffrFeUfNV2Hib", "cus_x/../cus_Y"),
+    (ids.IdKind.SUBSCRIPTION, "sub_1MowQVLkdIwHu7ix", "sub_"),
+    (ids.IdKind.INVOICE, "in_1MtHbELkdIwHu7ix", "in_1 2"),
+    (ids.IdKind.PAYMENT_METHOD, "card_1Mx", "pm_1\x00"),
+])
+def test_id_shapes(kind: ids.IdKind, good: str, bad: str) -> None:
+    assert ids.is_id(kind, good)
+    assert not ids.is_id(kind, bad)
