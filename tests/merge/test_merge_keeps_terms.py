@@ -58,13 +58,17 @@ def test_scheduled_end_paused_collection_invoicing_and_metadata_carry_over(
         "collection_method": "send_invoice", "days_until_due": 14, "description": "PO 4711"})
     c.v1.invoices.pay(invoiced.latest_invoice, params={"paid_out_of_band": True})
     c.v1.subscriptions.update(invoiced.id, params={"pause_collection": {"behavior": "mark_uncollectible"}})
-    w.old_subs += [ending.id, invoiced.id]
+    later = c.v1.subscriptions.create(params={"customer": w.duplicate, "items": [{"price": w.price_monthly}],
+                                              "cancel_at": sandbox.now() + 45 * DAY})
+    w.old_subs += [ending.id, invoiced.id, later.id]
     job = _run(w, session)
     assert_end_state(sandbox, w, job, session)
     ending_copy = _copy_of(c, w.survivor, ending.id)
     assert ending_copy.cancel_at_period_end is True
     assert ending_copy.cancel_at == ending["items"].data[0].current_period_end
     assert ending_copy.metadata.to_dict()["crm"] == "7"
+    later_copy = _copy_of(c, w.survivor, later.id)
+    assert (later_copy.cancel_at, later_copy.cancel_at_period_end) == (later.cancel_at, False)
     invoiced_copy = _copy_of(c, w.survivor, invoiced.id)
     assert (invoiced_copy.collection_method, invoiced_copy.days_until_due) == ("send_invoice", 14)
     assert invoiced_copy.description == "PO 4711"
