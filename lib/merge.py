@@ -1,11 +1,18 @@
 """Merge two Stripe customers safely: a plan first, then a resumable saga of idempotent steps.
 
-Stripe has no merge: a subscription cannot change customer (it is recreated on the survivor, billing from
-the old period end, and the old one runs out at period end), payment methods cannot move, invoices stay.
+Stripe has no merge: a subscription cannot change customer, payment methods cannot move, invoices stay. A
+merge changes nothing but the owner: each live subscription is recreated on the survivor with the same
+items, quantities, trial (same trial_end), discounts in force at its next charge, scheduled end, paused
+collection, invoicing terms and metadata, its first period free up to the old one's next charge; then the
+old one is canceled at once without refund or proration (its period is paid; the copy carries on), so MRR
+per currency and each next charge (date and amount) stay as they were. What Stripe cannot carry over is a
+blocker or a warning in the plan.
 The plan reads the *current* state from Stripe (it is about to write), lists every step and every blocker;
 a blocked plan writes nothing. Execution stores each step in `merge_steps`; each write carries an
 idempotency key derived from job + step, and each step first looks in Stripe for its own earlier effect
-(metadata `merge_job`), so a job killed anywhere and resumed finishes exactly once.
+(metadata `merge_job`), so a job killed anywhere and resumed finishes exactly once. One runner at a time: a
+live runner keeps a heartbeat (the job's updated_at), another takes over only once it is stale, each step is
+claimed by compare-and-set and audited in one row.
 """
 
 from __future__ import annotations
