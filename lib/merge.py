@@ -1,19 +1,30 @@
 """Merge two Stripe customers safely: a plan first, then a resumable saga of idempotent steps.
 
-Stripe has no merge: a subscription cannot change customer (it is recreated on the survivor, billing from
-the old period end, and the old one runs out at period end), payment methods cannot move, invoices stay.
+Stripe has no merge: a subscription cannot change customer, payment methods cannot move, invoices stay. A
+merge changes nothing but the owner: each live subscription is recreated on the survivor with the same
+items, quantities, trial (same trial_end), discounts in force at its next charge, scheduled end, paused
+collection, invoicing terms and metadata, its first period free up to the old one's next charge; then the
+old one is canceled at once without refund or proration (its period is paid; the copy carries on), so MRR
+per currency and each next charge (date and amount) stay as they were. What Stripe cannot carry over is a
+blocker or a warning in the plan.
 The plan reads the *current* state from Stripe (it is about to write), lists every step and every blocker;
 a blocked plan writes nothing. Execution stores each step in `merge_steps`; each write carries an
 idempotency key derived from job + step, and each step first looks in Stripe for its own earlier effect
-(metadata `merge_job`), so a job killed anywhere and resumed finishes exactly once.
+(metadata `merge_job`), so a job killed anywhere and resumed finishes exactly once. One runner at a time: a
+live runner keeps a heartbeat (the job's updated_at), another takes over only once it is stale, each step is
+claimed by compare-and-set and audited in one row.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -23,7 +34,7 @@ from lib import audit
 from lib import stripe_gateway as gw
 from lib.auth import User, can
 from lib.config import Settings, get_settings
-from lib.models import MergeJob, MergeStep, utcnow
+from lib.models import AuditLog, MergeJob, MergeStep, utcnow
 from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
 from lib.sync import refresh_customer
@@ -31,8 +42,19 @@ from lib.sync import refresh_customer
 RECREATE_STATUSES = ("active", "trialing")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
 MERGE_KEYS = ("merged_from", "merged_into", "merge_job")  # never copied between customers
-STALE_RUNNING_SECONDS = 120  # a 'running' job without progress for this long is taken to have crashed
+HEARTBEAT_SECONDS = 10  # a live runner touches its job's updated_at this often (its heartbeat)
+STALE_RUNNING_SECONDS = 60  # a 'running' job whose heartbeat is this old is taken to have crashed
 UNFINISHED = ("planned", "running", "stopped", "failed")
+
+
+# A Stripe customer id: cus_ and letters or digits only. Anything else (a slash, "..", a space, another
+# object's prefix) never reaches a Stripe path.
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,250}")
+
+
+def is_customer_id(value: str) -> bool:
+    """True when `value` is shaped like a Stripe customer id (checked before any Stripe call)."""
+    return bool(_CUSTOMER_ID.fullmatch(value))
 
 
 class MergeError(Exception):
@@ -76,6 +98,7 @@ class Facts:
     tax_ids: list[dict[str, str]]  # {type, value}
     usable_payment_method: str | None  # id of a default card that is not expired, else None
     paid_total: int
+    product_names: dict[str, str] = field(default_factory=dict)  # product id -> name, for the plan's titles
 
 
 @dataclass
@@ -157,7 +180,32 @@ def read_facts(customer_id: str, *, settings: Settings | None = None) -> Facts:
         metadata=dict(cust.get("metadata") or {}), deleted=False, subscriptions=subs, open_invoices=invoices,
         cash_balance=gw.merge_customer_cash_balance(customer_id, settings=s), tax_ids=tax_ids,
         usable_payment_method=usable, paid_total=sum(int(i.get("amount_paid") or 0) for i in paid),
+        product_names=_product_names(subs, s),
     )
+
+
+def _product_names(subs: list[dict[str, Any]], settings: Settings) -> dict[str, str]:
+    """Names of the products the subscriptions' prices belong to, read with each price as it is now (one read
+    per price): an item's embedded price can be older than an archiving, so `active` is refreshed too."""
+    prices = {it["price"]["id"]: it["price"] for sub in subs for it in (sub.get("items") or {}).get("data", [])
+              if isinstance(it.get("price"), dict) and it["price"].get("id")}
+    names: dict[str, str] = {}
+    for price_id in sorted(prices):
+        fresh, _ = gw.retrieve(f"/v1/prices/{price_id}", {"expand": ["product"]}, settings=settings)
+        product = fresh.get("product")
+        if isinstance(product, dict) and product.get("name"):
+            names[str(product["id"])] = str(product["name"])
+        if fresh.get("active") is False:
+            for sub in subs:
+                for it in (sub.get("items") or {}).get("data", []):
+                    if (it.get("price") or {}).get("id") == price_id:
+                        it["price"]["active"] = False
+    return names
+
+
+def _product_id(item: dict[str, Any]) -> str | None:
+    product = (item.get("price") or {}).get("product")
+    return product.get("id") if isinstance(product, dict) else product
 
 
 def suggest_survivor(facts: list[Facts], *, external_key: str = "") -> tuple[str, str]:
@@ -186,11 +234,24 @@ def _item_period_end(sub: dict[str, Any]) -> int | None:
     return max(ends) if ends else None
 
 
-def _discount_params(discounts: list[Any]) -> list[dict[str, str]]:
-    """Discount objects as create params: the same coupon or promotion code."""
+def next_charge_at(sub: dict[str, Any]) -> int | None:
+    """When the subscription next bills: the trial end while trialing, else its current period end."""
+    if sub.get("status") == "trialing" and sub.get("trial_end"):
+        return int(sub["trial_end"])
+    return _item_period_end(sub)
+
+
+def _in_force(discount: dict[str, Any], at: int | None) -> bool:
+    """A discount still applies to the invoice at `at` (a discount ending before it no longer does)."""
+    end = discount.get("end")
+    return end is None or at is None or int(end) > at
+
+
+def _discount_params(discounts: list[Any], at: int | None = None) -> list[dict[str, str]]:
+    """Discount objects still in force at the next charge, as create params: the same coupon or promotion code."""
     out: list[dict[str, str]] = []
     for d in discounts or []:
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or not _in_force(d, at):
             continue
         if d.get("promotion_code"):
             pc = d["promotion_code"]
@@ -210,31 +271,127 @@ def _currencies(sub: dict[str, Any]) -> set[str]:
 
 
 def _recreate_params(sub: dict[str, Any]) -> dict[str, Any]:
-    """What the new subscription on the survivor is made of (customer, job and keys are added at run)."""
+    """What the new subscription on the survivor is made of (customer, job and keys are added at run).
+
+    Everything but the owner stays: items, prices, quantities, discounts still in force at the next charge,
+    the trial (same trial_end, so the same first charge), the scheduled end (cancel_at_period_end or
+    cancel_at), collection_method and days_until_due, trial settings, description and metadata. Parameter
+    names are those of `subscriptions.create` (stripe 16.1.0). The first period runs free (proration none) to
+    the old one's next charge, so the survivor is next charged when and what the duplicate would have been."""
+    at = next_charge_at(sub)
     items = []
     for it in (sub.get("items") or {}).get("data", []):
         item: dict[str, Any] = {"price": it["price"]["id"], "metadata": dict(it.get("metadata") or {})}
         if it.get("quantity") is not None:
             item["quantity"] = int(it["quantity"])
-        item_discounts = _discount_params(it.get("discounts") or [])
+        item_discounts = _discount_params(it.get("discounts") or [], at)
         if item_discounts:
             item["discounts"] = item_discounts
         items.append(item)
     params: dict[str, Any] = {
         "items": items,
         "proration_behavior": "none",
-        "billing_cycle_anchor": _item_period_end(sub),
         "collection_method": sub.get("collection_method") or "charge_automatically",
         "metadata": {k: v for k, v in (sub.get("metadata") or {}).items() if k not in MERGE_KEYS},
     }
-    if params["collection_method"] == "send_invoice" and sub.get("days_until_due"):
+    if sub.get("status") == "trialing" and sub.get("trial_end"):
+        params["trial_end"] = int(sub["trial_end"])  # billing starts at the trial end, as on the old one
+        behavior = ((sub.get("trial_settings") or {}).get("end_behavior") or {}).get("missing_payment_method")
+        if behavior:
+            params["trial_settings"] = {"end_behavior": {"missing_payment_method": behavior}}
+    else:
+        params["billing_cycle_anchor"] = _item_period_end(sub)
+    if sub.get("cancel_at_period_end"):
+        params["cancel_at_period_end"] = True
+    elif sub.get("cancel_at"):
+        params["cancel_at"] = int(sub["cancel_at"])
+    if params["collection_method"] == "send_invoice" and sub.get("days_until_due") is not None:
         params["days_until_due"] = int(sub["days_until_due"])
-    discounts = _discount_params(sub.get("discounts") or [])
+    discounts = _discount_params(sub.get("discounts") or [], at)
     if discounts:
         params["discounts"] = discounts
     if sub.get("description"):
         params["description"] = sub["description"]
     return params
+
+
+def _pause_params(sub: dict[str, Any]) -> dict[str, Any] | None:
+    """pause_collection as an update param (subscriptions.create has none: it is set right after create)."""
+    pause = sub.get("pause_collection")
+    if not isinstance(pause, dict) or not pause.get("behavior"):
+        return None
+    out: dict[str, Any] = {"behavior": pause["behavior"]}
+    if pause.get("resumes_at"):
+        out["resumes_at"] = int(pause["resumes_at"])
+    return out
+
+
+def _item_label(item: dict[str, Any], names: dict[str, str]) -> str:
+    """'Pro × 5' (the product's name; the price id only when the name is unknown)."""
+    pid = _product_id(item)
+    name = names.get(pid or "") or pid or (item.get("price") or {}).get("id") or "?"
+    qty = item.get("quantity", 1)
+    return f"{name} × {qty}" if qty not in (None, 1) else str(name)
+
+
+def describe_items(sub: dict[str, Any], names: dict[str, str]) -> str:
+    """The subscription's items by product name, for plan titles and the audit log."""
+    return ", ".join(_item_label(i, names) for i in (sub.get("items") or {}).get("data", [])) or "no items"
+
+
+def _carry_over_problems(sub: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """What a new subscription cannot carry over: (blockers, warnings) for one subscription to recreate."""
+    blockers: list[str] = []
+    warnings: list[dict[str, Any]] = []
+    sid = sub["id"]
+    for it in (sub.get("items") or {}).get("data", []):
+        price = it.get("price") or {}
+        if price.get("active") is False:
+            blockers.append(f"Subscription {sid} uses price {price.get('id')}, which is archived: a new subscription "
+                            "cannot use it. Reactivate the price in Stripe (or move the subscription to an active "
+                            "price) first.")
+    at = next_charge_at(sub)
+    if sub.get("status") == "trialing" and sub.get("trial_end") and int(sub["trial_end"]) <= int(time.time()):
+        blockers.append(f"Subscription {sid}'s trial has ended but Stripe has not billed it yet: wait a few minutes "
+                        "and plan again.")
+    if sub.get("default_payment_method"):
+        warnings.append({"code": "subscription_payment_method", "needs_ack": False, "message":
+                         f"{sid} charges its own payment method, which cannot move: the new subscription charges "
+                         "the surviving customer's default payment method."})
+    ending = [d for d in sub.get("discounts") or [] if isinstance(d, dict) and not _in_force(d, at)]
+    if ending:
+        ends = ", ".join(_day(int(d["end"])) for d in ending)
+        warnings.append({"code": "discount_ends", "needs_ack": True, "message":
+                         f"{sid}'s discount ends ({ends}) before its next charge ({_day(at)}). A new discount "
+                         "cannot be given that end date, so the copy has none: its charges are the same, but its "
+                         "MRR is shown without the discount from now on instead of from its end."})
+    repeating = [d for d in sub.get("discounts") or [] if isinstance(d, dict) and d.get("end") and _in_force(d, at)]
+    if repeating:
+        ends = ", ".join(time.strftime("%Y-%m-%d", time.gmtime(int(d["end"]))) for d in repeating)
+        warnings.append({"code": "discount_restarts", "needs_ack": False, "message":
+                         f"{sid}'s limited-duration discount (ending {ends}) starts its duration again on the new "
+                         "subscription, so it ends later there."})
+    return blockers, warnings
+
+
+def _day(ts: int | None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "?"
+
+
+def _billing_note(sub: dict[str, Any]) -> str:
+    """How the copy bills: the same status, next charge and scheduled end as the old one."""
+    at = next_charge_at(sub)
+    if sub.get("status") == "trialing":
+        note = f"trialing until {_day(at)} as now, first charge then"
+    else:
+        note = f"next charge on {_day(at)} as now"
+    if sub.get("cancel_at_period_end"):
+        note += ", still ending at period end"
+    elif sub.get("cancel_at"):
+        note += f", still ending on {_day(int(sub['cancel_at']))}"
+    if _pause_params(sub):
+        note += f", collection still paused ({sub['pause_collection']['behavior']})"
+    return note
 
 
 def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str]) -> Plan:
@@ -266,7 +423,7 @@ def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str])
         if sub.get("schedule"):
             blockers.append(f"Subscription {sub['id']} is managed by schedule {sub['schedule']}: release or finish "
                             "the schedule first.")
-        if status == "paused" or sub.get("pause_collection"):
+        if status == "paused":
             blockers.append(f"Subscription {sub['id']} is paused: resume it (or cancel it) first.")
         if status in ("past_due", "unpaid"):
             blockers.append(f"Subscription {sub['id']} is {status.replace('_', '-')}: settle its unpaid invoice first.")
@@ -283,35 +440,30 @@ def build_plan(survivor: Facts, duplicate: Facts, *, suggested: tuple[str, str])
                         f"{survivor.currency.upper()}: settle the balance first.")
 
     steps: list[PlanStep] = []
-    recreate = [s for s in duplicate.subscriptions
-                if s.get("status") in RECREATE_STATUSES and not s.get("cancel_at_period_end")]
-    for sub in duplicate.subscriptions:
-        if sub.get("status") in RECREATE_STATUSES and sub.get("cancel_at_period_end"):
-            warnings.append({"code": "ends_anyway", "needs_ack": False, "message":
-                             f"Subscription {sub['id']} is already set to end at period end: it is not recreated."})
+    recreate = [s for s in duplicate.subscriptions if s.get("status") in RECREATE_STATUSES]
     # A copy an earlier (abandoned) merge already made on the survivor is never made twice.
     copies = {(s.get("metadata") or {}).get("merged_from"): s["id"] for s in survivor.subscriptions
               if s.get("status") in RECREATE_STATUSES and (s.get("metadata") or {}).get("merged_from")}
     charges_auto = False
     for sub in recreate:
         params = _recreate_params(sub)
+        what = describe_items(sub, duplicate.product_names)
         if sub["id"] in copies:
             warnings.append({"code": "already_recreated", "needs_ack": False, "message":
-                             f"{sub['id']} was already recreated on {sid} as {copies[sub['id']]} by an earlier "
-                             "merge: only the old one is set to end."})
+                             f"{sub['id']} ({what}) was already recreated on {sid} as {copies[sub['id']]} by an "
+                             "earlier merge: only the old one is canceled."})
         else:
+            sub_blockers, sub_warnings = _carry_over_problems(sub)
+            blockers.extend(sub_blockers)
+            warnings.extend(sub_warnings)
             charges_auto |= params["collection_method"] == "charge_automatically"
-            names = ", ".join(f"{(i.get('price') or {}).get('id')}×{i.get('quantity', 1)}"
-                              for i in (sub.get("items") or {}).get("data", []))
             steps.append(PlanStep("recreate_subscription",
-                                  f"Recreate {sub['id']} ({names}) on {sid}, billing from the old period end",
-                                  {"old_subscription": sub["id"], "create": params}))
-        steps.append(PlanStep("cancel_old_subscription", f"Set {sub['id']} to cancel at its period end",
-                              {"subscription": sub["id"]}))
-        if sub.get("discounts"):
-            warnings.append({"code": "discount_restarts", "needs_ack": False, "message":
-                             f"{sub['id']}'s discount is applied anew on the new subscription (a limited-duration "
-                             "coupon starts its duration again)."})
+                                  f"Recreate {sub['id']} ({what}) on {sid}: {_billing_note(sub)}",
+                                  {"old_subscription": sub["id"], "create": params, "pause": _pause_params(sub),
+                                   "expect": {"status": sub.get("status"), "next_charge": next_charge_at(sub)}}))
+        steps.append(PlanStep("cancel_old_subscription",
+                              f"Cancel {sub['id']} ({what}) on {did} now, without refund or proration "
+                              f"(its copy on {sid} carries on)", {"subscription": sub["id"]}))
     if duplicate.balance:
         kind = "credit" if duplicate.balance < 0 else "amount owed"
         shown = format_money(abs(duplicate.balance), duplicate.currency or survivor.currency)
@@ -346,6 +498,11 @@ def plan_merge(customer_ids: tuple[str, str] | list[str], *, survivor_id: str | 
     a, b = (x.strip() for x in customer_ids)
     if not a or not b:
         raise MergeError("Give two customer ids (cus_…).")
+    for which, cid in (("This customer's", a), ("The other customer's", b)):
+        if not is_customer_id(cid):  # before any Stripe call: the id becomes part of a request path
+            raise MergeError(f"{which} id is not a Stripe customer id: it must be cus_ followed by letters and "
+                             "digits only (no spaces, slashes or dots). Copy the id from the customer's page "
+                             "and try again.")
     if survivor_id not in (None, a, b):
         raise MergeError(f"The survivor must be one of {a} and {b}.")
     facts: dict[str, Facts] = {}
@@ -446,7 +603,13 @@ def request_stop(job_id: str, *, user: User, session: Session) -> None:
 
 
 def _claim(job_id: str, *, session: Session, takeover: bool) -> MergeJob:
-    """Mark the job running, unless another run holds it (compare-and-set: one runner at a time)."""
+    """Mark the job running, unless another runner holds it (compare-and-set: one runner at a time).
+
+    A 'running' job is taken over only once its heartbeat is stale (no sign of life for
+    STALE_RUNNING_SECONDS): a live runner touches it every HEARTBEAT_SECONDS, so pressing Resume while the
+    other session still works is refused, whatever `takeover` says (kept for callers; it grants nothing). On a
+    takeover, a step the dead runner left 'running' goes back to 'pending' so this runner claims it afresh."""
+    del takeover
     job = session.get(MergeJob, job_id)
     if job is None:
         raise MergeError(f"Merge job {job_id} does not exist.")
@@ -456,18 +619,80 @@ def _claim(job_id: str, *, session: Session, takeover: bool) -> MergeJob:
     allowed = ["planned", "stopped", "failed"]
     cond = MergeJob.status.in_(allowed)
     if job.status == "running":
-        stale = (utcnow() - job.updated_at).total_seconds() > STALE_RUNNING_SECONDS
-        if not (takeover or stale):
-            raise MergeError("This merge is running in another session. Wait for it, or resume it once it has "
-                             f"made no progress for {STALE_RUNNING_SECONDS} s.")
-        cond = MergeJob.status.in_([*allowed, "running"])
+        silent = (utcnow() - job.updated_at).total_seconds()
+        if silent <= STALE_RUNNING_SECONDS:
+            raise MergeError(
+                f"This merge is running in another session (its last sign of life was {int(silent)} s ago). Wait "
+                f"for it; if that session has stopped, you can resume once it has been silent for "
+                f"{STALE_RUNNING_SECONDS} s.")
+        stale_before = utcnow() - timedelta(seconds=STALE_RUNNING_SECONDS)
+        cond = MergeJob.status.in_(allowed) | ((MergeJob.status == "running") & (MergeJob.updated_at < stale_before))
     got = session.execute(update(MergeJob).where(MergeJob.id == job_id, cond)
                           .values(status="running", stop_requested=False, error=None, updated_at=utcnow()))
-    session.commit()
     if got.rowcount != 1:
+        session.rollback()
         raise MergeError("This merge was just started from another session.")
+    session.execute(update(MergeStep).where(MergeStep.job_id == job_id, MergeStep.status == "running")
+                    .values(status="pending"))
+    session.commit()
     session.refresh(job)
     return job
+
+
+@contextmanager
+def _heartbeat(job_id: str, session: Session) -> Iterator[None]:
+    """While the body runs, touch the job's updated_at every HEARTBEAT_SECONDS from a thread of its own (a
+    long step still shows signs of life); it stops with the body, or with the process if that is killed."""
+    stop = threading.Event()
+    engine = session.get_bind()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with Session(engine) as own:
+                    own.execute(update(MergeJob).where(MergeJob.id == job_id, MergeJob.status == "running")
+                                .values(updated_at=utcnow()))
+                    own.commit()
+            except Exception:  # noqa: BLE001, S112 - a missed beat is retried at the next one
+                continue
+
+    thread = threading.Thread(target=beat, name=f"merge-heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _claim_step(step: MergeStep, *, session: Session) -> bool:
+    """pending/failed → running for this runner only (False: another runner has it or has done it)."""
+    got = session.execute(update(MergeStep).where(MergeStep.id == step.id,
+                                                  MergeStep.status.in_(["pending", "failed"]))
+                          .values(status="running", started_at=utcnow(), error=None))
+    session.execute(update(MergeJob).where(MergeJob.id == step.job_id).values(updated_at=utcnow()))
+    session.commit()
+    session.refresh(step)
+    return got.rowcount == 1
+
+
+def _step_audit(job: MergeJob, step: MergeStep, *, user: User, session: Session) -> AuditLog:
+    """The audit row of this step: the one an interrupted run of it left 'started', else a new one — each
+    step is audited once however often it is resumed."""
+    earlier = (step.result or {}).get("audit_id")
+    if earlier:
+        row = session.get(AuditLog, earlier)
+        if row is not None and row.result == "started":
+            return row
+    row = audit.start(session=session, actor=user.email, role=user.role_label, action="merge_step",
+                      customer_id=job.duplicate_id, object_id=job.survivor_id, flow=step.kind,
+                      correlation_id=job.id,
+                      details={"seq": step.seq, "idempotency_key": attempt_key(step),
+                               "title": step.params.get("title")})
+    step.result = {**(step.result or {}), "audit_id": row.id}
+    session.add(step)
+    session.commit()
+    return row
 
 
 def _never_started(job_id: str, *, session: Session) -> bool:
@@ -498,30 +723,55 @@ def _find_recreated(job: MergeJob, old_id: str, settings: Settings) -> dict[str,
     return None
 
 
-def _exec_step(job: MergeJob, step: MergeStep, settings: Settings) -> dict[str, Any]:
-    """Perform one step; first look for its own earlier effect so a repeat changes nothing."""
-    p, key = step.params, attempt_key(step)
-    if step.kind == "recreate_subscription":
-        found = _find_recreated(job, p["old_subscription"], settings)
-        if found:
-            return {"subscription": found["id"], "reused": True}
-        # The old period may have renewed since the plan: anchor on its period end as it is now.
+def _recreate(job: MergeJob, p: dict[str, Any], key: str, settings: Settings) -> dict[str, Any]:
+    """The copy on the survivor: same trial or next charge, scheduled end, discounts, pause and metadata."""
+    found = _find_recreated(job, p["old_subscription"], settings)
+    if found is None:
+        # The old one may have renewed (or its trial ended) since the plan: bill from its next charge as it is now.
         old, _ = gw.retrieve(f"/v1/subscriptions/{p['old_subscription']}", settings=settings)
         if old.get("status") not in RECREATE_STATUSES:
             raise MergeError(f"{old['id']} is now {old.get('status')}: it changed since the plan. Stop this merge "
                              "and plan it again.")
         create = dict(p["create"])
         create["customer"] = job.survivor_id
-        create["billing_cycle_anchor"] = _item_period_end(old) or create.get("billing_cycle_anchor")
+        if old.get("status") == "trialing" and old.get("trial_end"):
+            create.pop("billing_cycle_anchor", None)
+            create["trial_end"] = int(old["trial_end"])
+        else:
+            create.pop("trial_end", None)
+            create.pop("trial_settings", None)
+            create["billing_cycle_anchor"] = _item_period_end(old) or create.get("billing_cycle_anchor")
         create["metadata"] = {**create.get("metadata", {}), "merged_from": p["old_subscription"],
                               "merge_job": job.id}
-        new = gw.merge_create_subscription(create, idempotency_key=key, settings=settings)
-        return {"subscription": new["id"], "status": new.get("status")}
+        found = gw.merge_create_subscription(create, idempotency_key=key, settings=settings)
+        result: dict[str, Any] = {"subscription": found["id"], "status": found.get("status")}
+    else:
+        result = {"subscription": found["id"], "status": found.get("status"), "reused": True}
+    pause = p.get("pause")
+    if pause and not found.get("pause_collection"):
+        gw.merge_update_subscription(found["id"], {"pause_collection": pause}, idempotency_key=f"{key}-pause",
+                                     settings=settings)
+        result["pause_collection"] = pause["behavior"]
+    return result
+
+
+def _exec_step(job: MergeJob, step: MergeStep, settings: Settings) -> dict[str, Any]:
+    """Perform one step; first look for its own earlier effect so a repeat changes nothing."""
+    p, key = step.params, attempt_key(step)
+    if step.kind == "recreate_subscription":
+        return _recreate(job, p, key, settings)
     if step.kind == "cancel_old_subscription":
-        sub = gw.merge_update_subscription(p["subscription"], {"cancel_at_period_end": True,
-                                                               "metadata": {"merge_job": job.id}},
-                                           idempotency_key=key, settings=settings)
-        return {"subscription": sub["id"], "cancel_at_period_end": bool(sub.get("cancel_at_period_end"))}
+        old, _ = gw.retrieve(f"/v1/subscriptions/{p['subscription']}", settings=settings)
+        if old.get("status") in ("canceled", "incomplete_expired"):
+            return {"subscription": old["id"], "status": old.get("status"), "reused": True}
+        if (old.get("metadata") or {}).get("merge_job") != job.id:
+            gw.merge_update_subscription(old["id"], {"metadata": {"merge_job": job.id}},
+                                         idempotency_key=f"{key}-mark", settings=settings)
+        sub = gw.merge_cancel_subscription(
+            old["id"], {"prorate": False, "invoice_now": False,
+                        "cancellation_details": {"comment": f"Merged into {job.survivor_id} (merge {job.id})"}},
+            idempotency_key=key, settings=settings)
+        return {"subscription": sub["id"], "status": sub.get("status")}
     if step.kind == "move_balance":
         amount, currency = int(p["amount"]), p.get("currency")
         legs = ((job.duplicate_id, -amount, "out", f"moved to {job.survivor_id}"),
@@ -582,50 +832,45 @@ def run_job(job_id: str, *, user: User, session: Session, settings: Settings | N
                               customer_id=job.duplicate_id, object_id=job.survivor_id, correlation_id=job.id)
             audit.finish(row, session=session, result="refused", error=problem)  # why, on the Audit log page
             return job
-    for step in steps_of(job_id, session=session):
-        if step.status == "done":
-            continue
-        session.refresh(job)
-        if job.stop_requested:
-            job.status, job.updated_at = "stopped", utcnow()
-            session.add(job)
-            session.commit()
-            audit.record(session=session, actor=user.email, role=role, action="merge_stopped", result="succeeded",
-                         customer_id=job.duplicate_id, correlation_id=job.id, details={"before_step": step.seq})
-            return job
-        step.status, step.started_at, step.error = "running", utcnow(), None
-        session.add(step)
-        job.updated_at = utcnow()
-        session.add(job)
-        session.commit()
-        row = audit.start(session=session, actor=user.email, role=role, action="merge_step",
-                          customer_id=job.duplicate_id, object_id=job.survivor_id, flow=step.kind,
-                          correlation_id=job.id,
-                          details={"seq": step.seq, "idempotency_key": attempt_key(step),
-                                   "title": step.params.get("title")})
-        if hook:
-            hook("before_call", step)
-        try:
-            result = _exec_step(job, step, s)
-        except (GatewayError, MergeError) as err:
-            message = str(err)
-            step.status, step.error, step.finished_at = "failed", message, utcnow()
-            step.result = {"failed_attempts": int((step.result or {}).get("failed_attempts", 0)) + 1}
-            job.status, job.error, job.updated_at = "failed", f"Step {step.seq} ({step.kind}): {message}", utcnow()
+    with _heartbeat(job.id, session):
+        for step in steps_of(job_id, session=session):
+            if step.status == "done":
+                continue
+            session.refresh(job)
+            if job.stop_requested:
+                job.status, job.updated_at = "stopped", utcnow()
+                session.add(job)
+                session.commit()
+                audit.record(session=session, actor=user.email, role=role, action="merge_stopped",
+                             result="succeeded", customer_id=job.duplicate_id, correlation_id=job.id,
+                             details={"before_step": step.seq})
+                return job
+            if not _claim_step(step, session=session):
+                raise MergeError("Another session took this merge over; it carries on there.")
+            row = _step_audit(job, step, user=user, session=session)
+            if hook:
+                hook("before_call", step)
+            try:
+                result = _exec_step(job, step, s)
+            except (GatewayError, MergeError) as err:
+                message = str(err)
+                step.status, step.error, step.finished_at = "failed", message, utcnow()
+                step.result = {"failed_attempts": int((step.result or {}).get("failed_attempts", 0)) + 1}
+                job.status, job.error, job.updated_at = "failed", f"Step {step.seq} ({step.kind}): {message}", utcnow()
+                session.add(step)
+                session.add(job)
+                session.commit()
+                audit.finish(row, session=session, result="failed", error=message)
+                return job
+            if hook:
+                hook("after_call", step)
+            step.status, step.result, step.finished_at = "done", {**result, "audit_id": row.id}, utcnow()
             session.add(step)
-            session.add(job)
             session.commit()
-            audit.finish(row, session=session, result="failed", error=message)
-            return job
-        if hook:
-            hook("after_call", step)
-        step.status, step.result, step.finished_at = "done", result, utcnow()
-        session.add(step)
-        session.commit()
-        audit.finish(row, session=session, result="succeeded", details={"result": result})
-        if progress:
-            progress(step)
-    return _finish(job, user=user, session=session, settings=s)
+            audit.finish(row, session=session, result="succeeded", details={"result": result})
+            if progress:
+                progress(step)
+        return _finish(job, user=user, session=session, settings=s)
 
 
 def verify(job: MergeJob, *, session: Session, settings: Settings) -> list[str]:
@@ -643,10 +888,13 @@ def verify(job: MergeJob, *, session: Session, settings: Settings) -> list[str]:
             live = [x for x in made if x.get("status") in RECREATE_STATUSES]
             if len(made) != 1 or len(live) != 1:
                 problems.append(f"{old} should exist exactly once, live, on {job.survivor_id}; found {len(made)}.")
+            expect = st.params.get("expect") or {}
+            if len(live) == 1 and expect.get("status") == "trialing" and live[0].get("status") != "trialing":
+                problems.append(f"{old} was trialing but its copy {live[0]['id']} is {live[0].get('status')}.")
         if st.kind == "cancel_old_subscription":
             old_sub = dup_subs.get(st.params["subscription"])
-            if old_sub is None or not (old_sub.get("cancel_at_period_end") or old_sub.get("status") == "canceled"):
-                problems.append(f"{st.params['subscription']} is not set to cancel at period end.")
+            if old_sub is None or old_sub.get("status") != "canceled":
+                problems.append(f"{st.params['subscription']} is not canceled.")
     dup = gw.merge_retrieve_customer(job.duplicate_id, settings=settings)
     if dup.get("deleted"):
         problems.append(f"{job.duplicate_id} was deleted.")

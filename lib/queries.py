@@ -58,8 +58,9 @@ _MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Mon
 
 
 def minor_to_major(amount: int | None, currency: str | None) -> float | None:
-    """Minor units (cents) → major units, respecting zero-decimal currencies such as JPY."""
-    if amount is None:
+    """Minor units (cents) → major units, respecting zero-decimal currencies such as JPY; no amount (None, or
+    the NaN pandas makes of it in a numeric column) stays no amount."""
+    if amount is None or amount != amount:
         return None
     amount = int(amount)  # PostgreSQL's SUM(bigint) is a Decimal
     return float(amount) if (currency or "").lower() in ZERO_DECIMAL else amount / 100
@@ -388,6 +389,7 @@ def customer_subscriptions(*, session: Session, customer_id: str, limit: int = 1
     items = _items_for(session, [s["id"] for s in subs])
     for s in subs:
         s["items"] = items.get(s["id"], [])
+        s["mrr"] = mrr_or_none(s["status"], s["mrr"])  # the customer's MRR is the sum of these
     return subs
 
 
@@ -478,9 +480,23 @@ def _subs_where(stmt: Select, f: SubscriptionFilters, *, paged: bool = True) -> 
     return stmt
 
 
+def counts_as_mrr(status: str | None) -> bool:
+    """The one MRR rule: only subscriptions in MRR_STATUSES (active, past due) have MRR; any other shows none."""
+    return status in MRR_STATUSES
+
+
+def mrr_or_none(status: str | None, mrr: int | None) -> int | None:
+    """A row's MRR as every table, breakdown and export shows it: None (empty) outside MRR_STATUSES."""
+    return int(mrr or 0) if counts_as_mrr(status) else None
+
+
+# A subscription's MRR column as the pages show it (SQL side of mrr_or_none).
+SUB_MRR = case((Subscription.status.in_(MRR_STATUSES), Subscription.mrr), else_=None).label("mrr")
+
+
 def _subs_stmt(f: SubscriptionFilters, *, filtered: bool = True) -> Select:
     stmt = select(Subscription.id, Subscription.customer_id, Customer.email.label("customer_email"),
-                  Subscription.status, Subscription.currency, Subscription.mrr,
+                  Subscription.status, Subscription.currency, SUB_MRR,
                   Subscription.current_period_end, Subscription.cancel_at_period_end, Subscription.trial_end,
                   Subscription.created).outerjoin(Customer, Customer.id == Subscription.customer_id)
     order = _order(SUB_SORTS.get(f.sort, Subscription.created), Subscription.id, f.descending)
@@ -509,18 +525,21 @@ def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: 
 
 
 def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> list[dict[str, Any]]:
-    """Count and MRR per status and currency for the filtered subscriptions (one row per pair).
+    """Count and MRR per status and currency for the filtered subscriptions (one row per pair); `mrr` is None
+    for a status outside MRR_STATUSES (such rows have no MRR).
 
     Filtered by status and currency only (the page's default view), the figures come from
     subscription_totals, which triggers keep exact; any other filter sums the matching rows.
     """
     if filters == SubscriptionFilters(statuses=filters.statuses, currency=filters.currency,
                                       sort=filters.sort, descending=filters.descending):
-        return _totals(session, statuses=filters.statuses, currency=filters.currency, by_status=True)
-    stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
-                  func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
-    stmt = _subs_where(stmt, filters, paged=False).group_by(Subscription.status, Subscription.currency)
-    return _rows(session, stmt.order_by(Subscription.status, Subscription.currency))
+        rows = _totals(session, statuses=filters.statuses, currency=filters.currency, by_status=True)
+    else:
+        stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
+                      func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
+        stmt = _subs_where(stmt, filters, paged=False).group_by(Subscription.status, Subscription.currency)
+        rows = _rows(session, stmt.order_by(Subscription.status, Subscription.currency))
+    return [{**r, "mrr": mrr_or_none(r["status"], r["mrr"])} for r in rows]
 
 
 def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) -> IO[bytes]:

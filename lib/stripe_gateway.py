@@ -418,6 +418,13 @@ def merge_update_subscription(subscription_id: str, params: dict[str, Any], *, i
                         idempotency_key=idempotency_key, settings=settings)
 
 
+def merge_cancel_subscription(subscription_id: str, params: dict[str, Any], *, idempotency_key: str,
+                              settings: Settings | None = None) -> dict[str, Any]:
+    """Cancel a subscription now (`prorate`, `invoice_now`, `cancellation_details`): a merge's old one."""
+    return _merge_write(get_client(settings).v1.subscriptions.cancel, subscription_id, params=params,
+                        idempotency_key=idempotency_key, settings=settings)
+
+
 def merge_create_balance_transaction(customer_id: str, params: dict[str, Any], *, idempotency_key: str,
                                      settings: Settings | None = None) -> dict[str, Any]:
     checked_id(ids.IdKind.CUSTOMER, customer_id)

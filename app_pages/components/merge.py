@@ -90,8 +90,10 @@ def _facts_table(plan: dict[str, Any]) -> None:
         label = "Keeps" if role == "survivor" else "Merged away"
         col.markdown(f"**{label}: [{f['id']}]({_dashboard('customers', f['id'])})**")
         col.caption(f"{f.get('name') or '—'} · {f.get('email') or '—'}")
-        subs = ", ".join(f"{s['id']} ({s['status']})" for s in f["subscriptions"]) or "no live subscriptions"
-        col.write(f"Subscriptions: {subs}")
+        names = f.get("product_names") or {}
+        subs = "; ".join(f"{s['id']} ({s['status']}: {merge.describe_items(s, names)})"
+                         for s in f["subscriptions"]) or "no live subscriptions"
+        col.text(f"Subscriptions: {subs}")  # product names come from Stripe: text, never Markdown
         col.write(f"Balance: {format_money(f['balance'], f.get('currency'))} · "
                   f"payment method: {f.get('usable_payment_method') or 'none usable'}")
 
@@ -109,11 +111,11 @@ def _render_plan(kp: str, user: User) -> None:
     if plan["blockers"]:
         st.error("This merge cannot run yet. Nothing has been written to Stripe.")
         for reason in plan["blockers"]:
-            st.markdown(f"- {reason}")
+            st.text(f"• {reason}")
         return
     st.markdown("**Steps**")
     for n, step in enumerate(plan["steps"], start=1):
-        st.markdown(f"{n}. {step['title']}")
+        st.text(f"{n}. {step['title']}")  # titles name Stripe products: shown as text
     for w in plan["warnings"]:
         if w.get("needs_ack"):
             st.warning(w["message"])

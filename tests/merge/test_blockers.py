@@ -29,8 +29,20 @@ def _past_due(sb: SandboxServer, w: World) -> str:
 
 
 def _paused(sb: SandboxServer, w: World) -> str:
-    sb.client.v1.subscriptions.update(w.old_subs[0], params={"pause_collection": {"behavior": "void"}})
-    return w.old_subs[0]
+    """A trial that ended without a payment method, set to pause then: status `paused`."""
+    c = sb.client
+    c.v1.customers.update(w.duplicate, params={"invoice_settings": {"default_payment_method": ""}})
+    sub = c.v1.subscriptions.create(params={
+        "customer": w.duplicate, "items": [{"price": w.price_monthly}], "trial_period_days": 1,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}}})
+    sb.advance(days=2)
+    assert c.v1.subscriptions.retrieve(sub.id).status == "paused"
+    return sub.id
+
+
+def _archived_price(sb: SandboxServer, w: World) -> str:
+    sb.client.v1.prices.update(w.price_seats, params={"active": False})
+    return w.price_seats
 
 
 def _other_currency(sb: SandboxServer, w: World) -> str:
@@ -48,6 +60,7 @@ CASES: dict[str, tuple[Callable[[SandboxServer, World], str], str]] = {
     "open_invoice": (_open_invoice, "still due"),
     "past_due": (_past_due, "is past-due"),
     "paused": (_paused, "is paused"),
+    "archived_price": (_archived_price, "is archived"),
     "other_currency": (_other_currency, "a customer has one currency"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -29,7 +30,8 @@ def run(roles: set[str], customer: str, others: list[str] | None = None) -> AppT
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(e.value for kind in (at.markdown, at.error, at.warning, at.success, at.info) for e in kind)
+    return "\n".join(e.value for kind in (at.markdown, at.text, at.error, at.warning, at.success, at.info)
+                     for e in kind)
 
 
 def test_admin_plans_confirms_and_merges_from_a_cluster(sandbox: Any, session: Session) -> None:
@@ -41,7 +43,10 @@ def test_admin_plans_confirms_and_merges_from_a_cluster(sandbox: Any, session: S
     assert not at.exception, at.exception
     assert at.radio(key="t_merge_survivor_choice").value == w.survivor  # it has paid the most
     shown = texts(at)
-    assert "Recreate" in shown and "cancel at its period end" in shown and "merged_into" in shown
+    assert "Recreate" in shown and "now, without refund or proration" in shown and "merged_into" in shown
+    assert "(Pro × 3)" in shown  # products by name …
+    assert "price_" not in shown  # … never as price ids
+    assert "trialing until" in shown  # the trial is kept, to the same day
     assert at.button(key="t_merge_run").disabled  # nothing runs before the survivor's id is typed
     at.text_input(key="t_merge_confirm").input("cus_wrong").run()
     assert at.button(key="t_merge_run").disabled
@@ -76,24 +81,39 @@ def test_switching_the_survivor_replans(sandbox: Any, session: Session) -> None:
 
 def test_blocked_plan_shows_reasons_and_no_run_button(sandbox: Any, session: Session) -> None:
     w = make_world(sandbox, duplicate_extra=False)
-    sandbox.client.v1.subscriptions.update(w.old_subs[0], params={"pause_collection": {"behavior": "void"}})
+    sandbox.client.v1.prices.update(w.price_seats, params={"active": False})  # a new subscription cannot use it
     at = run({"admin"}, w.duplicate, [w.duplicate, w.survivor])
     at.button(key="t_merge_open").click().run()
     at.button(key="t_merge_plan_btn").click().run()
     assert any("cannot run yet" in e.value for e in at.error)
-    assert "is paused" in texts(at)
+    assert "is archived" in texts(at)
     assert not [b for b in at.button if b.key == "t_merge_run"]
 
 
 def test_missing_customer_and_non_admins(sandbox: Any, session: Session) -> None:
     at = run({"admin"}, "cus_missing")
     at.button(key="t_merge_open").click().run()
-    at.text_input(key="t_merge_other").input("cus_missing_too").run()
+    at.text_input(key="t_merge_other").input("cus_missingtoo").run()
     at.button(key="t_merge_plan_btn").click().run()
     assert any("does not exist in Stripe" in e.value for e in at.error)
     for roles in ({"support"}, {"staff"}, {"finance"}):
         at = run(roles, "cus_x")
         assert not at.button and not at.exception
+
+
+@pytest.mark.parametrize("typed", ["cus_x/../cus_Y", "cus_abc?expand[]=x", "sub_123", "cus_ab c", "cus_é"])
+def test_a_malformed_other_id_is_refused_before_any_stripe_call(sandbox: Any, session: Session,
+                                                                typed: str) -> None:
+    w: World = make_world(sandbox, duplicate_extra=False)
+    since = last_seq(sandbox)
+    at = run({"admin"}, w.survivor)
+    at.button(key="t_merge_open").click().run()
+    at.text_input(key="t_merge_other").input(typed).run()
+    at.button(key="t_merge_plan_btn").click().run()
+    assert not at.exception, at.exception
+    assert any("is not a Stripe customer id" in e.value for e in at.error), texts(at)
+    assert sandbox.requests(since) == []  # nothing reached Stripe, not even a read
+    assert not [b for b in at.button if b.key == "t_merge_run"]
 
 
 def test_no_card_warning_needs_the_checkbox_and_offers_an_update_card_link(sandbox: Any, session: Session) -> None:
@@ -126,6 +146,9 @@ def test_a_crashed_merge_is_resumed_from_the_page(sandbox: Any, session: Session
 
     with pytest.raises(merge.MergeCrash):
         merge.run_job(job.id, user=ADMIN, session=session, hook=crash)
+    from tests.merge.world import runner_died_long_ago
+
+    runner_died_long_ago(session, job.id)
     at = run({"admin"}, w.survivor)
     assert any(job.id in x.value and "can be resumed" in x.value for x in at.warning)
     at.button(key="t_merge_open_pending").click().run()

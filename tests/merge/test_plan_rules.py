@@ -68,7 +68,7 @@ def test_every_blocker_has_a_reason() -> None:
         "cus_d", currency="usd", balance=100,
         open_invoices=[{"id": "in_1", "amount_remaining": 500, "currency": "usd"}], cash_balance={"usd": 700},
         subscriptions=[sub("sub_sched", schedule="sub_sched_1", currency="eur"),
-                       sub("sub_paused", pause_collection={"behavior": "void"}, currency="eur"),
+                       sub("sub_paused", status="paused", currency="eur"),
                        sub("sub_pd", status="past_due", currency="eur"), sub("sub_usd")],
     )
     plan = build_plan(survivor, dup, suggested=("cus_s", "why"))

@@ -112,7 +112,7 @@ def _summed(session: Session) -> list[dict]:
                     func.sum(Subscription.mrr).label("mrr"))
             .group_by(Subscription.status, Subscription.currency)
             .order_by(Subscription.status, Subscription.currency))
-    return [{**dict(r), "mrr": int(r.mrr)} for r in session.execute(stmt).mappings()]
+    return [{**dict(r), "mrr": queries.mrr_or_none(r.status, r.mrr)} for r in session.execute(stmt).mappings()]
 
 
 def test_totals_stay_exact_through_inserts_updates_deletes_and_rollbacks(subs: dict[str, str],
