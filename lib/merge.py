@@ -17,7 +17,6 @@ claimed by compare-and-set and audited in one row.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from lib import audit
 from lib import stripe_gateway as gw
 from lib.auth import User, can
 from lib.config import Settings, get_settings
+from lib.ids import is_customer_id
 from lib.models import AuditLog, MergeJob, MergeStep, utcnow
 from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
@@ -45,16 +45,6 @@ MERGE_KEYS = ("merged_from", "merged_into", "merge_job")  # never copied between
 HEARTBEAT_SECONDS = 10  # a live runner touches its job's updated_at this often (its heartbeat)
 STALE_RUNNING_SECONDS = 60  # a 'running' job whose heartbeat is this old is taken to have crashed
 UNFINISHED = ("planned", "running", "stopped", "failed")
-
-
-# A Stripe customer id: cus_ and letters or digits only. Anything else (a slash, "..", a space, another
-# object's prefix) never reaches a Stripe path.
-_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,250}")
-
-
-def is_customer_id(value: str) -> bool:
-    """True when `value` is shaped like a Stripe customer id (checked before any Stripe call)."""
-    return bool(_CUSTOMER_ID.fullmatch(value))
 
 
 class MergeError(Exception):
