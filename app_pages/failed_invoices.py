@@ -91,21 +91,35 @@ def render_recovery() -> None:
     rate = next((r for r in rec.rates if r["currency"] == cur), None)
     if rate:
         c1, c2, c3 = st.columns(3)
-        c1.metric("Failed", format_money(rate["failed"], cur))
-        c2.metric("Recovered", format_money(rate["recovered"], cur))
+        c1.metric("Failed", format_money(rate["failed"], cur),
+                  help="Amount due of the invoices that failed in the last 12 months (by the month they failed)")
+        c2.metric("Recovered", format_money(rate["recovered"], cur),
+                  help="Of those, the amount paid later (on a retry or after a card update)")
         c3.metric("Recovery rate", f"{rate['rate']:.0%}" if rate["rate"] is not None else "—",
-                  help="Recovered ÷ failed amount over the last 12 months")
+                  help="Recovered ÷ failed amount of the failures of the last 12 months; a recent month still "
+                       "rises as retries pay")
     if rec.weekly:
         df = frame(rec.weekly, money=("amount",))
-        df["week"] = pd.to_datetime(df["week"])
+        # an ordinal x (one band per week, labelled by its Monday), so the two kinds sit side by side
+        df["week"] = pd.to_datetime(df["week"]).dt.strftime("%Y-%m-%d")
         chart = alt.Chart(df).mark_bar().encode(
-            x=alt.X("week:T", title="Week"), xOffset="kind:N",
+            x=alt.X("week:O", title="Week (from Monday)", axis=alt.Axis(labelAngle=-45)), xOffset="kind:N",
             y=alt.Y("amount:Q", title=f"Amount ({cur.upper()})"),
             color=alt.Color("kind:N", title="", scale=alt.Scale(domain=["failed", "recovered"],
                                                                  range=["#d62728", "#2ca02c"])),
-            tooltip=["week:T", "kind:N", alt.Tooltip("amount:Q", format=",.2f")],
+            tooltip=[alt.Tooltip("week:O", title="Week from"), "kind:N", alt.Tooltip("amount:Q", format=",.2f")],
         ).properties(height=260)
         st.altair_chart(chart, key=f"{P}_chart")
+    if rec.monthly:
+        st.caption("Recovery rate by month of failure: of the money that failed that month, how much was "
+                   "paid later (whenever). Failed bars count an invoice in the week it failed, recovered bars "
+                   "in the week it was paid.")
+        mdf = frame([{**m, "month": m["month"].strftime("%Y-%m")} for m in rec.monthly],
+                    money=("failed", "recovered"))
+        st.dataframe(mdf[["month", "failed", "recovered", "rate"]], key=f"{P}_recovery_months", hide_index=True,
+                     column_config={"month": "Month of failure", "failed": money_column("Failed", mdf["currency"]),
+                                    "recovered": money_column("Recovered", mdf["currency"]),
+                                    "rate": st.column_config.NumberColumn("Recovery rate", format="percent")})
 
 
 def _save_followup(user_email: str, role: str) -> None:

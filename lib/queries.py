@@ -713,39 +713,64 @@ def failed_currencies(*, session: Session) -> list[str]:
 class Recovery:
     weekly: list[dict[str, Any]] = field(default_factory=list)  # week, currency, kind, amount
     rates: list[dict[str, Any]] = field(default_factory=list)  # currency, failed, recovered, rate
+    monthly: list[dict[str, Any]] = field(default_factory=list)  # month, currency, failed, recovered, rate
 
 
-def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
+def _month_start(d: date, back: int = 0) -> date:
+    """The first day of `d`'s month, `back` months earlier."""
+    m = d.year * 12 + d.month - 1 - back
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def recovery(*, session: Session, currency: str | None = None, weeks: int = 52, months: int = 12,
              now: datetime | None = None) -> Recovery:
-    """Weekly failed vs recovered amounts over the last `weeks` weeks, and the recovery rate per currency.
+    """Failed vs recovered money: the weekly cash view for the chart, and the recovery rate by month of failure.
 
-    Failed: invoices created in the window that had a failed attempt (still open/uncollectible, or paid
-    after more than one attempt), by creation week. Recovered: those paid after a failed attempt, by
-    payment week. Rate = recovered / failed per currency (never across currencies). Read from
-    invoice_recovery_daily (per UTC day, kept by triggers on `invoices`: ~730 rows for a year of one
-    currency instead of ~120,000 index entries), so the window starts at the UTC day of `now - weeks`.
+    weekly: over the last `weeks` weeks (from the UTC day of `now - weeks`), amounts that failed (invoices with
+    a failed attempt, still open/uncollectible or paid after more than one attempt: amount_due, by the week
+    they were created) and that were recovered (paid after a failed attempt: amount_paid, by the week paid).
+    monthly: per currency and UTC month of failure (invoice creation) over the last `months` months, this
+    month included: rate = amount recovered, whenever paid, of the invoices that failed that month ÷ amount
+    failed that month (the cohort rate dunning tools report; a recent month still rises as retries pay).
+    rates: the same per currency over those months together. Never across currencies. Read from
+    invoice_recovery_daily (kept by triggers on `invoices`), never from the invoices themselves.
     """
     now = now or utcnow()
     since = now - timedelta(weeks=weeks)
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
+    month0 = _month_start(now.astimezone(UTC).date(), months - 1)
     daily = InvoiceRecoveryDaily
     stmt = select(daily.day, daily.currency, daily.kind, daily.amount).where(
-        daily.day >= since.astimezone(UTC).date(), daily.invoices > 0)  # rows may hold 0 invoices: skipped
+        daily.day >= min(since.astimezone(UTC).date(), month0), daily.invoices > 0)  # rows of 0 invoices: skipped
     if currency:
         stmt = stmt.where(daily.currency == currency.lower())
     weekly: list[dict[str, Any]] = []
-    totals: dict[str, dict[str, int]] = {}
+    cohorts: dict[tuple[str, date], dict[str, int]] = {}
     for d, c, kind, amount in session.execute(stmt):
-        w = (_as_date(d).toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
+        day, amount = _as_date(d), int(amount or 0)
+        if kind in ("failed", "recovered_cohort") and day >= month0:
+            cohort = cohorts.setdefault((c, _month_start(day)), {"failed": 0, "recovered": 0})
+            cohort["failed" if kind == "failed" else "recovered"] += amount
+        if kind == "recovered_cohort":
+            continue
+        w = (day.toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
         if w < week0:
             continue
         start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
-        weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
-        totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
-    weekly = _merge_weeks(weekly)
-    rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
-              "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
-    return Recovery(weekly=sorted(weekly, key=lambda r: (r["week"], r["currency"], r["kind"])), rates=rates)
+        weekly.append({"week": start, "currency": c, "kind": kind, "amount": amount})
+    monthly = [{"month": m, "currency": c, **t, "rate": _rate(t)} for (c, m), t in sorted(cohorts.items())]
+    totals: dict[str, dict[str, int]] = {}
+    for r in monthly:
+        t = totals.setdefault(r["currency"], {"failed": 0, "recovered": 0})
+        t["failed"] += r["failed"]
+        t["recovered"] += r["recovered"]
+    rates = [{"currency": c, **t, "rate": _rate(t)} for c, t in sorted(totals.items())]
+    return Recovery(weekly=sorted(_merge_weeks(weekly), key=lambda r: (r["week"], r["currency"], r["kind"])),
+                    rates=rates, monthly=monthly)
+
+
+def _rate(t: dict[str, int]) -> float | None:
+    return t["recovered"] / t["failed"] if t["failed"] else None
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
