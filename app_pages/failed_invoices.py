@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app_pages.components import data
 from app_pages.components.data import csv_download, query
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
+from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ANY,
     chosen,
@@ -43,11 +44,14 @@ def filters_from_widgets() -> FailedFilters:
     c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+    c4.checkbox("New card since the failure", key=f"{P}_new_card",
+                help="Only invoices whose customer put another card on file after the last failed attempt: a "
+                     "retry now would charge that card.")
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
     return FailedFilters(decline_code=chosen(f"{P}_decline"), currency=(chosen(f"{P}_currency") or "").lower() or None,
                          status=chosen(f"{P}_status"), followup=chosen(f"{P}_followup"), age=chosen(f"{P}_age"),
-                         sort=sort, descending=desc)
+                         new_card=bool(st.session_state.get(f"{P}_new_card")), sort=sort, descending=desc)
 
 
 def render_summary(filters: FailedFilters) -> None:
@@ -199,14 +203,15 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     event = st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
         column_order=["id", "customer", "customer_email", "status", "currency", "amount_remaining", "attempt_count",
-                      "code", "next_step", "next_payment_attempt", "age_days", "followup_status", "followup_note",
-                      "followup_by", "hosted_invoice_url"],
+                      "code", "new_card", "next_step", "next_payment_attempt", "age_days", "followup_status",
+                      "followup_note", "followup_by", "hosted_invoice_url"],
         column_config={
             "id": "Invoice", "customer": st.column_config.LinkColumn("Customer", display_text="Open"),
             "customer_email": "Email", "status": "Status", "currency": "Currency",
             "amount_remaining": money_column("At risk", df["currency"]),
             "attempt_count": st.column_config.NumberColumn("Attempts"),
             "code": "Decline code", "next_step": st.column_config.TextColumn("Suggested next step", width="medium"),
+            "new_card": st.column_config.TextColumn("New card since the failure", width="medium"),
             "next_payment_attempt": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm",
                                                                     help="Empty: no automatic retry is scheduled"),
             "age_days": st.column_config.NumberColumn("Age (days)"),
@@ -223,6 +228,7 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.caption("Select rows to make update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)
     invoice_portal_link_action(user, page.rows, key_prefix=P, selected=ids)
+    retry_now_action(user, page.rows, key_prefix=P)
     render_followup_editor(user, page.rows)
     if filters.decline_code is not None:
         d = explain(filters.decline_code)

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
 from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, literal_column, or_, select, text
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -406,9 +407,13 @@ def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page
                    Invoice.amount_paid, Invoice.amount_remaining, Invoice.attempt_count,
                    Invoice.decline_code, Invoice.failure_code, Invoice.failure_message,
                    Invoice.next_payment_attempt, Invoice.created, Invoice.paid_at, Invoice.hosted_invoice_url,
-                   Invoice.subscription_id)
-            .where(Invoice.customer_id == customer_id).order_by(Invoice.created.desc(), Invoice.id.desc()))
-    return _page(session, stmt, page, page_size)
+                   Invoice.subscription_id, *_new_card_columns()).select_from(Invoice))
+    stmt = (_with_card_joins(stmt).where(Invoice.customer_id == customer_id)
+            .order_by(Invoice.created.desc(), Invoice.id.desc()))
+    result = _page(session, stmt, page, page_size)
+    for r in result.rows:
+        r["new_card"] = new_card_hint(r)
+    return result
 
 
 def customer_open_amounts(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
@@ -554,6 +559,7 @@ class FailedFilters:
     status: str | None = None  # open | uncollectible
     followup: str | None = None  # open | contacted | promised | resolved
     age: str | None = None  # one of AGE_BUCKETS
+    new_card: bool = False  # only invoices whose customer has a new card since the failure (`new_card_condition`)
     sort: str = "amount"  # amount | created | next_retry
     descending: bool = True
 
@@ -561,7 +567,7 @@ class FailedFilters:
 FAILED_COLUMNS = ["id", "customer_id", "customer_email", "number", "status", "currency", "amount_remaining",
                   "amount_due", "attempt_count", "code", "meaning", "next_step", "next_payment_attempt",
                   "created", "age_days", "hosted_invoice_url", "followup_status", "followup_note",
-                  "followup_by", "followup_at"]
+                  "followup_by", "followup_at", "new_card"]
 _CODE = func.coalesce(Invoice.decline_code, Invoice.failure_code, "")
 
 
@@ -582,8 +588,57 @@ def _age_bounds(bucket: str, now: datetime) -> tuple[datetime | None, datetime |
     return (now - timedelta(days=older) if older else None, now - timedelta(days=newer) if newer else None)
 
 
+# --- "new card since the failure" ---------------------------------------------------------------
+# The card a retry would charge now: the subscription's default payment method, else the customer's (Stripe's
+# order; an invoice-level default is not cached). It is "new" when it is not the card the last failed attempt
+# charged (invoices.failed_payment_method_id), or when that attempt had no card at all. The card must still be
+# attached to the invoice's customer in the cache. See docs/schema.md.
+_NEW_CARD = aliased(PaymentMethod, name="new_card")
+_INV_SUB = aliased(Subscription, name="inv_sub")
+_INV_CUSTOMER = aliased(Customer, name="inv_customer")
+NEW_CARD_STATUSES = ("open", "uncollectible")
+
+
+def _with_card_joins(stmt: Select) -> Select:
+    """Outer-join an invoices statement to the card a retry would charge now (`_NEW_CARD`)."""
+    current = func.coalesce(_INV_SUB.default_payment_method_id, _INV_CUSTOMER.default_payment_method_id)
+    return (stmt.outerjoin(_INV_CUSTOMER, _INV_CUSTOMER.id == Invoice.customer_id)
+            .outerjoin(_INV_SUB, _INV_SUB.id == Invoice.subscription_id)
+            .outerjoin(_NEW_CARD, and_(_NEW_CARD.id == current, _NEW_CARD.customer_id == Invoice.customer_id)))
+
+
+def new_card_condition() -> ColumnElement[bool]:
+    """An attempted unpaid invoice whose retry would charge another card than the one that failed it."""
+    return and_(Invoice.status.in_(NEW_CARD_STATUSES), Invoice.attempt_count > 0, _NEW_CARD.id.is_not(None),
+                or_(Invoice.failed_payment_method_id != _NEW_CARD.id,
+                    and_(Invoice.failed_payment_method_id.is_(None),
+                         Invoice.failure_code == "payment_method_missing")))
+
+
+def _new_card_columns() -> list[Any]:
+    """The new card's id, brand, last 4 and creation time, or NULLs when there is none (`new_card_condition`)."""
+    def when(column: Any, label: str) -> Any:
+        return case((new_card_condition(), column), else_=None).label(label)
+
+    return [when(_NEW_CARD.id, "new_card_id"), when(_NEW_CARD.card_brand, "new_card_brand"),
+            when(_NEW_CARD.card_last4, "new_card_last4"), when(_NEW_CARD.created, "new_card_created")]
+
+
+def new_card_hint(r: dict[str, Any]) -> str:
+    """'New card Visa •••• 4242 added 2026-12-03 14:05 UTC — retry now', or '' (a row with `_new_card_columns`)."""
+    if not r.get("new_card_id"):
+        return ""
+    card = " ".join(x for x in (str(r.get("new_card_brand") or "").title(),
+                                f"•••• {r['new_card_last4']}" if r.get("new_card_last4") else "") if x)
+    created = r.get("new_card_created")
+    when = f" added {created.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if isinstance(created, datetime) else " on file"
+    return f"New card{' ' + card if card else ''}{when} — retry now"
+
+
 def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
     stmt = stmt.where(_failed_base())
+    if f.new_card:
+        stmt = stmt.where(new_card_condition())
     if f.decline_code is not None:
         stmt = stmt.where(_CODE == f.decline_code)
     if f.currency:
@@ -604,10 +659,14 @@ def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
 
 
 def _failed_from(stmt: Select, f: FailedFilters | None = None) -> Select:
-    """FROM invoices, joined to their follow-ups when the rows show them or the filter needs them."""
-    if f is not None and not f.followup:
-        return stmt.select_from(Invoice)
-    return stmt.select_from(Invoice).outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+    """FROM invoices, joined to their follow-ups and to the card a retry would charge when the rows show them
+    or the filter needs them."""
+    stmt = stmt.select_from(Invoice)
+    if f is None or f.followup:
+        stmt = stmt.outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+    if f is None or f.new_card:
+        stmt = _with_card_joins(stmt)
+    return stmt
 
 
 FAILED_SORTS = {"amount": Invoice.amount_remaining, "created": Invoice.created,
@@ -621,7 +680,7 @@ def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
         _CODE.label("code"), Invoice.failure_message, Invoice.next_payment_attempt, Invoice.created,
         Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
         InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
-        InvoiceFollowup.updated_at.label("followup_at")))
+        InvoiceFollowup.updated_at.label("followup_at"), *_new_card_columns()))
     order = _order(FAILED_SORTS.get(f.sort, Invoice.amount_remaining), Invoice.id, f.descending)
     return _failed_where(stmt, f, now).order_by(*order)
 
@@ -632,6 +691,7 @@ def _decorate_failed(r: dict[str, Any], now: datetime) -> dict[str, Any]:
     r["followup_status"] = r["followup_status"] or "open"
     r["followup_note"] = r["followup_note"] or ""
     r["age_days"] = (now - r["created"]).days if r["created"] else None
+    r["new_card"] = new_card_hint(r)
     return r
 
 
