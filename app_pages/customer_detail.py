@@ -8,9 +8,11 @@ import re
 import streamlit as st
 
 from app_pages.components.data import query
+from app_pages.components.markdown_text import escape_md
 from app_pages.components.merge import merge_action
+from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
-from app_pages.components.retry import escape_md, retry_now_action
+from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ago,
     dashboard_url,
@@ -213,6 +215,7 @@ def render(user) -> None:  # noqa: ANN001
         render_missing(cid)
         return
     back_link()
+    render_merge_marks(cid)
     render_profile(customer)
     pms = query("customer_payment_methods", customer_id=cid)
     subs = query("customer_subscriptions", customer_id=cid)

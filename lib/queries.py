@@ -24,12 +24,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from lib.declines import explain
+from lib.mapping import valid_customer_id
 from lib.models import (
     MRR_STATUSES,
+    AuditLog,
     Customer,
     Invoice,
     InvoiceFollowup,
     InvoiceRecoveryDaily,
+    MergeJob,
     PaymentMethod,
     StripeEvent,
     Subscription,
@@ -262,7 +265,7 @@ class CustomerFilters:
 CUSTOMER_SORTS = {"created": Customer.created, "mrr": Customer.mrr, "email": Customer.email_normalized,
                   "name": Customer.name_search, "balance": Customer.balance}
 CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr", "balance", "delinquent",
-                    "deleted"]
+                    "deleted", "merged_into"]
 
 
 def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None:
@@ -373,6 +376,88 @@ def customer_currencies(*, session: Session) -> list[str]:
 def get_customer(*, session: Session, customer_id: str) -> dict[str, Any] | None:
     row = session.get(Customer, customer_id)
     return row.model_dump() if row else None
+
+
+# --- merges: who was merged into whom, when and by whom -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeMark:
+    """A merge seen from one side: `duplicate` was merged into `survivor`; `at`/`by` come from the audit log of
+    the merge step that marked it (else its merge job); None when the merge was made outside the dashboard."""
+
+    survivor: str
+    duplicate: str
+    at: datetime | None = None
+    by: str | None = None
+    duplicate_label: str = ""  # the duplicate's name or email (for "merged from" lists)
+
+
+def _merge_marks(session: Session, pairs: list[tuple[str, str]]) -> dict[str, tuple[datetime | None, str | None]]:
+    """(when, who) per duplicate id of (duplicate, survivor) pairs: the newest succeeded `mark_duplicate` merge
+    step (audit_log, by customer_id), else the newest succeeded merge job; absent when neither exists."""
+    if not pairs:
+        return {}
+    dups = [d for d, _ in pairs]
+    wanted = set(pairs)
+    found: dict[str, tuple[datetime | None, str | None]] = {}
+    steps = (select(AuditLog.customer_id, AuditLog.object_id, AuditLog.created_at, AuditLog.actor)
+             .where(AuditLog.customer_id.in_(dups), AuditLog.action == "merge_step",
+                    AuditLog.flow == "mark_duplicate", AuditLog.result == "succeeded")
+             .order_by(AuditLog.id.desc()).limit(20 * len(dups)))
+    for dup, survivor, at, by in session.execute(steps):
+        if (dup, survivor) in wanted:
+            found.setdefault(dup, (at, by))
+    rest = [d for d in dups if d not in found]
+    if rest:
+        jobs = (select(MergeJob.duplicate_id, MergeJob.survivor_id, MergeJob.finished_at, MergeJob.created_by)
+                .where(MergeJob.duplicate_id.in_(rest), MergeJob.status == "succeeded")
+                .order_by(MergeJob.created_at.desc()).limit(20 * len(rest)))
+        for dup, survivor, at, by in session.execute(jobs):
+            if (dup, survivor) in wanted:
+                found.setdefault(dup, (at, by))
+    return found
+
+
+def merged_into(*, session: Session, customer_id: str) -> MergeMark | None:
+    """Where this customer was merged to (customers.merged_into), with when and by whom; None if it was not."""
+    survivor = session.execute(select(Customer.merged_into).where(Customer.id == customer_id)).scalar()
+    survivor = valid_customer_id(survivor)
+    if survivor is None:
+        return None
+    at, by = _merge_marks(session, [(customer_id, survivor)]).get(customer_id, (None, None))
+    return MergeMark(survivor=survivor, duplicate=customer_id, at=at, by=by)
+
+
+MERGED_FROM_LIMIT = 50
+
+
+def merged_from(*, session: Session, customer_id: str, limit: int = MERGED_FROM_LIMIT) -> list[MergeMark]:
+    """The customers merged into this one (the ix_customers_merged_into range), oldest id first, at most
+    `limit`, each with when and by whom."""
+    stmt = (select(Customer.id, Customer.name, Customer.email).where(Customer.merged_into == customer_id)
+            .order_by(Customer.id).limit(limit))
+    rows = session.execute(stmt).all()
+    marks = _merge_marks(session, [(r[0], customer_id) for r in rows])
+    return [MergeMark(survivor=customer_id, duplicate=cid, at=marks.get(cid, (None, None))[0],
+                      by=marks.get(cid, (None, None))[1], duplicate_label=name or email or "")
+            for cid, name, email in rows]
+
+
+def merged_since(*, session: Session, since: datetime, limit: int = 10_000) -> set[str]:
+    """Ids of customers marked merged whose cached row changed since `since` (the duplicates page drops them
+    from a scan made before): the merged-into index range, usually a handful of rows."""
+    stmt = (select(Customer.id).where(Customer.merged_into.is_not(None), Customer.synced_at >= since)
+            .limit(limit))
+    return {r[0] for r in session.execute(stmt)}
+
+
+def customer_ids_matching(*, session: Session, text: str, limit: int = 200) -> list[str]:
+    """Customers the search box would find for `text` (id, email, phone, card last 4 or name), at most
+    `limit`, deleted ones included (raises SearchError on unusable text)."""
+    f = CustomerFilters(q=text, include_deleted=True)
+    stmt = _customers_stmt(session, f, columns=[Customer.id]).limit(limit)
+    return [r[0] for r in session.execute(stmt)]
 
 
 def customer_payment_methods(*, session: Session, customer_id: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ must be the one the user has at the moment of the click (`retry_invoice` checks 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import streamlit as st
@@ -16,14 +15,6 @@ from lib.auth import User, can
 from lib.db import session_scope
 from lib.invoice_retry import ACTION, RetryError, retry_invoice
 from lib.queries import format_money
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
-
-
-def escape_md(text: str) -> str:
-    """Stripe text made literal for Markdown-rendering elements (st.info, st.warning…). A stand-in until the
-    shared helper (app_pages/components/text.py) lands."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _label(r: dict[str, Any]) -> str:
