@@ -118,3 +118,21 @@ def test_retry_now_is_offered_to_finance_and_admin_only(role: str, cards: dict[s
         assert at.selectbox(key="fi_retry_invoice").value == cards["hinted"]
     else:
         assert "Only finance and admins can retry a payment." in [c.value for c in at.caption]
+
+
+def test_recovery_chart_groups_bars_by_week_on_an_ordinal_axis(session: Session) -> None:
+    import json
+
+    from lib.models import utcnow
+    from tests.utils.factories import make_invoice
+
+    a = make_customer(session)
+    make_failed_invoice(session, a, amount_due=5000)
+    make_invoice(session, a, status="paid", amount_due=2000, attempt_count=2, paid_at=utcnow())
+    at = run_page("failed_invoices.py")
+    assert not at.exception, at.exception
+    charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    spec = json.loads(charts[0].proto.spec)
+    encoding = spec.get("encoding") or spec["layer"][0]["encoding"]
+    assert (encoding["x"]["field"], encoding["x"]["type"]) == ("week", "ordinal")
+    assert encoding["xOffset"]["field"] == "kind"
