@@ -8,8 +8,11 @@ import re
 import streamlit as st
 
 from app_pages.components.data import query
+from app_pages.components.markdown_text import escape_md
 from app_pages.components.merge import merge_action
+from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
+from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ago,
     dashboard_url,
@@ -148,14 +151,18 @@ def render_subscriptions(subs: list[dict]) -> None:
     })
 
 
-def render_invoices(cid: str) -> list[str]:
-    """The invoices table, paged; returns the ids shown (their events join the timeline)."""
+def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
+    """The invoices table, paged, with "new card since the failure" hints and Retry now; returns the ids shown
+    (their events join the timeline)."""
     page_no, size = pager(f"{P}_inv", cid)
     page = query("customer_invoices", customer_id=cid, page=page_no, page_size=size)
     st.subheader(f"Invoices ({page.total_label})")
     if not page.rows:
         st.info("No invoices.")
         return []
+    for inv in page.rows:
+        if inv["new_card"]:
+            st.info(escape_md(f"{inv['id']}: {inv['new_card']}"), icon=":material/credit_card:")
     rows = []
     for inv in page.rows:
         code = inv["decline_code"] or inv["failure_code"]
@@ -163,7 +170,7 @@ def render_invoices(cid: str) -> list[str]:
             "id": inv["id"], "number": inv["number"], "status": inv["status"], "currency": inv["currency"],
             "amount_due": inv["amount_due"], "amount_paid": inv["amount_paid"],
             "amount_remaining": inv["amount_remaining"], "attempts": inv["attempt_count"],
-            "decline": f"{code}: {explain(code).meaning}" if code else "",
+            "decline": f"{code}: {explain(code).meaning}" if code else "", "new_card": inv["new_card"],
             "next_retry": inv["next_payment_attempt"], "created": inv["created"],
             "hosted": inv["hosted_invoice_url"], "stripe": dashboard_url("invoices", inv["id"]),
         })
@@ -175,12 +182,14 @@ def render_invoices(cid: str) -> list[str]:
         "amount_paid": money_column("Paid", df["currency"]),
         "amount_remaining": money_column("Remaining", df["currency"]),
         "decline": st.column_config.TextColumn("Decline reason", width="large"),
+        "new_card": st.column_config.TextColumn("New card since the failure", width="medium"),
         "next_retry": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm"),
         "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
         "hosted": st.column_config.LinkColumn("Hosted invoice", display_text="Pay page"),
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })
     pager_controls(f"{P}_inv", page)
+    retry_now_action(user, [r for r in page.rows if r["attempt_count"]], key_prefix=f"{P}_inv")
     return [r["id"] for r in page.rows]
 
 
@@ -206,6 +215,7 @@ def render(user) -> None:  # noqa: ANN001
         render_missing(cid)
         return
     back_link()
+    render_merge_marks(cid)
     render_profile(customer)
     pms = query("customer_payment_methods", customer_id=cid)
     subs = query("customer_subscriptions", customer_id=cid)
@@ -219,7 +229,7 @@ def render(user) -> None:  # noqa: ANN001
         st.caption("No default payment method set: invoices fall back to the subscription's card, if any.")
     render_actions(user, cid)
     render_subscriptions(subs)
-    invoice_ids = render_invoices(cid)
+    invoice_ids = render_invoices(user, cid)
     render_payment_methods(customer, pms)
     render_timeline(cid, [s["id"] for s in subs] + invoice_ids + [pm["id"] for pm in pms])
 

@@ -67,13 +67,16 @@ def render_results(filters: CustomerFilters) -> None:
     st.caption(f"{page.total_label} customer(s) · MRR is per customer, in the customer's currency")
     df = frame(page.rows, money=("mrr", "balance"))
     df.insert(1, "open", [f"customer?id={cid}" for cid in df["id"]])
+    df["merged"] = [f"merged into {m}" if isinstance(m, str) and m else "" for m in df["merged_into"]]
     event = st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
-        column_order=["id", "open", "email", "name", "phone", "created", "currency", "mrr", "balance",
+        column_order=["id", "open", "merged", "email", "name", "phone", "created", "currency", "mrr", "balance",
                       "delinquent", "deleted"],
         column_config={
             "id": st.column_config.TextColumn("Customer"),
             "open": st.column_config.LinkColumn("Detail", display_text="Open"),
+            "merged": st.column_config.TextColumn("Merged", help="Merged away into another customer (kept for "
+                                                  "history): open it to reach the surviving customer."),
             "email": "Email", "name": "Name", "phone": "Phone",
             "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
             "currency": "Currency",

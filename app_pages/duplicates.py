@@ -3,17 +3,18 @@ the customers side by side, and a merge for each cluster (admins only)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
 
 from app_pages.components.merge import merge_action
 from app_pages.components.tables import ago
-from lib import duplicates, merge
+from lib import duplicates, merge, queries
 from lib.auth import require_page
 from lib.config import get_settings
 from lib.db import session_scope
-from lib.queries import format_money
+from lib.queries import SearchError, format_money
 
 P = "dup"  # widget-key prefix
 SCAN_TTL = 15 * 60
@@ -81,6 +82,34 @@ def render_unfinished() -> None:
             merge_action(user, job.duplicate_id, key_prefix=f"{P}_job_{job.id}")
 
 
+def still_current(result: duplicates.DetectionResult) -> list[duplicates.Cluster] | None:
+    """The scan's clusters without the customers merged away since it ran (no Re-scan needed); None after
+    saying why when the cache cannot be read."""
+    started = result.scanned_at - timedelta(seconds=result.seconds + 1)
+    try:
+        with session_scope() as session:
+            merged = queries.merged_since(session=session, since=started)
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+        st.error(f"Could not check the cache for merges since the scan ({type(exc).__name__}). Reload the page.")
+        return None
+    # a cluster whose merge dialog is open stays until it is closed (its merge just ran: the dialog shows the outcome)
+    open_ = {cid for c in result.clusters if st.session_state.get(f"{P}_{c.id}_merge_is_open")
+             for cid in c.customer_ids}
+    return duplicates.without_merged(result.clusters, merged - open_)
+
+
+def customers_matching(text: str) -> list[str] | None:
+    """Ids of the customers the search finds (as on the Customers page); None after saying why not."""
+    try:
+        with session_scope() as session:
+            return queries.customer_ids_matching(session=session, text=text)
+    except SearchError as exc:
+        st.warning(str(exc), icon=":material/search_off:")
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+        st.error(f"The search could not read the cache ({type(exc).__name__}). Reload the page.")
+    return None
+
+
 def main() -> None:
     st.title("Duplicates")
     db_url = get_settings().database_url
@@ -97,17 +126,31 @@ def main() -> None:
                    f"{ago(result.scanned_at)} in {result.seconds:.1f} s (kept {SCAN_TTL // 60} min; Re-scan after a "
                    "sync or a merge)")
     render_unfinished()
+    current = still_current(result)
+    if current is None:
+        return
+    find = st.text_input("Find a customer's cluster", key=f"{P}_find", max_chars=queries.MAX_SEARCH_LEN,
+                         placeholder="cus_… id, email or name")
     f1, f2, f3 = st.columns([3, 2, 1])
     signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
                              format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")
     min_conf = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05, key=f"{P}_min_conf")
     size = f3.selectbox("Per page", PAGE_SIZES, key=f"{P}_size")
-    clusters = duplicates.filter_clusters(result.clusters, signals=signals, min_confidence=min_conf)
+    clusters = duplicates.filter_clusters(current, signals=signals, min_confidence=min_conf)
+    if find.strip():
+        found = customers_matching(find)
+        if found is None:
+            return
+        clusters = duplicates.clusters_of(clusters, found)
+        if not clusters:
+            st.info("No duplicate cluster holds a customer matching that search (with these filters)." if found
+                    else "No customer matches that search. Check the id, email or name.")
+            return
     if not clusters:
         st.info("No duplicate clusters match. Lower the minimum confidence or clear the signal filter."
-                if result.clusters else "No duplicates found in the cache. Run a sync first if it is empty.")
+                if current else "No duplicates found in the cache. Run a sync first if it is empty.")
         return
-    sig: Any = (tuple(signals), min_conf, size, len(clusters))
+    sig: Any = (tuple(signals), min_conf, size, len(clusters), find.strip())
     if st.session_state.get(f"{P}_sig") != sig:
         st.session_state[f"{P}_sig"], st.session_state[f"{P}_page"] = sig, 1
     pages = (len(clusters) + size - 1) // size

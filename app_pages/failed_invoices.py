@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app_pages.components import data
 from app_pages.components.data import csv_download, query
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
+from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ANY,
     chosen,
@@ -43,11 +44,14 @@ def filters_from_widgets() -> FailedFilters:
     c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+    c4.checkbox("New card since the failure", key=f"{P}_new_card",
+                help="Only invoices whose customer put another card on file after the last failed attempt: a "
+                     "retry now would charge that card.")
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
     return FailedFilters(decline_code=chosen(f"{P}_decline"), currency=(chosen(f"{P}_currency") or "").lower() or None,
                          status=chosen(f"{P}_status"), followup=chosen(f"{P}_followup"), age=chosen(f"{P}_age"),
-                         sort=sort, descending=desc)
+                         new_card=bool(st.session_state.get(f"{P}_new_card")), sort=sort, descending=desc)
 
 
 def render_summary(filters: FailedFilters) -> None:
@@ -91,21 +95,35 @@ def render_recovery() -> None:
     rate = next((r for r in rec.rates if r["currency"] == cur), None)
     if rate:
         c1, c2, c3 = st.columns(3)
-        c1.metric("Failed", format_money(rate["failed"], cur))
-        c2.metric("Recovered", format_money(rate["recovered"], cur))
+        c1.metric("Failed", format_money(rate["failed"], cur),
+                  help="Amount due of the invoices that failed in the last 12 months (by the month they failed)")
+        c2.metric("Recovered", format_money(rate["recovered"], cur),
+                  help="Of those, the amount paid later (on a retry or after a card update)")
         c3.metric("Recovery rate", f"{rate['rate']:.0%}" if rate["rate"] is not None else "—",
-                  help="Recovered ÷ failed amount over the last 12 months")
+                  help="Recovered ÷ failed amount of the failures of the last 12 months; a recent month still "
+                       "rises as retries pay")
     if rec.weekly:
         df = frame(rec.weekly, money=("amount",))
-        df["week"] = pd.to_datetime(df["week"])
+        # an ordinal x (one band per week, labelled by its Monday), so the two kinds sit side by side
+        df["week"] = pd.to_datetime(df["week"]).dt.strftime("%Y-%m-%d")
         chart = alt.Chart(df).mark_bar().encode(
-            x=alt.X("week:T", title="Week"), xOffset="kind:N",
+            x=alt.X("week:O", title="Week (from Monday)", axis=alt.Axis(labelAngle=-45)), xOffset="kind:N",
             y=alt.Y("amount:Q", title=f"Amount ({cur.upper()})"),
             color=alt.Color("kind:N", title="", scale=alt.Scale(domain=["failed", "recovered"],
                                                                  range=["#d62728", "#2ca02c"])),
-            tooltip=["week:T", "kind:N", alt.Tooltip("amount:Q", format=",.2f")],
+            tooltip=[alt.Tooltip("week:O", title="Week from"), "kind:N", alt.Tooltip("amount:Q", format=",.2f")],
         ).properties(height=260)
         st.altair_chart(chart, key=f"{P}_chart")
+    if rec.monthly:
+        st.caption("Recovery rate by month of failure: of the money that failed that month, how much was "
+                   "paid later (whenever). Failed bars count an invoice in the week it failed, recovered bars "
+                   "in the week it was paid.")
+        mdf = frame([{**m, "month": m["month"].strftime("%Y-%m")} for m in rec.monthly],
+                    money=("failed", "recovered"))
+        st.dataframe(mdf[["month", "failed", "recovered", "rate"]], key=f"{P}_recovery_months", hide_index=True,
+                     column_config={"month": "Month of failure", "failed": money_column("Failed", mdf["currency"]),
+                                    "recovered": money_column("Recovered", mdf["currency"]),
+                                    "rate": st.column_config.NumberColumn("Recovery rate", format="percent")})
 
 
 def _save_followup(user_email: str, role: str) -> None:
@@ -185,14 +203,15 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     event = st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
         column_order=["id", "customer", "customer_email", "status", "currency", "amount_remaining", "attempt_count",
-                      "code", "next_step", "next_payment_attempt", "age_days", "followup_status", "followup_note",
-                      "followup_by", "hosted_invoice_url"],
+                      "code", "new_card", "next_step", "next_payment_attempt", "age_days", "followup_status",
+                      "followup_note", "followup_by", "hosted_invoice_url"],
         column_config={
             "id": "Invoice", "customer": st.column_config.LinkColumn("Customer", display_text="Open"),
             "customer_email": "Email", "status": "Status", "currency": "Currency",
             "amount_remaining": money_column("At risk", df["currency"]),
             "attempt_count": st.column_config.NumberColumn("Attempts"),
             "code": "Decline code", "next_step": st.column_config.TextColumn("Suggested next step", width="medium"),
+            "new_card": st.column_config.TextColumn("New card since the failure", width="medium"),
             "next_payment_attempt": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm",
                                                                     help="Empty: no automatic retry is scheduled"),
             "age_days": st.column_config.NumberColumn("Age (days)"),
@@ -209,6 +228,7 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.caption("Select rows to make update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)
     invoice_portal_link_action(user, page.rows, key_prefix=P, selected=ids)
+    retry_now_action(user, page.rows, key_prefix=P)
     render_followup_editor(user, page.rows)
     if filters.decline_code is not None:
         d = explain(filters.decline_code)

@@ -36,6 +36,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "portal_link": frozenset({"staff", "finance", "admin"}),
     "bulk_portal_links": frozenset({"finance", "admin"}),
     "followup": frozenset({"finance", "admin"}),
+    "retry_invoice": frozenset({"finance", "admin"}),  # charge a failed invoice now (lib/invoice_retry.py)
     "merge": frozenset({"admin"}),
     "refresh": ALL,
     "export_audit": frozenset({"admin"}),

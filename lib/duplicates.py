@@ -375,6 +375,32 @@ def filter_clusters(
     return [c for c in clusters if c.confidence >= min_confidence and (wanted is None or wanted & set(c.signals))]
 
 
+def without_merged(clusters: list[Cluster], merged: set[str]) -> list[Cluster]:
+    """Clusters as they stand once `merged` customers are gone (merged away since the scan): those members and
+    their evidence removed, and clusters left with fewer than two members dropped. The confidence stays the
+    scan's (a lower bound: the weakest link may have been the one removed). No Re-scan needed."""
+    if not merged:
+        return clusters
+    out = []
+    for c in clusters:
+        if not merged.intersection(c.customer_ids):
+            out.append(c)
+            continue
+        left = [cid for cid in c.customer_ids if cid not in merged]
+        if len(left) < 2:
+            continue
+        evidence = [e for e in c.evidence if e.a not in merged and e.b not in merged]
+        out.append(Cluster(id=c.id, customer_ids=left, confidence=c.confidence,
+                           signals=sorted({e.signal for e in evidence}), evidence=evidence))
+    return out
+
+
+def clusters_of(clusters: list[Cluster], customer_ids: Iterable[str]) -> list[Cluster]:
+    """The clusters that hold any of `customer_ids`, in their order."""
+    wanted = set(customer_ids)
+    return [c for c in clusters if wanted.intersection(c.customer_ids)]
+
+
 # --- the side-by-side view ---------------------------------------------------------------------
 
 

@@ -159,8 +159,25 @@ def customer_row(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "default_payment_method_id": default_pm,
         "address": _dict(obj.get("address")),
         "metadata": _dict(obj.get("metadata")),
+        "merged_into": merged_into(obj),
         **_bookkeeping(obj, version_ts, synced_at),
     }
+
+
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9_]{1,60}")
+
+
+def valid_customer_id(value: Any) -> str | None:
+    """`value` when it is a well-formed customer id (cus_ + letters, digits, underscores), else None: ids read
+    from metadata, a URL or a form become links and queries only through this."""
+    return value if isinstance(value, str) and _CUSTOMER_ID.fullmatch(value) else None
+
+
+def merged_into(obj: Obj) -> str | None:
+    """The survivor a merge moved this customer into (metadata `merged_into`, lib/merge.py), when valid and not
+    the customer itself."""
+    target = valid_customer_id(dig(obj, "metadata", "merged_into"))
+    return target if target != obj.get("id") else None
 
 
 # --- subscriptions ----------------------------------------------------------------------------
@@ -298,11 +315,11 @@ def invoice_subscription_id(obj: Obj) -> str | None:
     return ref(dig(obj, "parent", "subscription_details", "subscription")) or ref(obj.get("subscription"))
 
 
-def _failure(obj: Obj) -> tuple[str | None, str | None, str | None]:
-    """(failure_code, decline_code, failure_message) of the last attempt, wherever this shape keeps it.
-    Only an unpaid invoice has a current failure (a paid or void one is not at risk any more)."""
+def _failure(obj: Obj) -> tuple[str | None, str | None, str | None, str | None]:
+    """(failure_code, decline_code, failure_message, payment method charged) of the last attempt, wherever this
+    shape keeps it. Only an unpaid invoice has a current failure (a paid or void one is not at risk any more)."""
     if obj.get("status") not in ("open", "uncollectible") or not obj.get("attempted"):
-        return None, None, None
+        return None, None, None, None
     candidates: list[Any] = []
     for payment in reversed(_list_data(obj.get("payments"))):  # current: invoice payments → payment intent
         candidates.append(dig(payment, "payment", "payment_intent", "last_payment_error"))
@@ -316,8 +333,10 @@ def _failure(obj: Obj) -> tuple[str | None, str | None, str | None]:
     candidates.append(obj.get("last_finalization_error"))
     for c in candidates:
         if isinstance(c, dict) and (c.get("code") or c.get("decline_code") or c.get("message")):
-            return _str(c.get("code")), _str(c.get("decline_code")), _str(c.get("message"))
-    return None, None, None
+            charged = ref(c.get("payment_method")) or (ref(charge.get("payment_method"))
+                                                       if isinstance(charge, dict) else None)
+            return _str(c.get("code")), _str(c.get("decline_code")), _str(c.get("message")), charged
+    return None, None, None, None
 
 
 def line_row(line: Obj, invoice_id: str) -> Obj:
@@ -365,7 +384,7 @@ def invoice_rows(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
     """An invoice row and its line rows (the lines list must be complete: see complete_nested)."""
     inv_id = obj["id"]
     transitions = _dict(obj.get("status_transitions"))
-    failure_code, decline_code, failure_message = _failure(obj)
+    failure_code, decline_code, failure_message, failed_pm = _failure(obj)
     row = {
         "id": inv_id,
         "customer_id": ref(obj.get("customer")) or "",
@@ -392,6 +411,7 @@ def invoice_rows(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "failure_code": failure_code,
         "decline_code": decline_code,
         "failure_message": failure_message,
+        "failed_payment_method_id": failed_pm,
         **_bookkeeping(obj, version_ts, synced_at),
     }
     lines = [line_row(ln, inv_id) for ln in _list_data(obj.get("lines")) if ln.get("id")]

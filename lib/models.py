@@ -87,6 +87,9 @@ class Customer(SQLModel, table=True):
     default_payment_method_id: str | None = None
     address: dict[str, Any] = _json("address")
     metadata_: dict[str, Any] = _json()
+    # metadata.merged_into when it is a valid cus_ id: merged away into that customer (lib/merge.py); indexed so
+    # a survivor's "merged from" list is one index range
+    merged_into: str | None = Field(default=None, index=True, max_length=64)
     mrr: int = Field(default=0, sa_type=BigInteger, index=True)  # sum of its live subscriptions' mrr
     livemode: bool = False
     version_ts: int = Field(default=0, sa_type=BigInteger)
@@ -178,6 +181,8 @@ class InvoiceRecoveryDaily(SQLModel, table=True):
     one currency here is ~730 rows. kind 'failed': an invoice with a failed attempt (still open or
     uncollectible after one or more attempts, or paid after more than one), by the UTC day it was created,
     amount_due. kind 'recovered': paid after more than one attempt, by the UTC day of paid_at, amount_paid.
+    kind 'recovered_cohort': the same paid invoices' amount_paid by the UTC day they were created (their failure's
+    cohort): the recovery rate of a month of failures is its recovered_cohort ÷ failed (docs/schema.md).
     `day` is a date ('YYYY-MM-DD' text on SQLite, the first 10 characters of the stored UTC datetime). Rows
     may hold zero invoices; readers skip those.
     """
@@ -185,7 +190,7 @@ class InvoiceRecoveryDaily(SQLModel, table=True):
     __tablename__ = "invoice_recovery_daily"
     day: date = Field(primary_key=True)
     currency: str = Field(primary_key=True, max_length=16)
-    kind: str = Field(primary_key=True, max_length=16)  # failed | recovered
+    kind: str = Field(primary_key=True, max_length=16)  # failed | recovered | recovered_cohort
     invoices: int = Field(default=0, sa_type=BigInteger)
     amount: int = Field(default=0, sa_type=BigInteger)  # minor units of `currency`
 
@@ -236,6 +241,9 @@ class Invoice(SQLModel, table=True):
     failure_code: str | None = None
     decline_code: str | None = None
     failure_message: str | None = Field(default=None, sa_type=Text)
+    # the card the last failed attempt charged (its payment intent's last_payment_error.payment_method); a
+    # different default card now means a retry would charge another card ("new card since the failure")
+    failed_payment_method_id: str | None = None
     livemode: bool = False
     version_ts: int = Field(default=0, sa_type=BigInteger)
     synced_at: datetime = Field(default_factory=utcnow)

@@ -19,16 +19,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
 from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, literal_column, or_, select, text
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from lib.declines import explain
+from lib.mapping import valid_customer_id
 from lib.models import (
     MRR_STATUSES,
+    AuditLog,
     Customer,
     Invoice,
     InvoiceFollowup,
     InvoiceRecoveryDaily,
+    MergeJob,
     PaymentMethod,
     StripeEvent,
     Subscription,
@@ -262,7 +266,7 @@ class CustomerFilters:
 CUSTOMER_SORTS = {"created": Customer.created, "mrr": Customer.mrr, "email": Customer.email_normalized,
                   "name": Customer.name_search, "balance": Customer.balance}
 CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr", "balance", "delinquent",
-                    "deleted"]
+                    "deleted", "merged_into"]
 
 
 def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None:
@@ -375,6 +379,88 @@ def get_customer(*, session: Session, customer_id: str) -> dict[str, Any] | None
     return row.model_dump() if row else None
 
 
+# --- merges: who was merged into whom, when and by whom -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeMark:
+    """A merge seen from one side: `duplicate` was merged into `survivor`; `at`/`by` come from the audit log of
+    the merge step that marked it (else its merge job); None when the merge was made outside the dashboard."""
+
+    survivor: str
+    duplicate: str
+    at: datetime | None = None
+    by: str | None = None
+    duplicate_label: str = ""  # the duplicate's name or email (for "merged from" lists)
+
+
+def _merge_marks(session: Session, pairs: list[tuple[str, str]]) -> dict[str, tuple[datetime | None, str | None]]:
+    """(when, who) per duplicate id of (duplicate, survivor) pairs: the newest succeeded `mark_duplicate` merge
+    step (audit_log, by customer_id), else the newest succeeded merge job; absent when neither exists."""
+    if not pairs:
+        return {}
+    dups = [d for d, _ in pairs]
+    wanted = set(pairs)
+    found: dict[str, tuple[datetime | None, str | None]] = {}
+    steps = (select(AuditLog.customer_id, AuditLog.object_id, AuditLog.created_at, AuditLog.actor)
+             .where(AuditLog.customer_id.in_(dups), AuditLog.action == "merge_step",
+                    AuditLog.flow == "mark_duplicate", AuditLog.result == "succeeded")
+             .order_by(AuditLog.id.desc()).limit(20 * len(dups)))
+    for dup, survivor, at, by in session.execute(steps):
+        if (dup, survivor) in wanted:
+            found.setdefault(dup, (at, by))
+    rest = [d for d in dups if d not in found]
+    if rest:
+        jobs = (select(MergeJob.duplicate_id, MergeJob.survivor_id, MergeJob.finished_at, MergeJob.created_by)
+                .where(MergeJob.duplicate_id.in_(rest), MergeJob.status == "succeeded")
+                .order_by(MergeJob.created_at.desc()).limit(20 * len(rest)))
+        for dup, survivor, at, by in session.execute(jobs):
+            if (dup, survivor) in wanted:
+                found.setdefault(dup, (at, by))
+    return found
+
+
+def merged_into(*, session: Session, customer_id: str) -> MergeMark | None:
+    """Where this customer was merged to (customers.merged_into), with when and by whom; None if it was not."""
+    survivor = session.execute(select(Customer.merged_into).where(Customer.id == customer_id)).scalar()
+    survivor = valid_customer_id(survivor)
+    if survivor is None:
+        return None
+    at, by = _merge_marks(session, [(customer_id, survivor)]).get(customer_id, (None, None))
+    return MergeMark(survivor=survivor, duplicate=customer_id, at=at, by=by)
+
+
+MERGED_FROM_LIMIT = 50
+
+
+def merged_from(*, session: Session, customer_id: str, limit: int = MERGED_FROM_LIMIT) -> list[MergeMark]:
+    """The customers merged into this one (the ix_customers_merged_into range), oldest id first, at most
+    `limit`, each with when and by whom."""
+    stmt = (select(Customer.id, Customer.name, Customer.email).where(Customer.merged_into == customer_id)
+            .order_by(Customer.id).limit(limit))
+    rows = session.execute(stmt).all()
+    marks = _merge_marks(session, [(r[0], customer_id) for r in rows])
+    return [MergeMark(survivor=customer_id, duplicate=cid, at=marks.get(cid, (None, None))[0],
+                      by=marks.get(cid, (None, None))[1], duplicate_label=name or email or "")
+            for cid, name, email in rows]
+
+
+def merged_since(*, session: Session, since: datetime, limit: int = 10_000) -> set[str]:
+    """Ids of customers marked merged whose cached row changed since `since` (the duplicates page drops them
+    from a scan made before): the merged-into index range, usually a handful of rows."""
+    stmt = (select(Customer.id).where(Customer.merged_into.is_not(None), Customer.synced_at >= since)
+            .limit(limit))
+    return {r[0] for r in session.execute(stmt)}
+
+
+def customer_ids_matching(*, session: Session, text: str, limit: int = 200) -> list[str]:
+    """Customers the search box would find for `text` (id, email, phone, card last 4 or name), at most
+    `limit`, deleted ones included (raises SearchError on unusable text)."""
+    f = CustomerFilters(q=text, include_deleted=True)
+    stmt = _customers_stmt(session, f, columns=[Customer.id]).limit(limit)
+    return [r[0] for r in session.execute(stmt)]
+
+
 def customer_payment_methods(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
     stmt = (select(PaymentMethod).where(PaymentMethod.customer_id == customer_id)
             .order_by(PaymentMethod.created.desc()).limit(100))
@@ -408,9 +494,13 @@ def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page
                    Invoice.amount_paid, Invoice.amount_remaining, Invoice.attempt_count,
                    Invoice.decline_code, Invoice.failure_code, Invoice.failure_message,
                    Invoice.next_payment_attempt, Invoice.created, Invoice.paid_at, Invoice.hosted_invoice_url,
-                   Invoice.subscription_id)
-            .where(Invoice.customer_id == customer_id).order_by(Invoice.created.desc(), Invoice.id.desc()))
-    return _page(session, stmt, page, page_size)
+                   Invoice.subscription_id, *_new_card_columns()).select_from(Invoice))
+    stmt = (_with_card_joins(stmt).where(Invoice.customer_id == customer_id)
+            .order_by(Invoice.created.desc(), Invoice.id.desc()))
+    result = _page(session, stmt, page, page_size)
+    for r in result.rows:
+        r["new_card"] = new_card_hint(r)
+    return result
 
 
 def customer_open_amounts(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
@@ -573,6 +663,7 @@ class FailedFilters:
     status: str | None = None  # open | uncollectible
     followup: str | None = None  # open | contacted | promised | resolved
     age: str | None = None  # one of AGE_BUCKETS
+    new_card: bool = False  # only invoices whose customer has a new card since the failure (`new_card_condition`)
     sort: str = "amount"  # amount | created | next_retry
     descending: bool = True
 
@@ -580,7 +671,7 @@ class FailedFilters:
 FAILED_COLUMNS = ["id", "customer_id", "customer_email", "number", "status", "currency", "amount_remaining",
                   "amount_due", "attempt_count", "code", "meaning", "next_step", "next_payment_attempt",
                   "created", "age_days", "hosted_invoice_url", "followup_status", "followup_note",
-                  "followup_by", "followup_at"]
+                  "followup_by", "followup_at", "new_card"]
 _CODE = func.coalesce(Invoice.decline_code, Invoice.failure_code, "")
 
 
@@ -601,8 +692,57 @@ def _age_bounds(bucket: str, now: datetime) -> tuple[datetime | None, datetime |
     return (now - timedelta(days=older) if older else None, now - timedelta(days=newer) if newer else None)
 
 
+# --- "new card since the failure" ---------------------------------------------------------------
+# The card a retry would charge now: the subscription's default payment method, else the customer's (Stripe's
+# order; an invoice-level default is not cached). It is "new" when it is not the card the last failed attempt
+# charged (invoices.failed_payment_method_id), or when that attempt had no card at all. The card must still be
+# attached to the invoice's customer in the cache. See docs/schema.md.
+_NEW_CARD = aliased(PaymentMethod, name="new_card")
+_INV_SUB = aliased(Subscription, name="inv_sub")
+_INV_CUSTOMER = aliased(Customer, name="inv_customer")
+NEW_CARD_STATUSES = ("open", "uncollectible")
+
+
+def _with_card_joins(stmt: Select) -> Select:
+    """Outer-join an invoices statement to the card a retry would charge now (`_NEW_CARD`)."""
+    current = func.coalesce(_INV_SUB.default_payment_method_id, _INV_CUSTOMER.default_payment_method_id)
+    return (stmt.outerjoin(_INV_CUSTOMER, _INV_CUSTOMER.id == Invoice.customer_id)
+            .outerjoin(_INV_SUB, _INV_SUB.id == Invoice.subscription_id)
+            .outerjoin(_NEW_CARD, and_(_NEW_CARD.id == current, _NEW_CARD.customer_id == Invoice.customer_id)))
+
+
+def new_card_condition() -> ColumnElement[bool]:
+    """An attempted unpaid invoice whose retry would charge another card than the one that failed it."""
+    return and_(Invoice.status.in_(NEW_CARD_STATUSES), Invoice.attempt_count > 0, _NEW_CARD.id.is_not(None),
+                or_(Invoice.failed_payment_method_id != _NEW_CARD.id,
+                    and_(Invoice.failed_payment_method_id.is_(None),
+                         Invoice.failure_code == "payment_method_missing")))
+
+
+def _new_card_columns() -> list[Any]:
+    """The new card's id, brand, last 4 and creation time, or NULLs when there is none (`new_card_condition`)."""
+    def when(column: Any, label: str) -> Any:
+        return case((new_card_condition(), column), else_=None).label(label)
+
+    return [when(_NEW_CARD.id, "new_card_id"), when(_NEW_CARD.card_brand, "new_card_brand"),
+            when(_NEW_CARD.card_last4, "new_card_last4"), when(_NEW_CARD.created, "new_card_created")]
+
+
+def new_card_hint(r: dict[str, Any]) -> str:
+    """'New card Visa •••• 4242 added 2026-12-03 14:05 UTC — retry now', or '' (a row with `_new_card_columns`)."""
+    if not r.get("new_card_id"):
+        return ""
+    card = " ".join(x for x in (str(r.get("new_card_brand") or "").title(),
+                                f"•••• {r['new_card_last4']}" if r.get("new_card_last4") else "") if x)
+    created = r.get("new_card_created")
+    when = f" added {created.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if isinstance(created, datetime) else " on file"
+    return f"New card{' ' + card if card else ''}{when} — retry now"
+
+
 def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
     stmt = stmt.where(_failed_base())
+    if f.new_card:
+        stmt = stmt.where(new_card_condition())
     if f.decline_code is not None:
         stmt = stmt.where(_CODE == f.decline_code)
     if f.currency:
@@ -623,10 +763,14 @@ def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
 
 
 def _failed_from(stmt: Select, f: FailedFilters | None = None) -> Select:
-    """FROM invoices, joined to their follow-ups when the rows show them or the filter needs them."""
-    if f is not None and not f.followup:
-        return stmt.select_from(Invoice)
-    return stmt.select_from(Invoice).outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+    """FROM invoices, joined to their follow-ups and to the card a retry would charge when the rows show them
+    or the filter needs them."""
+    stmt = stmt.select_from(Invoice)
+    if f is None or f.followup:
+        stmt = stmt.outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+    if f is None or f.new_card:
+        stmt = _with_card_joins(stmt)
+    return stmt
 
 
 FAILED_SORTS = {"amount": Invoice.amount_remaining, "created": Invoice.created,
@@ -640,7 +784,7 @@ def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
         _CODE.label("code"), Invoice.failure_message, Invoice.next_payment_attempt, Invoice.created,
         Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
         InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
-        InvoiceFollowup.updated_at.label("followup_at")))
+        InvoiceFollowup.updated_at.label("followup_at"), *_new_card_columns()))
     order = _order(FAILED_SORTS.get(f.sort, Invoice.amount_remaining), Invoice.id, f.descending)
     return _failed_where(stmt, f, now).order_by(*order)
 
@@ -651,6 +795,7 @@ def _decorate_failed(r: dict[str, Any], now: datetime) -> dict[str, Any]:
     r["followup_status"] = r["followup_status"] or "open"
     r["followup_note"] = r["followup_note"] or ""
     r["age_days"] = (now - r["created"]).days if r["created"] else None
+    r["new_card"] = new_card_hint(r)
     return r
 
 
@@ -732,39 +877,64 @@ def failed_currencies(*, session: Session) -> list[str]:
 class Recovery:
     weekly: list[dict[str, Any]] = field(default_factory=list)  # week, currency, kind, amount
     rates: list[dict[str, Any]] = field(default_factory=list)  # currency, failed, recovered, rate
+    monthly: list[dict[str, Any]] = field(default_factory=list)  # month, currency, failed, recovered, rate
 
 
-def recovery(*, session: Session, currency: str | None = None, weeks: int = 52,
+def _month_start(d: date, back: int = 0) -> date:
+    """The first day of `d`'s month, `back` months earlier."""
+    m = d.year * 12 + d.month - 1 - back
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def recovery(*, session: Session, currency: str | None = None, weeks: int = 52, months: int = 12,
              now: datetime | None = None) -> Recovery:
-    """Weekly failed vs recovered amounts over the last `weeks` weeks, and the recovery rate per currency.
+    """Failed vs recovered money: the weekly cash view for the chart, and the recovery rate by month of failure.
 
-    Failed: invoices created in the window that had a failed attempt (still open/uncollectible, or paid
-    after more than one attempt), by creation week. Recovered: those paid after a failed attempt, by
-    payment week. Rate = recovered / failed per currency (never across currencies). Read from
-    invoice_recovery_daily (per UTC day, kept by triggers on `invoices`: ~730 rows for a year of one
-    currency instead of ~120,000 index entries), so the window starts at the UTC day of `now - weeks`.
+    weekly: over the last `weeks` weeks (from the UTC day of `now - weeks`), amounts that failed (invoices with
+    a failed attempt, still open/uncollectible or paid after more than one attempt: amount_due, by the week
+    they were created) and that were recovered (paid after a failed attempt: amount_paid, by the week paid).
+    monthly: per currency and UTC month of failure (invoice creation) over the last `months` months, this
+    month included: rate = amount recovered, whenever paid, of the invoices that failed that month ÷ amount
+    failed that month (the cohort rate dunning tools report; a recent month still rises as retries pay).
+    rates: the same per currency over those months together. Never across currencies. Read from
+    invoice_recovery_daily (kept by triggers on `invoices`), never from the invoices themselves.
     """
     now = now or utcnow()
     since = now - timedelta(weeks=weeks)
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
+    month0 = _month_start(now.astimezone(UTC).date(), months - 1)
     daily = InvoiceRecoveryDaily
     stmt = select(daily.day, daily.currency, daily.kind, daily.amount).where(
-        daily.day >= since.astimezone(UTC).date(), daily.invoices > 0)  # rows may hold 0 invoices: skipped
+        daily.day >= min(since.astimezone(UTC).date(), month0), daily.invoices > 0)  # rows of 0 invoices: skipped
     if currency:
         stmt = stmt.where(daily.currency == currency.lower())
     weekly: list[dict[str, Any]] = []
-    totals: dict[str, dict[str, int]] = {}
+    cohorts: dict[tuple[str, date], dict[str, int]] = {}
     for d, c, kind, amount in session.execute(stmt):
-        w = (_as_date(d).toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
+        day, amount = _as_date(d), int(amount or 0)
+        if kind in ("failed", "recovered_cohort") and day >= month0:
+            cohort = cohorts.setdefault((c, _month_start(day)), {"failed": 0, "recovered": 0})
+            cohort["failed" if kind == "failed" else "recovered"] += amount
+        if kind == "recovered_cohort":
+            continue
+        w = (day.toordinal() - _EPOCH_ORDINAL + 3) // 7  # epoch week, Monday-based
         if w < week0:
             continue
         start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
-        weekly.append({"week": start, "currency": c, "kind": kind, "amount": int(amount or 0)})
-        totals.setdefault(c, {"failed": 0, "recovered": 0})[kind] += int(amount or 0)
-    weekly = _merge_weeks(weekly)
-    rates = [{"currency": c, "failed": t["failed"], "recovered": t["recovered"],
-              "rate": (t["recovered"] / t["failed"]) if t["failed"] else None} for c, t in sorted(totals.items())]
-    return Recovery(weekly=sorted(weekly, key=lambda r: (r["week"], r["currency"], r["kind"])), rates=rates)
+        weekly.append({"week": start, "currency": c, "kind": kind, "amount": amount})
+    monthly = [{"month": m, "currency": c, **t, "rate": _rate(t)} for (c, m), t in sorted(cohorts.items())]
+    totals: dict[str, dict[str, int]] = {}
+    for r in monthly:
+        t = totals.setdefault(r["currency"], {"failed": 0, "recovered": 0})
+        t["failed"] += r["failed"]
+        t["recovered"] += r["recovered"]
+    rates = [{"currency": c, **t, "rate": _rate(t)} for c, t in sorted(totals.items())]
+    return Recovery(weekly=sorted(_merge_weeks(weekly), key=lambda r: (r["week"], r["currency"], r["kind"])),
+                    rates=rates, monthly=monthly)
+
+
+def _rate(t: dict[str, int]) -> float | None:
+    return t["recovered"] / t["failed"] if t["failed"] else None
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -31,6 +31,7 @@ class GatewayError(Exception):
     """A Stripe call failed; `kind` lets callers branch, `user_message` is safe to show in the UI."""
 
     kind: str  # not_configured | missing | rate_limited | network | auth | permission | invalid | server | idempotency
+    #            | declined (a card payment the bank refused: `code` is the decline code, else the error code)
     user_message: str
     code: str | None = None
     param: str | None = None
@@ -85,6 +86,10 @@ def translate(exc: stripe.StripeError) -> GatewayError:
             "The restricted API key lacks a permission this action needs. Add it in Stripe's Dashboard → "
             "Developers → API keys" + (f" ({message})" if message else "."),
         )
+    if isinstance(exc, stripe.CardError):
+        decline = getattr(err, "decline_code", None) if err is not None else None
+        return GatewayError("declined", message or "The card was declined.", code=decline or code, param=param,
+                            status=status, request_id=request_id)
     if isinstance(exc, stripe.IdempotencyError):
         return make("idempotency", "Stripe refused a repeated request with different content: " + message)
     if isinstance(exc, stripe.InvalidRequestError):
@@ -444,3 +449,17 @@ def merge_update_customer(customer_id: str, params: dict[str, Any], *, idempoten
     checked_id(ids.IdKind.CUSTOMER, customer_id)
     return _merge_write(get_client(settings).v1.customers.update, customer_id, params=params,
                         idempotency_key=idempotency_key, settings=settings)
+
+
+# --- invoice writes (finance's "Retry now") ------------------------------------------------------------------
+
+
+def invoices_pay(invoice_id: str, *, idempotency_key: str, settings: Settings | None = None,
+                 max_attempts: int = 3) -> dict[str, Any]:
+    """POST /v1/invoices/{id}/pay: charge the invoice now with the card Stripe would use (the invoice's,
+    the subscription's or the customer's default). Returns the invoice as a plain dict. A declined card raises
+    GatewayError kind "declined" (its `code` the decline code); nothing is retried past a decline."""
+    client = get_client(settings)
+    paid = call(client.v1.invoices.pay, invoice_id, idempotency_key=idempotency_key, settings=settings,
+                max_attempts=max_attempts)
+    return paid.to_dict()

@@ -123,8 +123,14 @@ def _ensure_subscription_totals(connection: Any) -> bool:
 # The same rules as lib/queries.recovery had when it summed `invoices`. `{r}` is the row: NEW., OLD. or ''
 # (a transition table's columns). RECOVERED implies FAILED, so FAILED alone says whether a row contributes.
 
-RECOVERY_TRIGGERS = ("trg_invoice_recovery_daily_ins", "trg_invoice_recovery_daily_del",
-                     "trg_invoice_recovery_daily_upd")
+# v2: with the 'recovered_cohort' kind. New names, so a database holding the first version's triggers (named
+# RECOVERY_TRIGGERS_V1) is seen as not current, and `_ensure_invoice_recovery` replaces them and rebuilds.
+RECOVERY_TRIGGERS = ("trg_invoice_recovery_v2_ins", "trg_invoice_recovery_v2_del", "trg_invoice_recovery_v2_upd")
+RECOVERY_TRIGGERS_V1 = ("trg_invoice_recovery_daily_ins", "trg_invoice_recovery_daily_del",
+                        "trg_invoice_recovery_daily_upd")
+# (created day or paid_at day, kind, amount column, condition) of each kind an invoice may count in
+_R_KINDS = (("created", "failed", "amount_due", "F"), ("paid_at", "recovered", "amount_paid", "R"),
+            ("created", "recovered_cohort", "amount_paid", "R"))
 _R_FAILED = ("({r}status IN ('open', 'uncollectible') AND {r}attempt_count > 0 "
              "OR {r}status = 'paid' AND {r}attempt_count > 1)")
 _R_RECOVERED = "({r}status = 'paid' AND {r}attempt_count > 1 AND {r}paid_at IS NOT NULL)"
@@ -155,18 +161,21 @@ _R_SQLITE_SUB = (
 def _r_sqlite(template: str, r: str) -> str:
     """Both kinds' statements for one row (NEW or OLD)."""
     return "".join(template.format(day=_utc_day_sql("sqlite", f"{r}.{column}"), kind=kind, amount=amount,
-                                   cond=cond.format(r=f"{r}."))
-                   for column, kind, amount, cond in (("created", "failed", "amount_due", _R_FAILED),
-                                                      ("paid_at", "recovered", "amount_paid", _R_RECOVERED)))
+                                   cond=_r_cond(cond).format(r=f"{r}."))
+                   for column, kind, amount, cond in _R_KINDS)
+
+
+def _r_cond(code: str) -> str:
+    return _R_FAILED if code == "F" else _R_RECOVERED
 
 
 _R_SQLITE_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _R_COLUMNS)
 _R_SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER trg_invoice_recovery_daily_ins AFTER INSERT ON invoices WHEN {_R_FAILED.format(r='NEW.')} "
+    f"CREATE TRIGGER trg_invoice_recovery_v2_ins AFTER INSERT ON invoices WHEN {_R_FAILED.format(r='NEW.')} "
     f"BEGIN {_r_sqlite(_R_SQLITE_ADD, 'NEW')} END",
-    f"CREATE TRIGGER trg_invoice_recovery_daily_del AFTER DELETE ON invoices WHEN {_R_FAILED.format(r='OLD.')} "
+    f"CREATE TRIGGER trg_invoice_recovery_v2_del AFTER DELETE ON invoices WHEN {_R_FAILED.format(r='OLD.')} "
     f"BEGIN {_r_sqlite(_R_SQLITE_SUB, 'OLD')} END",
-    f"CREATE TRIGGER trg_invoice_recovery_daily_upd AFTER UPDATE OF {', '.join(_R_COLUMNS)} ON invoices "
+    f"CREATE TRIGGER trg_invoice_recovery_v2_upd AFTER UPDATE OF {', '.join(_R_COLUMNS)} ON invoices "
     f"WHEN ({_R_FAILED.format(r='OLD.')} OR {_R_FAILED.format(r='NEW.')}) AND ({_R_SQLITE_CHANGED}) "
     f"BEGIN {_r_sqlite(_R_SQLITE_SUB, 'OLD')} {_r_sqlite(_R_SQLITE_ADD, 'NEW')} END",
 )
@@ -182,16 +191,15 @@ _R_PG_DELTA = ("INSERT INTO invoice_recovery_daily (day, currency, kind, invoice
 
 def _r_pg_rows(table: str, sign: str) -> str:
     """A transition table's contributions: (day, currency, kind, ±1, ±amount) per kind it counts in."""
-    return (f"SELECT {_utc_day_sql('postgresql', 'created')}, currency, 'failed', {sign}1, {sign}amount_due "  # noqa: S608
-            f"FROM {table} WHERE {_R_FAILED.format(r='')} UNION ALL "
-            f"SELECT {_utc_day_sql('postgresql', 'paid_at')}, currency, 'recovered', {sign}1, {sign}amount_paid "
-            f"FROM {table} WHERE {_R_RECOVERED.format(r='')}")
+    return " UNION ALL ".join(
+        f"SELECT {_utc_day_sql('postgresql', column)}, currency, '{kind}', {sign}1, {sign}{amount} "  # noqa: S608
+        f"FROM {table} WHERE {_r_cond(cond).format(r='')}" for column, kind, amount, cond in _R_KINDS)
 
 
 _R_PG_EVENTS = (  # (trigger, event, REFERENCING, rows whose delta it applies)
-    ("trg_invoice_recovery_daily_ins", "INSERT", "NEW TABLE AS new_invoices", _r_pg_rows("new_invoices", "")),
-    ("trg_invoice_recovery_daily_del", "DELETE", "OLD TABLE AS old_invoices", _r_pg_rows("old_invoices", "-")),
-    ("trg_invoice_recovery_daily_upd", "UPDATE", "OLD TABLE AS old_invoices NEW TABLE AS new_invoices",
+    ("trg_invoice_recovery_v2_ins", "INSERT", "NEW TABLE AS new_invoices", _r_pg_rows("new_invoices", "")),
+    ("trg_invoice_recovery_v2_del", "DELETE", "OLD TABLE AS old_invoices", _r_pg_rows("old_invoices", "-")),
+    ("trg_invoice_recovery_v2_upd", "UPDATE", "OLD TABLE AS old_invoices NEW TABLE AS new_invoices",
      f"{_r_pg_rows('new_invoices', '')} UNION ALL {_r_pg_rows('old_invoices', '-')}"),
 )
 _R_PG_TRIGGERS = _pg_statement_triggers("invoices", _R_PG_EVENTS, _R_PG_DELTA)
@@ -209,6 +217,8 @@ def rebuild_invoice_recovery_sql(dialect: str) -> str:
         f"UNION ALL SELECT {created}, currency, 'failed', amount_due FROM invoices "
         "WHERE status = 'paid' AND attempt_count > 1 "
         f"UNION ALL SELECT {paid}, currency, 'recovered', amount_paid FROM invoices "
+        "WHERE status = 'paid' AND attempt_count > 1 AND paid_at IS NOT NULL "
+        f"UNION ALL SELECT {created}, currency, 'recovered_cohort', amount_paid FROM invoices "
         "WHERE status = 'paid' AND attempt_count > 1 AND paid_at IS NOT NULL"
         ") AS r GROUP BY day, currency, kind")
 
@@ -220,7 +230,10 @@ def _ensure_invoice_recovery(connection: Any) -> bool:
     if _triggers_present(connection, "invoices", RECOVERY_TRIGGERS):
         return False
     dialect = connection.dialect.name
-    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS)
+    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS + RECOVERY_TRIGGERS_V1)
+    if dialect != "sqlite":  # the first version's functions go with its triggers
+        for name in RECOVERY_TRIGGERS_V1:
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {name.removeprefix('trg_')}()"))
     for ddl in _R_SQLITE_TRIGGERS if dialect == "sqlite" else _R_PG_TRIGGERS:
         connection.execute(text(ddl))
     connection.execute(text("DELETE FROM invoice_recovery_daily"))
@@ -231,7 +244,7 @@ def _ensure_invoice_recovery(connection: Any) -> bool:
 def drop_derived_state(connection: Any) -> None:
     """Remove the derived-state triggers (bulk loaders: load, then `ensure_derived_state` rebuilds)."""
     _drop_triggers(connection, "subscriptions", TOTALS_TRIGGERS)
-    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS)
+    _drop_triggers(connection, "invoices", RECOVERY_TRIGGERS + RECOVERY_TRIGGERS_V1)
 
 
 def ensure_derived_state(connection: Any) -> bool:

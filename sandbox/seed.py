@@ -9,6 +9,9 @@ Why it is built this way:
   only) and is advanced to today step by step, so renewals, failed charges and retries are the sandbox's own.
 - Every customer has exactly one subscription, and every subscription status occurs; failures come from
   Stripe's test cards (swapped in as the default card before a renewal), so decline codes are the sandbox's.
+- Some failures recover (`Planner.recoveries`): an active subscription's renewal fails on a declining card, the
+  customer puts a good card on file within a day or two, and the invoice is paid at once (`/pay`) or by the
+  sandbox's next retry — so the failed-vs-recovered chart and the recovery rate have real figures.
 - About 5% of the records are planted duplicates (the same person twice). The answer key goes only to
   `--truth-file`, never into Stripe (metadata would leak it to the detector being measured). Its format:
   `{"seed": 7, "customers": 2000, "clusters": [["cus_…", "cus_…"], …], "signals": ["email_case", …]}`, one
@@ -46,6 +49,8 @@ DEFAULT_KEY = "sk_test_sandbox_seed"
 DASHBOARD_WEBHOOK_URL = "http://127.0.0.1:8501/webhooks/stripe"
 DUPLICATE_SHARE = 0.05
 PAST_DUE_MAX_DAYS = 5.0  # a failure younger than this is still being retried (the sandbox retries on days 3, 5, 7)
+RECOVERY_SHARE = 0.15  # of active monthly subscriptions: one renewal fails, then the card is fixed and it is paid
+RECOVERY_PAY_NOW = 0.5  # of those: paid right after the card update (the others by the sandbox's next retry)
 
 # Stripe's test cards: one that always pays and four that attach but decline every charge.
 GOOD_TEST_CARD = "4242424242424242"
@@ -336,6 +341,18 @@ class CustomerPlan:
     cluster: int | None = None  # planted duplicate cluster number (truth only)
 
 
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """A renewal of an active subscription that fails and is then paid after all (a recovered failure)."""
+
+    index: int  # the customer
+    decline: str  # decline code of the card that fails the renewal
+    fail_card_at: int  # offset: the declining card becomes the default, before the renewal
+    fix_card_at: int  # offset: a good card replaces it, before the sandbox's first retry (3 days after)
+    card: str  # the good card's number (unique: only Stripe's decline cards are shared)
+    pay_now: bool  # the open invoice is paid right after the card update; otherwise the next retry pays it
+
+
 @dataclass
 class Plan:
     seed: int
@@ -343,10 +360,11 @@ class Plan:
     end: int  # epoch the clock ends at
     customers: list[CustomerPlan]
     clusters: list[tuple[str, list[int]]] = field(default_factory=list)  # (signal, customer indexes)
+    recoveries: list[RecoveryPlan] = field(default_factory=list)
 
     def steps(self) -> list[tuple[int, int, str]]:
         """(offset, customer index, action) for every action, sorted by time."""
-        out: list[tuple[int, int, str]] = []
+        out: list[tuple[int, int, str]] = recovery_steps(self.recoveries)
         for c in self.customers:
             out.append((c.created, c.index, "signup"))
             if c.sub.switch_card_at is not None:
@@ -688,7 +706,49 @@ class Planner:
         for k, (_, members) in enumerate(clusters):
             for i in members:
                 customers[i].cluster = k
-        return Plan(seed=self.seed, start=self.start, end=self.end, customers=customers, clusters=clusters)
+        return Plan(seed=self.seed, start=self.start, end=self.end, customers=customers, clusters=clusters,
+                    recoveries=self.recoveries(customers))
+
+    # recovered failures
+
+    def recoveries(self, customers: list[CustomerPlan]) -> list[RecoveryPlan]:
+        """Some active monthly subscriptions fail one renewal and recover: the card is replaced within a day or
+        two, then the open invoice is paid at once or by the next retry. Drawn from their own random stream, so
+        the rest of the plan is what it was before recoveries existed."""
+        rng = random.Random(f"recoveries-{self.seed}")
+        eligible = [c for c in customers if c.sub.story == "active" and c.sub.interval == "month"
+                    and c.sub.cancel_at_period_end_at is None and c.cluster is None and c.person.card
+                    and not c.person.balance and self._renewal_to_fail(c, random.Random(0)) is not None]
+        chosen = rng.sample(eligible, min(len(eligible), max(1, round(RECOVERY_SHARE * len(eligible)))))
+        out = []
+        for c in sorted(chosen, key=lambda c: c.index):
+            renewal = self._renewal_to_fail(c, rng)
+            assert renewal is not None
+            card = self._unique_card(rng)
+            out.append(RecoveryPlan(index=c.index, decline=rng.choice(list(DECLINE_CARDS)),
+                                    fail_card_at=grid(renewal - 2 * DAY, self.horizon),
+                                    fix_card_at=grid(renewal + int(rng.uniform(0.2, 1.0) * DAY), self.horizon),
+                                    card=card, pay_now=rng.random() < RECOVERY_PAY_NOW))
+        return out
+
+    def _renewal_to_fail(self, c: CustomerPlan, rng: random.Random) -> int | None:
+        """Offset of a monthly renewal at least 10 days before the end (room for the retry), or None."""
+        renewals = [r for k in range(1, 13)
+                    if (r := add_months(self.start + c.created, k) - self.start) <= self.horizon - 10 * DAY]
+        return rng.choice(renewals) if renewals else None
+
+    def _unique_card(self, rng: random.Random) -> str:
+        while True:
+            number = _luhn_complete("4", 16, rng)
+            if number not in self.uniq.cards:
+                self.uniq.cards.add(number)
+                return number
+
+
+def recovery_steps(recoveries: list[RecoveryPlan]) -> list[tuple[int, int, str]]:
+    """The (offset, customer index, action) steps of the planned recoveries."""
+    return [step for r in recoveries
+            for step in ((r.fail_card_at, r.index, "recovery_fail_card"), (r.fix_card_at, r.index, "recovery_fix"))]
 
 
 def plan(n: int, seed: int, *, end: int | None = None) -> Plan:
@@ -897,6 +957,23 @@ class Seeder:
         self._write("post", f"/v1/payment_methods/{pm}/attach", {"customer": cid})
         self._write("post", f"/v1/customers/{cid}", {"invoice_settings": {"default_payment_method": pm}})
 
+    def recovery_fail_card(self, c: CustomerPlan, now: int, r: RecoveryPlan) -> None:
+        """A card the bank declines becomes the default, so the coming renewal fails."""
+        cid = self.state[c.index]["customer"]
+        pm = self._card(DECLINE_CARDS[r.decline], datetime.fromtimestamp(now, UTC).year + 2)
+        self._write("post", f"/v1/payment_methods/{pm}/attach", {"customer": cid})
+        self._write("post", f"/v1/customers/{cid}", {"invoice_settings": {"default_payment_method": pm}})
+
+    def recovery_fix(self, c: CustomerPlan, now: int, r: RecoveryPlan) -> None:
+        """The customer puts a good card on file; with `pay_now` the failed invoice is paid at once."""
+        cid = self.state[c.index]["customer"]
+        pm = self._card(r.card, datetime.fromtimestamp(now, UTC).year + 3)
+        self._write("post", f"/v1/payment_methods/{pm}/attach", {"customer": cid})
+        self._write("post", f"/v1/customers/{cid}", {"invoice_settings": {"default_payment_method": pm}})
+        if r.pay_now:
+            for inv in self._write("get", "/v1/invoices", {"customer": cid, "status": "open"})["data"]:
+                self._write("post", f"/v1/invoices/{inv['id']}/pay")
+
     def cancel(self, c: CustomerPlan, now: int) -> None:
         self._write("delete", f"/v1/subscriptions/{self.state[c.index]['subscription']}")
 
@@ -919,8 +996,12 @@ class Seeder:
         self.control.call("POST", "settings", OLD_POLICY)
         self.catalogue()
         horizon = p.end - p.start
-        actions = {"signup": self.signup, "switch_card": self.switch_card, "cancel": self.cancel,
-                   "cancel_at_period_end": self.cancel_at_period_end}
+        actions: dict[str, Callable[[CustomerPlan, int], None]] = {
+            "signup": self.signup, "switch_card": self.switch_card, "cancel": self.cancel,
+            "cancel_at_period_end": self.cancel_at_period_end}
+        recoveries = {r.index: r for r in p.recoveries}
+        actions["recovery_fail_card"] = lambda c, at: self.recovery_fail_card(c, at, recoveries[c.index])
+        actions["recovery_fix"] = lambda c, at: self.recovery_fix(c, at, recoveries[c.index])
         by_time: dict[int, dict[int, list[str]]] = {}
         for offset, index, action in p.steps():
             by_time.setdefault(grid(offset, horizon), {}).setdefault(index, []).append(action)

@@ -54,8 +54,9 @@ if [ "$healthy" != 1 ]; then
   exit 1
 fi
 
-# Seed once per (customers, seed); a missing state file means the sandbox is empty again.
-want="customers=$CUSTOMERS seed=$SEED"
+# Seed once per (customers, seed, plan); a missing state file means the sandbox is empty again. `plan` changes
+# when sandbox/seed.py plans a different account for the same seed (2: some failed renewals recover).
+want="customers=$CUSTOMERS seed=$SEED plan=2"
 seeded=0
 if [ -f "$MARKER" ] && [ -f "$STATE" ] && [ "$(cat "$MARKER")" = "$want" ]; then seeded=1; fi
 if [ "$seeded" != 1 ]; then

@@ -61,6 +61,8 @@ def _expected(conn: Any) -> dict[tuple, tuple[int, int]]:
         if status == "paid" and attempts > 1 and paid_at is not None:
             acc = out.setdefault((paid_at.astimezone(UTC).date(), currency, "recovered"), [0, 0])
             acc[0], acc[1] = acc[0] + 1, acc[1] + paid
+            acc = out.setdefault((created.astimezone(UTC).date(), currency, "recovered_cohort"), [0, 0])
+            acc[0], acc[1] = acc[0] + 1, acc[1] + paid
     return {k: (n, a) for k, (n, a) in out.items()}
 
 
@@ -72,7 +74,8 @@ def assert_exact(conn: Any) -> dict[tuple, tuple[int, int]]:
     assert all(isinstance(day, date) for day, *_ in rows)
     expected = _expected(conn)
     assert have == expected
-    return have
+    # every kind is checked above; the hand-written expectations below spell out the chart's two kinds
+    return {k: v for k, v in have.items() if k[2] != "recovered_cohort"}
 
 
 D0, D1 = date(2026, 3, 4), date(2026, 3, 5)
@@ -250,9 +253,30 @@ def test_recovery_reads_the_summary_and_answers_as_before(db: Engine, session: S
     for currency in ("usd", "EUR", None):
         got = queries.recovery(session=session, currency=currency, now=now)
         want = _recovery_from_invoices(session, currency, now)
-        assert got == want
+        assert got.weekly == want.weekly
         assert got.weekly and all(r["week"].weekday() == 0 for r in got.weekly)
+        assert got.monthly == _cohorts_from_rows(rows, currency, now)
     assert queries.recovery(session=session, currency="gbp", now=now) == queries.Recovery()
+
+
+def _cohorts_from_rows(rows: list[dict[str, Any]], currency: str | None, now: datetime) -> list[dict[str, Any]]:
+    """The recovery rate by month of failure, computed in Python from the invoice rows: per currency and UTC
+    month of creation over the last 12 months, amount paid after a failed attempt ÷ amount due of the failed."""
+    first = date(now.year - (1 if now.month < 12 else 0), now.month % 12 + 1, 1)  # 11 months before this one
+    out: dict[tuple[str, date], dict[str, int]] = {}
+    for r in rows:
+        month = r["created"].astimezone(UTC).date().replace(day=1)
+        if month < first or (currency and r["currency"] != currency.lower()):
+            continue
+        failed = (r["status"] in ("open", "uncollectible") and r["attempt_count"] > 0) or \
+                 (r["status"] == "paid" and r["attempt_count"] > 1)
+        if not failed:
+            continue
+        acc = out.setdefault((r["currency"], month), {"failed": 0, "recovered": 0})
+        acc["failed"] += r["amount_due"]
+        if r["status"] == "paid" and r["paid_at"] is not None:
+            acc["recovered"] += r["amount_paid"]
+    return [{"month": m, "currency": c, **t, "rate": t["recovered"] / t["failed"]} for (c, m), t in sorted(out.items())]
 
 
 # --- a database at 0002 upgrades and gets the table filled --------------------------------------------
@@ -272,7 +296,7 @@ def test_a_database_at_0002_upgrades_and_gets_the_table_filled(url_at_0002: str)
                        _inv("in_old3", status="paid", attempts=1, paid_at=T)])
     migrate(url_at_0002)
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
         assert assert_exact(conn) == {(D0, "usd", "failed"): (1, 1000), (D0, "eur", "failed"): (1, 1000),
                                       (D0, "eur", "recovered"): (1, 1000)}
         _upsert(conn, [_inv("in_old1", status="paid", attempts=2, paid_at=T, version_ts=20), _inv("in_new")])

@@ -192,7 +192,7 @@ def test_a_database_at_0001_with_row_triggers_upgrades_in_place(url_at_0001: str
         assert "ix_subscriptions_status" in {i["name"] for i in inspect(conn).get_indexes("subscriptions")}
     migrate(url_at_0001)
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
         if conn.dialect.name == "postgresql":
             rows = conn.execute(text(
                 "SELECT t.tgname, t.tgtype & 1, t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL "

@@ -31,6 +31,7 @@ EXPECTED_ACTIONS = {
     "portal_link": {"staff", "finance", "admin"},
     "bulk_portal_links": {"finance", "admin"},
     "followup": {"finance", "admin"},
+    "retry_invoice": {"finance", "admin"},
     "merge": {"admin"},
     "refresh": ALL,
     "export_audit": {"admin"},
