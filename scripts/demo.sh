@@ -54,15 +54,16 @@ if [ "$healthy" != 1 ]; then
   exit 1
 fi
 
-# Seed once per (customers, seed); a missing state file means the sandbox is empty again.
-want="customers=$CUSTOMERS seed=$SEED"
+# Seed once per (customers, seed); a missing state file means the sandbox is empty again. The messy cases
+# (sandbox/messy.py: Markdown, formulas, odd currencies, a deleted customer…) are always part of the demo.
+want="customers=$CUSTOMERS seed=$SEED messy"
 seeded=0
 if [ -f "$MARKER" ] && [ -f "$STATE" ] && [ "$(cat "$MARKER")" = "$want" ]; then seeded=1; fi
 if [ "$seeded" != 1 ]; then
   echo "Seeding the sandbox with demo data ($CUSTOMERS customers, seed $SEED)…"
   rm -f "$MARKER"
   $BIN/python -m sandbox.seed --api-base "$STRIPE_API_BASE" --api-key "$STRIPE_API_KEY" \
-    --customers "$CUSTOMERS" --seed "$SEED" --reset --truth-file data/duplicates-truth.json
+    --customers "$CUSTOMERS" --seed "$SEED" --reset --messy --truth-file data/duplicates-truth.json
   # New sandbox ids: the old demo cache describes objects that no longer exist.
   if [ "$DATABASE_URL" = "$DEFAULT_DB" ]; then rm -f data/demo.db; fi
   echo "$want" >"$MARKER"
