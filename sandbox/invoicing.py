@@ -96,7 +96,8 @@ def invoice_item_create(store: Store, p: Obj) -> Obj:
         "discountable": str(p.get("discountable", "true")).lower() == "true", "discounts": [],
         "invoice": inv["id"], "livemode": False, "metadata": metadata_update({}, p.get("metadata")),
         "net_amount": amount, "parent": None, "period": {"end": end, "start": start}, "pricing": None,
-        "proration": False, "proration_details": {"credited_items": None}, "quantity": quantity,
+        "proration": False, "proration_details": {"credited_items": None, "discount_amounts": []},
+        "quantity": quantity,
         "quantity_decimal": str(quantity), "tax_rates": [], "test_clock": None,
     }
     store.put(item)
