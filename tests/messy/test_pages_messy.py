@@ -158,3 +158,12 @@ def test_failed_invoices_lists_the_messy_customers_invoice(app_env: str, world: 
 def test_duplicates_shows_the_messy_twins(app_env: str, world: World) -> None:
     at = cached_run(app_env, "duplicates.py", "admin")
     assert world.customers["markdown_twin"] in rendered_text(at)
+
+
+@pytest.mark.parametrize(("case", "mrr"), [("no_email_jpy", "1,200 JPY"), ("no_name_krw", "15,000 KRW"),
+                                          ("markdown_kwd", "3.500 KWD"), ("html_bhd", "12.345 BHD")])
+def test_customer_detail_shows_mrr_in_the_currencys_own_decimals(app_env: str, world: World, case: str,
+                                                                   mrr: str) -> None:
+    """Zero-decimal (JPY, KRW) and three-decimal (KWD, BHD) amounts: ¥1,200 is not 12.00, 3.500 KWD not 35.00."""
+    at = cached_run(app_env, "customer_detail.py", "support", query={"id": world.customers[case]})
+    assert [m.value for m in at.metric if m.label == "MRR"] == [mrr]
