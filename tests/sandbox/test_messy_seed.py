@@ -141,3 +141,11 @@ def test_messy_seed_is_deterministic(sandbox: SandboxServer, tmp_path: Path) -> 
     first = content()
     _seed(sandbox)
     assert content() == first
+
+
+@pytest.mark.parametrize(("case", "price"), [("no_email_jpy", "¥1,200"), ("no_name_krw", "KRW 15,000"),
+                                             ("markdown_kwd", "KWD 3.500"), ("html_bhd", "BHD 12.345")])
+def test_line_descriptions_write_prices_in_the_currencys_decimals(
+        seeded: SandboxServer, planted: dict[str, stripe.Customer], case: str, price: str) -> None:
+    (inv,) = _invoices(seeded.client, planted[case].id)
+    assert [line.description for line in inv.lines.data] == [f"1 × {messy.PRODUCT_NAME} (at {price} / month)"]
