@@ -29,6 +29,7 @@ from starlette.routing import Route
 import sandbox.billing  # noqa: F401  (registers routes)
 import sandbox.cash  # noqa: F401
 import sandbox.discounts  # noqa: F401
+import sandbox.invoicing  # noqa: F401
 import sandbox.portal  # noqa: F401
 import sandbox.resources  # noqa: F401
 import sandbox.schedules  # noqa: F401

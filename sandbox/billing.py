@@ -385,9 +385,17 @@ def _parent(sub: Obj) -> Obj:
     return parent
 
 
+# Stripe's currencies whose minor unit is not a hundredth: none (¥1,200 is 1200) or a thousandth (3.500 KWD).
+ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+                          "xaf", "xof", "xpf"})
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
 def _money(amount: int, currency: str) -> str:
-    sym = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency, currency.upper() + " ")
-    return f"{sym}{amount / 100:,.2f}"
+    """An amount in minor units as Stripe writes it in a line description: $12.00, ¥1,200, KWD 3.500."""
+    sym = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}.get(currency, currency.upper() + " ")
+    digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    return f"{sym}{amount / 10**digits:,.{digits}f}"
 
 
 def finalize(store: Store, inv: Obj) -> None:

@@ -1,6 +1,6 @@
 """Demo data for the local Stripe sandbox: a believable year of a subscription business, through the SDK only.
 
-    python -m sandbox.seed --api-base http://127.0.0.1:12111 [--customers 2000] [--seed 7] [--truth-file F]
+    python -m sandbox.seed --api-base http://127.0.0.1:12111 [--customers 2000] [--seed 7] [--truth-file F] [--messy]
 
 Why it is built this way:
 - The content comes from `random.Random(seed)` in a pure planning step (`plan()`), so the same seed gives the
@@ -1080,6 +1080,15 @@ class Seeder:
         return out
 
 
+def plant_messy(seeder: Seeder, p: Plan) -> None:
+    """The messy cases (sandbox/messy.py), planted at the end of the seeded year."""
+    from sandbox import messy
+
+    planted = messy.plant(seeder._write, exp_year=datetime.fromtimestamp(p.end, UTC).year + 2)
+    print(f"[seed] messy: {len(planted.customers)} customers ({', '.join(planted.customers)}), "
+          f"{planted.requests} requests")
+
+
 # --- command line --------------------------------------------------------------------------------------------
 
 
@@ -1092,6 +1101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-key", default=DEFAULT_KEY, help="any sk_test_ key the sandbox accepts")
     ap.add_argument("--workers", type=int, default=8, help="parallel requests (default 8)")
     ap.add_argument("--reset", action="store_true", help="empty the sandbox first")
+    ap.add_argument("--messy", action="store_true",
+                    help="also plant the messy cases of sandbox/messy.py (Markdown, formulas, odd currencies, …)")
     ap.add_argument("--webhook-url", default=DASHBOARD_WEBHOOK_URL,
                     help=f"webhook endpoint to register (default {DASHBOARD_WEBHOOK_URL}; 'none' for no endpoint)")
     args = ap.parse_args(argv)
@@ -1107,6 +1118,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{datetime.fromtimestamp(p.start, UTC):%Y-%m-%d} to {datetime.fromtimestamp(p.end, UTC):%Y-%m-%d}")
     try:
         result = seeder.run(p, reset=args.reset)
+        if args.messy:
+            plant_messy(seeder, p)
         extra = seeder.finish(webhook_url=None if args.webhook_url in ("", "none") else args.webhook_url)
     except SeedError as exc:
         print(f"[seed] failed: {exc}", file=sys.stderr)

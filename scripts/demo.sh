@@ -55,15 +55,16 @@ if [ "$healthy" != 1 ]; then
 fi
 
 # Seed once per (customers, seed, plan); a missing state file means the sandbox is empty again. `plan` changes
-# when sandbox/seed.py plans a different account for the same seed (2: some failed renewals recover).
-want="customers=$CUSTOMERS seed=$SEED plan=2"
+# when sandbox/seed.py plans a different account for the same seed (2: some failed renewals recover). The messy
+# cases (sandbox/messy.py: Markdown, formulas, odd currencies, a deleted customer…) are always part of the demo.
+want="customers=$CUSTOMERS seed=$SEED plan=2 messy"
 seeded=0
 if [ -f "$MARKER" ] && [ -f "$STATE" ] && [ "$(cat "$MARKER")" = "$want" ]; then seeded=1; fi
 if [ "$seeded" != 1 ]; then
   echo "Seeding the sandbox with demo data ($CUSTOMERS customers, seed $SEED)…"
   rm -f "$MARKER"
   $BIN/python -m sandbox.seed --api-base "$STRIPE_API_BASE" --api-key "$STRIPE_API_KEY" \
-    --customers "$CUSTOMERS" --seed "$SEED" --reset --truth-file data/duplicates-truth.json
+    --customers "$CUSTOMERS" --seed "$SEED" --reset --messy --truth-file data/duplicates-truth.json
   # New sandbox ids: the old demo cache describes objects that no longer exist.
   if [ "$DATABASE_URL" = "$DEFAULT_DB" ]; then rm -f data/demo.db; fi
   echo "$want" >"$MARKER"
