@@ -115,15 +115,11 @@ def render_recovery() -> None:
         st.altair_chart(chart, key=f"{P}_chart")
 
 
-def _refused(message: str) -> None:
-    st.session_state[f"{P}_fu_error"] = message
-
-
 def _save_followup(user: User) -> None:
     """Button callback: save before the rerun, so the table below already shows the new status. The user's
     roles are read again first (the callback runs before the page's gate)."""
     invoice_id = st.session_state.get(f"{P}_fu_invoice")
-    fresh = authorize(user, "followup", object_id=invoice_id, tell=_refused)
+    fresh = authorize(user, "followup", object_id=invoice_id)  # a refusal is shown at the top of the page
     if fresh is None:
         return
     try:

@@ -199,10 +199,15 @@ def invoice_portal_link_action(
     labels = {r["id"]: f"{r['id']} · {r.get('customer_email') or r['customer_id']} · "
                        f"{format_money(r.get('amount_remaining'), r.get('currency'))}" for r in invoices}
     ids = list(labels)
-    first = selected[0] if selected and len(selected) == 1 and selected[0] in labels else ids[0]
+    key = f"{key_prefix}_portal_invoice"
+    one = selected[0] if selected and len(selected) == 1 and selected[0] in labels else None
+    if one is not None and st.session_state.get(f"{key}__followed") != one:
+        st.session_state[key] = one  # a newly picked row becomes the invoice here (by id, not position)
+    elif st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)  # the invoice left the list: start from the first one again
+    st.session_state[f"{key}__followed"] = one
     st.caption("Portal link for one invoice's customer")
-    chosen = st.selectbox("Invoice", ids, index=ids.index(first), key=f"{key_prefix}_portal_invoice",
-                          format_func=labels.get)
+    chosen = st.selectbox("Invoice", ids, key=key, format_func=labels.get)  # first invoice unless set above
     row = next(r for r in invoices if r["id"] == chosen)
     portal_link_action(user, row["customer_id"], key_prefix=f"{key_prefix}_{chosen}",
                        default_flow="payment_method_update", subscription_id=row.get("subscription_id"))
