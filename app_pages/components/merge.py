@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from app_pages.components.authz import authorize
 from app_pages.components.tables import dashboard_url
-from app_pages.components.text import md
+from app_pages.components.text import md, md_id
 from lib import merge
 from lib.auth import User, can
 from lib.config import get_settings
@@ -114,7 +114,7 @@ def _render_plan(kp: str, user: User) -> None:
     sid, did = plan["survivor_id"], plan["duplicate_id"]
     st.markdown(f"Suggested survivor: **{md(plan['suggested_survivor_id'])}** — {md(plan['survivor_reason'])}.")
     choice = st.radio("Survivor (the customer that stays)", [sid, did], key=_k(kp, "survivor_choice"),
-                      horizontal=True, format_func=md)
+                      horizontal=True, format_func=md_id)
     if choice != sid:  # the facts are in the plan already: no second read from Stripe
         st.session_state[_k(kp, "plan")] = merge.with_survivor(merge.Plan.from_dict(plan), choice).to_dict()
         st.rerun()
@@ -137,7 +137,7 @@ def _render_plan(kp: str, user: User) -> None:
                 portal_link_action(user, sid, key_prefix=f"{kp}_mergepm", default_flow="payment_method_update")
         else:
             st.info(md(w["message"]))
-    st.text_input(f"Type the survivor's id ({md(sid)}) to confirm", key=_k(kp, "confirm"))
+    st.text_input(f"Type the survivor's id ({md_id(sid)}) to confirm", key=_k(kp, "confirm"))
     acked = all(st.session_state.get(_k(kp, f"ack_{c}")) for c in
                 [w["code"] for w in plan["warnings"] if w.get("needs_ack")])
     ready = acked and st.session_state.get(_k(kp, "confirm"), "").strip() == sid

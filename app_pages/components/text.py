@@ -46,6 +46,12 @@ def md(value: object) -> str:
     return "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
 
 
+def md_id(value: object) -> str:
+    """A Stripe id as Markdown: unchanged when it is one (letters, digits and intraword underscores render
+    as themselves, and a widget's accessible name stays the id), escaped with `md()` otherwise."""
+    return value if isinstance(value, str) and _ID_RE.fullmatch(value) else md(value)
+
+
 def safe_id(kind: IdKind, value: object) -> str | None:
     """`value` when it is a Stripe id of this kind (`cus_…`, `in_…`, `sub_…`, `pm_…`, `evt_…`), else None."""
     if not isinstance(value, str):

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from app_pages.components.tables import customer_link, dashboard_url
-from app_pages.components.text import md, plain, safe_id, safe_url
+from app_pages.components.text import md, md_id, plain, safe_id, safe_url
 from lib.config import get_settings
 from tests.duplicates.factory import add_customer
 from tests.utils.apptest import PAGES_DIR, run_page
@@ -160,6 +160,17 @@ def test_md_leaves_no_markdown_character_unescaped() -> None:
     assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "[]():/.")
 
 
-def test_safe_id_checks_the_kind() -> None:
+def test_safe_id_accepts_its_kind() -> None:
     assert safe_id("subscription", "sub_1") == "sub_1"
+
+
+def test_safe_id_refuses_another_kind() -> None:
     assert safe_id("subscription", "cus_1") is None
+
+
+def test_md_id_escapes_what_is_not_an_id() -> None:
+    assert md_id(LOGIN) == md(LOGIN)
+
+
+def test_md_id_keeps_an_id_readable_for_assistive_technology() -> None:
+    assert md_id("cus_F3BokW0VE353b2") == "cus_F3BokW0VE353b2"
