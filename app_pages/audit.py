@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import streamlit as st
 
+from app_pages.components.exports import export_button
 from app_pages.components.tables import frame, guarded, pager, pager_controls
 from lib import audit
 from lib.auth import User, can, require_page
@@ -50,11 +51,6 @@ def filters_from_widgets() -> audit.AuditFilters | None:
         return None
 
 
-def _export(user: User, filters: audit.AuditFilters) -> bytes:
-    with session_scope() as session:
-        return audit.export_recorded(session=session, filters=filters, actor=user.email, role=user.role_label)
-
-
 def render_results(user: User, filters: audit.AuditFilters) -> None:
     page_no, size = pager(P, filters)
     with session_scope() as session:
@@ -76,10 +72,10 @@ def render_results(user: User, filters: audit.AuditFilters) -> None:
     )
     pager_controls(P, page)
     if can(user, "export_audit"):
-        st.download_button(
-            "Download CSV (all matching entries)", key=f"{P}_csv", mime="text/csv", icon=":material/download:",
-            file_name=f"audit-{filters.since}-{filters.until}.csv", data=lambda: _export(user, filters),
-        )
+        export_button(user, "Download CSV (all matching entries)", key=f"{P}_csv",
+                      file_name=f"audit-{filters.since}-{filters.until}.csv", action="export_audit",
+                      right="export_audit", page="audit", filters=filters,
+                      make=lambda session: audit.export_audit_csv(session=session, filters=filters))
 
 
 def render(user: User) -> None:

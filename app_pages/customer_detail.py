@@ -3,12 +3,9 @@ the Stripe Dashboard, and the portal-link and merge actions. Opened as /customer
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from app_pages.components.data import query
-from app_pages.components.markdown_text import escape_md
 from app_pages.components.merge import merge_action
 from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
@@ -24,6 +21,7 @@ from app_pages.components.tables import (
     pager,
     pager_controls,
 )
+from app_pages.components.text import md, safe_id, safe_url
 from lib.auth import require_page
 from lib.declines import explain
 from lib.queries import format_money
@@ -45,39 +43,40 @@ def render_missing(cid: str | None) -> None:
     st.title("Customer detail")
     if cid is None:
         st.info("No customer chosen: search for one and open it from the results.")
-    elif not re.fullmatch(r"cus_[A-Za-z0-9_]+", cid):
-        st.error(f"{cid!r} is not a customer id (they look like cus_NffrFeUfNV2Hib). Search for the customer "
-                 "instead.")
+    elif safe_id("customer", cid) is None:
+        st.error(f"“{md(cid)}” is not a customer id (they look like cus\\_NffrFeUfNV2Hib). Search for the "
+                 "customer instead.")
     else:
-        st.error(f"Customer {cid} is not in the cache. It may be new (wait for the next sync or refresh from "
+        st.error(f"Customer {md(cid)} is not in the cache. It may be new (wait for the next sync or refresh from "
                  "the Sync page), deleted long ago, or from the other key mode.")
     back_link()
 
 
 def render_profile(c: dict) -> None:
-    title = c["name"] or c["email"] or c["id"]
-    st.title(title)
+    title = next((v for v in (c["name"], c["email"], c["id"]) if isinstance(v, str) and v), "Customer")
+    st.title(md(title))
     flags = []
     if c["deleted"]:
         flags.append(":gray-background[deleted in Stripe]")
     if c["delinquent"]:
         flags.append(":red-background[delinquent]")
-    st.markdown(" ".join([f"`{c['id']}`", *flags]) + f" · [Open in Stripe]({dashboard_url('customers', c['id'])})")
+    stripe = dashboard_url("customers", c["id"])
+    st.markdown(" ".join([md(c["id"]), *flags]) + (f" · [Open in Stripe]({stripe})" if stripe else ""))
     contact = " · ".join(x for x in (
-        f":material/mail: {c['email']}" if c["email"] else ":material/mail: no email",
-        f":material/call: {c['phone']}" if c["phone"] else "",
+        f":material/mail: {md(c['email'])}" if c["email"] else ":material/mail: no email",
+        f":material/call: {md(c['phone'])}" if c["phone"] else "",
     ) if x)
     st.markdown(contact)
     m1, m2, m3 = st.columns(3)
     bal = c["balance"] or 0
-    m1.metric("Balance", format_money(abs(bal), c["currency"] or "usd") if bal else "0",
+    m1.metric("Balance", format_money(abs(bal), c["currency"]) if bal else "0",
               help="Stripe's customer balance: a credit is applied to the next invoices; a debit is added.")
     m1.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
-    m2.metric("MRR", format_money(c["mrr"], c["currency"] or "usd"))
+    m2.metric("MRR", format_money(c["mrr"], c["currency"]))
     owed = query("customer_open_amounts", customer_id=c["id"])
     m3.metric("Unpaid on open invoices", money_lines(owed))
     created = c["created"].strftime("%Y-%m-%d")
-    st.caption(f"Customer since {created} · currency {(c['currency'] or '—').upper()} · "
+    st.caption(f"Customer since {created} · currency {md((c['currency'] or '—').upper())} · "
                f"cached {ago(c['synced_at'])}")
 
 
@@ -117,7 +116,7 @@ def render_payment_methods(c: dict, pms: list[dict]) -> None:
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })
     if default and default not in {pm["id"] for pm in pms}:
-        st.caption(f"Default payment method {default} is not cached yet.")
+        st.caption(f"Default payment method {md(default)} is not cached yet.")
 
 
 def render_subscriptions(subs: list[dict]) -> None:
@@ -162,7 +161,7 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
         return []
     for inv in page.rows:
         if inv["new_card"]:
-            st.info(escape_md(f"{inv['id']}: {inv['new_card']}"), icon=":material/credit_card:")
+            st.info(md(f"{inv['id']}: {inv['new_card']}"), icon=":material/credit_card:")
     rows = []
     for inv in page.rows:
         code = inv["decline_code"] or inv["failure_code"]
@@ -172,7 +171,7 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
             "amount_remaining": inv["amount_remaining"], "attempts": inv["attempt_count"],
             "decline": f"{code}: {explain(code).meaning}" if code else "", "new_card": inv["new_card"],
             "next_retry": inv["next_payment_attempt"], "created": inv["created"],
-            "hosted": inv["hosted_invoice_url"], "stripe": dashboard_url("invoices", inv["id"]),
+            "hosted": safe_url(inv["hosted_invoice_url"]), "stripe": dashboard_url("invoices", inv["id"]),
         })
     df = frame(rows, money=("amount_due", "amount_paid", "amount_remaining"))
     st.dataframe(df, key=f"{P}_invoices", hide_index=True, column_config={
@@ -224,7 +223,7 @@ def render(user) -> None:  # noqa: ANN001
         last4 = f" •••• {default['card_last4']}" if default["card_last4"] else ""
         expires = f" expires {pm_expiry(default)}" if pm_expiry(default) else ""
         what = "card" if default["type"] == "card" else "payment method"
-        st.caption(f"Default {what}: {pm_kind(default)}{last4}{expires}")
+        st.caption(f"Default {what}: {md(pm_kind(default))}{md(last4)}{expires}")
     elif pms:
         st.caption("No default payment method set: invoices fall back to the subscription's card, if any.")
     render_actions(user, cid)

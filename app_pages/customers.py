@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.components.data import csv_download, query
+from app_pages.components.data import query
+from app_pages.components.exports import export_button, query_maker
 from app_pages.components.tables import (
     ANY,
     chosen,
+    customer_link,
     frame,
     guarded,
     link_to,
@@ -16,9 +18,11 @@ from app_pages.components.tables import (
     open_customer,
     pager,
     pager_controls,
+    selected_ids,
     unfiltered,
 )
-from lib.auth import require_page
+from app_pages.components.text import md
+from lib.auth import User, require_page
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
 P = "cust"  # widget-key prefix
@@ -52,12 +56,12 @@ def filters_from_widgets() -> CustomerFilters:
     )
 
 
-def render_results(filters: CustomerFilters) -> None:
+def render_results(user: User, filters: CustomerFilters) -> None:
     page_no, size = pager(P, filters)
     try:
         page = query("search_customers", filters=filters, page=page_no, page_size=size)
     except SearchError as exc:
-        st.warning(str(exc), icon=":material/search_off:")
+        st.warning(md(str(exc)), icon=":material/search_off:")
         return
     if not page.rows:
         st.info("No customer matches. Check the spelling, try part of the name or the email without its "
@@ -66,9 +70,10 @@ def render_results(filters: CustomerFilters) -> None:
         return
     st.caption(f"{page.total_label} customer(s) · MRR is per customer, in the customer's currency")
     df = frame(page.rows, money=("mrr", "balance"))
-    df.insert(1, "open", [f"customer?id={cid}" for cid in df["id"]])
+    df.insert(1, "open", [customer_link(cid) for cid in df["id"]])
     df["merged"] = [f"merged into {m}" if isinstance(m, str) and m else "" for m in df["merged_into"]]
-    event = st.dataframe(
+    picked = selected_ids(f"{P}_table", [str(cid) for cid in df["id"]], what="customer")
+    st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
         column_order=["id", "open", "merged", "email", "name", "phone", "created", "currency", "mrr", "balance",
                       "delinquent", "deleted"],
@@ -87,27 +92,25 @@ def render_results(filters: CustomerFilters) -> None:
             "deleted": st.column_config.CheckboxColumn("Deleted"),
         },
     )
-    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
-    if rows:
-        open_customer(str(df.iloc[rows[0]]["id"]))
-    if len(page.rows) == 1:
+    if picked:
+        open_customer(picked[0])
+    if len(page.rows) == 1 and customer_link(page.rows[0]["id"]):
         only = page.rows[0]
         link_to("customer_detail.py", label=f"Open {only['email'] or only['name'] or only['id']}",
-                     icon=":material/person:", query_params={"id": only["id"]})
+                icon=":material/person:", query_params={"id": only["id"]})
     else:
         st.caption("Select a row (left edge) to open the customer.")
     pager_controls(P, page)
-    st.download_button(
-        "Download CSV (all pages)", key=f"{P}_csv", file_name="customers.csv", mime="text/csv",
-        data=lambda: csv_download("export_customers_csv", filters=filters), icon=":material/download:",
-    )
+    export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="customers.csv",
+                  action="export_customers", page="customers", filters=filters,
+                  make=query_maker("export_customers_csv", filters=filters))
 
 
-def render() -> None:
+def render(user: User) -> None:
     st.title("Customers")
     filters = filters_from_widgets()
-    render_results(filters)
+    render_results(user, filters)
 
 
 user = require_page("customers")
-guarded(render)
+guarded(render, user)

@@ -9,7 +9,8 @@ from typing import Any
 import streamlit as st
 
 from app_pages.components.merge import merge_action
-from app_pages.components.tables import ago
+from app_pages.components.tables import ago, customer_link
+from app_pages.components.text import md
 from lib import duplicates, merge, queries
 from lib.auth import require_page
 from lib.config import get_settings
@@ -44,25 +45,27 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
         with st.expander("Evidence"):
             for e in cluster.evidence:
                 score = f" (name similarity {e.score:.0f}%)" if e.score is not None else ""
-                st.markdown(f"- {e.a} ↔ {e.b}: {duplicates.SIGNAL_LABELS[e.signal]} `{e.value}`{score}")
+                st.markdown(f"- {md(e.a)} ↔ {md(e.b)}: {duplicates.SIGNAL_LABELS[e.signal]} “{md(e.value)}”{score}")
         shown = cluster.customer_ids[:4]
         for col, cid in zip(st.columns(len(shown)), shown, strict=True):
             c = people.get(cid)
             if c is None:
-                col.warning(f"{cid} is no longer in the cache.")
+                col.warning(f"{md(cid)} is no longer in the cache.")
                 continue
-            col.markdown(f"**[{c.name or cid}](customer?id={cid})**  \n`{cid}`")
-            col.caption(f"{c.email or 'no email'} · {c.phone or 'no phone'}")
+            link = customer_link(cid)
+            label = md(c.name or cid)
+            col.markdown(f"**{f'[{label}]({link})' if link else label}**  \n{md(cid)}")
+            col.caption(f"{md(c.email) or 'no email'} · {md(c.phone) or 'no phone'}")
             col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {format_money(c.mrr, c.currency)}")
             col.write(f"Unpaid invoices: **{c.unpaid_invoices}**"
                       + (f" ({format_money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
             col.write(f"Balance: {format_money(c.balance, c.currency)} · created {c.created:%Y-%m-%d}")
             col.caption(f"Last activity {ago(c.last_activity)}")
             if c.metadata.get("merged_into"):
-                col.info(f"Already merged into {c.metadata['merged_into']}")
+                col.info(f"Already merged into {md(c.metadata['merged_into'])}")
         if len(cluster.customer_ids) > len(shown):
             st.caption(f"…and {len(cluster.customer_ids) - len(shown)} more: "
-                       + ", ".join(cluster.customer_ids[len(shown):]))
+                       + ", ".join(md(i) for i in cluster.customer_ids[len(shown):]))
         merge_action(user, cluster.customer_ids[0], key_prefix=f"{P}_{cluster.id}", other_ids=cluster.customer_ids)
 
 

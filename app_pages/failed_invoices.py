@@ -9,21 +9,26 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components import data
-from app_pages.components.data import csv_download, query
+from app_pages.components.authz import authorize
+from app_pages.components.data import query
+from app_pages.components.exports import export_button, query_maker
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
 from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ANY,
     chosen,
+    customer_link,
     frame,
     guarded,
     money_column,
     money_lines,
     paged,
     pager_controls,
+    selected_ids,
 )
+from app_pages.components.text import md, safe_url
 from lib import followups
-from lib.auth import can, require_page
+from lib.auth import User, can, require_page
 from lib.db import session_scope
 from lib.declines import explain
 from lib.queries import AGE_BUCKETS, FailedFilters, format_money
@@ -38,8 +43,9 @@ def filters_from_widgets() -> FailedFilters:
     currencies = query("failed_currencies")
     c1, c2, c3, c4 = st.columns(4)
     c1.selectbox("Decline code", [ANY, *codes], key=f"{P}_decline",
-                 format_func=lambda c: c if c == ANY else (c or "(no code)"))
-    c1.selectbox("Currency", [ANY, *[c.upper() for c in currencies]], key=f"{P}_currency")
+                 format_func=lambda c: c if c == ANY else (c if isinstance(c, str) and c else "(no code)"))
+    c1.selectbox("Currency", [ANY, *[c.upper() for c in currencies if isinstance(c, str) and c]],
+                 key=f"{P}_currency")
     c2.selectbox("Invoice status", [ANY, "open", "uncollectible"], key=f"{P}_status")
     c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
@@ -60,7 +66,8 @@ def render_summary(filters: FailedFilters) -> None:
         return
     cols = st.columns(min(4, len(at_risk)))
     for i, r in enumerate(at_risk):
-        cols[i % len(cols)].metric(f"At risk · {r['currency'].upper()}", format_money(r["amount"], r["currency"]),
+        cur = md((r["currency"] or "—").upper())
+        cols[i % len(cols)].metric(f"At risk · {cur}", format_money(r["amount"], r["currency"]),
                                    help="Amount remaining on failed invoices in this currency")
         cols[i % len(cols)].caption(f"{r['invoices']:,} invoice(s)")
     left, right = st.columns(2)
@@ -85,7 +92,7 @@ def render_summary(filters: FailedFilters) -> None:
 
 def render_recovery() -> None:
     st.subheader("Failed vs recovered, last 12 months")
-    currencies = query("failed_currencies")
+    currencies = [c for c in query("failed_currencies") if isinstance(c, str) and c]  # a chart needs one currency
     if not currencies:
         st.caption("No failed payments in the cache.")
         return
@@ -126,23 +133,27 @@ def render_recovery() -> None:
                                     "rate": st.column_config.NumberColumn("Recovery rate", format="percent")})
 
 
-def _save_followup(user_email: str, role: str) -> None:
-    """Button callback: save before the rerun, so the table below already shows the new status."""
+def _save_followup(user: User) -> None:
+    """Button callback: save before the rerun, so the table below already shows the new status. The user's
+    roles are read again first (the callback runs before the page's gate)."""
     invoice_id = st.session_state.get(f"{P}_fu_invoice")
+    fresh = authorize(user, "followup", object_id=invoice_id)  # a refusal is shown at the top of the page
+    if fresh is None:
+        return
     try:
         with session_scope() as session:
-            followups.set_followup(session=session, invoice_id=invoice_id, actor=user_email, role=role,
+            followups.set_followup(session=session, invoice_id=invoice_id, actor=fresh.email, role=fresh.role_label,
                                    status=st.session_state.get(f"{P}_fu_status", "open"),
                                    note=st.session_state.get(f"{P}_fu_note", ""))
     except followups.FollowupError as exc:
-        st.session_state[f"{P}_fu_error"] = str(exc)
+        st.session_state[f"{P}_fu_error"] = md(str(exc))
         return
     except Exception:  # noqa: BLE001 — never a traceback; nothing was half-written (one transaction)
         st.session_state[f"{P}_fu_error"] = "Could not save the follow-up: the cache database did not answer. " \
                                             "Try again in a moment."
         return
     data.clear()
-    st.session_state[f"{P}_fu_saved"] = f"Follow-up for {invoice_id} saved."
+    st.session_state[f"{P}_fu_saved"] = f"Follow-up for {md(invoice_id)} saved."
 
 
 def _load_followup() -> None:
@@ -175,8 +186,7 @@ def render_followup_editor(user, rows: list[dict]) -> None:  # noqa: ANN001
         st.radio("Status", followups.STATUSES, key=f"{P}_fu_status", horizontal=True)
         st.text_area("Note", key=f"{P}_fu_note", max_chars=followups.MAX_NOTE,
                      placeholder="e.g. Emailed on Monday; customer promised to pay by Friday")
-        st.button("Save follow-up", key=f"{P}_fu_save", type="primary", on_click=_save_followup,
-                  args=(user.email, user.role_label))
+        st.button("Save follow-up", key=f"{P}_fu_save", type="primary", on_click=_save_followup, args=(user,))
         if msg := st.session_state.pop(f"{P}_fu_saved", None):
             st.toast(msg, icon=":material/check:")
             st.success(msg)
@@ -199,8 +209,10 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.caption(f"{page.total_label} failed invoice(s) · at risk: "
                f"{money_lines(query('at_risk_by_currency', filters=filters))}")
     df = frame(page.rows, money=("amount_remaining", "amount_due"))
-    df["customer"] = [f"customer?id={c}" for c in df["customer_id"]]
-    event = st.dataframe(
+    df["customer"] = [customer_link(c) for c in df["customer_id"]]
+    df["hosted_invoice_url"] = [safe_url(u) for u in df["hosted_invoice_url"]]
+    ids = selected_ids(f"{P}_table", [str(i) for i in df["id"]], what="invoice")
+    st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
         column_order=["id", "customer", "customer_email", "status", "currency", "amount_remaining", "attempt_count",
                       "code", "new_card", "next_step", "next_payment_attempt", "age_days", "followup_status",
@@ -220,11 +232,9 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
         },
     )
     pager_controls(P, page)
-    selected = event.selection.rows if event is not None and hasattr(event, "selection") else []
-    ids = [str(df.iloc[i]["id"]) for i in selected]
-    st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
-                       mime="text/csv", icon=":material/download:",
-                       data=lambda: csv_download("export_failed_csv", filters=filters))
+    export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
+                  action="export_failed_invoices", page="failed-invoices", filters=filters,
+                  make=query_maker("export_failed_csv", filters=filters))
     st.caption("Select rows to make update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)
     invoice_portal_link_action(user, page.rows, key_prefix=P, selected=ids)
@@ -232,7 +242,7 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     render_followup_editor(user, page.rows)
     if filters.decline_code is not None:
         d = explain(filters.decline_code)
-        st.info(f"**{d.code}** — {d.meaning} Next step: {d.next_step}")
+        st.info(f"**{md(d.code)}** — {d.meaning} Next step: {d.next_step}")
 
 
 def render(user) -> None:  # noqa: ANN001

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages.components.data import query
 from app_pages.components.tables import ago, guarded, link_to, money_lines
+from app_pages.components.text import md
 from lib.auth import require_page
 from lib.config import get_settings
 
@@ -15,7 +16,7 @@ P = "ov"  # widget-key prefix
 def render(user) -> None:  # noqa: ANN001
     settings = get_settings()
     st.title("Billing Console")
-    st.write(f"Signed in as **{user.email}** ({user.role_label}).")
+    st.write(f"Signed in as **{md(user.email)}** ({user.role_label}).")
     c1, c2, c3 = st.columns(3)
     mode, _, last4 = settings.key_hint.partition(" ")
     c1.metric("Stripe key", f"{mode.upper()} {last4}")  # a key's characters are case-sensitive: only the mode

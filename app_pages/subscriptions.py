@@ -3,21 +3,27 @@ ending soon; MRR per row; counts and MRR per status and currency; CSV of the who
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
-from app_pages.components.data import csv_download, query
+from app_pages.components.data import query
+from app_pages.components.exports import export_button, query_maker
 from app_pages.components.tables import (
     ANY,
     chosen,
+    customer_link,
     frame,
     guarded,
     money_column,
     open_customer,
     paged,
     pager_controls,
+    selected_ids,
 )
-from lib.auth import require_page
+from app_pages.components.text import md
+from lib.auth import User, require_page
 from lib.models import MRR_STATUSES
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 
@@ -42,14 +48,30 @@ def filters_from_widgets() -> SubscriptionFilters:
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
-    days = st.session_state.get(f"{P}_trial_days")
+    days = trial_days(st.session_state.get(f"{P}_trial_days"))
     return SubscriptionFilters(
         statuses=tuple(st.session_state.get(f"{P}_status") or ()),
         product_id=products.get(chosen(f"{P}_product") or ""), price_id=chosen(f"{P}_price"),
         interval=chosen(f"{P}_interval"), currency=(chosen(f"{P}_currency") or "").lower() or None,
         cancel_at_period_end=bool(st.session_state.get(f"{P}_cape")),
-        trial_ending_days=None if days is None else int(days), sort=sort, descending=desc,
+        trial_ending_days=days, sort=sort, descending=desc,
     )
+
+
+def trial_days(value: object) -> int | None:
+    """The "Trial ends within" days as a whole number 0–365, or None (no filter). A value the box should not
+    hold (empty, not a number, NaN, out of range) is no filter, and a message says so."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number) or not 0 <= number <= 365:
+        st.warning("“Trial ends within” takes a whole number of days from 0 to 365; that value was ignored, so "
+                   "trials are not filtered. Type a number of days or clear the box.", icon=":material/warning:")
+        return None
+    return int(number)
 
 
 def render_totals(filters: SubscriptionFilters) -> None:
@@ -58,13 +80,14 @@ def render_totals(filters: SubscriptionFilters) -> None:
         return
     by_currency: dict[str, dict[str, int]] = {}
     for t in totals:
-        cur = by_currency.setdefault(t["currency"] or "—", {"count": 0, "mrr": 0})
+        cur = by_currency.setdefault(t["currency"] if isinstance(t["currency"], str) and t["currency"] else "—",
+                                     {"count": 0, "mrr": 0})
         cur["count"] += t["count"]
         if t["status"] in MRR_STATUSES:
             cur["mrr"] += t["mrr"]
     cols = st.columns(min(4, len(by_currency)))
     for i, (cur, v) in enumerate(sorted(by_currency.items())):
-        cols[i % len(cols)].metric(f"MRR {cur.upper()}", format_money(v["mrr"], cur),
+        cols[i % len(cols)].metric(f"MRR {md(cur.upper())}", format_money(v["mrr"], cur),
                                    help="Active and past-due subscriptions of this filter (trials are not revenue yet)")
         cols[i % len(cols)].caption(f"{v['count']:,} subscriptions")
     table = pd.DataFrame(totals)
@@ -76,15 +99,16 @@ def render_totals(filters: SubscriptionFilters) -> None:
             "mrr": money_column("MRR", [t["currency"] for t in totals])})
 
 
-def render_table(filters: SubscriptionFilters) -> None:
+def render_table(user: User, filters: SubscriptionFilters) -> None:
     page = paged(P, "list_subscriptions", filters, none_match="No subscription matches these filters: clear some "
                  "of them.", empty="The cache holds no subscriptions yet: run a sync from the Sync page.")
     if page is None:
         return
     st.caption(f"{page.total_label} subscription(s)")
     df = frame(page.rows, money=("mrr",))
-    df.insert(1, "open", [f"customer?id={c}" for c in df["customer_id"]])
-    event = st.dataframe(
+    df.insert(1, "open", [customer_link(c) for c in df["customer_id"]])
+    picked = selected_ids(f"{P}_table", [str(i) for i in df["id"]], what="subscription")
+    st.dataframe(
         df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
         column_order=["id", "open", "customer_email", "status", "plan", "interval", "currency", "mrr",
                       "current_period_end", "cancel_at_period_end", "trial_end", "created"],
@@ -99,21 +123,21 @@ def render_table(filters: SubscriptionFilters) -> None:
             "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
         },
     )
-    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
-    if rows:
-        open_customer(str(df.iloc[rows[0]]["customer_id"]))
+    if picked:
+        owner = {r["id"]: r["customer_id"] for r in page.rows}
+        open_customer(str(owner.get(picked[0], "")))
     pager_controls(P, page)
-    st.download_button("Download CSV (all pages)", key=f"{P}_csv", file_name="subscriptions.csv",
-                       mime="text/csv", icon=":material/download:",
-                       data=lambda: csv_download("export_subscriptions_csv", filters=filters))
+    export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="subscriptions.csv",
+                  action="export_subscriptions", page="subscriptions", filters=filters,
+                  make=query_maker("export_subscriptions_csv", filters=filters))
 
 
-def render() -> None:
+def render(user: User) -> None:
     st.title("Subscriptions")
     filters = filters_from_widgets()
     render_totals(filters)
-    render_table(filters)
+    render_table(user, filters)
 
 
 user = require_page("subscriptions")
-guarded(render)
+guarded(render, user)

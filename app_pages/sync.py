@@ -4,13 +4,30 @@
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components import data
+from app_pages.components.authz import authorize
 from app_pages.components.data import query
 from app_pages.components.tables import ago, frame, guarded
-from lib.auth import can, require_page
+from app_pages.components.text import md
+from lib.auth import User, can, require_page
+from lib.stripe_gateway import GatewayError
 
 P = "sync"  # widget-key prefix
+
+
+def refresh_failure(exc: BaseException) -> str:
+    """Why a refresh could not run, in words (never the driver's or the SDK's raw text)."""
+    if isinstance(exc, SQLAlchemyError):
+        return (f"The refresh could not run: the cache database did not answer ({type(exc).__name__}). Check "
+                "DATABASE_URL and that the database is running, then press Refresh now again; nothing was "
+                "lost.")
+    if isinstance(exc, GatewayError):
+        return f"The refresh stopped: {md(exc.user_message)} The cache keeps what was written so far; press " \
+               "Refresh now again to resume from where it stopped."
+    return (f"The refresh stopped unexpectedly ({type(exc).__name__}). The cache keeps what was written so far; "
+            "press Refresh now again to resume, and tell an admin if it keeps happening.")
 
 
 def _run_refresh() -> None:
@@ -30,9 +47,7 @@ def _run_refresh() -> None:
             result = run_sync(mode="incremental", progress=progress)
         except Exception as exc:  # noqa: BLE001 — the UI must not show a traceback
             status.update(label="Refresh failed", state="error")
-            st.session_state[f"{P}_outcome"] = (
-                "error", f"The refresh stopped: {exc}. The cache keeps what was written so far; press Refresh "
-                         "now again to resume from where it stopped.")
+            st.session_state[f"{P}_outcome"] = ("error", refresh_failure(exc))
             return
         bar.progress(1.0, text="Done")
         data.clear()
@@ -46,15 +61,20 @@ def _run_refresh() -> None:
                                                 "worker); its results will show here when it finishes.")
         else:
             status.update(label="Refresh failed", state="error")
-            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {result.error or 'unknown error'}. "
+            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {md(result.error or 'unknown error')}. "
                                                 "Press Refresh now to resume; written pages are kept.")
 
 
-def render_refresh(user) -> None:  # noqa: ANN001
+def _refused(message: str) -> None:
+    st.session_state[f"{P}_outcome"] = ("error", message)
+
+
+def render_refresh(user: User) -> None:
     if not can(user, "refresh"):
         st.caption("Your role cannot start a refresh.")
         return
-    if st.button("Refresh now", key=f"{P}_refresh", type="primary", icon=":material/sync:"):
+    if st.button("Refresh now", key=f"{P}_refresh", type="primary", icon=":material/sync:") and authorize(
+            user, "refresh", tell=_refused) is not None:
         _run_refresh()
     outcome = st.session_state.pop(f"{P}_outcome", None)
     if outcome:
@@ -86,7 +106,8 @@ def render_runs() -> None:
         "error": st.column_config.TextColumn("Error", width="large")})
     failed = [r for r in runs[:1] if r["status"] == "failed"]
     if failed:
-        st.error(f"The last run failed: {failed[0]['error'] or 'no error recorded'}. Press Refresh now to resume.")
+        st.error(f"The last run failed: {md(failed[0]['error'] or 'no error recorded')}. Press Refresh now to "
+                 "resume.")
 
 
 def render_cursors() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import IO, Any
@@ -125,7 +126,7 @@ def export_audit_csv(*, session: Session, filters: AuditFilters) -> IO[bytes]:
     """Every entry matching `filters` as CSV, streamed in batches (details as JSON text)."""
     import json
 
-    from lib.queries import stream_csv
+    from lib.export import stream_csv
 
     def row(r: dict[str, Any]) -> dict[str, Any]:
         return {**r, "created_at": r["created_at"].isoformat(), "details": json.dumps(r["details"] or {})}
@@ -133,10 +134,39 @@ def export_audit_csv(*, session: Session, filters: AuditFilters) -> IO[bytes]:
     return stream_csv(session, _audit_stmt(session, filters), AUDIT_COLUMNS, transform=row)
 
 
+def filters_used(filters: Any) -> dict[str, Any]:
+    """The filters an export ran with, as the audit row stores them: only those set, as text."""
+    items = filters.items() if isinstance(filters, dict) else vars(filters).items()
+    return {k: (list(map(str, v)) if isinstance(v, tuple | list | set | frozenset) else str(v))
+            for k, v in items if v not in (None, "", False, (), [])}
+
+
+def recorded_export(
+    *, session: Session, actor: str, role: str | None, action: str, page: str, filters: Any,
+    make: Callable[[], IO[bytes]],
+) -> bytes:
+    """The one path every CSV export takes: make the file, then leave an audit row saying who exported what
+    (`action`, e.g. "export_customers"), from which page, with which filters, and how many rows. A file
+    that cannot be made leaves a `failed` row and the error is raised on."""
+    from lib.export import count_rows
+
+    used = filters_used(filters)
+    try:
+        out = make()
+        with out:
+            data = out.read()
+    except Exception as exc:
+        record(session=session, actor=actor, role=role, action=action, result="failed",
+               details={"page": page, "filters": used, "error": type(exc).__name__})
+        raise
+    rows = getattr(out, "rows", None)
+    record(session=session, actor=actor, role=role, action=action, result="succeeded",
+           details={"page": page, "filters": used, "rows": count_rows(data) if rows is None else rows,
+                    "bytes": len(data)})
+    return data
+
+
 def export_recorded(*, session: Session, filters: AuditFilters, actor: str, role: str | None = None) -> bytes:
     """The CSV an admin downloads; exporting the trail is itself an entry in the trail."""
-    data = export_audit_csv(session=session, filters=filters).read()
-    used = {k: str(v) for k, v in vars(filters).items() if v}
-    record(session=session, actor=actor, role=role, action="export_audit", result="succeeded",
-           details={"filters": used, "bytes": len(data)})
-    return data
+    return recorded_export(session=session, actor=actor, role=role, action="export_audit", page="audit",
+                           filters=filters, make=lambda: export_audit_csv(session=session, filters=filters))

@@ -289,3 +289,25 @@ def require_page(key: str) -> User:
 def can(user: User, action: str) -> bool:
     """Whether this user's roles allow `action` (see lib/access.ACTIONS); check before every action."""
     return access.may_do(user.roles, action)
+
+
+# --- checks at the moment of an action ------------------------------------------------------------
+
+
+def roles_now(user: User, claims: Mapping[str, Any] | None) -> User:
+    """The same person with roles read again from roles.toml at this moment (a page may have been open
+    for hours). `claims` are the user's OIDC claims (st.user); None means nobody is signed in any more, and
+    claims of another email than `user`'s mean another login: both give a user with no role. Without login
+    configured there is no roles.toml in play (the gate lets only the local demo run): the user is returned
+    as the gate made it. Raises access.RolesFileError when roles.toml cannot be read, ConfigError when the
+    secrets cannot."""
+    if user.demo:
+        return DEMO_USER
+    if auth_section() is None:
+        return user
+    if not claims or not claims.get("is_logged_in", True):
+        return User(email=user.email, name=user.name, roles=frozenset())
+    fresh = user_from_claims(claims, role_rules(get_settings()))
+    if fresh.email != user.email:
+        return User(email=user.email, name=user.name, roles=frozenset())
+    return fresh

@@ -7,8 +7,6 @@ completed after it (who, when, customer, flow, result, error). The URL itself is
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 import uuid
@@ -25,6 +23,7 @@ from lib import audit
 from lib.access import ACTIONS, ROLES
 from lib.auth import User, can
 from lib.config import Settings, get_settings
+from lib.export import csv_text
 from lib.inputs import http_url_problem, printable
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
 from lib.queries import format_money
@@ -338,6 +337,9 @@ class BulkRow:
     error: str = ""
 
 
+BULK_COLUMNS = ("customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error")
+
+
 @dataclass
 class BulkResult:
     run_id: str
@@ -356,13 +358,10 @@ class BulkResult:
         return sum(1 for r in self.rows if r.error)
 
     def csv(self) -> str:
-        """CSV for finance's mail merge: customer, name, email, amount due, link, when made, error."""
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error"])
-        for r in self.rows:
-            writer.writerow([r.customer_id, r.name, r.email, r.amount_due, r.link, r.made_at, r.error])
-        return buf.getvalue()
+        """CSV for finance's mail merge: customer, name, email, amount due, link, when made, error (written by
+        lib/export, so a name like `=HYPERLINK(…)` stays text in a spreadsheet)."""
+        return csv_text(BULK_COLUMNS, ([r.customer_id, r.name, r.email, r.amount_due, r.link, r.made_at, r.error]
+                                       for r in self.rows))
 
 
 def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[BulkRow], list[str]]:

@@ -9,11 +9,9 @@ PostgreSQL (the few dialect differences are in `_prefix`).
 
 from __future__ import annotations
 
-import csv
-import io
+import math
 import re
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
@@ -24,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from lib.declines import explain
+from lib.export import stream_csv
 from lib.mapping import valid_customer_id
 from lib.models import (
     MRR_STATUSES,
@@ -51,32 +50,65 @@ ZERO_DECIMAL = frozenset({
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
     "xpf",
 })
+# Stripe counts these in thousandths (5.124 KWD is 5124); every other currency in hundredths
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 SUBSCRIPTION_STATUSES = (
     "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused",
 )
 AGE_BUCKETS = ("0–7 days", "8–30 days", "31–60 days", "over 60 days")
+_CURRENCY_RE = re.compile(r"[a-z]{3}")
 _MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Monday
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
 
 
+def currency_code(currency: object) -> str:
+    """A currency as a lower-case ISO code ('usd'), or '' when it is missing or not a code at all.
+
+    Safe for anything a row or a DataFrame cell holds: None, '', and the NaN pandas puts in a text column
+    all mean "unknown" (so does text that is not three letters: it is never shown as a currency).
+    """
+    if not isinstance(currency, str):
+        return ""
+    code = currency.strip().lower()
+    return code if _CURRENCY_RE.fullmatch(code) else ""
+
+
+def _missing(amount: object) -> bool:
+    return amount is None or (isinstance(amount, float) and math.isnan(amount))
+
+
+def decimals(currency: object) -> int:
+    """How many decimals the currency's amounts have: 0 (JPY, KRW…), 3 (KWD, BHD…) or 2 (all others, and an
+    unknown currency)."""
+    code = currency_code(currency)
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
 def minor_to_major(amount: int | None, currency: str | None) -> float | None:
-    """Minor units (cents) → major units, respecting zero-decimal currencies such as JPY; no amount (None, or
-    the NaN pandas makes of it in a numeric column) stays no amount."""
-    if amount is None or amount != amount:
+    """Minor units → major units in the currency's own decimals (zero-decimal JPY, three-decimal KWD).
+
+    An unknown currency (None, '', NaN) is treated as a two-decimal one, so the amount still shows;
+    a missing amount (None, NaN) stays None.
+    """
+    if _missing(amount):
         return None
     amount = int(amount)  # PostgreSQL's SUM(bigint) is a Decimal
-    return float(amount) if (currency or "").lower() in ZERO_DECIMAL else amount / 100
+    return amount / 10 ** decimals(currency)
 
 
 def format_money(amount: int | None, currency: str | None) -> str:
-    """'1,234.50 USD' / '1,200 JPY': one currency per string, never a sum across currencies."""
-    if amount is None:
+    """'1,234.50 USD' / '1,200 JPY': one currency per string, never a sum across currencies.
+
+    Only digits, separators and a validated three-letter code ever appear, so the text is safe in Markdown;
+    an unknown currency shows the amount alone.
+    """
+    if _missing(amount):
         return ""
-    cur = (currency or "").lower()
+    cur = currency_code(currency)
     value = minor_to_major(amount, cur) or 0
-    text = f"{value:,.0f}" if cur in ZERO_DECIMAL else f"{value:,.2f}"
+    text = f"{value:,.{decimals(cur)}f}"
     return f"{text} {cur.upper()}".strip()
 
 
@@ -171,27 +203,6 @@ def _page_by_ids(session: Session, ids_stmt: Select, rows_stmt: Select, id_colum
 
 def _day_start(d: date | None) -> datetime | None:
     return datetime.combine(d, time.min, UTC) if d else None
-
-
-def stream_csv(
-    session: Session, stmt: Select, columns: list[str], *, transform: Callable[[dict], dict] | None = None,
-    batch: int = 2_000,
-) -> IO[bytes]:
-    """Run `stmt` once and write every row to a spooled CSV file batch by batch (memory stays flat).
-
-    The file spills to disk past 8 MB and is rewound, ready for `st.download_button`.
-    """
-    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    result = session.execute(stmt.execution_options(yield_per=batch)).mappings()
-    for part in result.partitions():
-        writer.writerows([transform(dict(r)) if transform else dict(r) for r in part])
-    text.flush()
-    text.detach()
-    out.seek(0)
-    return out
 
 
 # --- customers ------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sandbox.billing import build_invoice
 from sandbox.core import Obj, Store, as_int, invalid, metadata_update, new_id
-from sandbox.render import compact
 from sandbox.resources import cur
 from sandbox.routes import route
+from sandbox.shape import compact
 
 INVOICE_CREATE = {"customer", "currency", "description", "metadata", "auto_advance", "collection_method",
                   "days_until_due", "pending_invoice_items_behavior", "footer"}
@@ -22,20 +22,20 @@ MAX_LINES = 250  # Stripe's limit on the lines of one invoice
 
 
 @route("POST", "/v1/invoices", INVOICE_CREATE)
-def invoice_create(store: Store, p: Obj) -> Obj:
+def invoice_create(store: Store, params: Obj) -> Obj:
     """A draft one-off invoice (`billing_reason=manual`), in the customer's currency unless one is given."""
-    cid = p.get("customer")
+    cid = params.get("customer")
     if not cid:
         raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
     c = store.get(cid, "customer", param="customer")
-    behavior = p.get("pending_invoice_items_behavior", "exclude")
+    behavior = params.get("pending_invoice_items_behavior", "exclude")
     if behavior not in ("exclude", "include"):
         raise invalid("Invalid pending_invoice_items_behavior.", param="pending_invoice_items_behavior")
-    currency = cur(p["currency"]) if p.get("currency") else (c["currency"] or "usd")
+    currency = cur(params["currency"]) if params.get("currency") else (c["currency"] or "usd")
     if c["currency"] and currency != c["currency"]:
         raise invalid(f"You cannot combine currencies on a single customer. This customer has had a subscription "
                       f"or payment in {c['currency']}, but you are trying to pay in {currency}.", param="currency")
-    collection = p.get("collection_method", "charge_automatically")
+    collection = params.get("collection_method", "charge_automatically")
     if collection not in ("charge_automatically", "send_invoice"):
         raise invalid("Invalid collection_method.", param="collection_method")
     now = store.now()
@@ -46,25 +46,25 @@ def invoice_create(store: Store, p: Obj) -> Obj:
     finally:
         c["currency"] = saved
     inv["collection_method"] = collection
-    inv["description"] = p.get("description") or None
-    inv["footer"] = p.get("footer") or None
-    inv["metadata"] = metadata_update({}, p.get("metadata"))
-    if "auto_advance" in p:
-        inv["auto_advance"] = str(p["auto_advance"]).lower() == "true"
+    inv["description"] = params.get("description") or None
+    inv["footer"] = params.get("footer") or None
+    inv["metadata"] = metadata_update({}, params.get("metadata"))
+    if "auto_advance" in params:
+        inv["auto_advance"] = str(params["auto_advance"]).lower() == "true"
     return inv
 
 
 @route("POST", "/v1/invoiceitems", ITEM_CREATE)
-def invoice_item_create(store: Store, p: Obj) -> Obj:
+def invoice_item_create(store: Store, params: Obj) -> Obj:
     """An invoice item on a draft invoice of the same customer; the invoice gets a matching line."""
-    cid = p.get("customer")
+    cid = params.get("customer")
     if not cid:
         raise invalid("Missing required param: customer.", param="customer", code="parameter_missing")
     c = store.get(cid, "customer", param="customer")
-    if not p.get("invoice"):
+    if not params.get("invoice"):
         raise invalid("The sandbox only adds invoice items to a draft invoice: pass invoice=in_… (pending items "
                       "for the customer's next invoice are not supported).", param="invoice")
-    inv = store.get(p["invoice"], "invoice", param="invoice")
+    inv = store.get(params["invoice"], "invoice", param="invoice")
     if inv["customer"] != cid:
         raise invalid("The invoice belongs to another customer.", param="invoice")
     if inv["status"] != "draft":
@@ -72,29 +72,29 @@ def invoice_item_create(store: Store, p: Obj) -> Obj:
                       code="invoice_not_editable")
     if len(inv["lines"]["data"]) >= MAX_LINES:
         raise invalid(f"An invoice can have at most {MAX_LINES} line items.", param="invoice")
-    currency = cur(p["currency"]) if p.get("currency") else inv["currency"]
+    currency = cur(params["currency"]) if params.get("currency") else inv["currency"]
     if currency != inv["currency"]:
         raise invalid(f"The currency {currency} does not match the invoice's currency {inv['currency']}.",
                       param="currency")
-    quantity = as_int(p, "quantity", default=1, minimum=0)
-    if "amount" in p:
-        amount = as_int(p, "amount")
+    quantity = as_int(params, "quantity", default=1, minimum=0)
+    if "amount" in params:
+        amount = as_int(params, "amount")
         unit = amount // quantity if quantity else amount
-    elif "unit_amount_decimal" in p:
-        unit = as_int({"u": str(p["unit_amount_decimal"]).split(".")[0]}, "u")
+    elif "unit_amount_decimal" in params:
+        unit = as_int({"u": str(params["unit_amount_decimal"]).split(".")[0]}, "u")
         amount = unit * quantity
     else:
         raise invalid("Missing required param: amount.", param="amount", code="parameter_missing")
     now = store.now()
-    period = p.get("period") if isinstance(p.get("period"), dict) else {}
+    period = params.get("period") if isinstance(params.get("period"), dict) else {}
     start = as_int(period, "start", default=now) if period else now
     end = as_int(period, "end", default=start) if period else now
-    description = p.get("description") or None
+    description = params.get("description") or None
     item: Obj = {
         "id": new_id("ii"), "object": "invoiceitem", "amount": amount, "currency": currency, "customer": cid,
         "customer_account": None, "date": now, "description": description,
-        "discountable": str(p.get("discountable", "true")).lower() == "true", "discounts": [],
-        "invoice": inv["id"], "livemode": False, "metadata": metadata_update({}, p.get("metadata")),
+        "discountable": str(params.get("discountable", "true")).lower() == "true", "discounts": [],
+        "invoice": inv["id"], "livemode": False, "metadata": metadata_update({}, params.get("metadata")),
         "net_amount": amount, "parent": None, "period": {"end": end, "start": start}, "pricing": None,
         "proration": False, "proration_details": {"credited_items": None, "discount_amounts": []},
         "quantity": quantity,

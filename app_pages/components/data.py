@@ -32,11 +32,3 @@ def query(name: str, /, **kwargs: Any) -> Any:
 def clear() -> None:
     """Forget cached query results (after a sync or a change made from the dashboard)."""
     _cached.clear()
-
-
-def csv_download(name: str, /, **kwargs: Any) -> bytes:
-    """Run an export query (streamed into a spooled file) and hand Streamlit its bytes on click."""
-    with session_scope() as session:
-        out = getattr(queries, name)(session=session, **kwargs)
-    with out:
-        return out.read()

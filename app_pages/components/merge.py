@@ -12,6 +12,9 @@ from typing import Any
 import streamlit as st
 from sqlmodel import Session
 
+from app_pages.components.authz import authorize
+from app_pages.components.tables import dashboard_url
+from app_pages.components.text import md, md_id
 from lib import merge
 from lib.auth import User, can
 from lib.config import get_settings
@@ -31,8 +34,18 @@ def _session() -> Session:
     return Session(get_engine(get_settings().database_url), expire_on_commit=False)
 
 
-def _dashboard(kind: str, object_id: str) -> str:
-    return f"{get_settings().dashboard_path}{kind}/{object_id}"
+def _customer_ref(customer_id: str) -> str:
+    """A customer id as Markdown: a link to it in Stripe when it is a real customer id, else plain text."""
+    url = dashboard_url("customers", customer_id)
+    return f"[{md(customer_id)}]({url})" if url else md(customer_id)
+
+
+def _allowed(kp: str, user: User, customer_id: str | None = None, object_id: str | None = None) -> User | None:
+    """The user with roles read again now, if they may still merge; else None (refusal audited and shown)."""
+    def refused(message: str) -> None:
+        st.session_state[_k(kp, "run_error")] = message
+
+    return authorize(user, "merge", customer_id=customer_id, object_id=object_id, tell=refused)
 
 
 def _plan(kp: str, ids: tuple[str, str]) -> None:
@@ -42,7 +55,7 @@ def _plan(kp: str, ids: tuple[str, str]) -> None:
     try:
         plan = merge.plan_merge(ids)
     except merge.MergeError as err:
-        st.session_state[_k(kp, "plan_error")] = str(err)
+        st.session_state[_k(kp, "plan_error")] = md(str(err))
         return
     except Exception:  # noqa: BLE001 - never a traceback in the UI
         st.session_state[_k(kp, "plan_error")] = "Planning failed unexpectedly. Try again; nothing was changed."
@@ -55,14 +68,14 @@ def _run(kp: str, user: User, job_id: str, *, takeover: bool = False) -> None:
     try:
         with _session() as session, st.status("Merging…", expanded=True) as status:
             def progress(step: Any) -> None:
-                status.write(f"{STATUS_ICON['done']} {step.seq}. {step.params.get('title', step.kind)}")
+                status.write(f"{STATUS_ICON['done']} {step.seq}. {md(step.params.get('title', step.kind))}")
 
             job = merge.run_job(job_id, user=user, session=session, takeover=takeover, progress=progress)
             status.update(label=f"Merge {job.status}", state="complete" if job.status == "succeeded" else "error")
     except merge.MergeError as err:
-        st.session_state[_k(kp, "run_error")] = str(err)
+        st.session_state[_k(kp, "run_error")] = md(str(err))
     except GatewayError as err:
-        st.session_state[_k(kp, "run_error")] = f"{err.user_message} Resume the merge when Stripe answers again."
+        st.session_state[_k(kp, "run_error")] = f"{md(err.user_message)} Resume the merge when Stripe answers again."
     except Exception:  # noqa: BLE001 - the job stays resumable; its steps say where it stopped
         st.session_state[_k(kp, "run_error")] = ("The merge stopped unexpectedly. Its finished steps are kept: "
                                                  "press Resume to continue from where it stopped.")
@@ -77,7 +90,7 @@ def _start(kp: str, user: User) -> None:
             job = merge.create_job(plan, user=user, session=session, acknowledged=acks,
                                    confirm_text=st.session_state.get(_k(kp, "confirm"), ""))
     except merge.MergeError as err:
-        st.session_state[_k(kp, "run_error")] = str(err)
+        st.session_state[_k(kp, "run_error")] = md(str(err))
         return
     st.session_state.pop(_k(kp, "plan"), None)
     _run(kp, user, job.id)
@@ -88,22 +101,22 @@ def _facts_table(plan: dict[str, Any]) -> None:
     for col, role in zip(cols, ("survivor", "duplicate"), strict=True):
         f = plan[role]
         label = "Keeps" if role == "survivor" else "Merged away"
-        col.markdown(f"**{label}: [{f['id']}]({_dashboard('customers', f['id'])})**")
-        col.caption(f"{f.get('name') or '—'} · {f.get('email') or '—'}")
+        col.markdown(f"**{label}: {_customer_ref(f['id'])}**")
+        col.caption(f"{md(f.get('name')) or '—'} · {md(f.get('email')) or '—'}")
         names = f.get("product_names") or {}
         subs = "; ".join(f"{s['id']} ({s['status']}: {merge.describe_items(s, names)})"
                          for s in f["subscriptions"]) or "no live subscriptions"
         col.text(f"Subscriptions: {subs}")  # product names come from Stripe: text, never Markdown
         col.write(f"Balance: {format_money(f['balance'], f.get('currency'))} · "
-                  f"payment method: {f.get('usable_payment_method') or 'none usable'}")
+                  f"payment method: {md(f.get('usable_payment_method')) or 'none usable'}")
 
 
 def _render_plan(kp: str, user: User) -> None:
     plan = st.session_state[_k(kp, "plan")]
     sid, did = plan["survivor_id"], plan["duplicate_id"]
-    st.markdown(f"Suggested survivor: **{plan['suggested_survivor_id']}** — {plan['survivor_reason']}.")
+    st.markdown(f"Suggested survivor: **{md(plan['suggested_survivor_id'])}** — {md(plan['survivor_reason'])}.")
     choice = st.radio("Survivor (the customer that stays)", [sid, did], key=_k(kp, "survivor_choice"),
-                      horizontal=True)
+                      horizontal=True, format_func=md_id)
     if choice != sid:  # the facts are in the plan already: no second read from Stripe
         st.session_state[_k(kp, "plan")] = merge.with_survivor(merge.Plan.from_dict(plan), choice).to_dict()
         st.rerun()
@@ -118,20 +131,22 @@ def _render_plan(kp: str, user: User) -> None:
         st.text(f"{n}. {step['title']}")  # titles name Stripe products: shown as text
     for w in plan["warnings"]:
         if w.get("needs_ack"):
-            st.warning(w["message"])
+            st.warning(md(w["message"]))
             st.checkbox("I understand", key=_k(kp, f"ack_{w['code']}"))
             if w["code"] == "no_payment_method":
                 from app_pages.components.portal import portal_link_action
 
                 portal_link_action(user, sid, key_prefix=f"{kp}_mergepm", default_flow="payment_method_update")
         else:
-            st.info(w["message"])
-    st.text_input(f"Type the survivor's id ({sid}) to confirm", key=_k(kp, "confirm"))
+            st.info(md(w["message"]))
+    st.text_input(f"Type the survivor's id ({md_id(sid)}) to confirm", key=_k(kp, "confirm"))
     acked = all(st.session_state.get(_k(kp, f"ack_{c}")) for c in
                 [w["code"] for w in plan["warnings"] if w.get("needs_ack")])
     ready = acked and st.session_state.get(_k(kp, "confirm"), "").strip() == sid
     if st.button("Run merge", key=_k(kp, "run"), type="primary", disabled=not ready):
-        _start(kp, user)
+        fresh = _allowed(kp, user, customer_id=sid)
+        if fresh is not None:
+            _start(kp, fresh)
         st.rerun()
 
 
@@ -139,49 +154,56 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
     with _session() as session:
         job = session.get(merge.MergeJob, job_id)
         if job is None:
-            st.warning(f"Merge job {job_id} no longer exists.")
+            st.warning(f"Merge job {md(job_id)} no longer exists.")
             return
         steps = merge.steps_of(job_id, session=session)
-    st.markdown(f"**Merge {job.id}** — {job.duplicate_id} → {job.survivor_id}: **{job.status}**")
+    st.markdown(f"**Merge {md(job.id)}** — {md(job.duplicate_id)} → {md(job.survivor_id)}: **{md(job.status)}**")
     for step in steps:
-        line = f"{STATUS_ICON.get(step.status, '')} {step.seq}. {step.params.get('title', step.kind)}"
+        line = f"{STATUS_ICON.get(step.status, '')} {step.seq}. {md(step.params.get('title', step.kind))}"
         if step.error:
-            line += f" — {step.error}"
+            line += f" — {md(step.error)}"
         st.markdown(line)
     if job.status == "succeeded":
         note = (job.plan.get("verification") or {}).get("cache")
-        st.success(f"Merged. Verified in Stripe. [{job.survivor_id}]({_dashboard('customers', job.survivor_id)}) keeps "
-                   f"the subscriptions; [{job.duplicate_id}]({_dashboard('customers', job.duplicate_id)}) is kept "
-                   "with metadata merged_into. (On the Duplicates page, press Re-scan to drop this cluster.)")
+        st.success(f"Merged. Verified in Stripe. {_customer_ref(job.survivor_id)} keeps the subscriptions; "
+                   f"{_customer_ref(job.duplicate_id)} is kept with metadata merged_into. (On the Duplicates page, "
+                   "press Re-scan to drop this cluster.)")
         if note:
-            st.warning(note)
+            st.warning(md(note))
         return
     if job.error:
-        st.error(job.error)
+        st.error(md(job.error))
     c1, c2 = st.columns(2)
     if job.status in ("planned", "stopped", "failed", "running"):
         takeover = job.status == "running"
         label = "Resume (the other session has stopped)" if takeover else "Resume"
         if c1.button(label, key=_k(kp, f"resume_{job.id}")):
-            _run(kp, user, job.id, takeover=takeover)
+            fresh = _allowed(kp, user, customer_id=job.survivor_id, object_id=job.id)
+            if fresh is not None:
+                _run(kp, fresh, job.id, takeover=takeover)
             st.rerun()
     if job.status == "running" and c2.button("Stop after this step", key=_k(kp, f"stop_{job.id}")):
+        fresh = _allowed(kp, user, customer_id=job.survivor_id, object_id=job.id)
         try:
-            with _session() as session:
-                merge.request_stop(job.id, user=user, session=session)
+            if fresh is not None:
+                with _session() as session:
+                    merge.request_stop(job.id, user=fresh, session=session)
         except merge.MergeError as err:
-            st.session_state[_k(kp, "run_error")] = str(err)
+            st.session_state[_k(kp, "run_error")] = md(str(err))
         st.rerun()
     if job.status in ("planned", "stopped", "failed") and c2.button(
             "Abandon", key=_k(kp, f"abandon_{job.id}"),
             help="Give up this merge. Steps already done stay done in Stripe; a new plan takes them into account."):
+        fresh = _allowed(kp, user, customer_id=job.survivor_id, object_id=job.id)
         try:
-            with _session() as session:
-                merge.abandon_job(job.id, user=user, session=session)
+            if fresh is not None:
+                with _session() as session:
+                    merge.abandon_job(job.id, user=fresh, session=session)
         except merge.MergeError as err:
-            st.session_state[_k(kp, "run_error")] = str(err)
+            st.session_state[_k(kp, "run_error")] = md(str(err))
         else:
-            st.session_state.pop(_k(kp, "job"), None)
+            if fresh is not None:
+                st.session_state.pop(_k(kp, "job"), None)
         st.rerun()
 
 
@@ -198,7 +220,9 @@ def _body(kp: str, user: User, customer_id: str, other_ids: list[str]) -> None:
     else:
         other = st.text_input("Other customer id", key=_k(kp, "other"), placeholder="cus_…").strip()
     if st.button("Read from Stripe and plan", key=_k(kp, "plan_btn"), disabled=not other):
-        _plan(kp, (customer_id, other))
+        st.session_state.pop(_k(kp, "run_error"), None)
+        if _allowed(kp, user, customer_id=customer_id) is not None:
+            _plan(kp, (customer_id, other))
     if st.session_state.get(_k(kp, "plan_error")):
         st.error(st.session_state[_k(kp, "plan_error")])
     if st.session_state.get(_k(kp, "plan")):
@@ -226,8 +250,8 @@ def merge_action(user: User, customer_id: str, *, key_prefix: str, other_ids: li
                  "database on the Sync page and reload.")
         return
     if pending and not st.session_state.get(_k(kp, "is_open")):
-        st.warning(f"Merge {pending[0].id} ({pending[0].duplicate_id} → {pending[0].survivor_id}) is "
-                   f"{pending[0].status} and can be resumed.")
+        st.warning(f"Merge {md(pending[0].id)} ({md(pending[0].duplicate_id)} → {md(pending[0].survivor_id)}) is "
+                   f"{md(pending[0].status)} and can be resumed.")
         if st.button("Open it", key=_k(kp, "open_pending")):
             _close(kp)
             st.session_state[_k(kp, "is_open")] = True

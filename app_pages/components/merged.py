@@ -7,8 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import query
-from app_pages.components.markdown_text import escape_md
 from app_pages.components.tables import link_to
+from app_pages.components.text import md
 from lib.mapping import valid_customer_id
 from lib.queries import MergeMark
 
@@ -24,11 +24,11 @@ def render_merge_marks(customer_id: str) -> None:
     """The banner for a merged-away customer and the list of customers merged into this one."""
     mark: MergeMark | None = query("merged_into", customer_id=customer_id)
     if mark is not None:
-        st.warning(escape_md(f"Merged into {mark.survivor}{when_by(mark)}. This record is kept for history: "
+        st.warning(md(f"Merged into {mark.survivor}{when_by(mark)}. This record is kept for history: "
                              "work with the surviving customer."), icon=":material/call_merge:")
         survivor = valid_customer_id(mark.survivor)
         if survivor:
-            link_to("customer_detail.py", label=escape_md(f"Open {survivor} (the surviving customer)"),
+            link_to("customer_detail.py", label=md(f"Open {survivor} (the surviving customer)"),
                     icon=":material/arrow_forward:", query_params={"id": survivor})
     sources: list[MergeMark] = query("merged_from", customer_id=customer_id)
     if sources:
@@ -39,5 +39,5 @@ def render_merge_marks(customer_id: str) -> None:
                 if dup is None:
                     continue
                 label = f"{dup}{' · ' + m.duplicate_label if m.duplicate_label else ''}{when_by(m)}"
-                link_to("customer_detail.py", label=escape_md(label), icon=":material/history:",
+                link_to("customer_detail.py", label=md(label), icon=":material/history:",
                         query_params={"id": dup})

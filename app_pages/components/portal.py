@@ -4,6 +4,7 @@ key prefix, so AppTest can drive it (no st.dialog)."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,11 +12,15 @@ import streamlit as st
 from sqlmodel import Session
 
 from app_pages.components import data
+from app_pages.components.authz import authorize
+from app_pages.components.exports import export_button
+from app_pages.components.text import md
 from lib import portal
 from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
 from lib.queries import format_money
+from lib.stripe_gateway import GatewayError
 from lib.sync import refresh_customer
 
 
@@ -37,7 +42,7 @@ def _attempt(kp: str, user: User, req: portal.PortalRequest, key: str) -> None:
             link = portal.create_link(req, user=user, session=session, idempotency_key=key)
             name, _email = portal.customer_label(req.customer_id, session=session)
     except portal.PortalError as err:
-        st.session_state[_k(kp, "error")] = {"kind": err.kind, "message": err.message,
+        st.session_state[_k(kp, "error")] = {"kind": err.kind, "message": md(err.message),
                                               "retry": err.retry_same_key, "refresh": err.offer_refresh}
         return
     except Exception:  # noqa: BLE001 - never a traceback in the UI; the audit row says 'started'
@@ -60,11 +65,27 @@ def _refresh(kp: str, user: User, customer_id: str) -> None:
         return
     try:
         refresh_customer(customer_id)
-    except Exception as exc:  # noqa: BLE001 - GatewayError and friends carry a user message
-        st.session_state[_k(kp, "refreshed")] = f"Could not refresh the customer: {exc}"
+    except GatewayError as exc:
+        st.session_state[_k(kp, "refreshed")] = f"Could not refresh the customer: {md(exc.user_message)}"
+        return
+    except Exception as exc:  # noqa: BLE001 - never raw driver text in the UI
+        st.session_state[_k(kp, "refreshed")] = (
+            f"Could not refresh the customer ({type(exc).__name__}): check the cache database on the Sync page "
+            "and try again.")
         return
     data.clear()  # the pages' cached queries must show the refreshed customer on the next run
     st.session_state[_k(kp, "refreshed")] = "Customer refreshed from Stripe: the page now shows its current state."
+
+
+def _fresh(kp: str, user: User, action: str, *, customer_id: str | None = None) -> User | None:
+    """The user with roles read again now, if `action` is still allowed; else None (audited, message shown
+    in this panel's error slot)."""
+    def refused(message: str) -> None:
+        st.session_state[_k(kp, "error")] = {"kind": "refused", "message": message, "retry": False,
+                                              "refresh": False}
+        st.session_state.pop(_k(kp, "result"), None)
+
+    return authorize(user, action, customer_id=customer_id, tell=refused)
 
 
 def portal_link_action(
@@ -135,17 +156,23 @@ def portal_link_action(
                 customer_id=customer_id, flow=flow, subscription_id=sub_id or None, locale=locale,
                 return_url=return_url.strip() or None, configuration_id=configuration.strip() or None,
             )
-            _attempt(kp, user, req, portal.new_attempt_key())  # a new key per click
+            fresh = _fresh(kp, user, "portal_link", customer_id=customer_id)
+            if fresh is not None:
+                _attempt(kp, fresh, req, portal.new_attempt_key())  # a new key per click
 
         error: dict[str, Any] | None = st.session_state.get(_k(kp, "error"))
         if error:
             st.error(error["message"])
             if error["retry"] and st.button("Try again", key=_k(kp, "retry")):
                 attempt = st.session_state[_k(kp, "attempt")]
-                _attempt(kp, user, attempt["req"], attempt["key"])  # the same attempt: the same key
+                fresh = _fresh(kp, user, "portal_link", customer_id=customer_id)
+                if fresh is not None:
+                    _attempt(kp, fresh, attempt["req"], attempt["key"])  # the same attempt: the same key
                 st.rerun()
             if error["refresh"] and st.button("Refresh this customer from Stripe", key=_k(kp, "refresh")):
-                _refresh(kp, user, customer_id)
+                fresh = _fresh(kp, user, "refresh", customer_id=customer_id)
+                if fresh is not None:
+                    _refresh(kp, fresh, customer_id)
                 st.rerun()  # redraw the whole page from the refreshed cache
             if st.session_state.get(_k(kp, "refreshed")):
                 st.info(st.session_state[_k(kp, "refreshed")])
@@ -172,10 +199,15 @@ def invoice_portal_link_action(
     labels = {r["id"]: f"{r['id']} · {r.get('customer_email') or r['customer_id']} · "
                        f"{format_money(r.get('amount_remaining'), r.get('currency'))}" for r in invoices}
     ids = list(labels)
-    first = selected[0] if selected and len(selected) == 1 and selected[0] in labels else ids[0]
+    key = f"{key_prefix}_portal_invoice"
+    one = selected[0] if selected and len(selected) == 1 and selected[0] in labels else None
+    if one is not None and st.session_state.get(f"{key}__followed") != one:
+        st.session_state[key] = one  # a newly picked row becomes the invoice here (by id, not position)
+    elif st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)  # the invoice left the list: start from the first one again
+    st.session_state[f"{key}__followed"] = one
     st.caption("Portal link for one invoice's customer")
-    chosen = st.selectbox("Invoice", ids, index=ids.index(first), key=f"{key_prefix}_portal_invoice",
-                          format_func=labels.get)
+    chosen = st.selectbox("Invoice", ids, key=key, format_func=labels.get)  # first invoice unless set above
     row = next(r for r in invoices if r["id"] == chosen)
     portal_link_action(user, row["customer_id"], key_prefix=f"{key_prefix}_{chosen}",
                        default_flow="payment_method_update", subscription_id=row.get("subscription_id"))
@@ -191,9 +223,13 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
         disabled=n == 0, icon=":material/link:",
         help=f"One link per customer, sent at most {settings.request_budget:g} requests per second",
     )
+    fresh: User | None = None
     if clicked:
         st.session_state.pop(_k(kp, "result"), None)
         st.session_state.pop(_k(kp, "error"), None)
+        fresh = authorize(user, "bulk_portal_links", details={"invoices": n},
+                          tell=lambda message: st.session_state.__setitem__(_k(kp, "error"), message))
+    if clicked and fresh is not None:
         bar = st.progress(0.0, text="Making links…")
 
         def progress(done: int, total: int) -> None:
@@ -201,9 +237,9 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
 
         try:
             with _session() as session:
-                result = portal.bulk_links(invoice_ids, user=user, session=session, progress=progress)
+                result = portal.bulk_links(invoice_ids, user=fresh, session=session, progress=progress)
         except portal.PortalError as err:
-            st.session_state[_k(kp, "error")] = err.message
+            st.session_state[_k(kp, "error")] = md(err.message)
         except Exception:  # noqa: BLE001 - never a traceback in the UI
             st.session_state[_k(kp, "error")] = (
                 "Something unexpected went wrong while making the links. Links already made are in the audit "
@@ -212,7 +248,7 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
         else:
             st.session_state[_k(kp, "result")] = {
                 "csv": result.csv(), "made": result.made, "failed": result.failed, "seconds": result.seconds,
-                "missing": len(result.missing_invoices), "error": result.error,
+                "missing": len(result.missing_invoices), "error": result.error, "run_id": result.run_id,
                 "stamp": datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
                 "problems": [(r.customer_id, r.error) for r in result.rows if r.error][:20],
             }
@@ -225,13 +261,15 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
     if result["made"]:
         st.success(f"Made {result['made']} links in {result['seconds']:.1f} s.")
     if result["failed"]:
-        st.error(result["error"] or f"{result['failed']} links could not be made (see the error column of the CSV).")
+        st.error(md(result["error"]) if result["error"] else
+                 f"{result['failed']} links could not be made (see the error column of the CSV).")
         for cid, problem in result["problems"][:5]:
-            st.caption(f"{cid}: {problem}")
+            st.caption(f"{md(cid)}: {md(problem)}")
     if result["missing"]:
         st.warning(f"{result['missing']} selected invoices are no longer in the cache and were skipped.")
-    st.download_button(
-        "Download links as CSV", data=result["csv"], file_name=f"portal-links-{result['stamp']}.csv",
-        mime="text/csv", key=_k(kp, "download"), icon=":material/download:",
-    )
+    made = result["csv"].encode("utf-8")  # written by lib/export when the links were made
+    export_button(user, "Download links as CSV", key=_k(kp, "download"),
+                  file_name=f"portal-links-{result['stamp']}.csv", action="export_portal_links",
+                  right="bulk_portal_links", page="failed-invoices", filters={"run": result.get("run_id", "")},
+                  make=lambda _session: io.BytesIO(made))
     st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")

@@ -13,19 +13,20 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
 
+from app_pages.components.text import md, safe_id
 from lib import access
 from lib.config import get_settings
-from lib.queries import PAGE_SIZES, Page, format_money, minor_to_major
+from lib.queries import PAGE_SIZES, Page, currency_code, decimals, format_money, minor_to_major
 
 _SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
 
 
 def money_format(currencies: Iterable[str | None]) -> str:
     """A NumberColumn format: the currency's symbol when the table holds one currency, else plain."""
-    found = {c for c in currencies if c}
+    found = {code for code in map(currency_code, currencies) if code}  # None, '' and NaN are no currency
     if len(found) == 1:
         only = found.pop()
-        return _SYMBOL_FORMATS.get(only, "%.0f" if only in ("krw", "vnd") else "%.2f")
+        return _SYMBOL_FORMATS.get(only, f"%.{decimals(only)}f")
     return "%.2f"
 
 
@@ -35,14 +36,18 @@ def money_column(label: str, currencies: Iterable[str | None], help: str | None 
 
 
 def frame(rows: list[dict[str, Any]], money: Iterable[str] = ()) -> pd.DataFrame:
-    """One page of rows as a DataFrame, money converted from minor to major units per row's currency."""
+    """One page of rows as a DataFrame, money converted from minor to major units per row's currency.
+
+    A row with no currency (None, '', or the NaN pandas puts in a text column) keeps its amount, shown as a
+    two-decimal number, and an empty Currency cell.
+    """
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
+    currencies = list(df["currency"]) if "currency" in df else [None] * len(df)
     for col in money:
         if col in df:
-            pairs = zip(df[col], df.get("currency", [None] * len(df)), strict=True)
-            df[col] = [minor_to_major(a, c) for a, c in pairs]
+            df[col] = [minor_to_major(a, c) for a, c in zip(df[col], currencies, strict=True)]
     if "currency" in df:
-        df["currency"] = df["currency"].str.upper()
+        df["currency"] = [c.upper() if isinstance(c, str) and c else None for c in currencies]
     return df
 
 
@@ -55,9 +60,21 @@ def chosen(key: str) -> Any:
     return None if value in (None, ANY) else value
 
 
-def dashboard_url(kind: str, object_id: str) -> str:
-    """Link to an object in the Stripe Dashboard, under /test/ for test keys."""
-    return f"{get_settings().dashboard_path}{kind}/{object_id}"
+_DASHBOARD_KINDS = {"customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
+                    "payment_methods": "payment_method", "events": "event"}
+
+
+def dashboard_url(kind: str, object_id: object) -> str | None:
+    """Link to an object in the Stripe Dashboard, under /test/ for test keys; None (no link) unless
+    `object_id` is a Stripe id of that kind (cus_…, in_…, sub_…, pm_…, evt_…)."""
+    valid = safe_id(_DASHBOARD_KINDS[kind], object_id)  # type: ignore[arg-type]
+    return f"{get_settings().dashboard_path}{kind}/{valid}" if valid else None
+
+
+def customer_link(customer_id: object) -> str | None:
+    """The relative link to a customer's detail page, only for a real customer id (else None: no link)."""
+    valid = safe_id("customer", customer_id)
+    return f"customer?id={valid}" if valid else None
 
 
 def ago(when: datetime | None, now: datetime | None = None) -> str:
@@ -116,22 +133,60 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
 
 
 def link_to(page_file: str, label: str, *, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
-    """`st.page_link` to another page; a plain link when the page runs outside `st.navigation` (AppTest)."""
+    """`st.page_link` to another page; a plain link when the page runs outside `st.navigation` (AppTest).
+
+    `label` is plain text (it may hold a customer's name or email): it is escaped here, never Markdown.
+    """
     try:
-        st.page_link(f"app_pages/{page_file}", label=label, icon=icon, query_params=query_params)
+        st.page_link(f"app_pages/{page_file}", label=md(label), icon=icon, query_params=query_params)
     except StreamlitPageNotFoundError:
         spec = next(p for p in access.PAGES if p.file == page_file)
         query = ("?" + urlencode(query_params)) if query_params else ""
-        st.markdown(f"[{label}]({spec.key}{query})")
+        st.markdown(f"[{md(label)}]({spec.key}{query})")
 
 
 def open_customer(customer_id: str) -> None:
-    """Go to the customer's detail page (selection events on the tables call this)."""
+    """Go to the customer's detail page (selection events on the tables call this); nothing for an id
+    that is not a customer id."""
+    valid = safe_id("customer", customer_id)
+    if valid is None:
+        return
     try:
-        st.switch_page("app_pages/customer_detail.py", query_params={"id": customer_id})
+        st.switch_page("app_pages/customer_detail.py", query_params={"id": valid})
     except StreamlitPageNotFoundError:
-        st.query_params["id"] = customer_id
-        link_to("customer_detail.py", f"Open {customer_id}", query_params={"id": customer_id})
+        st.query_params["id"] = valid
+        link_to("customer_detail.py", f"Open {valid}", query_params={"id": valid})
+
+
+def selected_ids(key: str, ids: list[str], *, what: str = "row") -> list[str]:
+    """The ids picked in the selectable table `key`, which is about to show rows `ids` (call it just before
+    `st.dataframe(..., key=key, on_select=...)`).
+
+    A table's selection holds row positions; positions are only meaningful in the rows the user saw. So the
+    ids shown by the last run are remembered, the user's positions are turned into ids against them, and
+    the selection is moved to where those ids are now (or dropped, with a message, for ids that left the
+    list). An action therefore only ever gets ids the user picked, and a shrunk list never raises.
+    """
+    shown_key = f"{key}__shown_ids"
+    shown: list[str] = st.session_state.get(shown_key, [])
+    state = st.session_state.get(key)
+    try:
+        rows = list(state["selection"]["rows"]) if state else []
+    except (KeyError, TypeError):
+        rows = []
+    picked = [shown[i] for i in rows if isinstance(i, int) and 0 <= i < len(shown)]
+    here = {rid: n for n, rid in enumerate(ids)}
+    kept = [rid for rid in picked if rid in here]
+    st.session_state[shown_key] = list(ids)
+    new_rows = [here[rid] for rid in kept]
+    if new_rows != rows:
+        st.session_state[key] = {"selection": {"rows": new_rows, "columns": [], "cells": []}}
+    gone = len(picked) - len(kept) + (len(rows) - len(picked))
+    if gone:
+        st.info(f"{gone} selected {what}{'s' if gone != 1 else ''} left this list when it changed, so "
+                f"{'they were' if gone != 1 else 'it was'} unselected. Check the selection before acting.",
+                icon=":material/deselect:")
+    return kept
 
 
 def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty: str) -> Page | None:

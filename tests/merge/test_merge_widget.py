@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from app_pages.components.text import plain
 from tests.merge.world import World, assert_end_state, last_seq, make_world
 
 
@@ -30,7 +31,7 @@ def run(roles: set[str], customer: str, others: list[str] | None = None) -> AppT
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(e.value for kind in (at.markdown, at.text, at.error, at.warning, at.success, at.info)
+    return "\n".join(plain(e.value) for kind in (at.markdown, at.text, at.error, at.warning, at.success, at.info)
                      for e in kind)
 
 
@@ -74,7 +75,7 @@ def test_switching_the_survivor_replans(sandbox: Any, session: Session) -> None:
     at.radio(key="t_merge_survivor_choice").set_value(other).run()
     assert not at.exception, at.exception
     assert at.radio(key="t_merge_survivor_choice").value == other
-    assert f"Type the survivor's id ({other})" in at.text_input(key="t_merge_confirm").label
+    assert f"Type the survivor's id ({other})" in plain(at.text_input(key="t_merge_confirm").label)
     assert f"Mark {first} with metadata merged_into={other}" in texts(at)  # the steps follow the new survivor
     assert sandbox.requests(since) == [], "switching reuses the facts just read: no second read from Stripe"
 
@@ -95,7 +96,7 @@ def test_missing_customer_and_non_admins(sandbox: Any, session: Session) -> None
     at.button(key="t_merge_open").click().run()
     at.text_input(key="t_merge_other").input("cus_missingtoo").run()
     at.button(key="t_merge_plan_btn").click().run()
-    assert any("does not exist in Stripe" in e.value for e in at.error)
+    assert any("does not exist in Stripe" in plain(e.value) for e in at.error)
     for roles in ({"support"}, {"staff"}, {"finance"}):
         at = run(roles, "cus_x")
         assert not at.button and not at.exception
@@ -150,7 +151,7 @@ def test_a_crashed_merge_is_resumed_from_the_page(sandbox: Any, session: Session
 
     runner_died_long_ago(session, job.id)
     at = run({"admin"}, w.survivor)
-    assert any(job.id in x.value and "can be resumed" in x.value for x in at.warning)
+    assert any(job.id in plain(x.value) and "can be resumed" in x.value for x in at.warning)
     at.button(key="t_merge_open_pending").click().run()
     assert "running" in texts(at) and ":material/check_circle:] 2." in texts(at)
     assert ":material/schedule: 4." in texts(at)

@@ -1,0 +1,73 @@
+"""One rule for text the dashboard did not write: it is shown as text, never as Markdown or HTML.
+
+Names, emails, phones, descriptions, metadata, addresses, Stripe's failure messages and anything read from
+the URL are customer- or attacker-controlled. Streamlit renders Markdown (plus its own `:red[…]`,
+`:material/…:` directives and `$…$` LaTeX) in titles, headers, markdown, captions, alerts, metrics, toasts,
+expander, button and radio labels. Pass every such value through `md()` where it meets one of them:
+
+    st.title(md(customer["name"]))
+    st.caption(f"{md(email)} · {md(phone)}")
+
+Tables (`st.dataframe`), `st.code`, `st.text` and select-box options are plain text already: do not escape
+there (the backslashes would show).
+
+Links the dashboard makes itself are built only from ids that match Stripe's pattern (`safe_id`), and
+only http(s) URLs are offered as links (`safe_url`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from typing import Literal
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them covers
+# Markdown (\ ` * _ { } [ ] ( ) # + - . ! | < > ~ and autolinks), Streamlit's directives (':') and LaTeX ('$').
+_SPECIAL = frozenset(string.punctuation)
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+
+IdKind = Literal["customer", "invoice", "subscription", "payment_method", "event"]
+ID_PREFIX: dict[str, str] = {"customer": "cus", "invoice": "in", "subscription": "sub", "payment_method": "pm",
+                             "event": "evt"}
+_ID_RE = re.compile(r"(cus|in|sub|pm|evt)_[A-Za-z0-9_]{1,250}")
+
+
+def md(value: object) -> str:
+    """`value` as Markdown source that renders exactly its characters (one line; None and NaN are '').
+
+    Every Markdown-significant character is backslash-escaped, line breaks become spaces (a value cannot
+    start a heading, list or quote), so links, images, HTML, emphasis, Streamlit directives and LaTeX in
+    the value are shown literally.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    return "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
+
+
+def md_id(value: object) -> str:
+    """A Stripe id as Markdown: unchanged when it is one (letters, digits and intraword underscores render
+    as themselves, and a widget's accessible name stays the id), escaped with `md()` otherwise."""
+    return value if isinstance(value, str) and _ID_RE.fullmatch(value) else md(value)
+
+
+def safe_id(kind: IdKind, value: object) -> str | None:
+    """`value` when it is a Stripe id of this kind (`cus_…`, `in_…`, `sub_…`, `pm_…`, `evt_…`), else None."""
+    if not isinstance(value, str):
+        return None
+    m = _ID_RE.fullmatch(value)
+    return value if m and m.group(1) == ID_PREFIX[kind] else None
+
+
+def safe_url(value: object) -> str | None:
+    """An http(s) URL from Stripe (hosted invoice page), or None for anything else (javascript:, data:, …)."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    return url if re.match(r"https?://[^\s\\]+\Z", url, re.IGNORECASE) else None
+
+
+def plain(markdown: str) -> str:
+    """The text `md()` escaped, back as it reads on screen (for files and tests)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -1,0 +1,75 @@
+"""A customer with no currency (never billed yet) next to ordinary ones: the pages still render, for every
+role, and money with an unknown currency still shows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from app_pages.components.tables import frame, money_format
+from lib.config import get_settings
+from lib.queries import format_money, minor_to_major
+from tests.utils.apptest import APP, run_page
+from tests.utils.factories import make_customer
+from tests.utils.login import ROLE_EMAILS, as_role, write_roles
+
+
+@pytest.fixture
+def mixed(session: Session) -> dict[str, str]:
+    a = make_customer(session, email="usd@example.com", currency="usd", mrr=4900)
+    b = make_customer(session, email="none@example.com", currency=None, balance=-1250)
+    return {"usd": a.id, "none": b.id}
+
+
+def test_customers_page_renders_with_a_customer_without_currency(mixed: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    assert not at.exception, at.exception
+
+
+def test_the_amount_of_a_customer_without_currency_still_shows(mixed: dict[str, str]) -> None:
+    at = run_page("customers.py")
+    df = at.dataframe(key="cust_table").value
+    assert df[df["id"] == mixed["none"]].iloc[0]["balance"] == -12.5
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_EMAILS))
+def test_customers_page_renders_for_every_role(role: str, mixed: dict[str, str], db: Engine, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLES_FILE", str(write_roles(tmp_path / "roles.toml")))
+    get_settings.cache_clear()
+    at = as_role(AppTest.from_file(APP, default_timeout=30), role).run()
+    at.switch_page("app_pages/customers.py").run()
+    assert not at.exception, at.exception
+
+
+def test_customer_detail_of_a_customer_without_currency(mixed: dict[str, str]) -> None:
+    at = run_page("customer_detail.py", query={"id": mixed["none"]})
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("currency", [None, "", math.nan, float("nan")])
+def test_minor_to_major_with_no_currency_keeps_the_amount(currency: object) -> None:
+    assert minor_to_major(1250, currency) == 12.5  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("currency", [None, "", math.nan])
+def test_format_money_with_no_currency_shows_the_amount(currency: object) -> None:
+    assert format_money(-1250, currency) == "-12.50"  # type: ignore[arg-type]
+
+
+def test_format_money_never_shows_text_that_is_not_a_currency_code() -> None:
+    assert format_money(100, "[x](http://host)") == "1.00"
+
+
+def test_frame_with_a_nan_currency_column() -> None:
+    df = frame([{"currency": "usd", "mrr": 100}, {"currency": math.nan, "mrr": 250}], money=("mrr",))
+    assert list(df["mrr"]) == [1.0, 2.5]
+
+
+def test_money_format_ignores_nan() -> None:
+    assert money_format(["usd", math.nan, None]) == "dollar"
