@@ -4,16 +4,16 @@ settings pointed at it, and Streamlit caches cleared between tests."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import streamlit as st
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
 
 from lib.config import get_settings
-from lib.db import get_engine, migrate
+from lib.db import get_engine
+from tests.utils.databases import database, pg_url
 
 TEST_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 
@@ -22,34 +22,14 @@ def _backends() -> list[str]:
     return ["sqlite", "postgresql"] if os.environ.get("TEST_DATABASE_URL") else ["sqlite"]
 
 
-def _pg_url(schema: str) -> str:
-    base = os.environ["TEST_DATABASE_URL"]
-    for prefix in ("postgresql://", "postgres://"):
-        if base.startswith(prefix):
-            base = "postgresql+psycopg://" + base[len(prefix) :]
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
+_pg_url = pg_url  # tests import it from here too
 
 
 @pytest.fixture(scope="session", params=_backends())
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty cache database for this test session (one PostgreSQL schema per worker)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cache.db'}"
-        migrate(url)
+    with database(request.param, str(tmp_path_factory.mktemp("db")), name="test") as url:
         yield url
-        return
-    schema = f"bc_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(_pg_url("public"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _pg_url(schema)
-    migrate(url)
-    yield url
-    get_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def truncate_all(engine: Engine) -> None:

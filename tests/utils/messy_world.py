@@ -3,18 +3,13 @@ filled from it by the real sync (`lib.sync.run_sync`)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from lib.config import get_settings
-from lib.db import get_engine, migrate
 from sandbox import messy, seed
+from tests.utils.databases import database  # noqa: F401 - the messy tests take it from here
 from tests.utils.sandbox import SandboxServer
 
 SEED_CUSTOMERS = 10  # the base seed's smallest account; the messy cases come on top
@@ -41,31 +36,6 @@ def seed_world(server: SandboxServer) -> World:
             ids["deleted"] = inv.customer
     (failed,) = client.v1.invoices.list({"customer": ids["formula_failed"]}).data
     return World(server=server, customers=ids, failed_invoice=failed.id)
-
-
-@contextmanager
-def database(backend: str, tmp_dir: str) -> Iterator[str]:
-    """A new, migrated cache database of its own (a SQLite file, or a PostgreSQL schema dropped after)."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_dir}/messy-cache.db"
-        migrate(url)
-        yield url
-        return
-    from tests.conftest import _pg_url
-
-    schema = f"bc_messy_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(_pg_url("public"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _pg_url(schema)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def sync_into(server: SandboxServer, db_url: str) -> None:
