@@ -127,8 +127,9 @@ def role_rules(settings: Settings) -> access.RoleRules:
     """The role rules from `settings.roles_file` (relative paths are under the project root).
 
     Parsed once per version of the file: the cache key is the path with the file's modification time,
-    size and inode, so an edit (or a file swapped in by rename) is seen by the next call. A file that
-    cannot be read raises access.RolesFileError, and is tried again on the next call (errors are not cached).
+    size and inode, so an edit (or a file swapped in by rename) is seen by the next call. A missing file
+    grants no role; one that cannot be read or parsed raises access.RolesFileError and is tried again on
+    the next call (errors are not cached).
     """
     path = settings.roles_file if os.path.isabs(settings.roles_file) else str(ROOT / settings.roles_file)
     try:
