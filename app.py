@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.components.gate import gate, render_account
 from app_pages.components.header import render_header
 from app_pages.components.tables import guarded
 from lib import access
-from lib.auth import gate, render_account
 from lib.config import get_settings
 from lib.db import ensure_migrated
 

@@ -14,7 +14,8 @@ import sys
 from streamlit.runtime.secrets import secrets_singleton
 from streamlit.starlette import App
 
-from lib.auth import SECRETS_FILE_ENV, demo_refusal, read_secrets_file, server_address
+from app_pages.components.gate import server_address
+from lib.auth import SECRETS_FILE_ENV, demo_refusal, read_secrets_file
 from lib.config import ConfigError, get_settings
 from lib.webhooks import routes
 

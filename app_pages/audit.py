@@ -10,9 +10,10 @@ from datetime import timedelta
 import streamlit as st
 
 from app_pages.components.exports import export_button
+from app_pages.components.gate import require_page
 from app_pages.components.tables import frame, guarded, pager, pager_controls
 from lib import audit
-from lib.auth import User, can, require_page
+from lib.auth import User, can
 from lib.db import session_scope
 from lib.models import utcnow
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import query
+from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
 from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
@@ -22,7 +23,6 @@ from app_pages.components.tables import (
     pager_controls,
 )
 from app_pages.components.text import md, safe_id, safe_url
-from lib.auth import require_page
 from lib.declines import explain
 from lib.queries import format_money
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.gate import require_page
 from app_pages.components.tables import (
     ANY,
     chosen,
@@ -22,7 +23,7 @@ from app_pages.components.tables import (
     unfiltered,
 )
 from app_pages.components.text import md
-from lib.auth import User, require_page
+from lib.auth import User
 from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
 P = "cust"  # widget-key prefix

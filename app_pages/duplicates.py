@@ -8,11 +8,11 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
 from app_pages.components.tables import ago, customer_link
 from app_pages.components.text import md
 from lib import duplicates, merge, queries
-from lib.auth import require_page
 from lib.config import get_settings
 from lib.db import session_scope
 from lib.queries import SearchError, format_money

@@ -12,6 +12,7 @@ from app_pages.components import data
 from app_pages.components.authz import authorize
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.gate import require_page
 from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
 from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
@@ -28,7 +29,7 @@ from app_pages.components.tables import (
 )
 from app_pages.components.text import md, safe_url
 from lib import followups
-from lib.auth import User, can, require_page
+from lib.auth import User, can
 from lib.db import session_scope
 from lib.declines import explain
 from lib.queries import AGE_BUCKETS, FailedFilters, format_money

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.gate import require_page
 from app_pages.components.tables import (
     ANY,
     chosen,
@@ -23,7 +24,7 @@ from app_pages.components.tables import (
     selected_ids,
 )
 from app_pages.components.text import md
-from lib.auth import User, require_page
+from lib.auth import User
 from lib.models import MRR_STATUSES
 from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
 

@@ -9,9 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from app_pages.components import data
 from app_pages.components.authz import authorize
 from app_pages.components.data import query
+from app_pages.components.gate import require_page
 from app_pages.components.tables import ago, frame, guarded
 from app_pages.components.text import md
-from lib.auth import User, can, require_page
+from lib.auth import User, can
 from lib.stripe_gateway import GatewayError
 
 P = "sync"  # widget-key prefix

@@ -1,23 +1,27 @@
-"""The logged-in user and the checks every page and action runs first.
+"""Who the user is and what they may do: identity from OIDC claims, roles from `roles.toml`, the checks.
 
 Identity comes only from Streamlit's native OIDC login (`st.login` / `st.user`, `[auth]` in secrets): the
-user dict is read from a cookie Streamlit signed after the provider's callback, so nothing a browser sends
+claims are read from a cookie Streamlit signed after the provider's callback, so nothing a browser sends
 can choose the email or the groups. Roles come from `roles.toml` (`Settings.roles_file`).
 
 Without `[auth]` the dashboard is a local demo with no login (everyone is an admin), and only when it is
 bound to a loopback address and the Stripe key is a test-mode key; otherwise it refuses to run.
 There is no other way in: no session-state or query-parameter override exists.
+
+This module is plain Python (no Streamlit), so the CLI, workers and the domain layer (`lib/merge.py`,
+`lib/portal.py`, `lib/invoice_retry.py`) can use `User` and `can`. What needs Streamlit — reading
+`st.secrets` and `st.user`, the login, no-role and refusal screens, `require_page` — lives in
+`app_pages/components/gate.py` and hands this module plain values.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
-
-import streamlit as st
+from typing import Any
 
 from lib import access
 from lib.config import ROOT, ConfigError, Settings, get_settings
@@ -58,22 +62,6 @@ def read_secrets_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} does not exist: point it at a secrets.toml file.") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{SECRETS_FILE_ENV}={path!r} could not be read as TOML: {exc}") from None
-
-
-def auth_section() -> Mapping[str, Any] | None:
-    """`[auth]` from st.secrets (the .streamlit file or `st.App(secrets=...)`), or None when absent;
-    ConfigError when a secrets file exists but cannot be read."""
-    try:
-        section = st.secrets.get("auth")
-    except FileNotFoundError as exc:  # StreamlitSecretNotFoundError: no secrets at all, or unreadable
-        from streamlit import config
-
-        if any(os.path.exists(p) for p in config.get_option("secrets.files")):
-            # A secrets file that does not parse may hold the [auth] meant to protect the data: fail
-            # closed rather than fall back to the no-login demo.
-            raise ConfigError(f"{exc} Fix the file (TOML) and reload; nobody is let in until then.") from None
-        return None
-    return section if isinstance(section, Mapping) and len(section) else None
 
 
 def providers(section: Mapping[str, Any]) -> list[str]:
@@ -127,28 +115,29 @@ def demo_refusal(settings: Settings, *, address: str, login_configured: bool) ->
     return None
 
 
-def server_address() -> str:
-    """The address the server binds to (Streamlit's server.address; empty means every interface)."""
-    from streamlit import config
-
-    return str(config.get_option("server.address") or "")
-
-
 # --- roles --------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def _rules(path: str, mtime_ns: int) -> access.RoleRules:  # noqa: ARG001 - mtime makes edits visible
+@functools.lru_cache(maxsize=16)
+def _rules(path: str, stamp: tuple[int, int, int]) -> access.RoleRules:  # noqa: ARG001 - the key, see role_rules
     return access.load_role_rules(path)
 
 
 def role_rules(settings: Settings) -> access.RoleRules:
+    """The role rules from `settings.roles_file` (relative paths are under the project root).
+
+    Parsed once per version of the file: the cache key is the path with the file's modification time,
+    size and inode, so an edit (or a file swapped in by rename) is seen by the next call. A missing file
+    grants no role; one that cannot be read or parsed raises access.RolesFileError and is tried again on
+    the next call (errors are not cached).
+    """
     path = settings.roles_file if os.path.isabs(settings.roles_file) else str(ROOT / settings.roles_file)
     try:
-        mtime = os.stat(path).st_mtime_ns
+        info = os.stat(path)
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
     except OSError:
-        mtime = 0
-    return _rules(path, mtime)
+        stamp = (0, 0, 0)
+    return _rules(path, stamp)
 
 
 def _claim_list(value: object) -> list[str]:
@@ -184,108 +173,6 @@ def user_from_claims(claims: Mapping[str, Any], rules: access.RoleRules) -> User
     return User(email=email or str(claims.get("sub") or ""), name=name, roles=roles)
 
 
-# --- the gate -----------------------------------------------------------------------------------
-
-
-def _stop() -> NoReturn:
-    st.stop()
-    raise AssertionError("unreachable")  # st.stop raises; this keeps type checkers honest
-
-
-def _login_screen(section: Mapping[str, Any]) -> NoReturn:
-    st.title("Billing Console")
-    problems = auth_problems(section)
-    if problems:
-        st.error(
-            "Login is configured but incomplete: " + "; ".join(problems)
-            + ". Ask the operator to finish the [auth] settings (docs/operations.md, 'Login and roles')."
-        )
-        _stop()
-    st.write("Sign in with your company account to see billing data.")
-    for name in providers(section):
-        label = "Log in" if name == "default" else f"Log in with {name.capitalize()}"
-        st.button(label, key=f"auth_login_{name}", type="primary", on_click=st.login, args=(name,))
-    _stop()
-
-
-def _logout_button() -> None:
-    st.button("Log out", key="auth_logout", on_click=st.logout)
-
-
-def _no_role_screen(user: User) -> NoReturn:
-    st.title("No access yet")
-    st.info(
-        f"You are signed in as {user.email}, but no role has been given to this account, so there is "
-        "nothing here you may see. Ask a Billing Console admin to add your email, domain or group to "
-        "roles.toml; then reload this page."
-    )
-    _logout_button()
-    _stop()
-
-
-def current_user() -> User:
-    """The logged-in user (roles may be empty); stops the run with the screen that explains why there is
-    none (login screen, refusal, configuration problem)."""
-    try:
-        settings = get_settings()
-        section = auth_section()
-    except ConfigError as exc:
-        st.error(f"Configuration problem: {exc}")
-        _stop()
-    if section is None:
-        refusal = demo_refusal(settings, address=server_address(), login_configured=False)
-        if refusal:
-            st.error(refusal)
-            _stop()
-        return DEMO_USER
-    if not st.user.get("is_logged_in", False):
-        _login_screen(section)
-    try:
-        rules = role_rules(settings)
-    except access.RolesFileError as exc:
-        st.error(f"Roles are misconfigured, so nobody can be let in: {exc}")
-        _logout_button()
-        _stop()
-    return user_from_claims(st.user.to_dict(), rules)
-
-
-def _user_with_a_role() -> User:
-    """The current user, or the no-access page for one who has no role yet."""
-    user = current_user()
-    if not user.roles:
-        _no_role_screen(user)
-    return user
-
-
-def gate() -> User:
-    """app.py's gate: login, no-role page, demo banner. Returns a user who has at least one role."""
-    user = _user_with_a_role()
-    if user.demo:
-        st.warning(
-            "**Local demo, no login.** Everyone who can open this address is an admin. "
-            "Configure login before sharing it (docs/operations.md, 'Login and roles').",
-            icon=":material/science:",
-        )
-    return user
-
-
-def render_account(user: User) -> None:
-    """Who is signed in, with which roles, and the logout button (sidebar)."""
-    with st.sidebar:
-        st.caption(f"Signed in as **{user.email}** · {user.role_label}")
-        if not user.demo:
-            _logout_button()
-
-
-def require_page(key: str) -> User:
-    """Call first on every page: stops the script with a polite message when the role may not see it."""
-    user = _user_with_a_role()
-    if not access.may_open(user.roles, key):
-        st.error("You do not have access to this page. Ask an admin to grant you a role that includes it.")
-        _stop()
-    return user
-
-
 def can(user: User, action: str) -> bool:
     """Whether this user's roles allow `action` (see lib/access.ACTIONS); check before every action."""
     return access.may_do(user.roles, action)
@@ -294,16 +181,16 @@ def can(user: User, action: str) -> bool:
 # --- checks at the moment of an action ------------------------------------------------------------
 
 
-def roles_now(user: User, claims: Mapping[str, Any] | None) -> User:
+def roles_now(user: User, claims: Mapping[str, Any] | None, *, login_configured: bool) -> User:
     """The same person with roles read again from roles.toml at this moment (a page may have been open
     for hours). `claims` are the user's OIDC claims (st.user); None means nobody is signed in any more, and
-    claims of another email than `user`'s mean another login: both give a user with no role. Without login
-    configured there is no roles.toml in play (the gate lets only the local demo run): the user is returned
-    as the gate made it. Raises access.RolesFileError when roles.toml cannot be read, ConfigError when the
-    secrets cannot."""
+    claims of another email than `user`'s mean another login: both give a user with no role.
+    `login_configured` says whether `[auth]` is set up now; without it there is no roles.toml in play (the
+    gate lets only the local demo run): the user is returned as the gate made it. Raises
+    access.RolesFileError when roles.toml cannot be read, ConfigError when the settings cannot."""
     if user.demo:
         return DEMO_USER
-    if auth_section() is None:
+    if not login_configured:
         return user
     if not claims or not claims.get("is_logged_in", True):
         return User(email=user.email, name=user.name, roles=frozenset())

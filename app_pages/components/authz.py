@@ -23,6 +23,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages.components.gate import auth_section
 from app_pages.components.text import md
 from lib import access, audit
 from lib.auth import User, roles_now
@@ -107,7 +108,9 @@ def authorize(
         right = action
     say = tell or _tell
     try:
-        fresh = roles_now(user, current_claims() if claims is _CURRENT else claims)
+        claims_now = current_claims() if claims is _CURRENT else claims
+        # The demo user never reads [auth] (roles_now returns it as is); anyone else needs it read now.
+        fresh = roles_now(user, claims_now, login_configured=not user.demo and auth_section() is not None)
     except (access.RolesFileError, ConfigError) as exc:
         problem = str(exc)
 

@@ -125,8 +125,8 @@ def test_followup_refusal_is_not_a_traceback(invoice: str, db: Engine, roles_fil
 
 
 def _portal_widget() -> None:
+    from app_pages.components.gate import current_user
     from app_pages.components.portal import portal_link_action
-    from lib.auth import current_user
 
     portal_link_action(current_user(), "cus_ACTIONS", key_prefix="t")
 

@@ -21,15 +21,15 @@ ROLES = sorted(ROLE_EMAILS)
 
 
 def _portal_widget() -> None:
+    from app_pages.components.gate import current_user
     from app_pages.components.portal import portal_link_action
-    from lib.auth import current_user
 
     portal_link_action(current_user(), "cus_ACTIONS", key_prefix="t")
 
 
 def _merge_widget() -> None:
+    from app_pages.components.gate import current_user
     from app_pages.components.merge import merge_action
-    from lib.auth import current_user
 
     merge_action(current_user(), "cus_ACTIONS", key_prefix="t")
 

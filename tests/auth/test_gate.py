@@ -10,13 +10,17 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
+from app_pages.components.text import plain
 from lib import access
 from lib.config import get_settings
 from tests.utils.apptest import APP, PAGES_DIR
-from tests.utils.login import AUTH_SECRETS, as_role, logged_in, rendered_text
+from tests.utils.login import AUTH_SECRETS, as_role, logged_in, rendered_text, write_roles
 
 LIVE_KEY = "sk_live_51SecretLiveKeyDoNotShowAbCdEf9876"
 NO_ACCESS = "You do not have access to this page"
+# An email as an identity provider may send it: the local part is the provider's to allow, and this one is a
+# Markdown link with a Streamlit directive.
+HOSTILE_EMAIL = "[Session_expired:red[!]](http://host/login)@corp.test"
 
 
 def app() -> AppTest:
@@ -25,6 +29,11 @@ def app() -> AppTest:
 
 def _infos(at: AppTest) -> str:
     return " ".join(e.value for e in [*at.info, *at.error, *at.warning])
+
+
+def _signed_in_as(at: AppTest) -> str:
+    """The sidebar's account caption as it reads on screen (the email in it is escaped Markdown)."""
+    return " ".join(plain(c.value) for c in at.sidebar.caption)
 
 
 def test_login_screen_is_all_an_anonymous_visitor_gets(roles_file: Path) -> None:
@@ -68,7 +77,7 @@ def test_incomplete_auth_section_says_what_is_missing(roles_file: Path) -> None:
 
 def test_signed_in_without_a_role_sees_only_the_no_access_page(roles_file: Path) -> None:
     at = logged_in(app(), "stranger@elsewhere.test").run()
-    assert "no role has been given" in _infos(at) and "stranger@elsewhere.test" in _infos(at)
+    assert "no role has been given" in _infos(at) and "stranger@elsewhere.test" in plain(_infos(at))
     assert [b.label for b in at.button] == ["Log out"]
     assert not at.sidebar.children and not at.dataframe
     for spec in access.PAGES:  # a page opened directly says the same, and nothing else
@@ -80,7 +89,7 @@ def test_signed_in_without_a_role_sees_only_the_no_access_page(roles_file: Path)
 
 def test_signed_in_user_sees_who_and_a_logout_button(roles_file: Path) -> None:
     at = as_role(app(), "finance").run()
-    sidebar = rendered_text(at)
+    sidebar = _signed_in_as(at)
     assert "fran@corp.test" in sidebar and "finance" in sidebar
     assert "Log out" in [b.label for b in at.sidebar.button]
     assert "Local demo" not in _infos(at)
@@ -107,7 +116,7 @@ def test_database_down_at_start_is_one_clear_message(roles_file: Path, monkeypat
 def test_local_demo_without_auth_is_bannered_and_admin() -> None:
     at = app().run()  # no [auth], test-mode key, .streamlit/config.toml binds 127.0.0.1
     assert "Local demo, no login" in _infos(at)
-    assert "demo@localhost" in rendered_text(at)
+    assert "demo@localhost" in _signed_in_as(at)
     at.switch_page("app_pages/audit.py").run()
     assert at.title[0].value == "Audit log" and NO_ACCESS not in _infos(at)
 
@@ -143,7 +152,7 @@ def test_login_does_not_depend_on_the_address_or_key_mode(roles_file: Path, monk
     get_settings.cache_clear()
     with patch_config_options({"server.address": "0.0.0.0"}):
         at = as_role(app(), "admin").run()
-    assert not at.error and "ada@corp.test" in rendered_text(at)
+    assert not at.error and "ada@corp.test" in _signed_in_as(at)
 
 
 @pytest.mark.parametrize("mode", ["demo-test-key", "login-live-key"])
@@ -178,4 +187,21 @@ def test_a_role_granted_in_roles_toml_applies_on_the_next_load(roles_file: Path)
     os.utime(roles_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # an edit a second later
     at.run()
     assert "no role has been given" not in _infos(at)
-    assert "newcomer@corp.test" in rendered_text(at) and "support" in rendered_text(at)
+    assert "newcomer@corp.test" in _signed_in_as(at) and "support" in rendered_text(at)
+
+
+def test_no_role_screen_shows_the_email_as_text(roles_file: Path) -> None:
+    """The email comes from the identity provider: the no-access box must not render it as a link."""
+    at = logged_in(app(), HOSTILE_EMAIL).run()
+    assert HOSTILE_EMAIL not in at.info[0].value  # not as Markdown source…
+    assert HOSTILE_EMAIL in plain(at.info[0].value)  # …but exactly its characters on screen
+
+
+def test_signed_in_as_shows_the_email_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidebar's "Signed in as" caption renders Markdown: the provider's email is shown literally."""
+    monkeypatch.setenv("ROLES_FILE", str(write_roles(tmp_path / "roles.toml", '[roles.finance]\ngroups = ["fin"]\n')))
+    get_settings.cache_clear()
+    at = logged_in(app(), HOSTILE_EMAIL, groups=["fin"]).run()
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert HOSTILE_EMAIL not in caption
+    assert _signed_in_as(at) == f"Signed in as **{HOSTILE_EMAIL}** · finance"
