@@ -153,15 +153,22 @@ def _first_ids(res: RunResult, key: str, column: str = "id") -> list[str]:
     return [str(v) for v in table.column(column).to_pylist() if v]
 
 
+class _Done(Exception):
+    """The run's duration is over."""
+
+
 class Role:
     """One user: a role's script repeated until the deadline, with think time between interactions."""
 
     def __init__(self, role: str, url: str, stats: Stats, rng: random.Random, think: float) -> None:
         self.role, self.url, self.stats, self.rng, self.think = role, url, stats, rng, think
         self.s: StSession | None = None
+        self.deadline = 0.0
 
     async def step(self, name: str, **kw: Any) -> RunResult:
         await asyncio.sleep(self.rng.expovariate(1 / self.think))
+        if time.monotonic() >= self.deadline:
+            raise _Done
         assert self.s is not None
         res = await self.s.run(**kw)
         self.stats.record(f"{self.role}:{name}", res)
@@ -208,11 +215,14 @@ class Role:
 
     async def loop(self, deadline: float) -> None:
         script = getattr(self, self.role)
+        self.deadline = deadline
         while time.monotonic() < deadline:
             try:
                 if self.s is None:
                     self.s = await StSession.open(self.url)
                 await script()
+            except _Done:
+                return
             except (ProtocolError, OSError, KeyError) as exc:
                 self.stats.failure(f"{self.role}:session", exc)
                 await self._reset()
@@ -311,7 +321,8 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
         "error_samples": stats.error_samples,
         "server_cpu_s": [round(c, 1) for c in cpu],
         "server_cpu_cores_busy": round(sum(cpu) / wall, 2),
-        "rss_mb": {"before_sessions": [round(x, 1) for x in rss_before], "idle_sessions": [round(x, 1) for x in rss_idle],
+        "rss_mb": {"before_sessions": [round(x, 1) for x in rss_before],
+                   "idle_sessions": [round(x, 1) for x in rss_idle],
                    "end": [round(proc_rss_mb(p), 1) for p in pids],
                    "min_during": [round(min(s["rss_mb"][i] for s in samples), 1) for i in range(len(pids))],
                    "max_during": [round(max(s["rss_mb"][i] for s in samples), 1) for i in range(len(pids))]},
