@@ -11,6 +11,10 @@ keyed on `generation(url)` as well: a tuple of a few maxima, each answered from 
 - the newest sync run's id and finish: a run that starts, ends or fails (the Sync page and the header);
 - the newest processed Stripe event: webhook deliveries applied by any replica.
 
+Dashboard writes (the audit id) come often under a team's load (finance saving follow-ups); queries that read
+only what the sync writes (`SYNCED_ONLY`) are keyed without that part, so a follow-up saved does not throw
+away every customer search and customer page the replica holds.
+
 A replica reads the stamp at most once per `MAX_AGE` seconds (all sessions of a process share the read), so
 40 sessions cost ~2 small queries per second, and a write elsewhere shows within `MAX_AGE` plus one page run.
 No Streamlit here: the pages' hook lives in `app_pages/components/data.py`.
@@ -38,7 +42,17 @@ STAMP_SQL = text(
     "(SELECT max(processed_at) FROM stripe_events)"
 )
 
-Generation = tuple[str, ...]
+Generation = tuple[str, ...]  # (audit part, sync parts...)
+
+# lib.queries functions that read only tables the sync writes (customers, subscriptions, invoices, cards,
+# events, sync state and runs); any other query (follow-ups, audit, merges) is keyed on the whole stamp.
+SYNCED_ONLY = frozenset({
+    "search_customers", "export_customers_csv", "customer_currencies", "get_customer",
+    "customer_payment_methods", "customer_subscriptions", "customer_invoices", "customer_open_amounts",
+    "customer_timeline", "list_subscriptions", "subscription_totals", "export_subscriptions_csv",
+    "subscription_choices", "decline_codes", "failed_currencies", "recovery", "mrr_by_currency",
+    "table_estimates", "recent_sync_runs", "sync_states", "webhook_stats", "cache_freshness",
+})
 
 
 @dataclass
@@ -71,6 +85,12 @@ def generation(url: str, *, max_age: float = MAX_AGE, clock: Any = time.monotoni
         value = read_generation(url)
         _memos[url] = _Memo(value, clock())
         return value
+
+
+def key_for(query_name: str, stamp: Generation) -> Generation:
+    """The part of `stamp` a cached result of `query_name` depends on: without the audit part for
+    `SYNCED_ONLY` queries, the whole stamp for any other (a new query is safe by default)."""
+    return stamp[1:] if query_name in SYNCED_ONLY else stamp
 
 
 def forget(url: str | None = None) -> None:

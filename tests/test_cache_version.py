@@ -53,3 +53,23 @@ def test_the_stamp_is_reused_within_max_age_and_read_again_after(session: Sessio
     assert cache_version.generation(db_url, clock=lambda: now[0]) == first
     now[0] += cache_version.MAX_AGE
     assert cache_version.generation(db_url, clock=lambda: now[0]) != first
+
+
+def test_a_follow_up_keeps_synced_only_results_and_renews_the_worklist(session: Session, db_url: str) -> None:
+    invoice = make_failed_invoice(session, make_customer(session))
+    before = cache_version.read_generation(db_url)
+    followups.set_followup(session=session, invoice_id=invoice.id, status="promised", note="Friday",
+                           actor="fran@corp.test")
+    after = cache_version.read_generation(db_url)
+    assert cache_version.key_for("search_customers", after) == cache_version.key_for("search_customers", before)
+    assert cache_version.key_for("failed_invoices", after) != cache_version.key_for("failed_invoices", before)
+
+
+def test_synced_only_names_are_queries_that_read_no_dashboard_written_table() -> None:
+    import inspect
+
+    from lib import queries
+
+    for name in sorted(cache_version.SYNCED_ONLY):
+        source = inspect.getsource(getattr(queries, name))
+        assert not any(word in source for word in ("Followup", "AuditLog", "MergeJob", "_failed_where")), name

@@ -4,7 +4,7 @@
 the result for TTL seconds, keyed on the query name, its arguments, the database URL and the cache's change
 stamp (`lib.cache_version`): a write made anywhere (another replica, the sync worker, a webhook) changes the
 stamp, so every replica reads fresh rows within a second instead of after the TTL. A sync or a follow-up
-change made here also calls `clear()`.
+change made here calls `clear()`, which re-reads the stamp at once.
 """
 
 from __future__ import annotations
@@ -29,26 +29,14 @@ def _cached(name: str, database_url: str, stamp: cache_version.Generation, kwarg
 def query(name: str, /, **kwargs: Any) -> Any:
     """Run a lib.queries function by name through the cache (raises what the query raises)."""
     url = get_settings().database_url
-    return _cached(name, url, _stamp(url), kwargs)
-
-
-_last_stamp: dict[str, cache_version.Generation] = {}
-
-
-def _stamp(url: str) -> cache_version.Generation:
-    """The change stamp; when it moved, results under older stamps are dropped (memory, not correctness:
-    the stamp in the key already keeps them from being served)."""
-    stamp = cache_version.generation(url)
-    if _last_stamp.setdefault(url, stamp) != stamp:
-        _last_stamp[url] = stamp
-        _cached.clear()
-    return stamp
+    return _cached(name, url, cache_version.key_for(name, cache_version.generation(url)), kwargs)
 
 
 def clear() -> None:
-    """Forget cached query results (after a sync or a change made from the dashboard)."""
+    """After a sync or a change made from the dashboard: read the change stamp again on the next query, so
+    this process's next run shows the change (results under the old stamp are no longer asked for; they
+    age out with the TTL or the entry limit). Other queries' results stay cached."""
     cache_version.forget()
-    _cached.clear()
 
 
 def csv_download(name: str, /, **kwargs: Any) -> bytes:
