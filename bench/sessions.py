@@ -55,6 +55,9 @@ def _schema_url(url: str, schema: str) -> str:
     """A PostgreSQL URL whose connections use `schema` (created if missing)."""
     import sqlalchemy as sa
 
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
     eng = sa.create_engine(url)
     with eng.begin() as conn:
         conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -160,8 +163,10 @@ class _Done(Exception):
 class Role:
     """One user: a role's script repeated until the deadline, with think time between interactions."""
 
-    def __init__(self, role: str, url: str, stats: Stats, rng: random.Random, think: float) -> None:
+    def __init__(self, role: str, url: str, stats: Stats, rng: random.Random, think: float,
+                 churn: bool = False) -> None:
         self.role, self.url, self.stats, self.rng, self.think = role, url, stats, rng, think
+        self.churn = churn  # a new session (tab closed, another opened) after each round of the script
         self.s: StSession | None = None
         self.deadline = 0.0
 
@@ -221,6 +226,8 @@ class Role:
                 if self.s is None:
                     self.s = await StSession.open(self.url)
                 await script()
+                if self.churn:
+                    await self._reset()
             except _Done:
                 return
             except (ProtocolError, OSError, KeyError) as exc:
@@ -295,9 +302,10 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
     per_idle = (sum(rss_idle) - sum(rss_before)) / args.idle_sessions if args.idle_sessions else None
 
     stats = Stats()
-    users = [Role(ROLES[i % len(ROLES)], urls[i % len(urls)], stats, random.Random(rng.random()), args.think)
-             for i in range(args.sessions)]
+    users = [Role(ROLES[i % len(ROLES)], urls[i % len(urls)], stats, random.Random(rng.random()), args.think,
+                  churn=args.churn) for i in range(args.sessions)]
     cpu0 = [proc_cpu_seconds(p) for p in pids]
+    driver_cpu0 = time.process_time()
     load0 = loadavg()
     samples: list[dict[str, Any]] = []
     stop = asyncio.Event()
@@ -311,9 +319,10 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
     for u in users:
         await u.close()
     cpu = [proc_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    driver_cpu = time.process_time() - driver_cpu0
     every = [x for v in stats.latencies.values() for x in v]
     return {
-        "sessions": args.sessions, "duration_s": round(wall, 1), "replicas": len(urls), "think_s": args.think,
+        "sessions": args.sessions, "churn": args.churn, "duration_s": round(wall, 1), "replicas": len(urls), "think_s": args.think,
         "interactions": stats.interactions, "interactions_per_s": round(stats.interactions / wall, 2),
         "latency_s": summary(every),
         "latency_by_step_s": {k: summary(v) for k, v in sorted(stats.latencies.items())},
@@ -321,6 +330,8 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
         "error_samples": stats.error_samples,
         "server_cpu_s": [round(c, 1) for c in cpu],
         "server_cpu_cores_busy": round(sum(cpu) / wall, 2),
+        "server_cpu_ms_per_interaction": round(1000 * sum(cpu) / max(stats.interactions, 1), 1),
+        "driver_cpu_s": round(driver_cpu, 1),
         "rss_mb": {"before_sessions": [round(x, 1) for x in rss_before],
                    "idle_sessions": [round(x, 1) for x in rss_idle],
                    "end": [round(proc_rss_mb(p), 1) for p in pids],
@@ -343,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=3.0, help="mean think time between interactions (s)")
     ap.add_argument("--idle-sessions", type=int, default=40, help="sessions opened to measure RSS per idle session")
     ap.add_argument("--samples", action="store_true", help="include the 5-second RSS/CPU samples")
+    ap.add_argument("--churn", action="store_true",
+                    help="each user closes its session and opens a new one after every round (a soak)")
     ap.add_argument("--url", action="append", help="drive these running replicas instead of starting a stack")
     ap.add_argument("--pid", action="append", type=int, help="their process ids (for CPU and RSS)")
     ap.add_argument("--seed", type=int, default=1)
