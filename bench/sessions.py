@@ -322,7 +322,8 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
     driver_cpu = time.process_time() - driver_cpu0
     every = [x for v in stats.latencies.values() for x in v]
     return {
-        "sessions": args.sessions, "churn": args.churn, "duration_s": round(wall, 1), "replicas": len(urls), "think_s": args.think,
+        "sessions": args.sessions, "churn": args.churn, "duration_s": round(wall, 1),
+        "replicas": len(urls), "think_s": args.think,
         "interactions": stats.interactions, "interactions_per_s": round(stats.interactions / wall, 2),
         "latency_s": summary(every),
         "latency_by_step_s": {k: summary(v) for k, v in sorted(stats.latencies.items())},
