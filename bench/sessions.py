@@ -249,6 +249,43 @@ class Role:
         await self._reset()
 
 
+def _note_of(res: RunResult, invoice_id: str) -> str | None:
+    table = res.table("fi_table")
+    if table is None:
+        return None
+    rows = table.select(["id", "followup_note"]).to_pylist()
+    return next((r["followup_note"] or "" for r in rows if r["id"] == invoice_id), None)
+
+
+async def visibility_probe(url_a: str, url_b: str, deadline: float, every: float, out: list[float | None]) -> None:
+    """Under the load: save a follow-up through replica A, rerun the same page on replica B until it shows
+    the note (as a user pressing R would; no fixed sleeps). Seconds from A's save confirmed to B showing it;
+    None when B had not shown it after 10 s (or another user overwrote the note first)."""
+    while time.monotonic() + every < deadline:
+        await asyncio.sleep(every)
+        a = await StSession.open(url_a)
+        b = await StSession.open(url_b)
+        try:
+            res = await a.run(page="failed-invoices")
+            ids = _first_ids(res, "fi_table")
+            if not ids or "fi_fu_note" not in res.widgets:
+                continue
+            invoice_id = ids[0]  # the editor's default invoice: the worklist's first row
+            await b.run(page="failed-invoices")
+            note = f"visibility probe {time.time():.3f}"
+            await a.run(set={"fi_fu_note": note, "fi_fu_status": "contacted"}, click="fi_fu_save")
+            t0 = time.monotonic()
+            seen = None
+            while time.monotonic() - t0 < 10:
+                if _note_of(await b.run(), invoice_id) == note:
+                    seen = time.monotonic() - t0
+                    break
+            out.append(None if seen is None else round(seen, 3))
+        finally:
+            await a.close()
+            await b.close()
+
+
 def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -312,7 +349,9 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
     t0 = time.monotonic()
     sampler = asyncio.create_task(sample_loop(pids, samples, t0, stop))
     deadline = t0 + args.duration
-    await asyncio.gather(*(u.loop(deadline) for u in users))
+    visibility: list[float | None] = []
+    probes = [visibility_probe(urls[0], urls[1], deadline, 20, visibility)] if len(urls) == 2 else []
+    await asyncio.gather(*(u.loop(deadline) for u in users), *probes)
     wall = time.monotonic() - t0
     stop.set()
     await sampler
@@ -327,6 +366,7 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
         "interactions": stats.interactions, "interactions_per_s": round(stats.interactions / wall, 2),
         "latency_s": summary(every),
         "latency_by_step_s": {k: summary(v) for k, v in sorted(stats.latencies.items())},
+        "cross_replica_visibility_s": visibility if len(urls) == 2 else None,
         "errors": sum(stats.errors.values()), "errors_by_step": dict(stats.errors),
         "error_samples": stats.error_samples,
         "server_cpu_s": [round(c, 1) for c in cpu],
