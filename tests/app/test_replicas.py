@@ -19,7 +19,7 @@ from tests.conftest import TEST_KEY
 from tests.utils.browser import dashboard
 from tests.utils.factories import make_customer, make_failed_invoice
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("replicas")]
+pytestmark = [pytest.mark.xdist_group("replicas")]  # two server processes: one such test at a time
 
 NOTE = "Called on Monday; promised to pay Friday"
 
