@@ -72,7 +72,7 @@ class StSession:
     async def open(cls, base_url: str, *, headers: dict[str, str] | None = None) -> StSession:
         ws_url = base_url.replace("http://", "ws://").rstrip("/") + "/_stcore/stream"
         ws = await websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None, compression=None,
-                                      additional_headers=headers, open_timeout=60)
+                                      additional_headers=headers, open_timeout=60, ping_interval=None)
         return cls(ws)
 
     async def close(self) -> None:
