@@ -33,9 +33,11 @@ def _note(res: RunResult, invoice_id: str) -> str | None:
     return next((r["followup_note"] or "" for r in rows if r["id"] == invoice_id), None)
 
 
-async def _follow_up_across(url_a: str, url_b: str, invoice_id: str) -> tuple[str | None, str | None, float]:
-    """B shows the worklist (its cache now holds it); A saves a note; B reruns until the note shows.
-    Returns (B's note before, B's note after, seconds from A's save to B showing it)."""
+async def _follow_up_across(url_a: str, url_b: str, invoice_id: str) -> tuple[str | None, list[tuple[float, str]]]:
+    """B shows the worklist (its cache now holds it); A saves a note; B reruns (as a user pressing R would)
+    until it shows the note or 20 s pass. Returns B's note before, and for each of B's reruns after the save:
+    (seconds from the save confirmed to the rerun's start, the note it showed). A run's start, not its end, is
+    when B read its data, so a slow machine does not count as stale data."""
     b = await StSession.open(url_b)
     a = await StSession.open(url_a)
     try:
@@ -44,10 +46,11 @@ async def _follow_up_across(url_a: str, url_b: str, invoice_id: str) -> tuple[st
         saved = await a.run(set={"fi_fu_note": NOTE, "fi_fu_status": "promised"}, click="fi_fu_save")
         assert "saved" in saved.text()
         t0 = time.monotonic()
-        after = before
-        while time.monotonic() - t0 < 10 and after != NOTE:  # poll B as a user pressing R would
-            after = _note(await b.run(), invoice_id)
-        return before, after, time.monotonic() - t0
+        runs: list[tuple[float, str]] = []
+        while time.monotonic() - t0 < 20 and (not runs or runs[-1][1] != NOTE):
+            started = time.monotonic() - t0
+            runs.append((started, _note(await b.run(), invoice_id) or ""))
+        return before, runs
     finally:
         await a.close()
         await b.close()
@@ -58,7 +61,7 @@ def test_follow_up_saved_on_one_replica_shows_on_the_other_within_2_s(db: Engine
         invoice_id = make_failed_invoice(session, make_customer(session, email="late@payer.test")).id
     env = {"DATABASE_URL": db_url, "STRIPE_API_KEY": TEST_KEY, "STRIPE_API_BASE": "http://127.0.0.1:9"}
     with dashboard(env) as url_a, dashboard(env) as url_b:
-        before, after, seconds = asyncio.run(_follow_up_across(url_a, url_b, invoice_id))
+        before, runs = asyncio.run(_follow_up_across(url_a, url_b, invoice_id))
     assert before == ""
-    assert after == NOTE
-    assert seconds <= 2.0
+    assert runs[-1][1] == NOTE  # B shows it at last
+    assert [start for start, note in runs if start >= 2.0 and note != NOTE] == []  # never stale after 2 s
