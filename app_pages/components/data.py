@@ -1,8 +1,10 @@
 """How pages read the cache: every query from lib/queries.py, cached per filters for a short time.
 
 `query("search_customers", filters=…, page=2)` runs `lib.queries.search_customers(session=…, …)` and keeps
-the result for TTL seconds, keyed on the query name, its arguments and the database URL. A sync or a
-follow-up change calls `clear()` so the next run reads fresh rows.
+the result for TTL seconds, keyed on the query name, its arguments, the database URL and the cache's change
+stamp (`lib.cache_version`): a write made anywhere (another replica, the sync worker, a webhook) changes the
+stamp, so every replica reads fresh rows within a second instead of after the TTL. A sync or a follow-up
+change made here calls `clear()`, which re-reads the stamp at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from lib import queries
+from lib import cache_version, queries
 from lib.config import get_settings
 from lib.db import session_scope
 
@@ -19,16 +21,19 @@ TTL_SECONDS = 60
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False, max_entries=500)
-def _cached(name: str, database_url: str, kwargs: dict[str, Any]) -> Any:
+def _cached(name: str, database_url: str, stamp: cache_version.Generation, kwargs: dict[str, Any]) -> Any:
     with session_scope() as session:
         return getattr(queries, name)(session=session, **kwargs)
 
 
 def query(name: str, /, **kwargs: Any) -> Any:
     """Run a lib.queries function by name through the cache (raises what the query raises)."""
-    return _cached(name, get_settings().database_url, kwargs)
+    url = get_settings().database_url
+    return _cached(name, url, cache_version.key_for(name, cache_version.generation(url)), kwargs)
 
 
 def clear() -> None:
-    """Forget cached query results (after a sync or a change made from the dashboard)."""
-    _cached.clear()
+    """After a sync or a change made from the dashboard: read the change stamp again on the next query, so
+    this process's next run shows the change (results under the old stamp are no longer asked for; they
+    age out with the TTL or the entry limit). Other queries' results stay cached."""
+    cache_version.forget()
