@@ -36,6 +36,10 @@ class Settings:
     merge_external_id_key: str = ""
     roles_file: str = str(ROOT / "roles.toml")
     dashboard_base_url: str = "http://localhost:8501"
+    sync_card_concurrency: int = 8  # pass 2: customers whose card lists are fetched at once
+    worker_interval_seconds: float = 60.0  # `python -m lib worker`: seconds between incremental syncs
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464  # health and Prometheus metrics; 0 = off
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -126,6 +130,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         )
     stale = _int("CACHE_STALE_AFTER_MINUTES", get("CACHE_STALE_AFTER_MINUTES", "60"), "minutes, e.g. 60")
     rps = _float("STRIPE_REQUESTS_PER_SECOND", get("STRIPE_REQUESTS_PER_SECOND", "0"), "e.g. 20")
+    cards = _int("SYNC_CARD_CONCURRENCY", get("SYNC_CARD_CONCURRENCY", "8"), "a small whole number, e.g. 8")
+    interval = _float("WORKER_INTERVAL_SECONDS", get("WORKER_INTERVAL_SECONDS", "60"), "seconds, e.g. 60")
+    metrics_port = _int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT", "9464"), "a TCP port, e.g. 9464 (0 = off)")
+    if not 1 <= cards <= 64:
+        raise ConfigError(f"SYNC_CARD_CONCURRENCY={cards} is out of range: set it between 1 and 64, e.g. 8.")
+    if interval <= 0:
+        raise ConfigError(f"WORKER_INTERVAL_SECONDS={interval:g} must be more than 0: set it to seconds, e.g. 60.")
+    if not 0 <= metrics_port <= 65535:
+        raise ConfigError(f"WORKER_METRICS_PORT={metrics_port} is not a TCP port: use 1-65535, or 0 for none.")
     if stale <= 0 or rps < 0:
         raise ConfigError("CACHE_STALE_AFTER_MINUTES must be > 0 and STRIPE_REQUESTS_PER_SECOND >= 0.")
     return Settings(
@@ -140,6 +153,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         merge_external_id_key=get("MERGE_EXTERNAL_ID_KEY"),
         roles_file=get("ROLES_FILE", str(ROOT / "roles.toml")),
         dashboard_base_url=get("DASHBOARD_BASE_URL", "http://localhost:8501").rstrip("/"),
+        sync_card_concurrency=cards,
+        worker_interval_seconds=interval,
+        worker_metrics_host=get("WORKER_METRICS_HOST", "127.0.0.1"),
+        worker_metrics_port=metrics_port,
     )
 
 
