@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 import lib.models  # noqa: F401 — registers the cache tables
 
-LIVE = ("active", "trialing", "past_due")
+LIVE = ("active", "past_due")  # the MRR rule (lib.models.MRR_STATUSES): trials are not revenue yet
 PER_MONTH = {"month": 1.0, "year": 1 / 12, "week": 52 / 12, "day": 365 / 12}
 CARD_OK = "4242424242424242"
 CARD_FAILS = "4000000000000341"  # attaches, every charge declined (generic_decline)
