@@ -81,6 +81,7 @@ class _Run:
         self.notes: list[str] = []
         self.updates: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.stop = threading.Event()
+        self.cancel: threading.Event | None = None  # set by the caller (the worker on SIGTERM): stop soon
         self.write_lock = threading.Lock()  # one writer per process: short transactions, no SQLite busy-snapshot
         self.writer = PageWriter(engine, on_written=lambda resource, n: self.add(resource, n, 0))  # under the lock
         self.products = ProductNames(settings)
@@ -115,6 +116,9 @@ class _Run:
         return max(response_time, self.newest_event()[1])
 
     def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            self.stop.set()
+            raise SyncError("stopped: the process is shutting down (the next run resumes from the last page)")
         if self.stop.is_set():
             raise SyncError("stopped because another resource failed")
 
@@ -172,20 +176,21 @@ def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
     cursor = state.get("backfill_cursor")
     width = max(1, run.settings.sync_card_concurrency)
     window: deque[tuple[str, Future[tuple[list[Obj], int]]]] = deque()
+    queued = cursor  # the last customer id handed to a fetch
     exhausted = False
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sync-cards") as pool:
         try:
             while True:
                 run.check()
                 if not exhausted and len(window) < 4 * width:
-                    last = window[-1][0] if window else cursor
                     q = select(cust.c.id).where(cust.c.deleted.is_(False)).order_by(cust.c.id).limit(4 * width)
-                    if last:
-                        q = q.where(cust.c.id > last)
+                    if queued:
+                        q = q.where(cust.c.id > queued)
                     with run.engine.connect() as conn:
                         ids = list(conn.execute(q).scalars())
                     exhausted = not ids
                     window.extend((cid, pool.submit(_customer_cards, run, cid)) for cid in ids)
+                    queued = ids[-1] if ids else queued
                 if not window:
                     return
                 wait([window[0][1]], timeout=0.2)
@@ -366,12 +371,14 @@ def _finish_run(engine: Engine, run_id: int, **values: Any) -> None:
 
 
 def run_sync(*, mode: str = SyncMode.INCREMENTAL, resources: list[str] | None = None,
-             progress: Progress | None = None, settings: Settings | None = None) -> SyncResult:
+             progress: Progress | None = None, settings: Settings | None = None,
+             cancel: threading.Event | None = None) -> SyncResult:
     """Refresh the cache from Stripe; never raises for Stripe or lock trouble (see SyncResult).
 
     mode "full": backfill every resource (resuming an interrupted backfill); "incremental": apply events since
     each resource's cursor (a backfill where there is none, or where it is past the 30-day retention).
-    `progress(resource, objects_written_so_far)` is called from the caller's thread.
+    `progress(resource, objects_written_so_far)` is called from the caller's thread. Setting `cancel` stops
+    the run before its next page (every written page is committed with its cursor: the next run resumes).
     """
     started = time.monotonic()
     settings = settings or get_settings()
@@ -397,6 +404,7 @@ def run_sync(*, mode: str = SyncMode.INCREMENTAL, resources: list[str] | None = 
                 status="failed", finished_at=utcnow(), error="interrupted: the process ended before finishing"))
         run_id = _record_run(engine, mode=run_mode.value, status="running", host=holder)
         run = _Run(engine, settings, holder)
+        run.cancel = cancel
         try:
             result = _execute(run, run_mode, wanted, progress)
         except (gw.GatewayError, SyncError) as exc:  # e.g. the events check after an empty backfill
@@ -463,6 +471,8 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
         errors.append(f"writing a page: {_describe(exc)}")
     _drain(run, progress)
     counts = {r: run.counts.get(r, 0) for r in wanted}
+    if not errors and run.cancel is not None and run.cancel.is_set():
+        errors.append("stopped: the process is shutting down (the next run resumes from the last page)")
     if not errors and mode == SyncMode.FULL and sum(run.fetched.values()) == 0:
         event_id, _, _ = run.newest_event()
         if event_id is not None:
