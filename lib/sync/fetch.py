@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from lib import mapping
 from lib import stripe_gateway as gw
@@ -78,41 +78,66 @@ class Declines:
 
     An invoice's decline lives on the PaymentIntent of its last payment, 5 expand levels below an invoice
     list (Stripe allows 4). Rather than one retrieve per such invoice, `GET /v1/payment_intents` is listed
-    once per run (100 a page), keeping only the intents that carry a `last_payment_error`. An intent created
-    after the listing began (not seen by it) is retrieved on its own. Thread-safe; listed on first use.
+    once per run (100 a page) in a thread of its own, keeping only the intents that carry a
+    `last_payment_error`. Both lists run newest first, side by side: an invoice waits only until the listing
+    has passed its payment's creation time. An intent created after the listing began is retrieved on its own.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, check: Callable[[], None] | None = None) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
-        self._errors: dict[str, Obj] | None = None
-        self._listed_from = 0  # Stripe's clock when the listing began: intents created before it were seen
-        self.requests = 0
+        self._check = check or (lambda: None)
+        self._cond = threading.Condition()
+        self._errors: dict[str, Obj] = {}
+        self._listed_from: int | None = None  # Stripe's clock when the listing began
+        self._covered: int | None = None  # every intent created after this was seen (None: none yet)
+        self._done = False
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = None
 
-    def _load(self) -> dict[str, Obj]:
-        with self._lock:
-            if self._errors is None:
-                errors: dict[str, Obj] = {}
-                first = True
-                for page in gw.iter_pages("/v1/payment_intents", settings=self._settings):
-                    self.requests += 1
-                    if first:
-                        self._listed_from, first = page.server_time, False
+    def start(self) -> None:
+        """Begin the listing (once); `intent` starts it too."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._list, name="sync-declines", daemon=True)
+                self._thread.start()
+
+    def _list(self) -> None:
+        try:
+            for page in gw.iter_pages("/v1/payment_intents", settings=self._settings):
+                self._check()
+                with self._cond:
+                    if self._listed_from is None:
+                        self._listed_from = page.server_time
                     for pi in page.data:
                         if isinstance(pi.get("last_payment_error"), dict):
-                            errors[pi["id"]] = {"id": pi["id"], "last_payment_error": pi["last_payment_error"]}
-                self._errors = errors
-            return self._errors
+                            self._errors[pi["id"]] = {"id": pi["id"], "last_payment_error": pi["last_payment_error"]}
+                    if page.data:
+                        self._covered = int(page.data[-1].get("created") or 0)
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 — handed to the invoices that wait for it
+            with self._cond:
+                self._failed = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
 
     def intent(self, pi_id: str, created: int) -> Obj | None:
         """The intent as far as the invoice needs it ({id, last_payment_error}), or None when the listing
         cannot say (created after the listing began: the caller retrieves it)."""
-        errors = self._load()
-        if pi_id in errors:
-            return errors[pi_id]
-        if created and created < self._listed_from - 1:
-            return {"id": pi_id, "last_payment_error": None}
-        return None
+        self.start()
+        with self._cond:
+            while not (self._done or pi_id in self._errors
+                       or (self._covered is not None and self._covered < created)):
+                self._cond.wait(0.5)
+                self._check()
+            if self._failed is not None:
+                raise self._failed
+            if pi_id in self._errors:
+                return self._errors[pi_id]
+            if self._listed_from is not None and created and created < self._listed_from - 1:
+                return {"id": pi_id, "last_payment_error": None}
+            return None
 
 
 def complete(resource: str, obj: Obj, settings: Settings | None = None, declines: Declines | None = None) -> None:

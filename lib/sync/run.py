@@ -85,7 +85,7 @@ class _Run:
         self.write_lock = threading.Lock()  # one writer per process: short transactions, no SQLite busy-snapshot
         self.writer = PageWriter(engine, on_written=lambda resource, n: self.add(resource, n, 0))  # under the lock
         self.products = ProductNames(settings)
-        self.declines = Declines(settings)
+        self.declines = Declines(settings, check=self.check)
         self._last_beat = 0.0
         self._newest: tuple[str | None, int, int] | None = None
         self.timing: dict[str, float] = {"fetch": 0.0, "write": 0.0}
@@ -127,6 +127,8 @@ def _backfill_list(run: _Run, resource: str, state: dict[str, Any]) -> None:
     """Page through a list endpoint from the committed cursor, one transaction per page."""
     cursor = state.get("backfill_cursor")
     path, extra = LIST_PATHS[resource], LIST_PARAMS.get(resource, {})
+    if resource == "invoices":
+        run.declines.start()  # side by side with the invoice pages
     while True:
         run.check()
         params = {**extra, **({"starting_after": cursor} if cursor else {})}
@@ -169,12 +171,12 @@ def _customer_cards(run: _Run, cid: str) -> tuple[list[Obj], int]:
 def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
     """Pass 2: every customer's complete card list, walking the cached customers in id order.
 
-    Up to `sync_card_concurrency` customers are fetched at once (a 429 or 5xx retried for one customer never
+    Up to `card_concurrency` customers are fetched at once (a 429 or 5xx retried for one customer never
     holds up the others); results are written in id order, each run of finished customers in one transaction
     with the cursor after its last customer, so an interrupted pass resumes where its writes stopped."""
     cust = TABLES["customers"]
     cursor = state.get("backfill_cursor")
-    width = max(1, run.settings.sync_card_concurrency)
+    width = run.settings.card_concurrency
     window: deque[tuple[str, Future[tuple[list[Obj], int]]]] = deque()
     queued = cursor  # the last customer id handed to a fetch
     exhausted = False
