@@ -66,12 +66,12 @@ class Settings:
 
     @property
     def card_concurrency(self) -> int:
-        """Customers whose card lists the sync's pass 2 fetches at once: SYNC_CARD_CONCURRENCY, else half the
-        request budget (enough requests in flight to use it when each one, retries included, takes ~0.5 s),
-        between 4 and 64."""
+        """Customers whose card lists the sync's pass 2 fetches at once: SYNC_CARD_CONCURRENCY, else the
+        request budget per second (enough requests in flight to use it when each one takes up to a second:
+        a 429 honoured with `Retry-After: 1` does), between 4 and 64."""
         if self.sync_card_concurrency > 0:
             return self.sync_card_concurrency
-        return max(4, min(64, math.ceil(self.request_budget / 2)))
+        return max(4, min(64, math.ceil(self.request_budget)))
 
     @property
     def database_kind(self) -> str:
