@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def receiver(port: int) -> None:
 
     from lib.webhooks import routes
 
-    uvicorn.run(Starlette(routes=routes), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(Starlette(routes=routes()), host="127.0.0.1", port=port, log_level="warning")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -134,14 +135,15 @@ def main() -> None:
             port = free_port()
             procs.append(subprocess.Popen([sys.executable, __file__, "--receiver", str(port)], cwd=ROOT, env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            time.sleep(0.2)
-            for _ in range(100):
+            for _ in range(300):  # up when it answers at all (404 for /)
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
                 except urllib.error.HTTPError:
                     break
                 except OSError:
                     time.sleep(0.1)
+            else:
+                raise SystemExit("the webhook receiver did not start")
             endpoint = client.v1.webhook_endpoints.create({"url": f"http://127.0.0.1:{port}/webhooks/stripe",
                                                            "enabled_events": ["*"]})
             webhook = [time_change(sandbox, db, ids[i % len(ids)], f"Webhook {i}", 30) for i in range(args.changes)]
