@@ -127,6 +127,19 @@ def render_cursors() -> None:
         "updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm")})
 
 
+def render_card_pass() -> None:
+    """Pass 2 of the backfill (every customer's complete card list) and how far it has come."""
+    progress = query("card_pass_progress")
+    done, total = progress["done"], progress["total"]
+    if progress["complete"] or not total:
+        return
+    st.subheader("Card lists (pass 2)")
+    st.progress(done / total, text=f"{done:,} of {total:,} customers' complete card lists cached")
+    st.caption("Every page is usable already: each customer's default card is cached. Pass 2 fetches every "
+               "other card (one request per customer, inside the request budget) for duplicate detection and "
+               "the customer page; the worker or the next sync resumes it where it stopped.")
+
+
 def render_webhooks() -> None:
     st.subheader("Webhook deliveries")
     hooks = query("webhook_stats")
@@ -146,6 +159,7 @@ def render(user) -> None:  # noqa: ANN001
     st.title("Sync")
     render_refresh(user)
     render_runs()
+    render_card_pass()
     render_cursors()
     render_webhooks()
 

@@ -10,6 +10,17 @@ its own peak RSS. Payment methods are left out: Stripe lists them per customer (
 25 requests/s is 33 minutes for 50,000 customers and measures nothing the list resources do not.
 Goals: achieved successful requests/s ÷ ceiling ≥ 0.9; peak memory at the largest size within 20% of the
 smallest. Prints one JSON object on its last line.
+
+    .venv/bin/python bench/backfill.py --demo 2000 [--rounds 3] [--fault-rps 50] [--no-faults] [--no-check]
+
+Requests per 1,000 objects on the demo account (`sandbox.seed`, 2,000 customers, seed 7), counted from the
+sandbox's request log (`/_sandbox/requests`): per round a fresh SQLite cache gets pass 1 (customers,
+subscriptions, invoices: what the pages show) and then pass 2 (payment_methods: every customer's card list),
+each `run_sync(mode="full")` in a child process. Objects = customers + subscriptions + invoices + cards
+received. Pass 1 is also timed at a 25 requests/s budget with the sandbox answering 429 above it. Round 1
+compares the cache with the sandbox field by field (tests/sync/fidelity.py) after each pass. Then a full
+backfill (both passes) at `--fault-rps`, clean and with 20% 429 + 10% 500 + 50–200 ms latency: the faulted
+time ÷ the clean one (goal ≤ 2) and the differences after it. Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -129,14 +140,143 @@ def measure(size: int, max_rps: float) -> dict[str, Any]:
         sandbox.wait(timeout=10)
 
 
+PASS_1 = ["customers", "subscriptions", "invoices"]
+PASS_2 = ["payment_methods"]
+FAULTS = {"rate_limit": 0.2, "server_error": 0.1, "latency_ms": [50, 200]}
+
+
+def demo_child(resources: list[str]) -> None:
+    """Inside the measured process: one full sync of `resources`; its result as JSON."""
+    from lib.sync import run_sync
+
+    result = run_sync(mode="full", resources=resources)
+    print(json.dumps({"status": result.status, "error": result.error, "fetched": result.fetched,
+                      "requests": result.requests, "seconds": round(result.seconds, 2)}))
+
+
+def _sync(base: str, db_url: str, resources: list[str], rps: float) -> tuple[dict[str, Any], int, float]:
+    """One child sync; (its result, requests the sandbox logged for it, wall seconds)."""
+    before = control(base, "GET", "requests?since=999999999999")["last_seq"]
+    env = {**os.environ, "STRIPE_API_KEY": KEY, "STRIPE_API_BASE": base, "DATABASE_URL": db_url,
+           "STRIPE_REQUESTS_PER_SECOND": str(rps)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, __file__, "--demo-child", ",".join(resources)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"sync child failed: {done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if out["status"] != "succeeded":
+        raise SystemExit(f"sync failed: {out['error']}")
+    after = control(base, "GET", "requests?since=999999999999")["last_seq"]
+    return out, after - before, wall
+
+
+def _differences(base: str, db_url: str, *, all_cards: bool) -> list[str]:
+    from sqlalchemy import create_engine
+
+    from tests.sync.fidelity import differences
+
+    client = stripe.StripeClient(KEY, base_addresses={"api": base}, max_network_retries=2)
+    engine = create_engine(db_url.replace("sqlite:///", "sqlite:///", 1))
+    try:
+        return differences(client, engine, all_cards=all_cards)
+    finally:
+        engine.dispose()
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def demo(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rounds: list[dict[str, Any]] = []
+    try:
+        wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
+        subprocess.run([sys.executable, "-m", "sandbox.seed", "--api-base", base, "--api-key", KEY, "--customers",
+                        str(args.demo), "--seed", "7", "--reset"], cwd=ROOT, check=True, capture_output=True)
+        for n in range(args.rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                db_url = f"sqlite:///{tmp}/cache.db"
+                p1, req1, wall1 = _sync(base, db_url, PASS_1, 500)
+                diff1 = _differences(base, db_url, all_cards=False) if args.check and n == 0 else None
+                p2, req2, wall2 = _sync(base, db_url, PASS_2, 500)
+                diff2 = _differences(base, db_url, all_cards=True) if args.check and n == 0 else None
+            objects = sum(p1["fetched"].get(r, 0) for r in PASS_1) + p2["fetched"].get("payment_methods", 0)
+            with tempfile.TemporaryDirectory() as tmp:  # pass 1 at Stripe's test-mode limit
+                control(base, "POST", "faults", {"max_rps": 25})
+                _, _, wall25 = _sync(base, f"sqlite:///{tmp}/cache.db", PASS_1, 25)
+                control(base, "POST", "faults", {})
+            row: dict[str, Any] = {
+                "objects": objects, "pass1_requests": req1, "pass2_requests": req2,
+                "pass1_per_1000": round(1000 * req1 / objects, 1),
+                "passes_1_2_per_1000": round(1000 * (req1 + req2) / objects, 1),
+                "pass1_seconds_at_500": round(wall1, 1), "pass2_seconds_at_500": round(wall2, 1),
+                "pass1_seconds_at_25": round(wall25, 1)}
+            if diff1 is not None:
+                row["pass1_differences"] = len(diff1)
+                row["passes_1_2_differences"] = len(diff2 or [])
+                row["difference_sample"] = (diff1 + (diff2 or []))[:5]
+            if args.faults:
+                with tempfile.TemporaryDirectory() as tmp:
+                    _, clean_req, clean = _sync(base, f"sqlite:///{tmp}/cache.db", PASS_1 + PASS_2, args.fault_rps)
+                with tempfile.TemporaryDirectory() as tmp:
+                    control(base, "POST", "faults", {**FAULTS, "seed": n + 1})
+                    try:
+                        _, fault_req, faulted = _sync(base, f"sqlite:///{tmp}/cache.db", PASS_1 + PASS_2,
+                                                      args.fault_rps)
+                    finally:
+                        control(base, "POST", "faults", {})
+                    if args.check and n == 0:
+                        row["faulted_differences"] = len(_differences(base, f"sqlite:///{tmp}/cache.db",
+                                                                      all_cards=True))
+                row.update({"clean_full_seconds": round(clean, 1), "faulted_full_seconds": round(faulted, 1),
+                            "clean_full_requests": clean_req, "faulted_full_requests": fault_req,
+                            "fault_ratio": round(faulted / clean, 2)})
+            rounds.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    keys = [k for k in rounds[0] if isinstance(rounds[0][k], (int, float))]
+    med = {k: _median([r[k] for r in rounds]) for k in keys}
+    goals = {"pass1_per_1000": med["pass1_per_1000"] <= 15, "passes_1_2_per_1000": med["passes_1_2_per_1000"] <= 150,
+             "pass1_seconds_at_25": med["pass1_seconds_at_25"] <= 15}
+    if "fault_ratio" in med:
+        goals["fault_ratio"] = med["fault_ratio"] <= 2
+    if "pass1_differences" in rounds[0]:
+        goals["zero_differences"] = (rounds[0]["pass1_differences"] == 0 and rounds[0]["passes_1_2_differences"] == 0
+                                     and rounds[0].get("faulted_differences", 0) == 0)
+    return {"bench": "backfill-demo", "customers": args.demo, "rounds": len(rounds), "fault_rps": args.fault_rps,
+            "faults": FAULTS, "median": med, "runs": rounds, "goals": goals, "goal_met": all(goals.values())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     ap.add_argument("--max-rps", type=float, default=25.0)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--demo", type=int, default=0, help="requests per 1,000 objects on the demo account of N customers")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fault-rps", type=float, default=50.0)
+    ap.add_argument("--no-faults", dest="faults", action="store_false")
+    ap.add_argument("--no-check", dest="check", action="store_false")
+    ap.add_argument("--demo-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
+        return
+    if args.demo_child:
+        demo_child(args.demo_child.split(","))
+        return
+    if args.demo:
+        print(json.dumps(demo(args)))
         return
     runs = []
     for size in args.sizes:

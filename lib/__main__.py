@@ -1,4 +1,4 @@
-"""Command line: `python -m lib migrate` and `python -m lib sync [--full] [--resource R]`.
+"""Command line: `python -m lib migrate`, `python -m lib sync [--full] [--resource R]` and `python -m lib worker`.
 
 Made for cron and systemd timers: a progress line on stderr (only when it is a terminal, else one line per
 resource), a closing summary on stdout, exit 0 on success (or when another sync already runs), 1 on failure
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument("--resource", action="append", choices=RESOURCES,
                       help="only this resource (repeatable); default: all")
     sync.add_argument("--quiet", action="store_true", help="no progress line")
+    sub.add_parser("worker", help="keep the cache fresh: incremental sync every WORKER_INTERVAL_SECONDS, "
+                   "health and metrics on WORKER_METRICS_HOST:WORKER_METRICS_PORT; stops on SIGTERM")
     args = parser.parse_args(argv)
 
     try:
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"cache schema is up to date ({settings.database_kind})")
         return 0
+
+    if args.command == "worker":
+        from lib.worker import main as worker_main
+
+        return worker_main(settings)
 
     from lib.sync import run_sync
 

@@ -6,6 +6,7 @@ ends in a single clear sentence (`ConfigError`) instead of a traceback.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ class Settings:
     merge_external_id_key: str = ""
     roles_file: str = str(ROOT / "roles.toml")
     dashboard_base_url: str = "http://localhost:8501"
+    sync_card_concurrency: int = 0  # pass 2: customers whose card lists are fetched at once; 0 = by budget
+    worker_interval_seconds: float = 60.0  # `python -m lib worker`: seconds between incremental syncs
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464  # health and Prometheus metrics; 0 = off
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -85,6 +90,15 @@ class Settings:
         if self.stripe_requests_per_second > 0:
             return self.stripe_requests_per_second
         return 80.0 if self.key_mode == "live" else 20.0
+
+    @property
+    def card_concurrency(self) -> int:
+        """Customers whose card lists the sync's pass 2 fetches at once: SYNC_CARD_CONCURRENCY, else the
+        request budget per second (enough requests in flight to use it when each one takes up to a second:
+        a 429 honoured with `Retry-After: 1` does), between 4 and 64."""
+        if self.sync_card_concurrency > 0:
+            return self.sync_card_concurrency
+        return max(4, min(64, math.ceil(self.request_budget)))
 
     @property
     def database_kind(self) -> str:
@@ -153,6 +167,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                           "after the portal.")
     stale = _int("CACHE_STALE_AFTER_MINUTES", get("CACHE_STALE_AFTER_MINUTES", "60"), "minutes, e.g. 60")
     rps = _float("STRIPE_REQUESTS_PER_SECOND", get("STRIPE_REQUESTS_PER_SECOND", "0"), "e.g. 20")
+    cards = _int("SYNC_CARD_CONCURRENCY", get("SYNC_CARD_CONCURRENCY", "0"), "a small whole number, e.g. 16")
+    interval = _float("WORKER_INTERVAL_SECONDS", get("WORKER_INTERVAL_SECONDS", "60"), "seconds, e.g. 60")
+    metrics_port = _int("WORKER_METRICS_PORT", get("WORKER_METRICS_PORT", "9464"), "a TCP port, e.g. 9464 (0 = off)")
+    if not 0 <= cards <= 64:
+        raise ConfigError(f"SYNC_CARD_CONCURRENCY={cards} is out of range: set it between 1 and 64, or 0 (by "
+                          "the request budget).")
+    if interval <= 0:
+        raise ConfigError(f"WORKER_INTERVAL_SECONDS={interval:g} must be more than 0: set it to seconds, e.g. 60.")
+    if not 0 <= metrics_port <= 65535:
+        raise ConfigError(f"WORKER_METRICS_PORT={metrics_port} is not a TCP port: use 1-65535, or 0 for none.")
     if stale <= 0 or rps < 0:
         raise ConfigError("CACHE_STALE_AFTER_MINUTES must be > 0 and STRIPE_REQUESTS_PER_SECOND >= 0.")
     return Settings(
@@ -167,6 +191,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         merge_external_id_key=get("MERGE_EXTERNAL_ID_KEY"),
         roles_file=get("ROLES_FILE", str(ROOT / "roles.toml")),
         dashboard_base_url=get("DASHBOARD_BASE_URL", "http://localhost:8501").rstrip("/"),
+        sync_card_concurrency=cards,
+        worker_interval_seconds=interval,
+        worker_metrics_host=get("WORKER_METRICS_HOST", "127.0.0.1"),
+        worker_metrics_port=metrics_port,
     )
 
 

@@ -1036,6 +1036,22 @@ def sync_states(*, session: Session, now: datetime | None = None) -> list[dict[s
     return rows
 
 
+def card_pass_progress(*, session: Session) -> dict[str, Any]:
+    """The sync's pass 2 (every customer's complete card list): customers done, customers cached, and whether
+    it is complete. Before pass 2 completes, the pages show each customer's default card only."""
+    cust = Customer.__table__
+    total = int(session.execute(select(func.count()).select_from(cust).where(cust.c.deleted.is_(False)))
+                .scalar_one())
+    state = session.get(SyncState, "payment_methods")
+    if state is not None and state.backfill_completed_at is not None:
+        return {"done": total, "total": total, "complete": True}
+    done = 0
+    if state is not None and state.backfill_started_at is not None and state.backfill_cursor:
+        done = int(session.execute(select(func.count()).select_from(cust).where(
+            cust.c.deleted.is_(False), cust.c.id <= state.backfill_cursor)).scalar_one())
+    return {"done": done, "total": total, "complete": False}
+
+
 def webhook_stats(*, session: Session, now: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Webhook deliveries received: in the last 24 hours, the newest time, and the latest few."""
     now = now or utcnow()

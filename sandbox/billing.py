@@ -585,6 +585,18 @@ def invoice_payment_retrieve(store: Store, params: Obj, ipid: str) -> Obj:
     return store.get(ipid, "invoice_payment", "invoice payment")
 
 
+@route("GET", "/v1/payment_intents", {"customer", "created", "limit", "starting_after", "ending_before"})
+def payment_intent_list(store: Store, params: Obj) -> Obj:
+    """The account's PaymentIntents, newest first (each with its `last_payment_error`); `customer` filters."""
+    idx = store.index.get("payment_intent")
+    if idx is None:
+        return {"object": "list", "data": [], "has_more": False, "url": "/v1/payment_intents"}
+    customer = params.get("customer")
+    match = (lambda o: o["customer"] == customer) if customer else None
+    return list_page(store, idx.ids, params, "/v1/payment_intents", pos=idx.pos, match=match,
+                     created=created_filter(params))
+
+
 @route("GET", "/v1/payment_intents/{pid}", {"client_secret"})
 def payment_intent_retrieve(store: Store, params: Obj, pid: str) -> Obj:
     return store.get(pid, "payment_intent", "payment_intent")

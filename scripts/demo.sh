@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: the local Stripe sandbox + seeded data + a first sync into SQLite + the dashboard on :8501.
+# make demo: the local Stripe sandbox + seeded data + a first sync into SQLite + the sync worker + the
+# dashboard on :8501.
 # Ctrl-C stops every process this script started. Safe to run again: the sandbox keeps its state in
 # data/sandbox-state.pickle and is seeded only once (data/.seeded records with what).
 set -euo pipefail
@@ -76,7 +77,15 @@ if [ -f lib/__main__.py ]; then
   $BIN/python -m lib sync "${sync_args[@]}" || echo "The sync failed; the Sync page shows why and can retry." >&2
 fi
 
-echo "Billing Console: http://localhost:$DASHBOARD_PORT   (Ctrl-C stops the dashboard and the sandbox)"
+# The worker keeps the cache fresh (incremental sync every WORKER_INTERVAL_SECONDS, default 60; it also
+# finishes pass 2 — every customer's card list — if the first sync stopped before it); health and metrics on
+# http://127.0.0.1:${WORKER_METRICS_PORT}/.
+export WORKER_METRICS_PORT="${WORKER_METRICS_PORT:-9464}"
+if port_busy "$WORKER_METRICS_PORT"; then export WORKER_METRICS_PORT=0; fi # metrics off rather than no worker
+$BIN/python -m lib worker &
+pids+=($!)
+
+echo "Billing Console: http://localhost:$DASHBOARD_PORT   (Ctrl-C stops the dashboard, the worker and the sandbox)"
 $BIN/streamlit run server.py --server.address 127.0.0.1 --server.port "$DASHBOARD_PORT" \
   --server.headless true --browser.gatherUsageStats false &
 pids+=($!)

@@ -25,7 +25,16 @@ from lib.sync.events import (
     apply_webhook_event,
     prepare_events,
 )
-from lib.sync.fetch import LIST_PARAMS, LIST_PATHS, RETRIEVE_PATHS, ProductNames, complete, shared_products
+from lib.sync.fetch import (
+    LIST_PARAMS,
+    LIST_PATHS,
+    RETRIEVE_PATHS,
+    Declines,
+    ProductNames,
+    complete,
+    expanded_cards,
+    shared_products,
+)
 from lib.sync.lock import (
     LOCK_NAME,
     LOCK_STALE_AFTER,
@@ -44,6 +53,7 @@ from lib.sync.run import (
     SyncResult,
     _cached_rows,
     backfill,
+    card_pass_progress,
     incremental,
     run_sync,
 )
@@ -77,6 +87,7 @@ __all__ = [
     "RETRIEVE_PATHS", "RUNS", "SQLITE_WAL_CHECKPOINT_PAGES", "STATE", "TABLES", "LockHeld", "Obj", "PageWriter",
     "PipelinedConnection", "ProductNames", "Progress", "Statement", "SyncError", "SyncMode", "SyncResult",
     "TransactionFailed", "_cached_rows", "apply_events", "apply_objects", "apply_webhook_event", "backfill",
-    "complete", "get_state", "heartbeat", "holder_name", "incremental", "ingest_page", "prepare_events",
+    "card_pass_progress", "complete", "Declines", "expanded_cards", "get_state", "heartbeat", "holder_name",
+    "incremental", "ingest_page", "prepare_events",
     "recompute_mrr", "refresh_customer", "run_sync", "shared_products", "sync_lock",
 ]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import from_ts, utcnow
 from lib.sync.events import EVENT_TYPES, apply_events, prepare_events
-from lib.sync.fetch import LIST_PARAMS, LIST_PATHS, ProductNames, complete
+from lib.sync.fetch import LIST_PARAMS, LIST_PATHS, Declines, ProductNames, complete, expanded_cards
 from lib.sync.lock import LockHeld, heartbeat, holder_name, sync_lock
 from lib.sync.sql import LINES, RESOURCES, RUNS, TABLES, Obj, _set_state, _touch_state, get_state
 from lib.sync.writer import PageWriter, _start_page
@@ -80,9 +81,11 @@ class _Run:
         self.notes: list[str] = []
         self.updates: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.stop = threading.Event()
+        self.cancel: threading.Event | None = None  # set by the caller (the worker on SIGTERM): stop soon
         self.write_lock = threading.Lock()  # one writer per process: short transactions, no SQLite busy-snapshot
         self.writer = PageWriter(engine, on_written=lambda resource, n: self.add(resource, n, 0))  # under the lock
         self.products = ProductNames(settings)
+        self.declines = Declines(settings, check=self.check)
         self._last_beat = 0.0
         self._newest: tuple[str | None, int, int] | None = None
         self.timing: dict[str, float] = {"fetch": 0.0, "write": 0.0}
@@ -113,6 +116,9 @@ class _Run:
         return max(response_time, self.newest_event()[1])
 
     def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            self.stop.set()
+            raise SyncError("stopped: the process is shutting down (the next run resumes from the last page)")
         if self.stop.is_set():
             raise SyncError("stopped because another resource failed")
 
@@ -121,19 +127,24 @@ def _backfill_list(run: _Run, resource: str, state: dict[str, Any]) -> None:
     """Page through a list endpoint from the committed cursor, one transaction per page."""
     cursor = state.get("backfill_cursor")
     path, extra = LIST_PATHS[resource], LIST_PARAMS.get(resource, {})
+    if resource == "invoices":
+        run.declines.start()  # side by side with the invoice pages
     while True:
         run.check()
         params = {**extra, **({"starting_after": cursor} if cursor else {})}
         started = time.monotonic()
         page = gw.list_page(path, params, settings=run.settings)
         for obj in page.data:
-            complete(resource, obj, run.settings)
+            complete(resource, obj, run.settings, run.declines)
         names = run.products.resolve(page.data) if resource == "subscriptions" else None
+        cards = expanded_cards(resource, page.data)
         cursor = page.data[-1]["id"] if page.data else cursor
         fetched_at = time.monotonic()
+        version = run.stripe_time(page.server_time)
         with run.write_lock:
-            run.writer.write(resource, page.data, run.stripe_time(page.server_time), cursor=cursor,
-                             product_names=names)
+            run.writer.write(resource, page.data, version, cursor=cursor, product_names=names)
+            if cards:  # default cards expanded into the page: the pages show them before pass 2
+                run.writer.write("payment_methods", cards, version)
         run.timing["fetch"] += fetched_at - started
         run.timing["write"] += time.monotonic() - fetched_at
         run.add(resource, 0, len(page.data))
@@ -141,33 +152,84 @@ def _backfill_list(run: _Run, resource: str, state: dict[str, Any]) -> None:
             return
 
 
+def _customer_cards(run: _Run, cid: str) -> tuple[list[Obj], int]:
+    """Every card of one customer (Stripe lists them per customer only), at low priority; Stripe's clock."""
+    run.check()
+    pms: list[Obj] = []
+    server_time = 0
+    with gw.low_priority():
+        try:
+            for pm_page in gw.iter_pages(f"/v1/customers/{cid}/payment_methods", settings=run.settings):
+                pms.extend(pm_page.data)
+                server_time = pm_page.server_time
+        except gw.GatewayError as exc:
+            if exc.kind != "missing":  # deleted since the customers page: its cards went with it
+                raise
+    return pms, server_time or int(time.time())
+
+
 def _backfill_payment_methods(run: _Run, state: dict[str, Any]) -> None:
-    """Stripe lists payment methods per customer only: walk the cached customers in id order."""
+    """Pass 2: every customer's complete card list, walking the cached customers in id order.
+
+    Up to `card_concurrency` customers are fetched at once (a 429 or 5xx retried for one customer never
+    holds up the others); results are written in id order, each run of finished customers in one transaction
+    with the cursor after its last customer, so an interrupted pass resumes where its writes stopped."""
     cust = TABLES["customers"]
     cursor = state.get("backfill_cursor")
-    while True:
-        q = select(cust.c.id).where(cust.c.deleted.is_(False)).order_by(cust.c.id).limit(200)
-        if cursor:
-            q = q.where(cust.c.id > cursor)
-        with run.engine.connect() as conn:
-            ids = list(conn.execute(q).scalars())
-        if not ids:
-            return
-        for cid in ids:
-            run.check()
-            pms, server_time = [], 0
-            try:
-                for pm_page in gw.iter_pages(f"/v1/customers/{cid}/payment_methods", settings=run.settings):
-                    pms.extend(pm_page.data)
-                    server_time = pm_page.server_time
-            except gw.GatewayError as exc:
-                if exc.kind != "missing":  # deleted since the customers page: its cards went with it
-                    raise
-            with run.write_lock:
-                run.writer.write("payment_methods", pms, run.stripe_time(server_time or int(time.time())),
-                                 cursor=cid)
-            run.add("payment_methods", 0, len(pms))
-            cursor = cid
+    width = run.settings.card_concurrency
+    window: deque[tuple[str, Future[tuple[list[Obj], int]]]] = deque()
+    queued = cursor  # the last customer id handed to a fetch
+    exhausted = False
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sync-cards") as pool:
+        try:
+            while True:
+                run.check()
+                if not exhausted and len(window) < 4 * width:
+                    q = select(cust.c.id).where(cust.c.deleted.is_(False)).order_by(cust.c.id).limit(4 * width)
+                    if queued:
+                        q = q.where(cust.c.id > queued)
+                    with run.engine.connect() as conn:
+                        ids = list(conn.execute(q).scalars())
+                    exhausted = not ids
+                    window.extend((cid, pool.submit(_customer_cards, run, cid)) for cid in ids)
+                    queued = ids[-1] if ids else queued
+                if not window:
+                    return
+                wait([window[0][1]], timeout=0.2)
+                done: list[tuple[str, list[Obj], int]] = []
+                while window and window[0][1].done():
+                    cid, fut = window.popleft()
+                    pms, server_time = fut.result()
+                    done.append((cid, pms, server_time))
+                if done:
+                    pms = [pm for _, batch, _ in done for pm in batch]
+                    version = run.stripe_time(min(t for _, _, t in done))
+                    with run.write_lock:
+                        run.writer.write("payment_methods", pms, version, cursor=done[-1][0])
+                    run.add("payment_methods", 0, len(pms))
+        except BaseException:
+            run.stop.set()  # fetches already running see it before their next customer
+            for _, fut in window:
+                fut.cancel()
+            raise
+
+
+def card_pass_progress(engine: Engine) -> tuple[int, int, bool]:
+    """Pass 2's progress: (customers whose complete card list is cached by the current or last card backfill,
+    customers cached, whether that backfill is complete)."""
+    state = get_state(engine, "payment_methods")
+    cust = TABLES["customers"]
+    with engine.connect() as conn:
+        total = int(conn.execute(select(func.count()).select_from(cust).where(cust.c.deleted.is_(False)))
+                    .scalar() or 0)
+        if state.get("backfill_completed_at") is not None:
+            return total, total, True
+        cursor = state.get("backfill_cursor")
+        if state.get("backfill_started_at") is None or not cursor:
+            return 0, total, False
+        done = int(conn.execute(select(func.count()).select_from(cust).where(
+            cust.c.deleted.is_(False), cust.c.id <= cursor)).scalar() or 0)
+    return done, total, False
 
 
 def _sweep(conn: Connection, resource: str, started: datetime) -> int:
@@ -311,12 +373,14 @@ def _finish_run(engine: Engine, run_id: int, **values: Any) -> None:
 
 
 def run_sync(*, mode: str = SyncMode.INCREMENTAL, resources: list[str] | None = None,
-             progress: Progress | None = None, settings: Settings | None = None) -> SyncResult:
+             progress: Progress | None = None, settings: Settings | None = None,
+             cancel: threading.Event | None = None) -> SyncResult:
     """Refresh the cache from Stripe; never raises for Stripe or lock trouble (see SyncResult).
 
     mode "full": backfill every resource (resuming an interrupted backfill); "incremental": apply events since
     each resource's cursor (a backfill where there is none, or where it is past the 30-day retention).
-    `progress(resource, objects_written_so_far)` is called from the caller's thread.
+    `progress(resource, objects_written_so_far)` is called from the caller's thread. Setting `cancel` stops
+    the run before its next page (every written page is committed with its cursor: the next run resumes).
     """
     started = time.monotonic()
     settings = settings or get_settings()
@@ -342,6 +406,7 @@ def run_sync(*, mode: str = SyncMode.INCREMENTAL, resources: list[str] | None = 
                 status="failed", finished_at=utcnow(), error="interrupted: the process ended before finishing"))
         run_id = _record_run(engine, mode=run_mode.value, status="running", host=holder)
         run = _Run(engine, settings, holder)
+        run.cancel = cancel
         try:
             result = _execute(run, run_mode, wanted, progress)
         except (gw.GatewayError, SyncError) as exc:  # e.g. the events check after an empty backfill
@@ -408,6 +473,8 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
         errors.append(f"writing a page: {_describe(exc)}")
     _drain(run, progress)
     counts = {r: run.counts.get(r, 0) for r in wanted}
+    if not errors and run.cancel is not None and run.cancel.is_set():
+        errors.append("stopped: the process is shutting down (the next run resumes from the last page)")
     if not errors and mode == SyncMode.FULL and sum(run.fetched.values()) == 0:
         event_id, _, _ = run.newest_event()
         if event_id is not None:

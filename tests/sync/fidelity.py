@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 import lib.models  # noqa: F401 — registers the cache tables
 
-LIVE = ("active", "trialing", "past_due")
+LIVE = ("active", "past_due")  # the MRR rule (lib.models.MRR_STATUSES): trials are not revenue yet
 PER_MONTH = {"month": 1.0, "year": 1 / 12, "week": 52 / 12, "day": 365 / 12}
 CARD_OK = "4242424242424242"
 CARD_FAILS = "4000000000000341"  # attaches, every charge declined (generic_decline)
@@ -137,8 +137,11 @@ def _diff(kind: str, oid: str, row: dict[str, Any] | None, expected: dict[str, A
             out.append(f"{kind} {oid}.{key}: cache {got!r} != stripe {want!r}")
 
 
-def differences(client: stripe.StripeClient, engine: Engine) -> list[str]:
-    """Every difference between the cache and the sandbox, as readable lines (empty = identical)."""
+def differences(client: stripe.StripeClient, engine: Engine, *, all_cards: bool = True) -> list[str]:
+    """Every difference between the cache and the sandbox, as readable lines (empty = identical).
+
+    `all_cards=False` checks what the sync's pass 1 promises: every customer's default card (and every
+    card the cache holds) as Stripe has it, without requiring each customer's other cards."""
     out: list[str] = []
     customers = _sql(engine, "customers")
     subs = _sql(engine, "subscriptions")
@@ -195,6 +198,8 @@ def differences(client: stripe.StripeClient, engine: Engine) -> list[str]:
             "mrr": mrr_by_customer.get(c.id, 0)}, out)
         for pm in client.v1.customers.payment_methods.list(c.id, {"limit": 100}).auto_paging_iter():
             attached.add(pm.id)
+            if not all_cards and pm.id != default and pm.id not in pms:
+                continue
             _diff("payment_method", pm.id, pms.get(pm.id), {
                 "customer_id": c.id, "type": pm.type, "card_brand": pm.card.brand, "card_last4": pm.card.last4,
                 "card_exp_month": pm.card.exp_month, "card_exp_year": pm.card.exp_year,
