@@ -89,7 +89,7 @@ def render_runs() -> None:
     st.subheader("Recent sync runs")
     runs = query("recent_sync_runs")
     if not runs:
-        st.info("No sync has run yet: press Refresh now, or start the worker (`python -m lib sync`).")
+        st.info("No sync has run yet: press Refresh now, or start the worker (`python -m lib worker`).")
         return
     rows = []
     for r in runs:
