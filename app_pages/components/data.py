@@ -4,7 +4,7 @@
 the result for TTL seconds, keyed on the query name, its arguments, the database URL and the cache's change
 stamp (`lib.cache_version`): a write made anywhere (another replica, the sync worker, a webhook) changes the
 stamp, so every replica reads fresh rows within a second instead of after the TTL. A sync or a follow-up
-change made here calls `clear()`, which re-reads the stamp at once.
+change made here calls `clear()`, which drops this process's results and re-reads the stamp at once.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def query(name: str, /, **kwargs: Any) -> Any:
 
 
 def clear() -> None:
-    """After a sync or a change made from the dashboard: read the change stamp again on the next query, so
-    this process's next run shows the change (results under the old stamp are no longer asked for; they
-    age out with the TTL or the entry limit). Other queries' results stay cached."""
+    """After a sync or a change made from the dashboard: forget this process's cached results and read the
+    change stamp again, so the next run shows the change even where the stamp does not cover it (a direct
+    write to the cache). Other replicas see the change through the stamp."""
     cache_version.forget()
+    _cached.clear()
