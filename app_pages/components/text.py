@@ -31,7 +31,10 @@ _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 # and "//" does (the address still reads, and copies, as one word).
 _WORD_JOINER = "\u2060"
 _AUTOLINK_START = re.compile(r"(www)(\.)|(https?:)(//)", re.IGNORECASE)
-_JOINED = re.compile(r"(www\\?)\u2060(\\?\.)|(https?\\?:)\u2060(\\?/)", re.IGNORECASE)
+# An email whose local part was split that way ("www.ann@x.com") would be linked from its tail (mailto:ann@x.com):
+# its "@" gets a joiner too, so it is no link at all.
+_SPLIT_EMAIL = re.compile(r"(\u2060[-.\w+]*)@")
+_JOINED = re.compile(r"(www\\?)\u2060(\\?\.)|(https?\\?:)\u2060(\\?/)|()\u2060(\\?@)", re.IGNORECASE)
 
 IdKind = Literal["customer", "invoice", "subscription", "payment_method", "event"]
 ID_PREFIX: dict[str, str] = {"customer": "cus", "invoice": "in", "subscription": "sub", "payment_method": "pm",
@@ -51,6 +54,7 @@ def md(value: object) -> str:
         return ""
     text = _LINE_BREAKS.sub(" ", str(value))
     text = _AUTOLINK_START.sub(lambda m: _WORD_JOINER.join(g for g in m.groups() if g is not None), text)
+    text = _SPLIT_EMAIL.sub(lambda m: m.group(1) + _WORD_JOINER + "@", text)
     return "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
 
 

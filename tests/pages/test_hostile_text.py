@@ -214,3 +214,12 @@ def test_md_breaks_gfm_autolinks(value: str) -> None:
 
 def test_md_with_a_web_address_round_trips_through_plain() -> None:
     assert plain(md(WEB_NAME)) == WEB_NAME
+
+
+def test_md_email_starting_with_www_is_not_linked_from_its_tail() -> None:
+    # "www.host@example.com": with only "www." broken, GFM linked the tail as mailto:host@example.com
+    assert re.search(r"(?<=[.\\])host@example", md("www.host@example.com").replace("\\", "")) is None
+
+
+def test_md_with_a_www_email_round_trips_through_plain() -> None:
+    assert plain(md("www.host@example.com")) == "www.host@example.com"
