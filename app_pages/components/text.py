@@ -30,7 +30,8 @@ _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 # resolved, so backslashes cannot stop it; an invisible WORD JOINER between "www" and "." and between "http:"
 # and "//" does (the address still reads, and copies, as one word).
 _WORD_JOINER = "\u2060"
-_AUTOLINK_START = re.compile(r"(www)(\.)|(https?:)(//)", re.IGNORECASE)
+# (GFM links http(s):// only before a dotted domain, so "http://host/x" is left as it is.)
+_AUTOLINK_START = re.compile(r"(www)(\.)|(https?:)(//)(?=[-\w]+\.[-\w])", re.IGNORECASE)
 # An email whose local part was split that way ("www.ann@x.com") would be linked from its tail (mailto:ann@x.com):
 # its "@" gets a joiner too, so it is no link at all.
 _SPLIT_EMAIL = re.compile(r"(\u2060[-.\w+]*)@")
