@@ -28,7 +28,7 @@ def render_merge_marks(customer_id: str) -> None:
                              "work with the surviving customer."), icon=":material/call_merge:")
         survivor = valid_customer_id(mark.survivor)
         if survivor:
-            link_to("customer_detail.py", label=md(f"Open {survivor} (the surviving customer)"),
+            link_to("customer_detail.py", label=f"Open {survivor} (the surviving customer)",  # link_to escapes
                     icon=":material/arrow_forward:", query_params={"id": survivor})
     sources: list[MergeMark] = query("merged_from", customer_id=customer_id)
     if sources:
@@ -39,5 +39,5 @@ def render_merge_marks(customer_id: str) -> None:
                 if dup is None:
                     continue
                 label = f"{dup}{' · ' + m.duplicate_label if m.duplicate_label else ''}{when_by(m)}"
-                link_to("customer_detail.py", label=md(label), icon=":material/history:",
+                link_to("customer_detail.py", label=label, icon=":material/history:",
                         query_params={"id": dup})

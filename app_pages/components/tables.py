@@ -22,12 +22,16 @@ _SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
 
 
 def money_format(currencies: Iterable[str | None]) -> str:
-    """A NumberColumn format: the currency's symbol when the table holds one currency, else plain."""
+    """A NumberColumn format: the currency's symbol when the table holds one currency; the shared number of
+    decimals when its currencies agree on it (USD and EUR: 2); 'localized' (each amount with its own
+    decimals, up to 3) when they do not, so a table listing USD beside BHD neither rounds 12.345 BHD to
+    12.35 nor shows ¥1,200 as 1200.00."""
     found = {code for code in map(currency_code, currencies) if code}  # None, '' and NaN are no currency
     if len(found) == 1:
         only = found.pop()
         return _SYMBOL_FORMATS.get(only, f"%.{decimals(only)}f")
-    return "%.2f"
+    places = {decimals(code) for code in found} or {2}
+    return f"%.{places.pop()}f" if len(places) == 1 else "localized"
 
 
 def money_column(label: str, currencies: Iterable[str | None], help: str | None = None) -> Any:

@@ -26,6 +26,16 @@ from typing import Literal
 # Markdown (\ ` * _ { } [ ] ( ) # + - . ! | < > ~ and autolinks), Streamlit's directives (':') and LaTeX ('$').
 _SPECIAL = frozenset(string.punctuation)
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# GitHub-flavoured Markdown (Streamlit's renderer) links "www.…" and "http(s)://…" in text *after* escapes are
+# resolved, so backslashes cannot stop it; an invisible WORD JOINER between "www" and "." and between "http:"
+# and "//" does (the address still reads, and copies, as one word).
+_WORD_JOINER = "\u2060"
+# (GFM links http(s):// only before a dotted domain, so "http://host/x" is left as it is.)
+_AUTOLINK_START = re.compile(r"(www)(\.)|(https?:)(//)(?=[-\w]+\.[-\w])", re.IGNORECASE)
+# An email whose local part was split that way ("www.ann@x.com") would be linked from its tail (mailto:ann@x.com):
+# its "@" gets a joiner too, so it is no link at all.
+_SPLIT_EMAIL = re.compile(r"(\u2060[-.\w+]*)@")
+_JOINED = re.compile(r"(www\\?)\u2060(\\?\.)|(https?\\?:)\u2060(\\?/)|()\u2060(\\?@)", re.IGNORECASE)
 
 IdKind = Literal["customer", "invoice", "subscription", "payment_method", "event"]
 ID_PREFIX: dict[str, str] = {"customer": "cus", "invoice": "in", "subscription": "sub", "payment_method": "pm",
@@ -38,11 +48,14 @@ def md(value: object) -> str:
 
     Every Markdown-significant character is backslash-escaped, line breaks become spaces (a value cannot
     start a heading, list or quote), so links, images, HTML, emphasis, Streamlit directives and LaTeX in
-    the value are shown literally.
+    the value are shown literally; web addresses ("www.…", "http(s)://…") get an invisible word joiner so
+    GFM's autolinker does not make them links.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     text = _LINE_BREAKS.sub(" ", str(value))
+    text = _AUTOLINK_START.sub(lambda m: _WORD_JOINER.join(g for g in m.groups() if g is not None), text)
+    text = _SPLIT_EMAIL.sub(lambda m: m.group(1) + _WORD_JOINER + "@", text)
     return "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
 
 
@@ -70,4 +83,5 @@ def safe_url(value: object) -> str | None:
 
 def plain(markdown: str) -> str:
     """The text `md()` escaped, back as it reads on screen (for files and tests)."""
+    markdown = _JOINED.sub(lambda m: "".join(g for g in m.groups() if g is not None), markdown)
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -147,3 +147,22 @@ def test_duplicates_search_with_no_match_says_so(clusters: dict[str, str]) -> No
     at = AppTest.from_file(str(PAGES_DIR / "duplicates.py"), default_timeout=30).run()
     at.text_input(key="dup_find").input("nobody@nowhere.example").run()
     assert "No customer matches that search. Check the id, email or name." in [i.value for i in at.info]
+
+
+def _link_labels(at: AppTest) -> list[str]:
+    """The labels of the links to other customers, as the browser shows them (escapes resolved once: Streamlit
+    renders a page link's label as Markdown)."""
+    from app_pages.components.text import plain
+
+    return [plain(m.value.split("](")[0].lstrip("[")) for m in at.markdown if "](customer?id=" in m.value]
+
+
+def test_link_to_the_survivor_reads_without_backslashes(merged: dict[str, str]) -> None:
+    # Found in the browser: "Open cus\_X8jv… \(the surviving customer\)" (the label was escaped twice).
+    at = run_page("customer_detail.py", query={"id": merged["dup"]})
+    assert _link_labels(at) == [f"Open {merged['survivor']} (the surviving customer)"]
+
+
+def test_merged_from_link_reads_without_backslashes(merged: dict[str, str]) -> None:
+    at = run_page("customer_detail.py", query={"id": merged["survivor"]})
+    assert _link_labels(at) == [f"{merged['dup']} · Ana Lima on 2026-11-30 16:45 UTC by ada@corp.test"]

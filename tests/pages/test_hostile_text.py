@@ -8,6 +8,7 @@ plain text in the browser and are left out.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,51 @@ def test_md_id_escapes_what_is_not_an_id() -> None:
 
 def test_md_id_keeps_an_id_readable_for_assistive_technology() -> None:
     assert md_id("cus_F3BokW0VE353b2") == "cus_F3BokW0VE353b2"
+
+
+# --- GFM's autolinker: it links web addresses in text even when every character is backslash-escaped ---------
+
+# What GitHub-flavoured Markdown (Streamlit's renderer) turns into a live link after escapes are resolved: an
+# http(s):// or www. address with a dotted domain (found in the browser: "Call www.evil.com/login now" as a
+# customer name rendered a link to http://www.evil.com/login in the page title).
+_GFM_AUTOLINK = re.compile(r"(https?://|www\.)[-\w]+\.[-\w]+", re.IGNORECASE)
+WEB_NAME = "Call www.evil.com/login now"
+WEB_PHONE = "HTTPS://evil.com/pay"
+
+
+def autolinked(at: AppTest) -> list[str]:
+    """The planted web addresses (evil.com) GFM would link in some Markdown element (escapes resolved, as the
+    renderer does); the dashboard's own links (Open in Stripe) are not the customer's text."""
+    texts = [e.value for kind in (at.title, at.header, at.subheader, at.markdown, at.caption) for e in kind]
+    found = [m.group(0) for t in texts for m in _GFM_AUTOLINK.finditer(t.replace("\\", ""))]
+    return [url for url in found if "evil" in url.lower()]
+
+
+def test_web_address_in_a_name_is_no_link_on_customer_detail(session: Session) -> None:
+    c = make_customer(session, name=WEB_NAME, email="web@example.com", phone=WEB_PHONE)
+    at = run_page("customer_detail.py", query={"id": c.id})
+    assert autolinked(at) == []
+
+
+def test_web_address_in_a_name_still_reads_in_the_title(session: Session) -> None:
+    c = make_customer(session, name=WEB_NAME, email="web@example.com")
+    at = run_page("customer_detail.py", query={"id": c.id})
+    assert plain(at.title[0].value) == WEB_NAME
+
+
+@pytest.mark.parametrize("value", ["http://evil.com/x", "see https://evil.com", "WWW.EVIL.COM", "www.a.b/c"])
+def test_md_breaks_gfm_autolinks(value: str) -> None:
+    assert _GFM_AUTOLINK.search(md(value).replace("\\", "")) is None
+
+
+def test_md_with_a_web_address_round_trips_through_plain() -> None:
+    assert plain(md(WEB_NAME)) == WEB_NAME
+
+
+def test_md_email_starting_with_www_is_not_linked_from_its_tail() -> None:
+    # "www.host@example.com": with only "www." broken, GFM linked the tail as mailto:host@example.com
+    assert re.search(r"(?<=[.\\])host@example", md("www.host@example.com").replace("\\", "")) is None
+
+
+def test_md_with_a_www_email_round_trips_through_plain() -> None:
+    assert plain(md("www.host@example.com")) == "www.host@example.com"

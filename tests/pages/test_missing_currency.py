@@ -73,3 +73,16 @@ def test_frame_with_a_nan_currency_column() -> None:
 
 def test_money_format_ignores_nan() -> None:
     assert money_format(["usd", math.nan, None]) == "dollar"
+
+
+def test_money_format_of_a_table_mixing_decimals_loses_no_digit() -> None:
+    # Customers / Failed invoices list USD beside BHD: a two-decimal format showed 12.345 BHD as 12.35.
+    assert money_format(["usd", "bhd", "jpy"]) == "localized"
+
+
+def test_money_format_of_one_three_decimal_currency_shows_three_decimals() -> None:
+    assert money_format(["kwd", "kwd"]) == "%.3f"
+
+
+def test_money_format_of_two_decimal_currencies_stays_two_decimals() -> None:
+    assert money_format(["usd", "eur"]) == "%.2f"
