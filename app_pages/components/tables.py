@@ -22,9 +22,10 @@ _SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
 
 
 def money_format(currencies: Iterable[str | None]) -> str:
-    """A NumberColumn format: the currency's symbol when the table holds one currency, else plain."""
-    found = {code for code in map(currency_code, currencies) if code}  # None, '' and NaN are no currency
-    if len(found) == 1:
+    """A NumberColumn format: the currency's symbol when every row of the table has that one currency, else
+    plain (a row without a currency (None, '', NaN) must not read as dollars)."""
+    found = set(map(currency_code, currencies))  # None, '' and NaN are '': no currency
+    if len(found) == 1 and "" not in found:
         only = found.pop()
         return _SYMBOL_FORMATS.get(only, f"%.{decimals(only)}f")
     return "%.2f"

@@ -71,5 +71,5 @@ def test_frame_with_a_nan_currency_column() -> None:
     assert list(df["mrr"]) == [1.0, 2.5]
 
 
-def test_money_format_ignores_nan() -> None:
-    assert money_format(["usd", math.nan, None]) == "dollar"
+def test_money_format_with_a_nan_currency_is_plain() -> None:
+    assert money_format(["usd", math.nan, None]) == "%.2f"  # a $ would claim dollars for the rows without one
