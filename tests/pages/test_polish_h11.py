@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
+from app_pages.components.header import run_error
 from app_pages.components.tables import customer_link, money_format
 from app_pages.components.text import plain
 from lib import queries
@@ -181,3 +182,16 @@ def test_zero_balance_shows_the_currency(session: Session) -> None:
 
 def test_money_column_of_a_table_with_a_customer_without_currency_has_no_dollar_sign() -> None:
     assert money_format(["usd", None]) == "%.2f"
+
+
+def test_run_error_classifies_each_resource_of_a_run() -> None:
+    stored = ("customers: Stripe answered 429 too many times; try again later.; "
+              "writing a page: IntegrityError: (sqlite3.IntegrityError) UNIQUE constraint failed: customers.id")
+    shown = run_error(stored)
+    assert shown.startswith("customers: Stripe answered 429 too many times; try again later.; writing a page: "
+                            "the cache database could not be written (IntegrityError)")
+
+
+def test_run_error_drops_the_driver_text_of_every_part() -> None:
+    stored = "customers: OperationalError: database is locked; invoices: DataError: (psycopg.DataError) NUL"
+    assert "psycopg" not in run_error(stored)
