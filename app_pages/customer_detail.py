@@ -44,12 +44,29 @@ def render_missing(cid: str | None) -> None:
     if cid is None:
         st.info("No customer chosen: search for one and open it from the results.")
     elif safe_id("customer", cid) is None:
-        st.error(f"“{md(cid)}” is not a customer id (they look like cus\\_NffrFeUfNV2Hib). Search for the "
+        shown = cid if len(cid) <= 80 else f"{cid[:80]}… ({len(cid):,} characters)"
+        st.error(f"“{md(shown)}” is not a customer id (they look like cus\\_NffrFeUfNV2Hib). Search for the "
                  "customer instead.")
     else:
         st.error(f"Customer {md(cid)} is not in the cache. It may be new (wait for the next sync or refresh from "
                  "the Sync page), deleted long ago, or from the other key mode.")
     back_link()
+
+
+def render_leftovers(user, cid: str, leftovers: dict[str, bool]) -> None:  # noqa: ANN001
+    """A customer id with no customer row but invoices or subscriptions in the cache: said plainly, then what
+    the cache holds (Stripe's customer list leaves deleted customers out; their invoices stay)."""
+    st.title(f"Customer {md(cid)}")
+    held = " and ".join(k for k, v in leftovers.items() if v)
+    st.warning(f"Customer {md(cid)} is not in the cache: it was probably deleted in Stripe (Stripe no longer lists "
+               f"deleted customers), but the cache still holds its {held}, shown below. Open it in Stripe to see "
+               "what happened to it.", icon=":material/person_off:")
+    stripe = dashboard_url("customers", cid)
+    if stripe:
+        st.markdown(f"[Open in Stripe]({stripe})")
+    if leftovers["subscriptions"]:
+        render_subscriptions(query("customer_subscriptions", customer_id=cid))
+    render_invoices(user, cid)
 
 
 def render_profile(c: dict) -> None:
@@ -69,7 +86,7 @@ def render_profile(c: dict) -> None:
     st.markdown(contact)
     m1, m2, m3 = st.columns(3)
     bal = c["balance"] or 0
-    m1.metric("Balance", format_money(abs(bal), c["currency"]) if bal else "0",
+    m1.metric("Balance", format_money(abs(bal), c["currency"]),
               help="Stripe's customer balance: a credit is applied to the next invoices; a debit is added.")
     m1.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
     m2.metric("MRR", format_money(c["mrr"], c["currency"]))
@@ -211,6 +228,11 @@ def render(user) -> None:  # noqa: ANN001
     cid = customer_id_from_url()
     customer = query("get_customer", customer_id=cid) if cid else None
     if customer is None:
+        leftovers = query("customer_leftovers", customer_id=cid) if safe_id("customer", cid) else None
+        if leftovers and any(leftovers.values()):
+            back_link()
+            render_leftovers(user, cid, leftovers)
+            return
         render_missing(cid)
         return
     back_link()

@@ -10,6 +10,7 @@ from app_pages.components import data
 from app_pages.components.authz import authorize
 from app_pages.components.data import query
 from app_pages.components.gate import require_page
+from app_pages.components.header import run_error
 from app_pages.components.tables import ago, frame, guarded
 from app_pages.components.text import md
 from lib.auth import User, can
@@ -62,7 +63,7 @@ def _run_refresh() -> None:
                                                 "worker); its results will show here when it finishes.")
         else:
             status.update(label="Refresh failed", state="error")
-            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {md(result.error or 'unknown error')}. "
+            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {md(run_error(result.error) or 'unknown error')}. "
                                                 "Press Refresh now to resume; written pages are kept.")
 
 
@@ -98,7 +99,7 @@ def render_runs() -> None:
                      "seconds": round(took, 1) if took is not None else None,
                      "objects": sum(v for v in (r["counts"] or {}).values() if isinstance(v, int)),
                      "counts": ", ".join(f"{k} {v}" for k, v in (r["counts"] or {}).items()),
-                     "requests": r["requests"], "error": r["error"] or "", "host": r["host"] or ""})
+                     "requests": r["requests"], "error": run_error(r["error"]), "host": r["host"] or ""})
     st.dataframe(frame(rows), key=f"{P}_runs", hide_index=True, column_config={
         "started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
         "mode": "Mode", "status": "Status", "seconds": "Seconds", "objects": "Objects written",
@@ -107,8 +108,8 @@ def render_runs() -> None:
         "error": st.column_config.TextColumn("Error", width="large")})
     failed = [r for r in runs[:1] if r["status"] == "failed"]
     if failed:
-        st.error(f"The last run failed: {md(failed[0]['error'] or 'no error recorded')}. Press Refresh now to "
-                 "resume.")
+        why = run_error(failed[0]["error"]) or "no error recorded"
+        st.error(f"The last run failed: {md(why)}. Press Refresh now to resume.")
 
 
 def render_cursors() -> None:

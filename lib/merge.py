@@ -33,7 +33,7 @@ from lib import audit
 from lib import stripe_gateway as gw
 from lib.auth import User, can
 from lib.config import Settings, get_settings
-from lib.ids import is_customer_id
+from lib.ids import IdKind, id_problem
 from lib.models import AuditLog, MergeJob, MergeStep, utcnow
 from lib.queries import format_money
 from lib.stripe_gateway import GatewayError
@@ -489,10 +489,9 @@ def plan_merge(customer_ids: tuple[str, str] | list[str], *, survivor_id: str | 
     if not a or not b:
         raise MergeError("Give two customer ids (cus_…).")
     for which, cid in (("This customer's", a), ("The other customer's", b)):
-        if not is_customer_id(cid):  # before any Stripe call: the id becomes part of a request path
-            raise MergeError(f"{which} id is not a Stripe customer id: it must be cus_ followed by letters and "
-                             "digits only (no spaces, slashes or dots). Copy the id from the customer's page "
-                             "and try again.")
+        problem = id_problem(IdKind.CUSTOMER, cid)  # before any Stripe call: the id becomes part of a path
+        if problem is not None:
+            raise MergeError(f"{which} id: {problem}")  # quotes what was typed: shown through md() only
     if survivor_id not in (None, a, b):
         raise MergeError(f"The survivor must be one of {a} and {b}.")
     facts: dict[str, Facts] = {}

@@ -378,8 +378,8 @@ def distinct_values(session: Session, column: Any, limit: int = 200) -> list[Any
 
 
 def customer_currencies(*, session: Session) -> list[str]:
-    """Currencies present among customers (a short list; read from the currency index)."""
-    return distinct_values(session, Customer.currency)
+    """Currencies present among customers (a short list; read from the currency index); never None or ''."""
+    return [c for c in distinct_values(session, Customer.currency) if c]
 
 
 # --- customer detail ------------------------------------------------------------------------------
@@ -470,6 +470,14 @@ def customer_ids_matching(*, session: Session, text: str, limit: int = 200) -> l
     f = CustomerFilters(q=text, include_deleted=True)
     stmt = _customers_stmt(session, f, columns=[Customer.id]).limit(limit)
     return [r[0] for r in session.execute(stmt)]
+
+
+def customer_leftovers(*, session: Session, customer_id: str) -> dict[str, bool]:
+    """Whether the cache holds invoices or subscriptions of a customer id that has no customer row (a customer
+    deleted in Stripe: its list of customers leaves deleted ones out, their invoices stay). Two index probes."""
+    def has(column: Any) -> bool:
+        return session.execute(select(column).where(column == customer_id).limit(1)).first() is not None
+    return {"invoices": has(Invoice.customer_id), "subscriptions": has(Subscription.customer_id)}
 
 
 def customer_payment_methods(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
@@ -880,7 +888,9 @@ def decline_codes(*, session: Session) -> list[str]:
 
 
 def failed_currencies(*, session: Session) -> list[str]:
-    stmt = select(Invoice.currency).where(_failed_base()).group_by(Invoice.currency).order_by(Invoice.currency)
+    """Currencies present in the failed worklist (for the filter box); an invoice without one adds nothing."""
+    stmt = (select(Invoice.currency).where(_failed_base(), Invoice.currency.is_not(None), Invoice.currency != "")
+            .group_by(Invoice.currency).order_by(Invoice.currency))
     return [r[0] for r in session.execute(stmt)]
 
 

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import streamlit as st
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components.data import query
 from app_pages.components.tables import ago
 from lib.config import get_settings
+
+# The names of SQLAlchemy's exceptions: a stored run error "customers: OperationalError: (psycopg…) …" is one.
+_DB_ERRORS = frozenset(n for n, c in vars(sa_exc).items() if isinstance(c, type) and issubclass(c, SQLAlchemyError))
+# lib/sync records each failed resource as "<where>: <message>" (joined by "; "); an exception that is not a
+# GatewayError or SyncError as "<where>: <ExceptionClass>: <its first line>" — the raw driver or Python text.
+_PART = re.compile(r"; (?=[a-z_ ]+: )")
+_RAW = re.compile(r"(?:(?P<where>[a-z_ ]+): )?(?P<cls>[A-Z][A-Za-z0-9_]*(?:Error|Exception|Warning|Timeout|Exit|"
+                  r"Interrupt|Found)): .*", re.DOTALL)
+
+
+def run_error(stored: str | None) -> str:
+    """A sync run's stored error in words: Stripe's and the sync's own messages as they are; a raw driver or
+    Python error replaced by its cause and what to do (never the driver's text, which may carry SQL and data).
+
+    A database error: "the cache database could not be written … check DATABASE_URL"; anything else: the
+    exception class and a pointer to the worker's or server's log, where lib/sync logs the details.
+    """
+    if not stored:
+        return ""
+    return "; ".join(_one_error(part) for part in _PART.split(stored))
+
+
+def _one_error(part: str) -> str:
+    m = _RAW.fullmatch(part.strip())
+    if m is None:
+        return part
+    where = f"{m['where']}: " if m["where"] else ""
+    if m["cls"] in _DB_ERRORS:
+        return (f"{where}the cache database could not be written ({m['cls']}): check DATABASE_URL and that the "
+                "database is running and has free space, then press Refresh now; the worker's or server's log "
+                "has the details")
+    return (f"{where}the sync stopped unexpectedly ({m['cls']}): the worker's or server's log has the details; "
+            "press Refresh now to resume, and tell an admin if it keeps happening")
 
 
 def render_header() -> None:

@@ -166,8 +166,8 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
     if job.status == "succeeded":
         note = (job.plan.get("verification") or {}).get("cache")
         st.success(f"Merged. Verified in Stripe. {_customer_ref(job.survivor_id)} keeps the subscriptions; "
-                   f"{_customer_ref(job.duplicate_id)} is kept with metadata merged_into. (On the Duplicates page, "
-                   "press Re-scan to drop this cluster.)")
+                   f"{_customer_ref(job.duplicate_id)} is kept with metadata merged_into and marked as merged away; "
+                   "the Duplicates page no longer lists this cluster.")
         if note:
             st.warning(md(note))
         return

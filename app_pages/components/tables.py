@@ -22,12 +22,13 @@ _SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
 
 
 def money_format(currencies: Iterable[str | None]) -> str:
-    """A NumberColumn format: the currency's symbol when the table holds one currency; the shared number of
-    decimals when its currencies agree on it (USD and EUR: 2); 'localized' (each amount with its own
-    decimals, up to 3) when they do not, so a table listing USD beside BHD neither rounds 12.345 BHD to
-    12.35 nor shows ¥1,200 as 1200.00."""
-    found = {code for code in map(currency_code, currencies) if code}  # None, '' and NaN are no currency
-    if len(found) == 1:
+    """A NumberColumn format: the currency's symbol when every row of the table has that one currency (a row
+    without one — None, '', NaN — must not read as dollars); else the shared number of decimals when the
+    currencies agree on it (USD and EUR: 2); 'localized' (each amount with its own decimals, up to 3) when
+    they do not, so a table listing USD beside BHD neither rounds 12.345 BHD to 12.35 nor shows ¥1,200 as
+    1200.00."""
+    found = set(map(currency_code, currencies))  # None, '' and NaN are '': no currency
+    if len(found) == 1 and "" not in found:
         only = found.pop()
         return _SYMBOL_FORMATS.get(only, f"%.{decimals(only)}f")
     places = {decimals(code) for code in found} or {2}

@@ -3,6 +3,7 @@ recorded in `sync_runs` (`run_sync`)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -517,4 +518,5 @@ def _describe(exc: BaseException) -> str:
     `[SQL: …]` and `[parameters: …]` would carry a whole page of customer data)."""
     if isinstance(exc, gw.GatewayError | SyncError):
         return str(exc)
+    logging.getLogger(__name__).error("sync failed", exc_info=exc)  # the details the Sync page points to
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from app_pages.components.text import plain
+from lib.ids import IdKind, id_problem
 from tests.merge.world import World, assert_end_state, last_seq, make_world
 
 
@@ -112,9 +113,29 @@ def test_a_malformed_other_id_is_refused_before_any_stripe_call(sandbox: Any, se
     at.text_input(key="t_merge_other").input(typed).run()
     at.button(key="t_merge_plan_btn").click().run()
     assert not at.exception, at.exception
-    assert any("is not a Stripe customer id" in e.value for e in at.error), texts(at)
+    assert any("is not a customer id" in e.value for e in at.error), texts(at)  # lib.ids.id_problem's words
     assert sandbox.requests(since) == []  # nothing reached Stripe, not even a read
     assert not [b for b in at.button if b.key == "t_merge_run"]
+
+
+def test_a_markdown_other_id_is_refused_with_lib_ids_message_shown_as_text(sandbox: Any, session: Session) -> None:
+    w: World = make_world(sandbox, duplicate_extra=False)
+    typed = "[Session expired - log in](http://evil.example/login)"
+    at = run({"admin"}, w.survivor)
+    at.button(key="t_merge_open").click().run()
+    at.text_input(key="t_merge_other").input(typed).run()
+    at.button(key="t_merge_plan_btn").click().run()
+    error = next(e.value for e in at.error if "not a customer id" in e.value)
+    assert plain(error) == f"The other customer's id: {id_problem(IdKind.CUSTOMER, typed)}"
+
+
+def test_a_markdown_other_id_is_no_link_in_the_error(sandbox: Any, session: Session) -> None:
+    w: World = make_world(sandbox, duplicate_extra=False)
+    at = run({"admin"}, w.survivor)
+    at.button(key="t_merge_open").click().run()
+    at.text_input(key="t_merge_other").input("[Session expired](http://evil.example/login)").run()
+    at.button(key="t_merge_plan_btn").click().run()
+    assert [e.value for e in at.error if "](http" in e.value] == []
 
 
 def test_no_card_warning_needs_the_checkbox_and_offers_an_update_card_link(sandbox: Any, session: Session) -> None:

@@ -167,3 +167,15 @@ def test_customer_detail_shows_mrr_in_the_currencys_own_decimals(app_env: str, w
     """Zero-decimal (JPY, KRW) and three-decimal (KWD, BHD) amounts: ¥1,200 is not 12.00, 3.500 KWD not 35.00."""
     at = cached_run(app_env, "customer_detail.py", "support", query={"id": world.customers[case]})
     assert [m.value for m in at.metric if m.label == "MRR"] == [mrr]
+
+
+def test_deleted_customer_with_invoices_says_it_was_probably_deleted(app_env: str, world: World) -> None:
+    """After a full sync the deleted customer has no row (Stripe's list leaves it out) but its invoices stay."""
+    at = cached_run(app_env, "customer_detail.py", "support", query={"id": world.customers["deleted"]})
+    assert [w.value for w in at.warning if "probably deleted in Stripe" in w.value] != []
+
+
+def test_deleted_customer_with_invoices_shows_them(app_env: str, world: World) -> None:
+    at = cached_run(app_env, "customer_detail.py", "support", query={"id": world.customers["deleted"]})
+    invoices = next(d.value for d in at.dataframe if "amount_due" in d.value.columns)
+    assert len(invoices) >= 1

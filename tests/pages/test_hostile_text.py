@@ -85,6 +85,12 @@ def test_id_from_the_url_still_reads_in_the_message(db: Any) -> None:  # noqa: A
     assert any(LOGIN in plain(e.value) and "not a customer id" in e.value for e in at.error)
 
 
+def test_a_very_long_id_from_the_url_is_shortened_in_the_message(db: Any) -> None:  # noqa: ANN401
+    at = run_page("customer_detail.py", query={"id": "x" * 5000})
+    (message,) = [plain(e.value) for e in at.error]
+    assert len(message) < 400
+
+
 def test_directives_in_a_name_are_text(session: Session) -> None:
     c = make_customer(session, name=DIRECTIVE, email="d@example.com")
     at = run_page("customer_detail.py", query={"id": c.id})

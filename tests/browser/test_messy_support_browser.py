@@ -1,0 +1,102 @@
+"""A messy customer opened by support after a real login (issue #12): the dashboard with `[auth]`, a real
+OpenID Connect provider process (`oidc-provider-mock`) whose user is in the support group of roles.toml, and
+the messy world synced from the sandbox. The customer's Markdown name reads as literal text; nothing planted
+becomes an image fetched from, or a link to, the planted host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import messy
+from tests.utils.browser import browser_page, dashboard, drain, screenshot, wait_idle
+from tests.utils.messy_world import World, database, env, seed_world, sync_into
+from tests.utils.net import free_port, wait_http_ok
+from tests.utils.sandbox import SandboxServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("messy_support_browser")]
+
+SUPPORT = {"sub": "sue", "email": "sue@corp.test", "email_verified": True, "name": "Sue Support",
+           "groups": ["billing-support"]}
+ROLES_TOML = 'group_claim = "groups"\n[roles.support]\ngroups = ["billing-support"]\n'
+CASE = "no_currency"
+NAME = f"{messy.MD_IMAGE} Ann"  # the seed's name for this case: a Markdown image (a tracking pixel), then Ann
+
+
+@pytest.fixture(scope="module")
+def oidc_provider() -> Iterator[str]:
+    """A real OIDC provider process whose one predefined user is the support agent."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
+         "--user-claims", json.dumps(SUPPORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(url + "/.well-known/openid-configuration", timeout=30, proc=proc)
+        drain(proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _login_env(tmp: Path, provider: str) -> dict[str, str]:
+    secrets = tmp / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        'cookie_secret = "a-test-cookie-secret-that-is-long-enough-0123456789"\n'
+        'client_id = "billing-console"\n'
+        'client_secret = "test-client-secret"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    roles = tmp / "roles.toml"
+    roles.write_text(ROLES_TOML)
+    return {"BILLING_SECRETS_FILE": str(secrets), "ROLES_FILE": str(roles)}
+
+
+@pytest.fixture(scope="module")
+def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # noqa: ANN001
+    """The messy customer's detail page, in a browser signed in as support (yields the Playwright page)."""
+    tmp = tmp_path_factory.mktemp("messy_support")
+    server = SandboxServer.start()
+    try:
+        world: World = seed_world(server)
+        with database("sqlite", str(tmp)) as url:
+            sync_into(server, url)
+            with dashboard({**env(server, url), **_login_env(tmp, oidc_provider)}) as base, browser_page() as page:
+                page.goto(base + "/")
+                wait_idle(page)
+                page.get_by_role("button", name="Log in").click()
+                page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
+                page.get_by_role("button", name=SUPPORT["sub"], exact=True).click()
+                page.wait_for_url(base + "/**")
+                page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
+                page.goto(f"{base}/customer?id={world.customers[CASE]}")
+                wait_idle(page, timeout=60_000)
+                page.locator("h1").first.wait_for(timeout=60_000)
+                screenshot(page, "messy_customer_opened_by_support")
+                yield page
+    finally:
+        server.stop()
+
+
+def test_the_customer_is_opened_by_support(opened) -> None:  # noqa: ANN001
+    sidebar = opened.locator("[data-testid='stSidebar']").inner_text()
+    assert "sue@corp.test" in sidebar and "support" in sidebar
+
+
+def test_support_sees_the_markdown_name_as_literal_text(opened) -> None:  # noqa: ANN001
+    assert opened.locator("h1", has_text=NAME).count() == 1
+
+
+def test_support_fetches_no_image_from_the_planted_host(opened) -> None:  # noqa: ANN001
+    assert opened.locator("img[src^='http://host/']").count() == 0
+
+
+def test_support_gets_no_link_to_the_planted_host(opened) -> None:  # noqa: ANN001
+    assert opened.locator("a[href^='http://host/']").count() == 0
