@@ -63,7 +63,8 @@ def _run_refresh() -> None:
                                                 "worker); its results will show here when it finishes.")
         else:
             status.update(label="Refresh failed", state="error")
-            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {md(run_error(result.error) or 'unknown error')}. "
+            cause = md(run_error(result.error) or "unknown error")
+            st.session_state[f"{P}_outcome"] = ("error", f"The refresh failed: {cause}. "
                                                 "Press Refresh now to resume; written pages are kept.")
 
 
