@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -89,3 +90,14 @@ def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> S
     monkeypatch.setenv("STRIPE_API_KEY", sandbox_server.key)
     get_settings.cache_clear()
     return sandbox_server
+
+
+@pytest.fixture
+def roles_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A roles file with one user per role (tests/utils/login.py), pointed at by ROLES_FILE."""
+    from tests.utils.login import write_roles
+
+    path = write_roles(tmp_path / "roles.toml")
+    monkeypatch.setenv("ROLES_FILE", str(path))
+    get_settings.cache_clear()
+    return path

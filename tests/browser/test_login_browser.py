@@ -7,9 +7,6 @@ repository's .streamlit/ folder.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +16,10 @@ from sqlmodel import Session
 from lib import access
 from lib.db import get_engine, migrate
 from tests.conftest import TEST_KEY
-from tests.utils.browser import browser_page, dashboard, drain, screenshot, wait_idle
+from tests.utils import oidc
+from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
 from tests.utils.factories import make_customer
-from tests.utils.net import free_port, wait_http_ok
+from tests.utils.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("login_browser")]
 
@@ -40,43 +38,21 @@ LEAK_EMAIL = "leak-check-customer@corp.test"
 @pytest.fixture(scope="module")
 def oidc_provider() -> Iterator[str]:
     """A real OIDC provider process with one predefined user (the staff member, with a group claim)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
-         "--user-claims", json.dumps(STAFF)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(url + "/.well-known/openid-configuration", timeout=30, proc=proc)
-        drain(proc)  # it logs every request
+    with oidc.oidc_provider(STAFF) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def login_env(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a dashboard with login: secrets and roles in a temp dir, one seeded customer."""
     tmp = tmp_path_factory.mktemp("login")
-    secrets = tmp / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-        'cookie_secret = "a-test-cookie-secret-that-is-long-enough-0123456789"\n'
-        'client_id = "billing-console"\n'
-        'client_secret = "test-client-secret"\n'
-        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n'
-    )
-    roles = tmp / "roles.toml"
-    roles.write_text(ROLES_TOML)
+    files = oidc.login_files(tmp, oidc_provider, ROLES_TOML)
     db_url = f"sqlite:///{tmp / 'cache.db'}"
     migrate(db_url)
     with Session(get_engine(db_url)) as session:
         make_customer(session, email=LEAK_EMAIL, name="Leak Check")
     return {
-        "BILLING_SECRETS_FILE": str(secrets), "ROLES_FILE": str(roles), "DATABASE_URL": db_url,
+        **files, "DATABASE_URL": db_url,
         "STRIPE_API_KEY": TEST_KEY, "STRIPE_API_BASE": "http://127.0.0.1:9",
     }
 

@@ -5,18 +5,14 @@ becomes an image fetched from, or a link to, the planted host."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox import messy
-from tests.utils.browser import browser_page, dashboard, drain, screenshot, wait_idle
+from tests.utils import oidc
+from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
 from tests.utils.messy_world import World, database, env, seed_world, sync_into
-from tests.utils.net import free_port, wait_http_ok
 from tests.utils.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("messy_support_browser")]
@@ -31,32 +27,8 @@ NAME = f"{messy.MD_IMAGE} Ann"  # the seed's name for this case: a Markdown imag
 @pytest.fixture(scope="module")
 def oidc_provider() -> Iterator[str]:
     """A real OIDC provider process whose one predefined user is the support agent."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port),
-         "--user-claims", json.dumps(SUPPORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(url + "/.well-known/openid-configuration", timeout=30, proc=proc)
-        drain(proc)
+    with oidc.oidc_provider(SUPPORT) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _login_env(tmp: Path, provider: str) -> dict[str, str]:
-    secrets = tmp / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-        'cookie_secret = "a-test-cookie-secret-that-is-long-enough-0123456789"\n'
-        'client_id = "billing-console"\n'
-        'client_secret = "test-client-secret"\n'
-        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
-    roles = tmp / "roles.toml"
-    roles.write_text(ROLES_TOML)
-    return {"BILLING_SECRETS_FILE": str(secrets), "ROLES_FILE": str(roles)}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +40,8 @@ def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         world: World = seed_world(server)
         with database("sqlite", str(tmp)) as url:
             sync_into(server, url)
-            with dashboard({**env(server, url), **_login_env(tmp, oidc_provider)}) as base, browser_page() as page:
+            login = oidc.login_files(tmp, oidc_provider, ROLES_TOML)
+            with dashboard({**env(server, url), **login}) as base, browser_page() as page:
                 page.goto(base + "/")
                 wait_idle(page)
                 page.get_by_role("button", name="Log in").click()

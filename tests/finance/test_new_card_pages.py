@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from lib import queries
 from tests.utils.apptest import PAGES_DIR, run_page
 from tests.utils.factories import make_customer, make_failed_invoice, make_payment_method, make_subscription
-from tests.utils.login import as_role, write_roles
+from tests.utils.login import as_role
 
 ADDED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -95,16 +95,6 @@ def test_customer_page_shows_the_hint(cards: dict[str, str]) -> None:
     assert shown == [hint.replace("_", "\\_").replace("-", "\\-").replace(":", "\\:")]  # Markdown-escaped
     df = next(d.value for d in at.dataframe if "new_card" in d.value.columns)  # plain dataframes carry no key
     assert df[df["id"] == cards["hinted"]].iloc[0]["new_card"].startswith("New card Mastercard")
-
-
-@pytest.fixture
-def roles_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from lib.config import get_settings
-
-    path = write_roles(tmp_path / "roles.toml")
-    monkeypatch.setenv("ROLES_FILE", str(path))
-    get_settings.cache_clear()
-    return path
 
 
 @pytest.mark.parametrize("role", ["staff", "finance", "admin"])
