@@ -64,15 +64,7 @@ def _nav_titles(page) -> list[str]:  # noqa: ANN001
 
 def test_login_sees_own_pages_is_refused_others_and_logs_out(login_env: dict[str, str], oidc_provider: str) -> None:
     with dashboard(login_env) as url, browser_page() as page:
-        page.goto(url + "/")
-        wait_idle(page)
-        page.get_by_role("button", name="Log in").click()
-
-        page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
-        page.get_by_role("button", name=STAFF["sub"], exact=True).click()  # the provider's predefined user
-
-        page.wait_for_url(url + "/**")
-        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
+        oidc.log_in(page, url, oidc_provider, STAFF["sub"])  # the provider's predefined user
         wait_idle(page)
         sidebar = page.locator("[data-testid='stSidebar']").inner_text()
         assert "sam@corp.test" in sidebar and "staff" in sidebar
@@ -121,11 +113,5 @@ def test_login_started_on_one_replica_finishes_on_another(login_env: dict[str, s
     secrets.write_text(Path(login_env["BILLING_SECRETS_FILE"]).read_text().replace("{port}", str(port_b)))
     env = login_env | {"BILLING_SECRETS_FILE": str(secrets)}
     with dashboard(env) as url_a, dashboard(env, port=port_b) as url_b, browser_page() as page:
-        page.goto(url_a + "/")
-        wait_idle(page)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(f"{oidc_provider}/oauth2/authorize**")
-        page.get_by_role("button", name=STAFF["sub"], exact=True).click()
-        page.wait_for_url(url_b + "/**")
-        page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
+        oidc.log_in(page, url_a, oidc_provider, STAFF["sub"], lands_on=url_b)
         assert "sam@corp.test" in page.locator("[data-testid='stSidebar']").inner_text()

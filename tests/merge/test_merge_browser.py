@@ -19,6 +19,17 @@ from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
 pytestmark = [pytest.mark.browser]
 
 
+
+def confirm_and_run(page: Any, dialog: Any, survivor: str) -> None:  # noqa: ANN401
+    """Type the survivor's id into the plan's confirm box, press Run merge and wait until it is verified."""
+    confirm = dialog.get_by_label(f"Type the survivor's id ({survivor}) to confirm")
+    confirm.fill(survivor)
+    confirm.press("Enter")
+    wait_idle(page, timeout=60_000)
+    dialog.get_by_role("button", name="Run merge").click()
+    dialog.get_by_text("Merged. Verified in Stripe").wait_for()
+    wait_idle(page, timeout=60_000)
+
 def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
     w = make_world(sandbox)
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"
@@ -41,13 +52,7 @@ def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path)
         dialog.get_by_text("Suggested survivor").wait_for()
         wait_idle(page, timeout=60_000)
         screenshot(page, "merge_plan")
-        confirm = dialog.get_by_label(f"Type the survivor's id ({w.survivor}) to confirm")
-        confirm.fill(w.survivor)
-        confirm.press("Enter")
-        wait_idle(page, timeout=60_000)
-        dialog.get_by_role("button", name="Run merge").click()
-        dialog.get_by_text("Merged. Verified in Stripe").wait_for()
-        wait_idle(page, timeout=60_000)
+        confirm_and_run(page, dialog, w.survivor)
         assert dialog.get_by_text("succeeded").count() >= 1
         assert dialog.get_by_text("8. Mark").count() >= 1
         screenshot(page, "merge_done")
@@ -83,13 +88,7 @@ def test_merging_a_trialing_customer_keeps_the_trial_and_the_overview_mrr(sandbo
         dialog.get_by_role("button", name="Read from Stripe and plan").click()
         dialog.get_by_text("trialing until").wait_for()  # the plan says the trial is kept
         wait_idle(page, timeout=60_000)
-        confirm = dialog.get_by_label(f"Type the survivor's id ({w.survivor}) to confirm")
-        confirm.fill(w.survivor)
-        confirm.press("Enter")
-        wait_idle(page, timeout=60_000)
-        dialog.get_by_role("button", name="Run merge").click()
-        dialog.get_by_text("Merged. Verified in Stripe").wait_for()
-        wait_idle(page, timeout=60_000)
+        confirm_and_run(page, dialog, w.survivor)
         page.goto(url + "/")
         wait_idle(page, timeout=60_000)
         screenshot(page, "merge_trial_overview_after")

@@ -50,3 +50,18 @@ def login_files(tmp: Path, provider: str, roles_toml: str) -> dict[str, str]:
     roles = tmp / "roles.toml"
     roles.write_text(roles_toml)
     return {"BILLING_SECRETS_FILE": str(secrets), "ROLES_FILE": str(roles)}
+
+
+def log_in(page: Any, start: str, provider: str, user: str, *, lands_on: str | None = None) -> None:
+    """In the browser: open the dashboard at `start`, press Log in, pick the provider's predefined `user`, and
+    wait until the dashboard (at `lands_on`, default `start`: another replica may take the callback) shows who
+    is signed in."""
+    from tests.utils.browser import wait_idle
+
+    page.goto(start + "/")
+    wait_idle(page)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{provider}/oauth2/authorize**")
+    page.get_by_role("button", name=user, exact=True).click()
+    page.wait_for_url((lands_on or start) + "/**")
+    page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for(timeout=60_000)
