@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import query
+from app_pages.components.format import ago, money_lines
 from app_pages.components.gate import require_page
-from app_pages.components.tables import ago, guarded, link_to, money_lines
+from app_pages.components.tables import guarded, link_to
 from app_pages.components.text import md
 from lib.config import get_settings
 

@@ -21,7 +21,7 @@ from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.declines import explain
 from lib.models import Invoice
-from lib.queries import format_money
+from lib.money import format_money
 from lib.stripe_gateway import GatewayError, invoices_pay
 from lib.sync import refresh_customer
 

@@ -35,7 +35,7 @@ from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.ids import IdKind, id_problem
 from lib.models import AuditLog, MergeJob, MergeStep, utcnow
-from lib.queries import format_money
+from lib.money import format_money
 from lib.stripe_gateway import GatewayError
 from lib.sync import refresh_customer
 

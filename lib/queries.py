@@ -9,7 +9,6 @@ PostgreSQL (the few dialect differences are in `_prefix`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
+from lib import columns
 from lib.declines import explain
 from lib.export import stream_csv
 from lib.mapping import valid_customer_id
@@ -41,75 +41,20 @@ from lib.models import (
     SyncState,
     utcnow,
 )
+from lib.money import major
 from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
 
 COUNT_CAP = 1_000  # "1,000+" is as useful to a person as an exact count, and 10× cheaper
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_LEN = 200
-ZERO_DECIMAL = frozenset({
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
-    "xpf",
-})
-# Stripe counts these in thousandths (5.124 KWD is 5124); every other currency in hundredths
-THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 SUBSCRIPTION_STATUSES = (
     "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused",
 )
 AGE_BUCKETS = ("0–7 days", "8–30 days", "31–60 days", "over 60 days")
-_CURRENCY_RE = re.compile(r"[a-z]{3}")
 _MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Monday
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
-
-
-def currency_code(currency: object) -> str:
-    """A currency as a lower-case ISO code ('usd'), or '' when it is missing or not a code at all.
-
-    Safe for anything a row or a DataFrame cell holds: None, '', and the NaN pandas puts in a text column
-    all mean "unknown" (so does text that is not three letters: it is never shown as a currency).
-    """
-    if not isinstance(currency, str):
-        return ""
-    code = currency.strip().lower()
-    return code if _CURRENCY_RE.fullmatch(code) else ""
-
-
-def _missing(amount: object) -> bool:
-    return amount is None or (isinstance(amount, float) and math.isnan(amount))
-
-
-def decimals(currency: object) -> int:
-    """How many decimals the currency's amounts have: 0 (JPY, KRW…), 3 (KWD, BHD…) or 2 (all others, and an
-    unknown currency)."""
-    code = currency_code(currency)
-    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-
-
-def minor_to_major(amount: int | None, currency: str | None) -> float | None:
-    """Minor units → major units in the currency's own decimals (zero-decimal JPY, three-decimal KWD).
-
-    An unknown currency (None, '', NaN) is treated as a two-decimal one, so the amount still shows;
-    a missing amount (None, NaN) stays None.
-    """
-    if _missing(amount):
-        return None
-    amount = int(amount)  # PostgreSQL's SUM(bigint) is a Decimal
-    return amount / 10 ** decimals(currency)
-
-
-def format_money(amount: int | None, currency: str | None) -> str:
-    """'1,234.50 USD' / '1,200 JPY': one currency per string, never a sum across currencies.
-
-    Only digits, separators and a validated three-letter code ever appear, so the text is safe in Markdown;
-    an unknown currency shows the amount alone.
-    """
-    if _missing(amount):
-        return ""
-    cur = currency_code(currency)
-    value = minor_to_major(amount, cur) or 0
-    text = f"{value:,.{decimals(cur)}f}"
-    return f"{text} {cur.upper()}".strip()
 
 
 @dataclass(frozen=True)
@@ -356,12 +301,13 @@ def search_customers(*, session: Session, filters: CustomerFilters, page: int = 
 
 
 def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
-    """Every customer of the current result (all pages) as CSV, streamed."""
+    """Every customer of the current result (all pages) as CSV, streamed: the page's column names, amounts in
+    major units with the currency's decimals (balance signed as Stripe stores it: negative = credit)."""
     def money(r: dict) -> dict:
-        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"]),
-                "balance": minor_to_major(r["balance"], r["currency"])}
+        return {**r, "mrr": major(r["mrr"], r["currency"]), "balance": major(r["balance"], r["currency"])}
 
-    return stream_csv(session, _customers_stmt(session, filters), CUSTOMER_COLUMNS, transform=money)
+    return stream_csv(session, _customers_stmt(session, filters), CUSTOMER_COLUMNS, transform=money,
+                      headers=columns.CUSTOMERS)
 
 
 def distinct_values(session: Session, column: Any, limit: int = 200) -> list[Any]:
@@ -652,10 +598,11 @@ def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> li
 
 
 def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) -> IO[bytes]:
+    """Every matching subscription as CSV, streamed: the page's column names, MRR in major units."""
     def money(r: dict) -> dict:
-        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"])}
+        return {**r, "mrr": major(r["mrr"], r["currency"])}
 
-    return stream_csv(session, _subs_stmt(filters), SUB_COLUMNS, transform=money)
+    return stream_csv(session, _subs_stmt(filters), SUB_COLUMNS, transform=money, headers=columns.SUBSCRIPTIONS)
 
 
 def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]]:
@@ -836,10 +783,11 @@ def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:
 
     def row(r: dict) -> dict:
         r = _decorate_failed(r, now)
-        return {**r, "amount_remaining": minor_to_major(r["amount_remaining"], r["currency"]),
-                "amount_due": minor_to_major(r["amount_due"], r["currency"])}
+        return {**r, "amount_remaining": major(r["amount_remaining"], r["currency"]),
+                "amount_due": major(r["amount_due"], r["currency"])}
 
-    return stream_csv(session, _failed_stmt(filters, now), FAILED_COLUMNS, transform=row)
+    return stream_csv(session, _failed_stmt(filters, now), FAILED_COLUMNS, transform=row,
+                      headers=columns.FAILED_INVOICES)
 
 
 def at_risk_by_currency(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:

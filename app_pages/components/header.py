@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components.data import query
-from app_pages.components.tables import ago
+from app_pages.components.format import ago
 from lib.config import get_settings
 
 # The names of SQLAlchemy's exceptions: a stored run error "customers: OperationalError: (psycopg…) …" is one.
