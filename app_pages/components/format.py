@@ -2,7 +2,7 @@
 
 - Money: amount + ISO code in the currency's own decimals with thousands separators ("1,234.50 USD",
   "1,200 JPY", "3.500 KWD"; `lib.money`, drawn by Babel). A row without a currency shows the number alone.
-- Balances: "credit 10.00 USD" / "owes 5.00 USD" / "none"; the sign is explained once, in the column help.
+- Balances: "credit 10.00 USD" / "owes 5.00 USD" / "0.00 USD"; the sign is explained once, in the column help.
 - Dates: "2026-11-30 · 3 days ago" (with a time for events: "2026-11-30 14:05 · 2 h ago"), all in UTC.
 - Flags: "✓" or nothing. Counts: "12,345".
 
@@ -48,9 +48,11 @@ def money_lines(rows: Iterable[Mapping[str, Any]], amount: str = "amount") -> st
 
 def balance(amount: object, currency: object) -> str:
     """Stripe's signed customer balance in words: 'credit 10.00 USD' (negative: the customer holds credit),
-    'owes 5.00 USD' (positive: added to the next invoice), 'none' for zero or no balance."""
-    if missing(amount) or int(amount) == 0:  # type: ignore[call-overload]
-        return "none"
+    'owes 5.00 USD' (positive: added to the next invoice), '0.00 USD' for zero, '' for no balance at all."""
+    if missing(amount):
+        return ""
+    if int(amount) == 0:  # type: ignore[call-overload]
+        return money(0, currency)
     word = "credit" if int(amount) < 0 else "owes"  # type: ignore[call-overload]
     return f"{word} {money(abs(int(amount)), currency)}"  # type: ignore[call-overload]
 
@@ -181,7 +183,7 @@ def balance_column(df: pd.DataFrame, field: str, label: str = "Balance", *, mino
     cells = []
     for v, c in zip(df[field], currencies, strict=True):
         if missing(v):
-            cells.append("none")
+            cells.append("")
             continue
         units = int(v) if minor else round(float(v) * 10 ** decimals(c))
         cells.append(balance(units, c))

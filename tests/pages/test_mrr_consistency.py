@@ -80,10 +80,10 @@ def test_subscriptions_list_breakdown_and_csv_show_no_mrr_outside_mrr_statuses(g
     assert per_status["active"] == 35.0  # Grace's 10.00 and the other customer's 25.00
     csv_rows = list(csv.DictReader(io.TextIOWrapper(queries.export_subscriptions_csv(
         session=session, filters=queries.SubscriptionFilters()), encoding="utf-8")))
-    exported = {r["id"]: r["mrr"] for r in csv_rows}
+    exported = {r["Subscription"]: r["MRR"] for r in csv_rows}
     assert [st for st in STATUS_MRR if exported[grace[st]] == ""] == [
         st for st in STATUS_MRR if st not in MRR_STATUSES]
-    assert exported[grace["active"]] == "10.0"
+    assert exported[grace["active"]] == "10.00"
 
 
 def test_overview_mrr_equals_the_subscriptions_page(grace: dict[str, str]) -> None:
