@@ -33,4 +33,4 @@ migration: $(VENV)/.dev
 	$(BIN)/python scripts/new_migration.py "$(MSG)"
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache test-artifacts

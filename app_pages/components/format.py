@@ -6,12 +6,12 @@
 - Dates: "2026-11-30 · 3 days ago" (with a time for events: "2026-11-30 14:05 · 2 h ago"), all in UTC.
 - Flags: "✓" or nothing. Counts: "12,345".
 
-Tables (st.dataframe) get the same text through the column helpers below. A money column in a table whose
-rows all share one currency stays a number (so the grid sorts it) drawn as "%,.2f USD" — the same text as
-`money()`; a table mixing currencies (USD beside JPY and KWD) or holding a row without one gets each cell
-as text in its own currency's decimals instead, because one number format cannot show 1,200 JPY and 3.500
-KWD in one column without rounding one of them. Those text cells sort as text inside the page; the page's
-Sort box (SQL, across all pages) is the real order, and amounts of different currencies have no common
+Tables (st.dataframe) get the same text through the column helpers below: every money cell is the text
+`money()` makes, in its own row's currency and decimals. A grid number column has one format per column,
+so it cannot show 1,200 JPY beside 3.500 KWD without rounding one of them (KWD showed as "3.5"), and even
+in a one-currency table its cell text (what a screen reader and the browser tests read) is the raw number,
+not what is drawn. The cost: clicking a money column's header sorts the visible page as text; the page's
+Sort box (in SQL, across all pages) is the real order, and amounts of different currencies have no common
 order anyway. Dates are text whose ISO prefix sorts in time order.
 """
 
@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.columns import BALANCE_HELP
-from lib.money import currency_code, decimals, format_major, format_money, missing
+from lib.money import decimals, format_major, format_money, missing
 
 ROW_PX = 35  # st.dataframe's row (and header) height
 MAX_ROWS = 50  # a table taller than this scrolls inside itself (a 100-row page, 60 subscriptions)
@@ -142,34 +142,22 @@ def table_height(rows: int, max_rows: int = MAX_ROWS) -> int:
     return ROW_PX * (min(max(rows, 1), max_rows) + 1) + 3
 
 
-def _currencies(df: pd.DataFrame, column: str = "currency") -> set[str]:
-    return {currency_code(c) for c in df[column]} if column in df else {""}
-
-
 def money_columns(df: pd.DataFrame, labels: Mapping[str, str], *, help: str | None = None,
                   width: int | None = None) -> dict[str, Any]:
     """Column configs for the money columns `labels` (field → header) of a frame whose amounts are in major
     units (`tables.frame(money=…)`) and whose `currency` column says each row's currency.
 
-    One currency in every row: the amounts stay numbers, drawn as '%,.2f USD' (the grid sorts them). Several
-    currencies, or a row without one: each cell becomes its text ('3.500 KWD', '1,200 JPY', '12.50'), so no
-    row is rounded to another currency's decimals (see the module docstring). `df` is changed in place.
+    Each cell becomes its text in its own row's currency ('3.500 KWD', '1,200 JPY', '12.50' without a
+    currency, '' without an amount), right-aligned, so no row is rounded to another currency's decimals
+    (see the module docstring). `df` is changed in place.
     """
-    found = _currencies(df)
-    help = help or "In the row's currency."
+    currencies = list(df["currency"]) if "currency" in df else [None] * len(df)
     configs: dict[str, Any] = {}
-    single = len(found) == 1 and "" not in found
     for field, label in labels.items():
-        if field not in df:
-            continue
-        if single:
-            code = found.copy().pop()
-            fmt = f"%,.{decimals(code)}f {code.upper()}"
-            configs[field] = st.column_config.NumberColumn(label, format=fmt, help=help, width=width)
-        else:
-            currencies = df["currency"] if "currency" in df else [None] * len(df)
-            df[field] = [None if missing(v) else format_major(v, c) for v, c in zip(df[field], currencies, strict=True)]
-            configs[field] = st.column_config.TextColumn(label, help=help, width=width, alignment="right")
+        if field in df:
+            df[field] = ["" if missing(v) else format_major(v, c) for v, c in zip(df[field], currencies, strict=True)]
+            configs[field] = st.column_config.TextColumn(label, help=help or "In the row's currency.", width=width,
+                                                         alignment="right")
     return configs
 
 
