@@ -164,7 +164,7 @@ def render_subscriptions(subs: list[dict]) -> None:
                                                          df["cancel_at_period_end"].astype(object), strict=True)]
     st.dataframe(df, key=f"{P}_subs", hide_index=True, height=table_height(len(df), max_rows=25),
                  column_order=["id", "status", "items", "mrr", "period_end", "trial_end", "stripe"], column_config={
-        "id": pinned("Subscription"), "status": st.column_config.TextColumn("Status", width=90),
+        "id": pinned("Subscription", width=140), "status": st.column_config.TextColumn("Status", width=90),
         "items": long_text("Items", width=240, help="Product × quantity (unit price/interval)."),
         **money_columns(df, {"mrr": "MRR"}, width=110),
         "period_end": st.column_config.TextColumn("Period ends", width=185, help=PERIOD_END_HELP),
@@ -200,7 +200,7 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
     st.dataframe(df, key=f"{P}_invoices", hide_index=True, height=table_height(len(df)), column_order=[
         "id", "status", "amount_due", "amount_remaining", "attempts", "decline", "next_retry", "created", "hosted",
         "number", "amount_paid", "stripe"], column_config={
-        "id": pinned("Invoice"), "status": st.column_config.TextColumn("Status", width=85),
+        "id": pinned("Invoice", width=140), "status": st.column_config.TextColumn("Status", width=85),
         "number": "Number", "attempts": count_column("Attempts", width=70),
         **money_columns(df, {"amount_due": "Due", "amount_remaining": "Remaining", "amount_paid": "Paid"}, width=105),
         "decline": long_text("Decline", width=100, help="The last decline code; its meaning and the next step are "

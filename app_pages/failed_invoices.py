@@ -223,14 +223,14 @@ def worklist_columns(df: pd.DataFrame) -> dict:
     df["customer"] = [customer_link(c) for c in df["customer_id"]]
     df["hosted_invoice_url"] = [safe_url(u) for u in df["hosted_invoice_url"]]
     return {
-        "id": pinned(L["id"]), "customer_email": long_text(L["customer_email"], width=155),
+        "id": pinned(L["id"], width=140), "customer_email": long_text(L["customer_email"], width=150),
         **money_columns(df, {"amount_remaining": L["amount_remaining"]}, width=105),
-        "code": long_text(L["code"], width=125), "attempt_count": count_column(L["attempt_count"], width=70),
+        "code": long_text(L["code"], width=120), "attempt_count": count_column(L["attempt_count"], width=70),
         **date_columns(df, {"next_payment_attempt": L["next_payment_attempt"]}, width=155,
                        help={"next_payment_attempt": "Empty: no automatic retry is scheduled."}),
         "age_days": count_column(L["age_days"], width=70),
         "followup_status": st.column_config.TextColumn(L["followup_status"], width=80),
-        "followup_note": long_text(L["followup_note"], width=130, help="The whole note is in the follow-up "
+        "followup_note": long_text(L["followup_note"], width=110, help="The whole note is in the follow-up "
                                    "editor below."),
         "customer": st.column_config.LinkColumn(L["customer_id"], display_text="Open", width=70),
         "hosted_invoice_url": st.column_config.LinkColumn(L["hosted_invoice_url"], display_text="Open", width=70),

@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
 from app_pages.components.format import (
+    PERIOD_END_HELP,
     count,
     count_column,
     date_columns,
@@ -124,14 +125,12 @@ def subscription_columns(df: pd.DataFrame) -> dict:
     df["current_period_end"] = [period_end(e, c) for e, c in zip(
         df["current_period_end"].astype(object), df["cancel_at_period_end"].astype(object), strict=True)]
     return {
-        "id": pinned(L["id"]), "customer_email": long_text(L["customer_email"], width=165),
+        "id": pinned(L["id"], width=140), "customer_email": long_text(L["customer_email"], width=155),
         "status": st.column_config.TextColumn(L["status"], width=90),
-        "plan": long_text("Items", width=150),
+        "plan": long_text("Items", width=140),
         **money_columns(df, {"mrr": L["mrr"]}, width=105, help="Monthly recurring revenue (active and past-due "
                         "subscriptions only), in the subscription's currency."),
-        "current_period_end": st.column_config.TextColumn(L["current_period_end"], width=175, help="When the "
-                                                          "current period ends; “cancels”: it ends then instead "
-                                                          "of renewing."),
+        "current_period_end": st.column_config.TextColumn(L["current_period_end"], width=170, help=PERIOD_END_HELP),
         **date_columns(df, {"trial_end": L["trial_end"]}, width=140),
     }
 

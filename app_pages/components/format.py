@@ -213,9 +213,6 @@ def long_text(label: str, *, width: int | str = "medium", help: str | None = Non
     return st.column_config.TextColumn(label, width=width, help=help)  # type: ignore[arg-type]
 
 
-def pinned(label: str, *, link: str | None = None) -> Any:
-    """The identifying column of a table, pinned to the left so it stays in view; a link column when `link`
-    is its display text."""
-    if link:
-        return st.column_config.LinkColumn(label, display_text=link, pinned=True)
-    return st.column_config.TextColumn(label, pinned=True)
+def pinned(label: str, *, width: int | None = None) -> Any:
+    """The identifying column of a table (an id), pinned to the left so it stays in view."""
+    return st.column_config.TextColumn(label, pinned=True, width=width)
