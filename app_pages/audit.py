@@ -69,16 +69,22 @@ def render_results(user: User, filters: audit.AuditFilters) -> None:
         column_order=["created_at", "actor", "action", "customer_id", "result", "error", "object_id", "role", "flow",
                       "correlation_id", "details"],
         column_config={
-            **date_columns(df, {"created_at": L["created_at"]}, time=True, width=165),
-            "actor": long_text(L["actor"], width=170), "action": long_text(L["action"], width=140),
+            **date_columns(df, {"created_at": L["created_at"]}, time=True, width=180),
+            "actor": long_text(L["actor"], width=165), "action": long_text(L["action"], width=140),
             "customer_id": long_text(L["customer_id"], width=155),
             "result": st.column_config.TextColumn(L["result"], width=80),
-            "error": long_text(L["error"], width=230), "object_id": L["object_id"], "role": L["role"],
+            "error": long_text(L["error"], width=215, help="The whole message is under “Errors in full” below."),
+            "object_id": L["object_id"], "role": L["role"],
             "flow": L["flow"], "correlation_id": L["correlation_id"],
             "details": st.column_config.JsonColumn(L["details"]),
         },
     )
     st.caption(f"{page.total_label} entr{'y' if page.total == 1 else 'ies'} · newest first · times in UTC")
+    errors = [r for r in page.rows if r["error"]]
+    if errors:
+        with st.expander(f"Errors in full ({len(errors)} on this page)"):
+            for r in errors:
+                st.text(f"{r['created_at']:%Y-%m-%d %H:%M} · {r['action']} · {r['error']}")  # text, never Markdown
     pager_controls(P, page)
     if can(user, "export_audit"):
         export_button(user, "Download CSV (all matching entries)", key=f"{P}_csv",
