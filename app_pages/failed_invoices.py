@@ -13,6 +13,7 @@ from app_pages.components.authz import authorize
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
 from app_pages.components.format import (
+    WRAP_ROW_PX,
     count,
     count_column,
     date_columns,
@@ -84,7 +85,8 @@ def render_summary(filters: FailedFilters) -> None:
     st.subheader("Why payments failed")
     codes = query("failed_by_decline_code", filters=filters)
     df = frame(codes, money=("amount",))
-    st.dataframe(df, key=f"{P}_codes", hide_index=True, height=table_height(len(df)),
+    st.dataframe(df, key=f"{P}_codes", hide_index=True, row_height=WRAP_ROW_PX,  # the meaning and the next step wrap
+                 height=table_height(len(df), row_px=WRAP_ROW_PX),
                  column_order=["code", "invoices", "amount", "meaning", "next_step"],
                  column_config={"code": pinned(L["code"]), "invoices": count_column("Invoices", width=75),
                                 **money_columns(df, {"amount": L["amount_remaining"]}, width=115),

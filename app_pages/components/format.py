@@ -29,6 +29,7 @@ from lib.columns import BALANCE_HELP
 from lib.money import decimals, format_major, format_money, missing
 
 ROW_PX = 35  # st.dataframe's row (and header) height
+WRAP_ROW_PX = 66  # a row taller than 4rem (64 px): Streamlit then wraps long text onto more lines
 MAX_ROWS = 50  # a table taller than this scrolls inside itself (a 100-row page, 60 subscriptions)
 TICK = "✓"
 
@@ -136,10 +137,10 @@ PERIOD_END_HELP = "When the current period ends; “cancels”: the subscription
 # --- table columns --------------------------------------------------------------------------------------
 
 
-def table_height(rows: int, max_rows: int = MAX_ROWS) -> int:
+def table_height(rows: int, max_rows: int = MAX_ROWS, row_px: int = ROW_PX) -> int:
     """Pixels for a table that shows all of its `rows` (a page of 25 or 50) with no scrolling inside it; past
-    `max_rows` it scrolls inside itself."""
-    return ROW_PX * (min(max(rows, 1), max_rows) + 1) + 3
+    `max_rows` it scrolls inside itself. `row_px`: the rows' height when it is not the default."""
+    return ROW_PX + row_px * min(max(rows, 1), max_rows) + 3
 
 
 def money_columns(df: pd.DataFrame, labels: Mapping[str, str], *, help: str | None = None,
@@ -208,8 +209,8 @@ def count_column(label: str, *, help: str | None = None, width: int | None = Non
 
 
 def long_text(label: str, *, width: int | str = "medium", help: str | None = None) -> Any:
-    """A width-limited text column for long text (a note, a decline's meaning): the start shows in the row,
-    the whole text in the row's details below the table."""
+    """A width-limited text column for long text (a name, a note): the start shows in the row; the page shows
+    the whole text elsewhere (the row's details, an expander), or the table wraps it (`WRAP_ROW_PX` rows)."""
     return st.column_config.TextColumn(label, width=width, help=help)  # type: ignore[arg-type]
 
 
