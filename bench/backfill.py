@@ -175,7 +175,7 @@ def _sync(base: str, db_url: str, resources: list[str], rps: float) -> tuple[dic
 def _differences(base: str, db_url: str, *, all_cards: bool) -> list[str]:
     from sqlalchemy import create_engine
 
-    from tests.sync.fidelity import differences
+    from bench.fidelity import differences
 
     client = stripe.StripeClient(KEY, base_addresses={"api": base}, max_network_retries=2)
     engine = create_engine(db_url.replace("sqlite:///", "sqlite:///", 1))
