@@ -20,7 +20,7 @@ from typing import Any
 from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 from sqlalchemy import func, literal_column, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.models import Customer, Invoice, PaymentMethod, Subscription, utcnow
 
@@ -166,7 +166,7 @@ def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, list[tuple[
         yield key, bucket
 
 
-def _similar_pairs(members: list[tuple[str, str]]) -> Iterator[tuple[str, str, float]]:
+def _similar_pairs(members: list[tuple[str, str | None]]) -> Iterator[tuple[str, str, float]]:
     """Pairs (id_a, id_b, score) among (id, name) whose names are similar enough."""
     named = [(cid, name) for cid, name in members if name and len(name.strip()) >= 3]
     if len(named) < 2:
@@ -200,7 +200,7 @@ def _stream(session: Session, stmt: Any) -> Iterable[Any]:
 
 def _merged_into() -> Any:
     """The `merged_into` metadata value: customers already merged away are not candidates any more."""
-    return Customer.__table__.c.metadata["merged_into"].as_string()
+    return col(Customer.metadata_)["merged_into"].as_string()
 
 
 def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
@@ -213,10 +213,10 @@ def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple
         .having(func.count() > 1).subquery()
     )
     stmt = (
-        select(column, Customer.id, Customer.name_search)
+        select(column, col(Customer.id), col(Customer.name_search))
         .join(shared, column == shared.c.k)
-        .where(Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(column, Customer.id)
+        .where(col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(column, col(Customer.id))
     )
     for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
@@ -225,18 +225,19 @@ def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple
 
 
 def _card_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    fp = PaymentMethod.card_fingerprint
+    fp = col(PaymentMethod.card_fingerprint)
+    owner = col(PaymentMethod.customer_id)
     shared = (
-        select(fp.label("k")).where(fp.is_not(None), PaymentMethod.customer_id.is_not(None)).group_by(fp)
-        .having(func.count(PaymentMethod.customer_id.distinct()) > 1).subquery()
+        select(fp.label("k")).where(fp.is_not(None), owner.is_not(None)).group_by(fp)
+        .having(func.count(owner.distinct()) > 1).subquery()
     )
     stmt = (
-        select(fp, Customer.id, Customer.name_search)
+        select(fp, col(Customer.id), col(Customer.name_search))
         .join(shared, fp == shared.c.k)
-        .join(Customer, Customer.id == PaymentMethod.customer_id)
-        .where(Customer.deleted.is_(False), _merged_into().is_(None))
+        .join(Customer, col(Customer.id) == owner)
+        .where(col(Customer.deleted).is_(False), _merged_into().is_(None))
         .distinct()
-        .order_by(fp, Customer.id)
+        .order_by(fp, col(Customer.id))
     )
     for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
@@ -245,10 +246,10 @@ def _card_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | 
 
 
 def _domain_expr(session: Session) -> Any:
-    col = Customer.email_canonical
+    email = col(Customer.email_canonical)
     if session.get_bind().dialect.name == "postgresql":
-        return func.split_part(col, literal_column("'@'"), 2)
-    return func.substr(col, func.instr(col, "@") + 1)
+        return func.split_part(email, literal_column("'@'"), 2)
+    return func.substr(email, func.instr(email, "@") + 1)
 
 
 def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
@@ -258,10 +259,10 @@ def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str 
     domain = _domain_expr(session).label("k")
     public = lru_cache(maxsize=None)(is_public_domain)
     stmt = (
-        select(domain, Customer.id, Customer.name_search)
-        .where(Customer.email_canonical.is_not(None), Customer.name_search.is_not(None),
-               Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(domain, Customer.id)
+        select(domain, col(Customer.id), col(Customer.name_search))
+        .where(col(Customer.email_canonical).is_not(None), col(Customer.name_search).is_not(None),
+               col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(domain, col(Customer.id))
     )
     rows = (r for r in _stream(session, stmt) if r[0] and not public(r[0]))
     for key, group in _grouped(rows):
@@ -271,15 +272,15 @@ def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str 
 
 def _address_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
     """Customers at the same street line + postal code (case-insensitive), in one sorted pass."""
-    addr = Customer.__table__.c.address
+    addr = col(Customer.address)
     line1 = addr["line1"].as_string()
     key = (func.lower(func.trim(line1)) + "|" + func.coalesce(
         func.upper(func.replace(addr["postal_code"].as_string(), " ", "")), "")).label("k")
     stmt = (
-        select(key, Customer.id, Customer.name_search)
-        .where(line1.is_not(None), line1 != "", Customer.name_search.is_not(None), Customer.deleted.is_(False),
-               _merged_into().is_(None))
-        .order_by(key, Customer.id)
+        select(key, col(Customer.id), col(Customer.name_search))
+        .where(line1.is_not(None), line1 != "", col(Customer.name_search).is_not(None),
+               col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(key, col(Customer.id))
     )
     for k, rows in _grouped(_stream(session, stmt)):
         if len(rows) > 1 and k and not k.startswith("|"):
@@ -430,26 +431,25 @@ def summaries(customer_ids: list[str], *, session: Session) -> dict[str, Custome
     if not customer_ids:
         return {}
     ids = list(dict.fromkeys(customer_ids))
-    subs = dict(session.exec(
-        select(Subscription.customer_id, func.count())
-        .where(Subscription.customer_id.in_(ids), Subscription.status.in_(LIVE_STATUSES))
-        .group_by(Subscription.customer_id)
+    sub_owner, inv_owner = col(Subscription.customer_id), col(Invoice.customer_id)
+    subs: dict[str, int] = dict(session.execute(
+        select(sub_owner, func.count())
+        .where(sub_owner.in_(ids), col(Subscription.status).in_(LIVE_STATUSES))
+        .group_by(sub_owner)
     ).all())
-    sub_last = dict(session.exec(
-        select(Subscription.customer_id, func.max(Subscription.created))
-        .where(Subscription.customer_id.in_(ids)).group_by(Subscription.customer_id)
+    sub_last: dict[str, datetime] = dict(session.execute(
+        select(sub_owner, func.max(Subscription.created)).where(sub_owner.in_(ids)).group_by(sub_owner)
     ).all())
-    unpaid = {r[0]: (r[1], r[2]) for r in session.exec(
-        select(Invoice.customer_id, func.count(), func.coalesce(func.sum(Invoice.amount_remaining), 0))
-        .where(Invoice.customer_id.in_(ids), Invoice.status.in_(UNPAID_STATUSES))
-        .group_by(Invoice.customer_id)
+    unpaid = {r[0]: (r[1], r[2]) for r in session.execute(
+        select(inv_owner, func.count(), func.coalesce(func.sum(Invoice.amount_remaining), 0))
+        .where(inv_owner.in_(ids), col(Invoice.status).in_(UNPAID_STATUSES))
+        .group_by(inv_owner)
     ).all()}
-    inv_last = dict(session.exec(
-        select(Invoice.customer_id, func.max(Invoice.created))
-        .where(Invoice.customer_id.in_(ids)).group_by(Invoice.customer_id)
+    inv_last: dict[str, datetime] = dict(session.execute(
+        select(inv_owner, func.max(Invoice.created)).where(inv_owner.in_(ids)).group_by(inv_owner)
     ).all())
     out: dict[str, CustomerSummary] = {}
-    for c in session.exec(select(Customer).where(Customer.id.in_(ids))).scalars():
+    for c in session.scalars(select(Customer).where(col(Customer.id).in_(ids))):
         times = [t for t in (c.created, sub_last.get(c.id), inv_last.get(c.id)) if t is not None]
         n_unpaid, amount = unpaid.get(c.id, (0, 0))
         out[c.id] = CustomerSummary(
