@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
@@ -24,8 +24,10 @@ from sqlmodel import Session, col
 
 from lib.models import Customer, Invoice, PaymentMethod, Subscription, utcnow
 
+# What two customers can share that links them (an exact value, or a similar name on top of something shared).
+Signal = Literal["email", "card", "phone", "name_address", "name_domain", "name_phone"]
 # How much one signal alone says that two customers are one person (0..1); combined as 1 - Π(1 - w).
-WEIGHTS: dict[str, float] = {
+WEIGHTS: dict[Signal, float] = {
     "email": 0.95,  # same mailbox after normalisation
     "card": 0.90,  # the same physical card (Stripe's fingerprint)
     "phone": 0.75,  # same E.164 number (households and switchboards share numbers)
@@ -33,7 +35,7 @@ WEIGHTS: dict[str, float] = {
     "name_domain": 0.60,  # similar names at the same company (non-public) email domain
     "name_phone": 0.50,  # similar names on top of a shared phone: only ever adds to "phone"
 }
-SIGNAL_LABELS: dict[str, str] = {
+SIGNAL_LABELS: dict[Signal, str] = {
     "email": "Same email (normalised)",
     "card": "Same card fingerprint",
     "phone": "Same phone (E.164)",
@@ -93,7 +95,7 @@ class Evidence:
 
     a: str
     b: str
-    signal: str
+    signal: Signal
     value: str
     score: float | None = None  # name similarity (0..100) for name_* signals
 
@@ -105,7 +107,7 @@ class Cluster:
     id: str
     customer_ids: list[str]
     confidence: float
-    signals: list[str]
+    signals: list[Signal]
     evidence: list[Evidence] = field(default_factory=list)
 
 
@@ -144,7 +146,7 @@ class _UnionFind:
         return True
 
 
-def combine(signals: Iterable[str]) -> float:
+def combine(signals: Iterable[Signal]) -> float:
     """The probability-style union of independent signals: 1 - Π(1 - w)."""
     miss = 1.0
     for s in set(signals):
@@ -293,11 +295,11 @@ def _address_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str
 def detect(*, session: Session) -> DetectionResult:
     """Scan the cache and return clusters of likely duplicates, most confident first."""
     started = time.perf_counter()
-    pair_signals: dict[tuple[str, str], set[str]] = defaultdict(set)
+    pair_signals: dict[tuple[str, str], set[Signal]] = defaultdict(set)
     evidence: dict[tuple[str, str], list[Evidence]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
 
-    def link(a: str, b: str, signal: str, value: str, score: float | None = None) -> None:
+    def link(a: str, b: str, signal: Signal, value: str, score: float | None = None) -> None:
         pair = (a, b) if a < b else (b, a)
         if signal not in pair_signals[pair]:
             pair_signals[pair].add(signal)
@@ -306,11 +308,12 @@ def detect(*, session: Session) -> DetectionResult:
     # Exact signals: link every member to the group's first (smallest id) — a star is enough for
     # union-find, and the same centre across signals lets a pair collect all the signals it shares.
     phone_groups: list[tuple[str, list[tuple[str, str | None]]]] = []
-    for signal, groups in (
+    exact: tuple[tuple[Signal, Iterator[tuple[str, list[tuple[str, str | None]]]]], ...] = (
         ("email", _key_groups(session, Customer.email_canonical)),
         ("phone", _key_groups(session, Customer.phone_normalized)),
         ("card", _card_groups(session)),
-    ):
+    )
+    for signal, groups in exact:
         for value, members in groups:
             if len(members) > MAX_SHARED.get(signal, len(members)):
                 counts[f"{signal}_shared_skipped"] += 1
@@ -326,7 +329,9 @@ def detect(*, session: Session) -> DetectionResult:
     for value, members in phone_groups:
         for a, b, score in _similar_pairs(members):
             link(a, b, "name_phone", value, score)
-    for signal, groups in (("name_domain", _domain_groups(session)), ("name_address", _address_groups(session))):
+    by_name: tuple[tuple[Signal, Iterator[tuple[str, list[tuple[str, str | None]]]]], ...] = (
+        ("name_domain", _domain_groups(session)), ("name_address", _address_groups(session)))
+    for signal, groups in by_name:
         for value, members in groups:
             counts[signal] += 1
             for a, b, score in _similar_pairs(members):

@@ -22,7 +22,7 @@ def retrieve(customer_id: str, *, settings: Settings | None = None) -> dict[str,
     `{"id": …, "deleted": true}`). Raises NotFound when Stripe never had it."""
     checked_id(IdKind.CUSTOMER, customer_id)
     obj, _ = read_path(f"/v1/customers/{customer_id}", {"expand": ["invoice_settings.default_payment_method"]},
-                  settings=settings)
+                       settings=settings)
     return obj
 
 

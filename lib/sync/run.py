@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Delete, Engine, Update, delete, func, select, update
 
@@ -41,13 +41,17 @@ class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
 
 
+# How a run ended (`sync_runs.status` also holds "running" while one is under way).
+RunStatus = Literal["succeeded", "failed", "skipped"]
+
+
 class SyncError(Exception):
     """A sync step failed; the message is one sentence that says what to do."""
 
 
 @dataclass
 class SyncResult:
-    status: str  # succeeded | failed | skipped
+    status: RunStatus
     counts: dict[str, int] = field(default_factory=dict)  # objects written per resource
     requests: int = 0
     seconds: float = 0.0
