@@ -173,7 +173,7 @@ def user_from_claims(claims: Mapping[str, Any], rules: access.RoleRules) -> User
     return User(email=email or str(claims.get("sub") or ""), name=name, roles=roles)
 
 
-def can(user: User, action: str) -> bool:
+def can(user: User, action: access.Action) -> bool:
     """Whether this user's roles allow `action` (see lib/access.ACTIONS); check before every action."""
     return access.may_do(user.roles, action)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlmodel import Session
 
 from lib import audit
 from lib import gateway as gw
 from lib.access import ACTIONS, ROLES
-from lib.audit import AuditAction, AuditResult
+from lib.audit import AuditResult
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.declines import explain
@@ -27,7 +27,7 @@ from lib.models import Invoice
 from lib.queries import format_money
 from lib.sync import refresh_customer
 
-ACTION = AuditAction.RETRY_INVOICE
+ACTION: Final = "retry_invoice"  # the role matrix's action and the audit rows' (AuditAction.RETRY_INVOICE)
 RETRYABLE = ("open", "uncollectible")
 
 

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from lib import audit
 from lib import gateway as gw
-from lib.access import ACTIONS, ROLES
+from lib.access import ACTIONS, ROLES, Action
 from lib.audit import AuditAction, AuditResult
 from lib.auth import User, can
 from lib.config import Settings, get_settings
@@ -231,7 +231,7 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
     return PortalError(PortalErrorKind.INVALID, f"Stripe refused the request: {text} No link was made.")
 
 
-def refuse(user: User, action: str, *, session: Session, customer_id: str | None = None,
+def refuse(user: User, action: Action, *, session: Session, customer_id: str | None = None,
            flow: str | None = None, details: dict[str, Any] | None = None) -> PortalError:
     """Record a refused attempt and return the message to show."""
     allowed = [r for r in ROLES if r in ACTIONS[action]]  # from the role matrix, so the advice never drifts
