@@ -58,7 +58,7 @@ def cell(value: Any) -> Any:
     return neutralise(raw(value))
 
 
-class CsvFile(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+class CsvFile(tempfile.SpooledTemporaryFile):
     """A rewound CSV file (bytes) plus the number of data rows written (`rows`, the header not counted)."""
 
     rows: int = 0
