@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -116,10 +116,14 @@ def when(value: object, *, time: bool = False, now: datetime | None = None) -> s
         return ""
     if isinstance(value, datetime):
         value = _utc(value)
-        hint = ago(value, now) if time and abs(((now or datetime.now(UTC)) - value).total_seconds()) < 86400 * 2 \
-            and value <= (now or datetime.now(UTC)) else relative(value, now)
-        return f"{value:%Y-%m-%d %H:%M} · {hint}" if time else f"{value:%Y-%m-%d} · {hint}"
+        return f"{value:%Y-%m-%d %H:%M} · {_hint(value, now)}" if time else f"{value:%Y-%m-%d} · {relative(value, now)}"
     return f"{value:%Y-%m-%d} · {relative(value, now)}"
+
+
+def _hint(value: datetime, now: datetime | None) -> str:
+    """A time's hint: 'N min ago' / 'N h ago' within the last two days, else the calendar-day hint."""
+    elapsed = (now or datetime.now(UTC)) - value
+    return ago(value, now) if timedelta(0) <= elapsed < timedelta(days=2) else relative(value, now)
 
 
 def period_end(end: object, cancels: object) -> str:
