@@ -1,10 +1,11 @@
 """Every query the dashboard pages run: pure functions over the cache, filtered, sorted and paged in SQL.
 
 Rules: never load a whole table; a page fetches `page_size + 1` rows (to know whether there is a next
-page); totals are counted with a LIMIT-bounded subquery (`COUNT_CAP`) so a broad filter over a million
-rows stays fast; CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in
-minor units per currency and is never summed across currencies. The same SQL runs on SQLite and
-PostgreSQL (the few dialect differences are in `_prefix`).
+page); totals are exact up to `EXACT_COUNT_LIMIT` matching rows (a LIMIT-bounded count) and estimated past
+it from a sample (`count_rows`, shown as "about 1.2 M"), so a broad filter over a million rows stays fast;
+CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in minor units per
+currency and is never summed across currencies. The same SQL runs on SQLite and PostgreSQL (the few dialect
+differences are in `_prefix` and `_table_size`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
-from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, literal_column, or_, select, text
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
@@ -41,9 +55,15 @@ from lib.models import (
     SyncState,
     utcnow,
 )
-from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
+from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
-COUNT_CAP = 1_000  # "1,000+" is as useful to a person as an exact count, and 10× cheaper
+COUNT_CAP = 1_000  # the old "1,000+" bound; still the cap of counts nobody shows (see EXACT_COUNT_LIMIT)
+# Totals are counted exactly up to this many matching rows, and estimated past it ("about 1.2 M"): counting
+# 100,000 index entries costs ~10–30 ms at 1M customers on both databases (docs/performance.md, "Counts").
+EXACT_COUNT_LIMIT = 100_000
+# Past the limit, the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the table's
+# size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
+ESTIMATE_SAMPLE = 10_000
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_LEN = 200
 ZERO_DECIMAL = frozenset({
@@ -112,9 +132,26 @@ def format_money(amount: int | None, currency: str | None) -> str:
     return f"{text} {cur.upper()}".strip()
 
 
+def approx_count(n: int) -> str:
+    """An estimated count as a person reads it: 'about 1.2 M', 'about 150,000', 'about 940' — two significant
+    digits (half rounds up), never more precise than an estimate is; millions and billions with M / G."""
+    n = max(0, int(n))
+    if n == 0:
+        return "about 0"
+    digits = len(str(n))
+    step = 10 ** max(0, digits - 2)
+    rounded = (n + step // 2) // step * step
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M")):
+        if rounded >= size:
+            value = f"{rounded / size:.1f}".removesuffix(".0")
+            return f"about {value} {unit}"
+    return f"about {rounded:,}"
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of rows plus a bounded total (`total_capped` means "at least `total`")."""
+    """One page of rows plus its total: exact; at least `total` (`total_capped`); or an estimate
+    (`total_estimated`, past EXACT_COUNT_LIMIT)."""
 
     rows: list[dict[str, Any]]
     page: int
@@ -122,11 +159,15 @@ class Page:
     has_more: bool
     total: int | None = None
     total_capped: bool = False
+    total_estimated: bool = False
 
     @property
     def total_label(self) -> str:
+        """'12,345' (exact), 'about 1.2 M' (estimated) or '10,000+' (a lower bound)."""
         if self.total is None:
             return ""
+        if self.total_estimated:
+            return approx_count(self.total)
         return f"{self.total:,}+" if self.total_capped else f"{self.total:,}"
 
 
@@ -170,6 +211,62 @@ def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tupl
     return (cap, True) if n > cap else (n, False)
 
 
+@dataclass(frozen=True)
+class Count:
+    """How many rows a filter matches: exact, or an estimate past EXACT_COUNT_LIMIT."""
+
+    value: int
+    estimated: bool = False
+
+
+    capped: bool = False  # at least `value` (no estimate possible: see count_rows)
+
+
+def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int = EXACT_COUNT_LIMIT,
+               sample: int = ESTIMATE_SAMPLE) -> Count:
+    """The rows `stmt` matches: counted exactly when there are at most `limit` of them, else estimated
+    (`_estimate_count`, never below limit + 1). The same statements on SQLite and PostgreSQL.
+
+    `id_column` is the primary key of the table `stmt` lists, whose ids must be random for the estimate (Stripe
+    ids); None for a table whose ids follow time (the audit log): past the limit the count is "limit+"."""
+    n, over = _bounded_count(session, stmt, cap=limit)
+    if not over:
+        return Count(n)
+    if id_column is None:
+        return Count(limit, capped=True)
+    return Count(max(limit + 1, _estimate_count(session, stmt, id_column, sample)), estimated=True)
+
+
+def _estimate_count(session: Session, stmt: Select, id_column: Any, sample: int) -> int:
+    """The share of `stmt`'s matches among the table's first `sample` primary keys, times the table's size.
+
+    Stripe's ids are random, so the first keys in order are a uniform sample; reading them is one short
+    range of the primary key, and the filter is evaluated on those rows only. The size is the planner's
+    row count on PostgreSQL (pg_class.reltuples, kept by autovacuum) and max(rowid) on SQLite (exact
+    unless rows were deleted) — `_table_size`.
+    """
+    keys = select(id_column).order_by(id_column).limit(sample).scalar_subquery()
+    first = select(id_column).order_by(id_column).limit(sample).subquery()
+    taken = session.execute(select(func.count()).select_from(first)).scalar_one()
+    if not taken:
+        return 0
+    hits = _bounded_count(session, stmt.where(id_column.in_(keys)), cap=sample)[0]
+    size = max(_table_size(session, id_column.table), taken)
+    return round(hits / taken * size)
+
+
+def _table_size(session: Session, table: Any) -> int:
+    """A table's row count without counting it: pg_class.reltuples (PostgreSQL; -1 or 0 before the first
+    ANALYZE, then 0 is returned) or max(rowid) (SQLite)."""
+    if _dialect(session) == "postgresql":
+        stmt = text("SELECT reltuples FROM pg_class WHERE relkind = 'r' AND relname = :name "
+                    "AND relnamespace = to_regnamespace(current_schema())::oid")
+        n = session.execute(stmt, {"name": table.name}).scalar()
+        return max(0, int(n or 0))
+    stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(table)
+    return int(session.execute(stmt).scalar_one())
+
+
 def _page_args(page: int, page_size: int) -> tuple[int, int]:
     """A page number of at least 1 and one of PAGE_SIZES (URL or session state may hold anything)."""
     return max(1, int(page)), page_size if page_size in PAGE_SIZES else PAGE_SIZES[0]
@@ -180,12 +277,12 @@ def _order(key: Any, id_column: Any, descending: bool) -> list[Any]:
     return [key.desc(), id_column.desc()] if descending else [key.asc(), id_column.asc()]
 
 
-def _page(session: Session, stmt: Select, page: int, page_size: int) -> Page:
+def _page(session: Session, stmt: Select, page: int, page_size: int, id_column: Any | None = None) -> Page:
     page, page_size = _page_args(page, page_size)
     rows = [dict(r) for r in session.execute(stmt.offset((page - 1) * page_size).limit(page_size + 1)).mappings()]
-    total, capped = _bounded_count(session, stmt)
+    total = count_rows(session, stmt, id_column)
     return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=len(rows) > page_size,
-                total=total, total_capped=capped)
+                total=total.value, total_capped=total.capped, total_estimated=total.estimated)
 
 
 def _page_by_ids(session: Session, ids_stmt: Select, rows_stmt: Select, id_column: Any, page: int,
@@ -196,9 +293,9 @@ def _page_by_ids(session: Session, ids_stmt: Select, rows_stmt: Select, id_colum
     ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
     rows = [dict(r) for r in session.execute(rows_stmt.where(id_column.in_(ids[:page_size]))).mappings()] \
         if ids else []
-    total, capped = _bounded_count(session, ids_stmt)
-    return Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total,
-                total_capped=capped)
+    total = count_rows(session, ids_stmt, id_column)
+    return Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total.value,
+                total_capped=total.capped, total_estimated=total.estimated)
 
 
 def _day_start(d: date | None) -> datetime | None:
@@ -214,13 +311,15 @@ class SearchError(ValueError):
 
 @dataclass(frozen=True)
 class Search:
-    kind: str  # none | id | email | phone | last4 | name
+    kind: str  # none | id | email | domain | phone | last4 | name
     value: str = ""
-    extra: str = ""  # email: canonical form
+    extra: str = ""  # email: canonical form; domain typed without '@': the folded text, also searched as a name
 
 
 _PHONEISH = re.compile(r"^\+?[\d\s().\-]{6,}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# "acme.com", "mail.acme.co.uk": labels of letters, digits and hyphens (any script) joined by dots
+_DOMAINISH = re.compile(r"[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
 
 
 def parse_search(text: str | None) -> Search:
@@ -239,6 +338,11 @@ def parse_search(text: str | None) -> Search:
             raise SearchError(f"{q!r} is not a customer id: ids look like cus_NffrFeUfNV2Hib (letters and "
                               "digits only).")
         return Search("id", "cus_" + q[4:])
+    if q.startswith("@"):
+        domain = email_domain(q) or ""
+        if not domain or "@" in domain or re.search(r"\s", domain):
+            raise SearchError("Type a company's email domain after the @, e.g. @acme.com.")
+        return Search("domain", domain)
     if "@" in q:
         norm = normalize_email(q) or ""
         if " " in norm:
@@ -254,6 +358,9 @@ def parse_search(text: str | None) -> Search:
                               "country code, e.g. +1 415 555 0100.")
         return Search("phone", e164)
     folded = fold_name(q) or ""
+    if _DOMAINISH.fullmatch(q) and not q.replace(".", "").isdigit():
+        # a company's domain, or the beginning of an address or a name with a dot ("ana.lima"): both
+        return Search("domain", email_domain("@" + q) or "", folded)
     if len(folded) < 2 or not re.search(r"\w", folded):
         raise SearchError("Type at least two letters of a name, or an email, a cus_… id, a phone number "
                           "or a card's last 4 digits.")
@@ -288,6 +395,9 @@ def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None
         if s.extra:
             conds.append(Customer.email_canonical == s.extra)
         return or_(*conds)
+    if s.kind == "domain":  # one range of ix_customers_email_domain_created: exact equality, no wildcard
+        by_domain = Customer.email_domain == s.value
+        return or_(by_domain, _name_match(session, s.extra)) if s.extra else by_domain
     if s.kind == "phone":
         return Customer.phone_normalized == s.value
     if s.kind == "last4":
@@ -321,7 +431,7 @@ def _name_match(session: Session, folded: str) -> ColumnElement[bool]:
     found: set[Any] = set()
     for stmt in (by_name, by_email):
         found.update(r[0] for r in session.execute(stmt.limit(NAME_MATCH_CAP)))
-    return key.in_(sorted(found)) if found else literal(False)
+    return key.in_(sorted(found)) if found else false()
 
 
 def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any] | None = None) -> Select:
@@ -352,7 +462,7 @@ def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any]
 
 def search_customers(*, session: Session, filters: CustomerFilters, page: int = 1, page_size: int = 25) -> Page:
     """One page of customers matching the search box and filters (raises SearchError on bad text)."""
-    return _page(session, _customers_stmt(session, filters), page, page_size)
+    return _page(session, _customers_stmt(session, filters), page, page_size, Customer.id)
 
 
 def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
@@ -516,7 +626,7 @@ def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page
                    Invoice.subscription_id, *_new_card_columns()).select_from(Invoice))
     stmt = (_with_card_joins(stmt).where(Invoice.customer_id == customer_id)
             .order_by(Invoice.created.desc(), Invoice.id.desc()))
-    result = _page(session, stmt, page, page_size)
+    result = _page(session, stmt, page, page_size, Invoice.id)
     for r in result.rows:
         r["new_card"] = new_card_hint(r)
     return result
