@@ -222,18 +222,20 @@ class Count:
     capped: bool = False  # at least `value` (no estimate possible: see count_rows)
 
 
-def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int = EXACT_COUNT_LIMIT,
-               sample: int = ESTIMATE_SAMPLE) -> Count:
+def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int | None = None,
+               sample: int | None = None) -> Count:
     """The rows `stmt` matches: counted exactly when there are at most `limit` of them, else estimated
     (`_estimate_count`, never below limit + 1). The same statements on SQLite and PostgreSQL.
 
     `id_column` is the primary key of the table `stmt` lists, whose ids must be random for the estimate (Stripe
     ids); None for a table whose ids follow time (the audit log): past the limit the count is "limit+"."""
+    limit = EXACT_COUNT_LIMIT if limit is None else limit
     n, over = _bounded_count(session, stmt, cap=limit)
     if not over:
         return Count(n)
     if id_column is None:
         return Count(limit, capped=True)
+    sample = ESTIMATE_SAMPLE if sample is None else sample
     return Count(max(limit + 1, _estimate_count(session, stmt, id_column, sample)), estimated=True)
 
 
@@ -251,18 +253,22 @@ def _estimate_count(session: Session, stmt: Select, id_column: Any, sample: int)
     if not taken:
         return 0
     hits = _bounded_count(session, stmt.where(id_column.in_(keys)), cap=sample)[0]
-    size = max(_table_size(session, id_column.table), taken)
+    size = max(_table_size(session, id_column), taken)
     return round(hits / taken * size)
 
 
-def _table_size(session: Session, table: Any) -> int:
-    """A table's row count without counting it: pg_class.reltuples (PostgreSQL; -1 or 0 before the first
-    ANALYZE, then 0 is returned) or max(rowid) (SQLite)."""
+def _table_size(session: Session, id_column: Any) -> int:
+    """A table's row count without counting it: pg_class.reltuples on PostgreSQL (kept by autovacuum; a table
+    never analyzed has -1, and then its primary key is counted, up to 10 × EXACT_COUNT_LIMIT), max(rowid) on
+    SQLite (exact unless rows were deleted)."""
+    table = id_column.table
     if _dialect(session) == "postgresql":
         stmt = text("SELECT reltuples FROM pg_class WHERE relkind = 'r' AND relname = :name "
                     "AND relnamespace = to_regnamespace(current_schema())::oid")
         n = session.execute(stmt, {"name": table.name}).scalar()
-        return max(0, int(n or 0))
+        if n is not None and n >= 0:
+            return int(n)
+        return _bounded_count(session, select(id_column), cap=10 * EXACT_COUNT_LIMIT)[0]
     stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(table)
     return int(session.execute(stmt).scalar_one())
 
