@@ -68,9 +68,9 @@ class Customer(SQLModel, table=True):
         # writes it. Its WHERE is the term each database's query renders (SQLite uses a partial index only
         # then); the flag leads anyway so both planners see the equality they saw on the old full index;
         # `deleted` lets the capped count of non-deleted ones read the index alone.
-        # search by company (an email domain): one index range, newest first like the default sort, and the
-        # exact count of a company's customers reads only its entries
-        Index("ix_customers_email_domain_created", "email_domain", "created", "id"),
+        # search by company (an email domain): one index range, newest first like the default sort; with
+        # `deleted`, the count of a company's customers reads only its entries (no table row)
+        Index("ix_customers_email_domain", "email_domain", "created", "id", "deleted"),
         Index("ix_customers_delinquent_created", "delinquent", "created", "id", "deleted",
               postgresql_where=text("delinquent"), sqlite_where=text("delinquent = 1")),
     )

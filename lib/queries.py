@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from time import perf_counter
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
@@ -58,12 +60,16 @@ from lib.models import (
 from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 COUNT_CAP = 1_000  # the old "1,000+" bound; still the cap of counts nobody shows (see EXACT_COUNT_LIMIT)
-# Totals are counted exactly up to this many matching rows, and estimated past it ("about 1.2 M"): counting
-# 100,000 index entries costs ~10–30 ms at 1M customers on both databases (docs/performance.md, "Counts").
+# Totals are exact when they are cheap: the count stops at EXACT_COUNT_LIMIT matching rows and at
+# COUNT_BUDGET_MS of database time, and past either an estimate is shown ("about 1.2 M"). Counting 100,000
+# index entries takes ~10–40 ms at 1M customers; a filter that must read table rows or probe another table per
+# customer (a currency over the table, a subscription status) can take seconds — hence the time budget
+# (docs/performance.md, "Counts").
 EXACT_COUNT_LIMIT = 100_000
-# Past the limit, the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the table's
+COUNT_BUDGET_MS = 50
+# The estimate: the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the table's
 # size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
-ESTIMATE_SAMPLE = 10_000
+ESTIMATE_SAMPLE = 5_000
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_LEN = 200
 ZERO_DECIMAL = frozenset({
@@ -223,20 +229,58 @@ class Count:
 
 
 def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int | None = None,
-               sample: int | None = None) -> Count:
-    """The rows `stmt` matches: counted exactly when there are at most `limit` of them, else estimated
-    (`_estimate_count`, never below limit + 1). The same statements on SQLite and PostgreSQL.
+               sample: int | None = None, budget_ms: int | None = None, at_least: int = 0) -> Count:
+    """The rows `stmt` matches: counted exactly when there are at most `limit` of them (EXACT_COUNT_LIMIT) and
+    the count takes at most `budget_ms` (COUNT_BUDGET_MS) of database time; else estimated (`_estimate_count`;
+    never below limit + 1 past the limit, nor below `at_least`, the rows the caller has already seen).
+    The same statements on SQLite and PostgreSQL; only how a count is stopped differs (`_count_within`).
 
     `id_column` is the primary key of the table `stmt` lists, whose ids must be random for the estimate (Stripe
-    ids); None for a table whose ids follow time (the audit log): past the limit the count is "limit+"."""
+    ids); None for a table whose ids follow time (the audit log): then the count is "limit+" past the limit,
+    and has no time budget."""
     limit = EXACT_COUNT_LIMIT if limit is None else limit
-    n, over = _bounded_count(session, stmt, cap=limit)
-    if not over:
-        return Count(n)
     if id_column is None:
-        return Count(limit, capped=True)
+        n, over = _bounded_count(session, stmt, cap=limit)
+        return Count(limit, capped=True) if over else Count(n)
+    counted = _count_within(session, stmt, limit, COUNT_BUDGET_MS if budget_ms is None else budget_ms)
+    if counted is not None and not counted[1]:
+        return Count(counted[0])
+    floor = limit + 1 if counted is not None else at_least
     sample = ESTIMATE_SAMPLE if sample is None else sample
-    return Count(max(limit + 1, _estimate_count(session, stmt, id_column, sample)), estimated=True)
+    return Count(max(floor, _estimate_count(session, stmt, id_column, sample)), estimated=True)
+
+
+def _count_within(session: Session, stmt: Select, cap: int, budget_ms: int) -> tuple[int, bool] | None:
+    """`_bounded_count`, or None when the database spent more than `budget_ms` on it and stopped.
+
+    PostgreSQL: `statement_timeout` set for this statement only, inside a savepoint (a cancelled statement
+    rolls back to it, which also restores the setting). SQLite: a progress handler, called every few
+    thousand virtual-machine steps, interrupts the statement once the time is up (a read leaves the
+    transaction as it was)."""
+    budget_ms = max(1, int(budget_ms))
+    if _dialect(session) == "postgresql":
+        try:
+            with session.begin_nested():
+                before = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+                session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(budget_ms)})
+                counted = _bounded_count(session, stmt, cap=cap)
+                session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": before})
+            return counted
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: the budget ran out
+                return None
+            raise
+    raw = session.connection().connection.driver_connection
+    deadline = perf_counter() + budget_ms / 1000
+    raw.set_progress_handler(lambda: int(perf_counter() > deadline), 2_000)
+    try:
+        return _bounded_count(session, stmt, cap=cap)
+    except OperationalError as exc:
+        if "interrupted" in str(exc.orig):
+            return None
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)
 
 
 def _estimate_count(session: Session, stmt: Select, id_column: Any, sample: int) -> int:
@@ -286,7 +330,7 @@ def _order(key: Any, id_column: Any, descending: bool) -> list[Any]:
 def _page(session: Session, stmt: Select, page: int, page_size: int, id_column: Any | None = None) -> Page:
     page, page_size = _page_args(page, page_size)
     rows = [dict(r) for r in session.execute(stmt.offset((page - 1) * page_size).limit(page_size + 1)).mappings()]
-    total = count_rows(session, stmt, id_column)
+    total = count_rows(session, stmt, id_column, at_least=(page - 1) * page_size + len(rows))
     return Page(rows=rows[:page_size], page=page, page_size=page_size, has_more=len(rows) > page_size,
                 total=total.value, total_capped=total.capped, total_estimated=total.estimated)
 
@@ -299,7 +343,7 @@ def _page_by_ids(session: Session, ids_stmt: Select, rows_stmt: Select, id_colum
     ids = [r[0] for r in session.execute(ids_stmt.offset((page - 1) * page_size).limit(page_size + 1))]
     rows = [dict(r) for r in session.execute(rows_stmt.where(id_column.in_(ids[:page_size]))).mappings()] \
         if ids else []
-    total = count_rows(session, ids_stmt, id_column)
+    total = count_rows(session, ids_stmt, id_column, at_least=(page - 1) * page_size + len(ids))
     return Page(rows=rows, page=page, page_size=page_size, has_more=len(ids) > page_size, total=total.value,
                 total_capped=total.capped, total_estimated=total.estimated)
 
@@ -401,7 +445,7 @@ def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None
         if s.extra:
             conds.append(Customer.email_canonical == s.extra)
         return or_(*conds)
-    if s.kind == "domain":  # one range of ix_customers_email_domain_created: exact equality, no wildcard
+    if s.kind == "domain":  # one range of ix_customers_email_domain: exact equality, no wildcard
         by_domain = Customer.email_domain == s.value
         return or_(by_domain, _name_match(session, s.extra)) if s.extra else by_domain
     if s.kind == "phone":

@@ -7,7 +7,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, true
+from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from lib import queries
@@ -116,3 +117,33 @@ def test_the_customers_page_shows_an_estimate_past_the_limit(session: Session, d
     monkeypatch.setattr(queries, "ESTIMATE_SAMPLE", 60)
     at = run_page("customers.py")
     assert any(c.value.startswith("about 300 customer(s)") for c in at.caption), [c.value for c in at.caption]
+
+
+def _slow():  # noqa: ANN202
+    """A statement far slower than 1 ms on any database: every triple of customers."""
+    b, c = aliased(Customer), aliased(Customer)
+    return select(Customer.id).join(b, true()).join(c, true()).where(b.id != c.id)
+
+
+def test_a_count_past_its_time_budget_is_an_estimate(session: Session, three_hundred: int) -> None:
+    got = queries.count_rows(session, _slow(), Customer.id, limit=10**9, budget_ms=1, sample=60)
+    assert got.estimated
+
+
+def test_a_stopped_count_leaves_the_session_usable(session: Session, three_hundred: int) -> None:
+    queries.count_rows(session, _slow(), Customer.id, limit=10**9, budget_ms=1, sample=60)
+    assert eur(session) == 100
+
+
+def test_a_stopped_count_is_never_below_the_rows_already_shown(session: Session, three_hundred: int) -> None:
+    stmt = select(Customer.id).where(Customer.id >= "cus_T00200")  # none of them in a 60-id sample
+    got = queries.count_rows(session, stmt.join(aliased(Customer), true()), Customer.id, limit=10**9, budget_ms=1,
+                             sample=60, at_least=75)
+    assert got == queries.Count(75, estimated=True)
+
+
+@pytest.mark.parametrize("budget_ms", [1, 20])  # stopped; finished in time (1,000 rows)
+def test_the_time_budget_does_not_outlive_the_count(session: Session, three_hundred: int, budget_ms: int) -> None:
+    queries.count_rows(session, _slow(), Customer.id, limit=1_000, budget_ms=budget_ms, sample=60)
+    n = session.execute(select(func.count()).select_from(_slow().limit(1_000_000).subquery())).scalar_one()
+    assert n == 1_000_000  # a long statement afterwards runs to its end (takes well over the budget)

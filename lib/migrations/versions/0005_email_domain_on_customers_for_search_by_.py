@@ -1,8 +1,8 @@
 """email_domain on customers, for search by company
 
 customers.email_domain: what follows the last '@' of the customer's email, case-folded, spaces and dots trimmed
-from its ends (lib.normalize.email_domain), indexed with (created, id) so the search box's "@acme.com" is one
-index range in the default order and its exact count reads only that company's entries. Filled here from
+from its ends (lib.normalize.email_domain), indexed with (created, id, deleted) so the search box's "@acme.com" is
+one index range in the default order and its count reads only that company's index entries. Filled here from
 `email_normalized` (already case-folded) in one UPDATE per database, in SQL that mirrors the Python rule; the
 sync keeps it from then on (lib/mapping.customer_row).
 
@@ -43,10 +43,11 @@ def upgrade() -> None:
                "WHERE email_normalized LIKE '%@%'")
     # the index after the fill: one sorted build instead of a million index updates
     with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.create_index('ix_customers_email_domain_created', ['email_domain', 'created', 'id'], unique=False)
+        batch_op.create_index('ix_customers_email_domain', ['email_domain', 'created', 'id', 'deleted'],
+                              unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.drop_index('ix_customers_email_domain_created')
+        batch_op.drop_index('ix_customers_email_domain')
         batch_op.drop_column('email_domain')
