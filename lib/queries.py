@@ -60,14 +60,14 @@ from lib.models import (
 )
 from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
-COUNT_CAP = 1_000  # the old "1,000+" bound; still the cap of counts nobody shows (see EXACT_COUNT_LIMIT)
+COUNT_CAP = 1_000  # "1,000+": the bound of a count that cannot be estimated (the audit log; see count_rows)
 # Totals are exact when they are cheap: the count stops at EXACT_COUNT_LIMIT matching rows and at
 # COUNT_BUDGET_MS of database time, and past either an estimate is shown ("about 1.2 M"). Counting 100,000
 # index entries takes ~10–40 ms at 1M customers; a filter that must read table rows or probe another table per
 # customer (a currency over the table, a subscription status) can take seconds — hence the time budget
 # (docs/performance.md, "Counts").
 EXACT_COUNT_LIMIT = 100_000
-COUNT_BUDGET_MS = 50
+COUNT_BUDGET_MS = 30
 FIRST_COUNT = 1_000  # counted first: a result this small is exact at once (the old "1,000+" cap's cost)
 # The estimate: the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the table's
 # size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
@@ -243,12 +243,12 @@ def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: 
     estimated (`_estimate_count`) differ by database.
 
     `id_column` is the primary key of the table `stmt` lists, whose ids must be random for SQLite's estimate
-    (Stripe ids); None for a table whose ids follow time (the audit log): the count is then "limit+" past the
-    limit, without a budget."""
-    limit = EXACT_COUNT_LIMIT if limit is None else limit
+    (Stripe ids); None for a table whose ids follow time (the audit log): its count stays bounded as before,
+    "1,000+" (COUNT_CAP) past 1,000."""
     if id_column is None:
-        n, over = _bounded_count(session, stmt, cap=limit)
-        return Count(limit, capped=True) if over else Count(n)
+        n, over = _bounded_count(session, stmt, cap=COUNT_CAP)
+        return Count(COUNT_CAP, capped=True) if over else Count(n)
+    limit = EXACT_COUNT_LIMIT if limit is None else limit
     budget = COUNT_BUDGET_MS if budget_ms is None else budget_ms
     started = perf_counter()
     first_cap = min(limit, FIRST_COUNT)
