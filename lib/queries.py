@@ -381,7 +381,7 @@ class SearchError(ValueError):
 class Search:
     kind: str  # none | id | email | domain | phone | last4 | name
     value: str = ""
-    extra: str = ""  # email: canonical form; domain typed without '@': the folded text, also searched as a name
+    extra: str = ""  # email: canonical form; domain typed without '@': the text, also an address's beginning
 
 
 _PHONEISH = re.compile(r"^\+?[\d\s().\-]{6,}$")
@@ -427,8 +427,8 @@ def parse_search(text: str | None) -> Search:
         return Search("phone", e164)
     folded = fold_name(q) or ""
     if _DOMAINISH.fullmatch(q) and not q.replace(".", "").isdigit():
-        # a company's domain, or the beginning of an address or a name with a dot ("ana.lima"): both
-        return Search("domain", email_domain("@" + q) or "", folded)
+        # a company's domain, or the beginning of an address ("ana.lima"): both, each from an index
+        return Search("domain", email_domain("@" + q) or "", normalize_email(q) or "")
     if len(folded) < 2 or not re.search(r"\w", folded):
         raise SearchError("Type at least two letters of a name, or an email, a cus_… id, a phone number "
                           "or a card's last 4 digits.")
@@ -465,7 +465,7 @@ def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None
         return or_(*conds)
     if s.kind == "domain":  # one range of ix_customers_email_domain: exact equality, no wildcard
         by_domain = Customer.email_domain == s.value
-        return or_(by_domain, _name_match(session, s.extra)) if s.extra else by_domain
+        return or_(by_domain, _name_match(session, s.extra, names=False)) if s.extra else by_domain
     if s.kind == "phone":
         return Customer.phone_normalized == s.value
     if s.kind == "last4":
@@ -479,8 +479,10 @@ def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None
 NAME_MATCH_CAP = 1_000
 
 
-def _name_match(session: Session, folded: str) -> ColumnElement[bool]:
-    """Customers whose folded name contains `folded`, or whose email starts with it (at most 1,000 of each).
+def _name_match(session: Session, folded: str, *, names: bool = True) -> ColumnElement[bool]:
+    """Customers whose folded name contains `folded`, or whose email starts with it (at most 1,000 of each);
+    with `names=False` only the latter (an index range: a domain-like "ana.lima" is the beginning of an address,
+    and a name substring that matches nobody would read every name).
 
     A substring cannot use a b-tree: PostgreSQL answers it from the trigram index when pg_trgm is
     allowed; otherwise (and on SQLite) the names are read once, without ORDER BY (a plain scan that stops
@@ -497,7 +499,7 @@ def _name_match(session: Session, folded: str) -> ColumnElement[bool]:
     by_name = select(key).where(contains)
     by_email = select(key).where(_prefix(session, Customer.email_normalized, folded))
     found: set[Any] = set()
-    for stmt in (by_name, by_email):
+    for stmt in (by_name, by_email) if names else (by_email,):
         found.update(r[0] for r in session.execute(stmt.limit(NAME_MATCH_CAP)))
     return key.in_(sorted(found)) if found else false()
 

@@ -72,7 +72,7 @@ def test_an_at_with_nothing_usable_after_it_says_what_to_type(session: Session) 
         queries.parse_search("@ ")
 
 
-def test_a_dotted_name_or_address_beginning_still_finds_the_person(session: Session) -> None:
+def test_the_dotted_beginning_of_an_address_still_finds_the_person(session: Session) -> None:
     ana = make_customer(session, email="ana.lima@example.org", name="Ana Lima").id
     assert found(session, "ana.lima") == {ana}
 
