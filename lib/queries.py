@@ -63,14 +63,15 @@ from lib.normalize import canonical_email, email_domain, fold_name, normalize_em
 COUNT_CAP = 1_000  # "1,000+": the bound of a count that cannot be estimated (the audit log; see count_rows)
 # Totals are exact when they are cheap: the count stops at EXACT_COUNT_LIMIT matching rows and at
 # COUNT_BUDGET_MS of database time, and past either an estimate is shown ("about 1.2 M"). Counting 100,000
-# index entries takes ~10–40 ms at 1M customers; a filter that must read table rows or probe another table per
-# customer (a currency over the table, a subscription status) can take seconds — hence the time budget
-# (docs/performance.md, "Counts").
+# index entries takes ~5–30 ms at 1M customers; a filter that must read table rows or probe another table per
+# customer (one currency, a subscription status) takes 0.1–8 s for 100,000 — hence the time budget too
+# (docs/performance.md, "Counts and search by company").
 EXACT_COUNT_LIMIT = 100_000
-COUNT_BUDGET_MS = 30
+COUNT_BUDGET_MS = 20
 FIRST_COUNT = 1_000  # counted first: a result this small is exact at once (the old "1,000+" cap's cost)
-# The estimate: the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the table's
-# size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
+# SQLite's estimate: the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the
+# table's size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
+# PostgreSQL's: the planner's row estimate (EXPLAIN).
 ESTIMATE_SAMPLE = 5_000
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_LEN = 200
