@@ -1,8 +1,8 @@
 """Every query the dashboard pages run: pure functions over the cache, filtered, sorted and paged in SQL.
 
 Rules: never load a whole table; a page fetches `page_size + 1` rows (to know whether there is a next
-page); totals are exact up to `EXACT_COUNT_LIMIT` matching rows (a LIMIT-bounded count) and estimated past
-it from a sample (`count_rows`, shown as "about 1.2 M"), so a broad filter over a million rows stays fast;
+page); totals are exact when counting them is cheap (at most `EXACT_COUNT_LIMIT` rows within `COUNT_BUDGET_MS`)
+and estimated otherwise (`count_rows`, shown as "about 1.2 M"), so a broad filter over a million rows stays fast;
 CSV exports stream one query in batches (`yield_per`) into a spooled file. Money is in minor units per
 currency and is never summed across currencies. The same SQL runs on SQLite and PostgreSQL (the few dialect
 differences are in `_prefix`, `_count_within` and `_estimate_count`).
@@ -160,7 +160,7 @@ def approx_count(n: int) -> str:
 @dataclass(frozen=True)
 class Page:
     """One page of rows plus its total: exact; at least `total` (`total_capped`); or an estimate
-    (`total_estimated`, past EXACT_COUNT_LIMIT)."""
+    (`total_estimated`: see count_rows)."""
 
     rows: list[dict[str, Any]]
     page: int
@@ -222,13 +222,12 @@ def _bounded_count(session: Session, stmt: Select, cap: int = COUNT_CAP) -> tupl
 
 @dataclass(frozen=True)
 class Count:
-    """How many rows a filter matches: exact, or an estimate past EXACT_COUNT_LIMIT."""
+    """How many rows a filter matches: exact; an estimate (too many, or too slow, to count); or at least
+    `value` (`capped`: a count that cannot be estimated, see count_rows)."""
 
     value: int
     estimated: bool = False
-
-
-    capped: bool = False  # at least `value` (no estimate possible: see count_rows)
+    capped: bool = False
 
 
 def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int | None = None,
