@@ -61,14 +61,14 @@ from lib.models import (
 from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 COUNT_CAP = 1_000  # "1,000+": the bound of a count that cannot be estimated (the audit log; see count_rows)
-# Totals are exact when they are cheap: the count stops at EXACT_COUNT_LIMIT matching rows and at
-# COUNT_BUDGET_MS of database time, and past either an estimate is shown ("about 1.2 M"). Counting 100,000
-# index entries takes ~5–30 ms at 1M customers; a filter that must read table rows or probe another table per
-# customer (one currency, a subscription status) takes 0.1–8 s for 100,000 — hence the time budget too
-# (docs/performance.md, "Counts and search by company").
+# Totals are exact when they are cheap: up to FIRST_COUNT always; past it the count stops at
+# EXACT_COUNT_LIMIT matching rows and at COUNT_BUDGET_MS of database time, and past either an estimate is shown
+# ("about 1.2 M"). Counting 100,000 index entries takes ~5–30 ms at 1M customers; a filter that must read table
+# rows or probe another table per customer (one currency, a subscription status) takes 0.1–8 s for 100,000 —
+# hence the time budget too (docs/performance.md, "Counts and search by company").
 EXACT_COUNT_LIMIT = 100_000
 COUNT_BUDGET_MS = 20
-FIRST_COUNT = 1_000  # counted first: a result this small is exact at once (the old "1,000+" cap's cost)
+FIRST_COUNT = 1_000  # counted first, without a budget: a result this small is always exact (the old cap's cost)
 # SQLite's estimate: the share of matching rows among the first ESTIMATE_SAMPLE primary keys, times the
 # table's size. Stripe ids are random, so the first ids in order are a uniform sample of the table.
 # PostgreSQL's: the planner's row estimate (EXPLAIN).
@@ -232,15 +232,15 @@ class Count:
 
 def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: int | None = None,
                sample: int | None = None, budget_ms: int | None = None, at_least: int = 0) -> Count:
-    """The rows `stmt` matches: exact when that is cheap — at most `limit` (EXACT_COUNT_LIMIT) of them, counted
-    within `budget_ms` (COUNT_BUDGET_MS) of database time — else an estimate (`_estimate_count`), never below
-    what is known: past a count's cap, cap + 1; otherwise `at_least` (the rows the caller has already seen).
+    """The rows `stmt` matches: exact when that is cheap, else an estimate (`_estimate_count`) never below what
+    is known (past a count's cap, cap + 1; the rows the caller has already seen, `at_least`).
 
-    Steps: (1) count up to FIRST_COUNT within the budget: most searches end here, exact; (2) estimate; (3) when
-    the estimate is within twice the limit and budget is left, count up to the limit within what is left.
-    A broad filter over a million rows thus costs a 1,000-row count and an estimate, never a 100,000-row count.
-    The same statements on SQLite and PostgreSQL; how a count is stopped (`_count_within`) and how it is
-    estimated (`_estimate_count`) differ by database.
+    Steps: (1) count up to FIRST_COUNT (1,000, what every list always counted): most searches end here, exact;
+    (2) estimate; (3) when the estimate is within twice `limit` (EXACT_COUNT_LIMIT), count up to the limit within
+    `budget_ms` (COUNT_BUDGET_MS) of database time: exact if it gets to the end. A broad filter over a million
+    rows thus costs a 1,000-row count and an estimate, never a 100,000-row count; a sparse one that would walk
+    the table to count its matches is stopped by the budget. The same statements on SQLite and PostgreSQL; how a
+    count is stopped (`_count_within`) and how it is estimated (`_estimate_count`) differ by database.
 
     `id_column` is the primary key of the table `stmt` lists, whose ids must be random for SQLite's estimate
     (Stripe ids); None for a table whose ids follow time (the audit log): its count stays bounded as before,
@@ -249,17 +249,14 @@ def count_rows(session: Session, stmt: Select, id_column: Any | None, *, limit: 
         n, over = _bounded_count(session, stmt, cap=COUNT_CAP)
         return Count(COUNT_CAP, capped=True) if over else Count(n)
     limit = EXACT_COUNT_LIMIT if limit is None else limit
-    budget = COUNT_BUDGET_MS if budget_ms is None else budget_ms
-    started = perf_counter()
     first_cap = min(limit, FIRST_COUNT)
-    first = _count_within(session, stmt, first_cap, budget)
-    if first is not None and not first[1]:
-        return Count(first[0])
+    n, over = _bounded_count(session, stmt, cap=first_cap)
+    if not over:
+        return Count(n)
     estimate = _estimate_count(session, stmt, id_column, ESTIMATE_SAMPLE if sample is None else sample)
-    floor = first_cap + 1 if first is not None else at_least
-    left = budget - (perf_counter() - started) * 1000
-    if first is not None and limit > first_cap and estimate <= 2 * limit and left >= 1:
-        counted = _count_within(session, stmt, limit, left)
+    floor = first_cap + 1
+    if limit > first_cap and estimate <= 2 * limit:
+        counted = _count_within(session, stmt, limit, COUNT_BUDGET_MS if budget_ms is None else budget_ms)
         if counted is not None and not counted[1]:
             return Count(counted[0])
         floor = limit + 1 if counted is not None else floor
