@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages.components.format import ago, balance, when
+from app_pages.components.format import ago, balance, money, when
 from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
 from app_pages.components.tables import customer_link
@@ -16,7 +16,6 @@ from app_pages.components.text import md
 from lib import duplicates, merge, queries
 from lib.config import get_settings
 from lib.db import session_scope
-from lib.money import format_money
 from lib.queries import SearchError
 
 P = "dup"  # widget-key prefix
@@ -58,9 +57,9 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
             label = md(c.name or cid)
             col.markdown(f"**{f'[{label}]({link})' if link else label}**  \n{md(cid)}")
             col.caption(f"{md(c.email) or 'no email'} · {md(c.phone) or 'no phone'}")
-            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {format_money(c.mrr, c.currency)}")
+            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {money(c.mrr, c.currency)}")
             col.write(f"Unpaid invoices: **{c.unpaid_invoices}**"
-                      + (f" ({format_money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
+                      + (f" ({money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
             col.write(f"Balance: {balance(c.balance, c.currency)} · created {when(c.created)}")
             col.caption(f"Last activity {ago(c.last_activity)}")
             if c.metadata.get("merged_into"):

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from lib.models import from_ts, utcnow
-from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
+from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 Obj = dict[str, Any]
 _fromtimestamp = datetime.fromtimestamp
@@ -147,6 +147,7 @@ def customer_row(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "email": email,
         "email_normalized": normalize_email(email),
         "email_canonical": canonical_email(email),
+        "email_domain": email_domain(email),
         "name": name,
         "name_search": _fold(name),
         "phone": phone,
