@@ -28,6 +28,7 @@ from app_pages.components.tables import (
     selected_ids,
 )
 from app_pages.components.text import md, safe_url
+from app_pages.components.urlstate import Choice, Flag, UrlState
 from lib import followups
 from lib.auth import User, can
 from lib.db import session_scope
@@ -37,23 +38,32 @@ from lib.queries import AGE_BUCKETS, FailedFilters, format_money
 P = "fi"  # widget-key prefix
 SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
          "Newest first": ("created", True), "Next retry soonest": ("next_retry", False)}
+STATUSES = [ANY, "open", "uncollectible"]  # the worklist's invoice statuses
 
 
 def filters_from_widgets() -> FailedFilters:
-    codes = query("decline_codes")
-    currencies = query("failed_currencies")
+    codes = [ANY, *query("decline_codes")]
+    currencies = [ANY, *[c.upper() for c in query("failed_currencies") if isinstance(c, str) and c]]
+    url = UrlState(P)  # every filter in the URL, bound before its widget: Back and shared links keep them
+    url.bind(f"{P}_decline", Choice(codes), default=ANY, label="Decline code")
+    url.bind(f"{P}_currency", Choice(currencies), default=ANY, label="Currency")
+    url.bind(f"{P}_status", Choice(STATUSES), default=ANY, label="Invoice status")
+    url.bind(f"{P}_followup", Choice([ANY, *followups.STATUSES]), default=ANY, label="Follow-up")
+    url.bind(f"{P}_age", Choice([ANY, *AGE_BUCKETS]), default=ANY, label="Age")
+    url.bind(f"{P}_sort", Choice(list(SORTS)), default=next(iter(SORTS)), label="Sort")
+    url.bind(f"{P}_new_card", Flag(), default=False, label="New card since the failure")
     c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Decline code", [ANY, *codes], key=f"{P}_decline",
+    c1.selectbox("Decline code", codes, key=f"{P}_decline",
                  format_func=lambda c: c if c == ANY else (c if isinstance(c, str) and c else "(no code)"))
-    c1.selectbox("Currency", [ANY, *[c.upper() for c in currencies if isinstance(c, str) and c]],
-                 key=f"{P}_currency")
-    c2.selectbox("Invoice status", [ANY, "open", "uncollectible"], key=f"{P}_status")
+    c1.selectbox("Currency", currencies, key=f"{P}_currency")
+    c2.selectbox("Invoice status", STATUSES, key=f"{P}_status")
     c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
     c4.checkbox("New card since the failure", key=f"{P}_new_card",
                 help="Only invoices whose customer put another card on file after the last failed attempt: a "
                      "retry now would charge that card.")
+    url.render_notes()
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
     return FailedFilters(decline_code=chosen(f"{P}_decline"), currency=(chosen(f"{P}_currency") or "").lower() or None,
