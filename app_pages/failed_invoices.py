@@ -174,21 +174,26 @@ def _save_followup(user: User) -> None:
 
 def follow_selection(selected: list[str], rows: list[dict]) -> None:
     """Point the invoice panel at the row the user just selected in the worklist (the newest one when several
-    are); with no selection and an empty id box, at the first row of the page. Runs before the id box exists."""
-    key, before_key = f"{P}_fu_id", f"{P}_table__followed"
+    are). Until the user selects a row or types an id, the panel follows the first row of the page shown (a
+    new filter or page moves it along). Runs before the id box exists."""
+    key, before_key, auto_key = f"{P}_fu_id", f"{P}_table__followed", f"{P}_fu_auto"
     before = st.session_state.get(before_key, [])
     added = [i for i in selected if i not in before]
     st.session_state[before_key] = list(selected)
+    current = (st.session_state.get(key) or "").strip()
     if added:
         st.session_state[key] = added[-1]
-    elif not (st.session_state.get(key) or "").strip() and rows:
-        st.session_state[key] = rows[0]["id"]
+        st.session_state.pop(auto_key, None)
+    elif rows and (not current or (current == st.session_state.get(auto_key)
+                                   and current not in {r["id"] for r in rows})):
+        st.session_state[key] = st.session_state[auto_key] = rows[0]["id"]
 
 
 def load_followup(invoice: dict) -> None:
     """Put the invoice's saved status and note into the editor when the panel turns to another invoice (before
     the editor's widgets exist; an unsaved edit of the same invoice is kept)."""
-    if st.session_state.get(f"{P}_fu_loaded") == invoice["id"]:
+    drawn = f"{P}_fu_status" in st.session_state  # Streamlit drops the editor's state after another page
+    if drawn and st.session_state.get(f"{P}_fu_loaded") == invoice["id"]:
         return
     st.session_state[f"{P}_fu_loaded"] = invoice["id"]
     status = invoice["followup_status"] if invoice["followup_status"] in followups.STATUSES else "open"

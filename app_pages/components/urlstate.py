@@ -5,7 +5,8 @@
     st.text_input("Search", key="cust_search")
 
 `bind` runs before its widget is created. When the URL holds another value than the one this session last
-wrote (a shared link, the browser's Back or Forward, an edited address) the URL wins: its value, checked by
+wrote (a shared link, the browser's Back or Forward, an edited address), or a value for a widget whose state
+Streamlit dropped (it was not drawn on the page shown in between), the URL wins: its value, checked by
 the codec, is put into the widget's session state. Otherwise the widget wins: its value is written to the
 URL, and a value equal to the default is removed from it, so a URL names only what differs. A value the
 codec refuses (unknown option, not a date, too long, control characters) is dropped from the URL, the
@@ -218,7 +219,9 @@ class UrlState:
         memory = _memory(self.prefix)
         raw = _from_url(key)
         seen = memory.get(key)
-        from_url = _normal(raw) != _normal(seen)
+        # the URL changed since this session wrote it, or the widget's state is gone (Streamlit drops a widget's
+        # state when a run does not draw it: after another page) while the URL still holds its value (Back)
+        from_url = _normal(raw) != _normal(seen) or (raw is not None and key not in st.session_state)
         if from_url:
             value = default
             if raw is not None:

@@ -270,6 +270,27 @@ def test_back_to_customer_search_keeps_the_search_and_page(crowd: dict[str, list
         "cust_search": "filler", "cust_page": "2"}
 
 
+def test_back_from_another_page_restores_the_view(crowd: dict[str, list[str]]) -> None:
+    """Back from a customer's page: the URL is the one this session wrote, but Streamlit dropped the search
+    box's state while the other page was shown."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("app_pages/customers.py")
+    at.query_params["cust_search"] = "filler"
+    at.query_params["cust_page"] = "2"
+    at.run()
+    at.switch_page("app_pages/customer_detail.py")
+    at.query_params.clear()
+    at.query_params["id"] = crowd["fillers"][26]
+    at.run()
+    at.switch_page("app_pages/customers.py")
+    at.query_params.clear()
+    at.query_params["cust_search"] = "filler"
+    at.query_params["cust_page"] = "2"
+    at.run()
+    assert at.text_input(key="cust_search").value == "filler"
+    assert ids(at) == crowd["fillers"][25:]
+
+
 def test_customer_detail_without_an_id_is_a_search_box(crowd: dict[str, list[str]]) -> None:
     at = run_page("customer_detail.py")
     assert not at.exception, at.exception

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages.components.text import plain
 from lib import followups
 from lib.db import session_scope
-from tests.utils.apptest import run_page
+from tests.utils.apptest import APP, run_page
 from tests.utils.factories import make_customer, make_failed_invoice, make_invoice
 
 
@@ -121,3 +121,29 @@ def test_the_panel_shows_the_saved_state_after_a_save(worklist: dict[str, Any]) 
     at.radio(key="fi_fu_status").set_value("resolved")
     at.button(key="fi_fu_save").click().run()
     assert "follow-up **resolved** by demo@localhost" in panel_text(at)
+
+
+def test_the_editor_shows_the_saved_follow_up_after_another_page(worklist: dict[str, Any]) -> None:
+    """Streamlit drops the editor's widget state while another page is shown; coming back must not show
+    "open" and an empty note for the invoice in the panel (the first row) that has a follow-up."""
+    with session_scope() as s:
+        followups.set_followup(session=s, invoice_id=worklist["big"], status="promised", note="Card on Monday",
+                               actor="fin@example.com")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("app_pages/failed_invoices.py").run()
+    at.switch_page("app_pages/customers.py").run()
+    at.switch_page("app_pages/failed_invoices.py").run()
+    assert at.text_area(key="fi_fu_note").value == "Card on Monday"
+
+
+def test_until_a_row_is_picked_the_panel_follows_the_first_row(worklist: dict[str, Any]) -> None:
+    at = run_page("failed_invoices.py")
+    at.button(key="fi_next").click().run()  # page 2: the smallest two
+    assert at.text_input(key="fi_fu_id").value == at.dataframe(key="fi_table").value["id"].iloc[0]
+
+
+def test_a_typed_invoice_stays_when_the_page_changes(worklist: dict[str, Any]) -> None:
+    at = run_page("failed_invoices.py")
+    at.text_input(key="fi_fu_id").input(worklist["second"]).run()
+    at.button(key="fi_next").click().run()
+    assert at.text_input(key="fi_fu_id").value == worklist["second"]
