@@ -179,7 +179,6 @@ def portal_link_action(
         result: dict[str, Any] | None = st.session_state.get(_k(kp, "result"))
         if result:
             st.success(f"Link made at {result['made_at']} ({portal.FLOWS[result['flow']]}).")
-            st.caption("The link (the whole of it: copy it with the button at its right):")
             st.code(result["url"], language=None, wrap_lines=True)  # wrapped, never cut off by a narrow column
             st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")
             st.caption("Email text to paste:")

@@ -231,7 +231,10 @@ class UrlState:
                     self.ignored.append(label or key)
             st.session_state[key] = value
         value = st.session_state.get(key, default)
-        encoded = None if _is_default(value, default) else codec.encode(value)
+        try:
+            encoded = None if _is_default(value, default) else codec.encode(value)
+        except (TypeError, ValueError, AttributeError, OverflowError):  # a state the URL cannot hold (NaN days)
+            encoded = None
         if _normal(encoded) != _normal(raw):
             if encoded is None:
                 del st.query_params[key]
