@@ -108,7 +108,7 @@ def customers_matching(text: str) -> list[str] | None:
         with session_scope() as session:
             return queries.customer_ids_matching(session=session, text=text)
     except SearchError as exc:
-        st.warning(str(exc), icon=":material/search_off:")
+        st.warning(md(str(exc)), icon=":material/search_off:")  # it quotes the search: text, maybe from a URL
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         st.error(f"The search could not read the cache ({type(exc).__name__}). Reload the page.")
     return None

@@ -219,6 +219,21 @@ def test_duplicates_confidence_off_the_scale_is_ignored(session: Session, tmp_pa
     assert at.slider(key="dup_min_conf").value == 0.0
 
 
+def test_duplicates_search_from_a_link_is_never_markdown(session: Session, tmp_path,  # noqa: ANN001
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search box's refusal quotes what was typed; from a shared link that is an attacker's text."""
+    from lib.config import get_settings
+    from tests.utils.login import as_role, write_roles
+
+    monkeypatch.setenv("ROLES_FILE", str(write_roles(tmp_path / "roles.toml")))
+    get_settings.cache_clear()
+    make_customer(session, email="a@example.com")
+    at = AppTest.from_file(str(PAGES_DIR / "duplicates.py"), default_timeout=30)
+    at.query_params["dup_find"] = "cus_[x](javascript:alert(1))"
+    at = as_role(at, "admin").run()
+    assert not any("](javascript" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_audit_date_range_round_trip(db, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from lib.config import get_settings
     from tests.utils.login import as_role, write_roles
