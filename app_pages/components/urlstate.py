@@ -208,12 +208,9 @@ class UrlState:
         self.prefix = prefix
         self.ignored: list[str] = []  # labels of the fields whose URL value was refused in this run
 
-    def bind(self, key: str, codec: Codec, *, default: Any = None, label: str | None = None) -> bool:
-        """Reconcile `key`'s session state with the query parameter of the same name (see the module doc).
-
-        Returns True when the value came from the URL in this run (a shared link, Back or Forward), so a
-        caller can keep what the URL says (e.g. the pager keeps its page instead of going back to 1).
-        """
+    def bind(self, key: str, codec: Codec, *, default: Any = None, label: str | None = None) -> None:
+        """Reconcile `key`'s session state with the query parameter of the same name (see the module doc);
+        `label` names the field in the note about a refused value."""
         if not key.startswith(f"{self.prefix}_"):
             raise ValueError(f"{key!r} does not start with the page prefix {self.prefix!r}")
         memory = _memory(self.prefix)
@@ -241,7 +238,6 @@ class UrlState:
             else:
                 st.query_params[key] = encoded
         memory[key] = encoded
-        return from_url and raw is not None
 
     def render_notes(self) -> None:
         """One short line naming the fields whose URL value was ignored (the values themselves are not shown)."""
