@@ -515,8 +515,8 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int,
 def time_pages(url: str, sizes: dict[str, int], repeat: int) -> dict[str, dict[str, float]]:
     import streamlit as st
 
+    from bench.apptest import run_page
     from lib.config import get_settings
-    from tests.utils.apptest import run_page
 
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()

@@ -174,7 +174,7 @@ def valid_customer_id(value: Any) -> str | None:
 
 
 def merged_into(obj: Obj) -> str | None:
-    """The survivor a merge moved this customer into (metadata `merged_into`, lib/merge.py), when valid and not
+    """The survivor a merge moved this customer into (metadata `merged_into`, lib/merge/), when valid and not
     the customer itself."""
     target = valid_customer_id(dig(obj, "metadata", "merged_into"))
     return target if target != obj.get("id") else None

@@ -87,7 +87,7 @@ class Customer(SQLModel, table=True):
     default_payment_method_id: str | None = None
     address: dict[str, Any] = _json("address")
     metadata_: dict[str, Any] = _json()
-    # metadata.merged_into when it is a valid cus_ id: merged away into that customer (lib/merge.py); indexed so
+    # metadata.merged_into when it is a valid cus_ id: merged away into that customer (lib/merge/); indexed so
     # a survivor's "merged from" list is one index range
     merged_into: str | None = Field(default=None, index=True, max_length=64)
     mrr: int = Field(default=0, sa_type=BigInteger, index=True)  # sum of its live subscriptions' mrr
@@ -346,11 +346,11 @@ class AuditLog(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(index=True)  # the logged-in user's email
     role: str | None = None
-    action: str = Field(index=True)  # portal_link | bulk_portal_links | merge_step | followup | refresh …
+    action: str = Field(index=True)  # a lib.audit.AuditAction: portal_link, merge_step, followup, export_…
     customer_id: str | None = Field(default=None, index=True)
     object_id: str | None = None
     flow: str | None = None
-    result: str = "started"  # started | succeeded | failed | refused
+    result: str = "started"  # a lib.audit.AuditResult: started | succeeded | failed | refused
     error: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = _json("details")
     correlation_id: str | None = Field(default=None, index=True)
@@ -361,7 +361,7 @@ class InvoiceFollowup(SQLModel, table=True):
 
     __tablename__ = "invoice_followups"
     invoice_id: str = Field(primary_key=True, max_length=64)
-    status: str = Field(default="open", index=True)  # open | contacted | promised | resolved
+    status: str = Field(default="open", index=True)  # a lib.followups.FollowupStatus
     note: str = Field(default="", sa_type=Text)
     updated_by: str
     updated_at: datetime = Field(default_factory=utcnow)
@@ -374,7 +374,7 @@ class MergeJob(SQLModel, table=True):
     created_by: str
     survivor_id: str = Field(index=True)
     duplicate_id: str = Field(index=True)
-    status: str = Field(default="planned", index=True)  # planned|running|stopping|stopped|failed|succeeded
+    status: str = Field(default="planned", index=True)  # a lib.merge.JobStatus
     stop_requested: bool = False
     plan: dict[str, Any] = _json("plan")
     error: str | None = Field(default=None, sa_type=Text)
@@ -387,9 +387,9 @@ class MergeStep(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: str = Field(index=True)
     seq: int
-    kind: str  # recreate_subscription | cancel_at_period_end | move_balance | copy_tax_id | …
+    kind: str  # a lib.merge.StepKind
     params: dict[str, Any] = _json("params")
-    status: str = "pending"  # pending | running | done | failed
+    status: str = "pending"  # a lib.merge.StepStatus: pending | running | done | failed
     idempotency_key: str
     result: dict[str, Any] = _json("result")
     error: str | None = Field(default=None, sa_type=Text)
