@@ -4,9 +4,9 @@
     url.bind("cust_search", Text(max_len=200), label="Search")  # before st.text_input(key="cust_search")
     st.text_input("Search", key="cust_search")
 
-`bind` runs before its widget is created. When the URL holds another value than the one this session last
-wrote (a shared link, the browser's Back or Forward, an edited address), or a value for a widget whose state
-Streamlit dropped (it was not drawn on the page shown in between), the URL wins: its value, checked by
+`bind` runs before its widget is created. On the page's first run in a session (a shared link, a reload), in
+a run started by the browser's Back or Forward, and for a widget whose state Streamlit dropped (it was not
+drawn on the page shown in between) the URL wins: its value, checked by
 the codec, is put into the widget's session state. Otherwise the widget wins: its value is written to the
 URL, and a value equal to the default is removed from it, so a URL names only what differs. A value the
 codec refuses (unknown option, not a date, too long, control characters) is dropped from the URL, the
@@ -26,6 +26,7 @@ from datetime import date
 from typing import Any, Protocol
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app_pages.components.text import md
 
@@ -215,10 +216,16 @@ class UrlState:
             raise ValueError(f"{key!r} does not start with the page prefix {self.prefix!r}")
         memory = _memory(self.prefix)
         raw = _from_url(key)
-        seen = memory.get(key)
-        # the URL changed since this session wrote it, or the widget's state is gone (Streamlit drops a widget's
-        # state when a run does not draw it: after another page) while the URL still holds its value (Back)
-        from_url = _normal(raw) != _normal(seen) or (raw is not None and key not in st.session_state)
+        from_url = (
+            # the first run of this page in this session: a shared link, a reload, an edited address
+            (key not in memory and raw is not None)
+            # Streamlit dropped the widget's state (a run that did not draw it: another page) and the URL has it
+            or (key not in st.session_state and raw is not None)
+            # the browser's Back or Forward brought another URL. Any other rerun whose URL differs from what this
+            # session wrote carries a URL older than the last write (the click was sent before the browser got
+            # it): the widgets are newer then, and win.
+            or (history_navigation() and _normal(raw) != _normal(memory.get(key)))
+        )
         if from_url:
             value = default
             if raw is not None:
@@ -245,6 +252,12 @@ class UrlState:
             fields = ", ".join(f"“{md(n)}”" for n in dict.fromkeys(self.ignored))
             st.caption(f":material/link_off: The link's value for {fields} is not valid here and was ignored.")
             self.ignored.clear()
+
+
+def history_navigation() -> bool:
+    """True in a run the browser's Back or Forward started (Streamlit marks those runs)."""
+    ctx = get_script_run_ctx()
+    return bool(getattr(ctx, "is_history_navigation", False))
 
 
 def saved(prefix: str) -> dict[str, str | list[str]]:

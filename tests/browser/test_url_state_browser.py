@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session
 
 from lib.db import get_engine, migrate
@@ -80,9 +81,10 @@ def filtered_page_two(page: Any, base: str) -> None:  # noqa: ANN401
 def assert_same_view(page: Any) -> None:  # noqa: ANN401
     """The filtered page 2: the search text, the ticked filter, the page, and its one customer."""
     page.get_by_text("Page 2 ·").wait_for()
-    assert search_box(page).input_value() == "filler"
-    assert page.get_by_role("checkbox", name="Delinquent only").is_checked()
-    assert page.get_by_role("link", name="Open filler25@example.net").is_visible()
+    # expect() waits for the widgets to show their values (React sets them just after the page's text)
+    expect(search_box(page)).to_have_value("filler")
+    expect(page.get_by_role("checkbox", name="Delinquent only")).to_be_checked()
+    expect(page.get_by_role("link", name="Open filler25@example.net")).to_be_visible()
 
 
 def test_back_returns_to_the_filtered_page(signed_in: tuple[Any, str]) -> None:
@@ -96,6 +98,10 @@ def test_back_returns_to_the_filtered_page(signed_in: tuple[Any, str]) -> None:
     wait_idle(page)
     assert_same_view(page)
     screenshot(page, "url_state_back")
+    page.go_back()  # once more: the same search before "Next →", on page 1
+    wait_idle(page)
+    page.get_by_text("Page 1 ·").wait_for()
+    expect(search_box(page)).to_have_value("filler")
 
 
 def test_back_to_customer_search_returns_to_the_filtered_page(signed_in: tuple[Any, str]) -> None:

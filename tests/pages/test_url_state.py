@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from app_pages.components import urlstate
 from app_pages.components.text import plain
 from lib.models import utcnow
 from tests.utils.apptest import APP, PAGES_DIR, run_page
@@ -106,16 +107,36 @@ def test_a_new_search_goes_back_to_page_one_in_the_url(crowd: dict[str, list[str
     assert "cust_page" not in at.query_params
 
 
-def test_back_in_the_browser_restores_the_earlier_view(crowd: dict[str, list[str]]) -> None:
-    """The browser's Back reruns the page with the earlier URL while the widgets still hold the later view."""
+def test_back_in_the_browser_restores_the_earlier_view(crowd: dict[str, list[str]],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser's Back reruns the page with the earlier URL while the widgets still hold the later view
+    (Streamlit marks such a run; the browser test goes Back for real)."""
     at = customers(cust_search="filler", cust_page="2")
     at.text_input(key="cust_search").input("other").run()
     assert ids(at) == crowd["other"]
     at.query_params["cust_search"] = "filler"  # what Back puts into the address bar
     at.query_params["cust_page"] = "2"
+    monkeypatch.setattr(urlstate, "history_navigation", lambda: True)
     at.run()
     assert at.text_input(key="cust_search").value == "filler"
     assert ids(at) == crowd["fillers"][25:]
+
+
+def test_a_rerun_with_an_older_url_keeps_what_the_user_typed(crowd: dict[str, list[str]]) -> None:
+    """A click sent before the browser got the last run's URL carries the URL before it: not a Back."""
+    at = customers()
+    at.text_input(key="cust_search").input("filler").run()
+    del at.query_params["cust_search"]  # the URL as it was before that run wrote the search
+    at.checkbox(key="cust_delinquent").check().run()
+    assert at.text_input(key="cust_search").value == "filler"
+
+
+def test_a_rerun_with_an_older_url_writes_the_search_back(crowd: dict[str, list[str]]) -> None:
+    at = customers()
+    at.text_input(key="cust_search").input("filler").run()
+    del at.query_params["cust_search"]
+    at.checkbox(key="cust_delinquent").check().run()
+    assert at.query_params["cust_search"] == "filler"
 
 
 # --- hostile or unknown values -----------------------------------------------------------------------------
