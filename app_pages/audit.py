@@ -13,6 +13,7 @@ from app_pages.components.exports import export_button
 from app_pages.components.format import date_columns, long_text, table_height
 from app_pages.components.gate import require_page
 from app_pages.components.tables import frame, guarded, pager, pager_controls
+from app_pages.components.urlstate import Choice, DayRange, Text, UrlState
 from lib import audit, columns
 from lib.auth import User, can
 from lib.db import session_scope
@@ -27,15 +28,24 @@ def filters_from_widgets() -> audit.AuditFilters | None:
     for (a message says so)."""
     with session_scope() as session:
         actions = audit.audit_actions(session=session)
+    today = utcnow().date()
+    last_30_days = (today - timedelta(days=30), today)
+    url = UrlState(P)  # every filter in the URL, bound before its widget: Back and shared links keep them
+    url.bind(f"{P}_actor", Text(200), default="", label="Actor")
+    url.bind(f"{P}_action", Choice([ANY, *actions]), default=ANY, label="Action")
+    url.bind(f"{P}_customer", Text(200), default="", label="Customer")
+    url.bind(f"{P}_result", Choice([ANY, *audit.RESULTS]), default=ANY, label="Result")
+    url.bind(f"{P}_dates", DayRange(latest=today), default=last_30_days, label="Date range")
+    if f"{P}_dates" not in st.session_state:  # the default, set here: a widget given both warns
+        st.session_state[f"{P}_dates"] = last_30_days
     c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1.4, 2.2])
     c1.text_input("Actor", key=f"{P}_actor", placeholder="email, or its beginning",
                   help="A whole email matches exactly; part of one (e.g. 'ada') matches emails that begin so.")
     c2.selectbox("Action", [ANY, *actions], key=f"{P}_action")
     c3.text_input("Customer", key=f"{P}_customer", placeholder="cus_…", help="The whole customer id")
     c4.selectbox("Result", [ANY, *audit.RESULTS], key=f"{P}_result")
-    today = utcnow().date()
-    dates = c5.date_input("Date range (UTC)", value=(today - timedelta(days=30), today), key=f"{P}_dates",
-                          max_value=today)
+    dates = c5.date_input("Date range (UTC)", key=f"{P}_dates", max_value=today)
+    url.render_notes()
     if not isinstance(dates, tuple | list) or len(dates) != 2:
         st.info("Pick the last day of the range too (click a second date).", icon=":material/date_range:")
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.components import urlstate
 from app_pages.components.data import query
 from app_pages.components.format import (
     PERIOD_END_HELP,
@@ -27,16 +28,31 @@ from app_pages.components.merge import merge_action
 from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
 from app_pages.components.retry import retry_now_action
-from app_pages.components.tables import dashboard_url, frame, guarded, link_to, pager, pager_controls
+from app_pages.components.tables import (
+    customer_link,
+    dashboard_url,
+    frame,
+    guarded,
+    link_to,
+    open_customer,
+    pager,
+    pager_controls,
+    selected_ids,
+)
 from app_pages.components.text import md, safe_id, safe_url
 from lib.columns import BALANCE_HELP
 from lib.declines import explain
+from lib.queries import MAX_SEARCH_LEN, CustomerFilters, SearchError
 
 P = "cd"  # widget-key prefix
+CUSTOMERS_PREFIX = "cust"  # the Customers page's prefix: its URL state is the way back
+FINDER_ROWS = 25
 
 
 def back_link() -> None:
-    link_to("customers.py", label="Back to customer search", icon=":material/arrow_back:")
+    """Back to the Customers page as it was left (its search, filters and page, remembered from its URL)."""
+    link_to("customers.py", label="Back to customer search", icon=":material/arrow_back:",
+            query_params=urlstate.saved(CUSTOMERS_PREFIX) or None)
 
 
 def customer_id_from_url() -> str | None:
@@ -45,11 +61,44 @@ def customer_id_from_url() -> str | None:
     return cid or None
 
 
-def render_missing(cid: str | None) -> None:
+def render_finder() -> None:
+    """Opened without an id (e.g. from the menu): a search box (id, email, name, phone, card last 4: the
+    Customers page's search) and the matches, a selected row opens that customer."""
     st.title("Customer detail")
-    if cid is None:
-        st.info("No customer chosen: search for one and open it from the results.")
-    elif safe_id("customer", cid) is None:
+    url = urlstate.UrlState(P)
+    url.bind(f"{P}_find", urlstate.Text(MAX_SEARCH_LEN), default="", label="Find a customer")
+    st.text_input("Find a customer", key=f"{P}_find", placeholder="cus_… id, email, name, phone or card last 4",
+                  help="The same search as the Customers page: email in any case, names without accents.")
+    url.render_notes()
+    text = (st.session_state.get(f"{P}_find") or "").strip()
+    if not text:
+        st.caption("Type a customer's id, email or name to open their page.")
+        return
+    try:
+        page = query("search_customers", filters=CustomerFilters(q=text), page=1, page_size=FINDER_ROWS)
+    except SearchError as exc:
+        st.warning(md(str(exc)), icon=":material/search_off:")
+        return
+    if not page.rows:
+        st.info("No customer matches. Check the spelling, or try part of the name or the email without its +tag.")
+        return
+    if len(page.rows) == 1 and customer_link(page.rows[0]["id"]):
+        only = page.rows[0]
+        link_to("customer_detail.py", label=f"Open {only['email'] or only['name'] or only['id']}",
+                icon=":material/person:", query_params={"id": only["id"]})
+    more = " (the first ones: refine the search, or use the Customers page)" if page.has_more else ""
+    st.caption(f"{page.total_label} customer(s){more} · select a row to open it")
+    df = frame([{k: r[k] for k in ("id", "email", "name", "currency")} for r in page.rows])
+    picked = selected_ids(f"{P}_found", [str(i) for i in df["id"]], what="customer")
+    st.dataframe(df, key=f"{P}_found", hide_index=True, on_select="rerun", selection_mode="single-row",
+                 column_config={"id": "Customer", "email": "Email", "name": "Name", "currency": "Currency"})
+    if picked:
+        open_customer(picked[0])
+
+
+def render_missing(cid: str) -> None:
+    st.title("Customer detail")
+    if safe_id("customer", cid) is None:
         shown = cid if len(cid) <= 80 else f"{cid[:80]}… ({len(cid):,} characters)"
         st.error(f"“{md(shown)}” is not a customer id (they look like cus\\_NffrFeUfNV2Hib). Search for the "
                  "customer instead.")
@@ -239,7 +288,10 @@ def render_timeline(cid: str, object_ids: list[str]) -> None:
 
 def render(user) -> None:  # noqa: ANN001
     cid = customer_id_from_url()
-    customer = query("get_customer", customer_id=cid) if cid else None
+    if cid is None:
+        render_finder()
+        return
+    customer = query("get_customer", customer_id=cid)
     if customer is None:
         leftovers = query("customer_leftovers", customer_id=cid) if safe_id("customer", cid) else None
         if leftovers and any(leftovers.values()):

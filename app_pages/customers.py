@@ -21,20 +21,38 @@ from app_pages.components.tables import (
     open_customer,
     pager,
     pager_controls,
+    past_the_end,
     selected_ids,
     unfiltered,
 )
 from app_pages.components.text import md
+from app_pages.components.urlstate import Choice, Day, Flag, Text, UrlState
 from lib import columns
 from lib.auth import User
-from lib.queries import SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
+from lib.queries import MAX_SEARCH_LEN, SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
 P = "cust"  # widget-key prefix
 SORTS = {"Newest first": ("created", True), "Oldest first": ("created", False), "Highest MRR": ("mrr", True),
          "Email A–Z": ("email", False), "Name A–Z": ("name", False), "Largest balance": ("balance", True)}
 
 
+def bind_url(url: UrlState, currencies: list[str]) -> None:
+    """Every filter of this page in the URL (before its widget is created): Back and shared links keep them."""
+    url.bind(f"{P}_search", Text(MAX_SEARCH_LEN), default="", label="Search")
+    url.bind(f"{P}_delinquent", Flag(), default=False, label="Delinquent only")
+    url.bind(f"{P}_unpaid", Flag(), default=False, label="Has an unpaid invoice")
+    url.bind(f"{P}_sub_status", Choice([ANY, *SUBSCRIPTION_STATUSES]), default=ANY, label="Subscription status")
+    url.bind(f"{P}_currency", Choice([ANY, *currencies]), default=ANY, label="Currency")
+    url.bind(f"{P}_from", Day(), label="Created from")
+    url.bind(f"{P}_to", Day(), label="Created to")
+    url.bind(f"{P}_sort", Choice(list(SORTS)), default=next(iter(SORTS)), label="Sort")
+    url.bind(f"{P}_deleted", Flag(), default=False, label="Include deleted customers")
+
+
 def filters_from_widgets() -> CustomerFilters:
+    currencies = [c.upper() for c in query("customer_currencies")]
+    url = UrlState(P)
+    bind_url(url, currencies)
     st.text_input(
         "Search", key=f"{P}_search", placeholder="Email, @company.com, name, cus_… id, phone (+1 415…) or card last 4",
         help="Email matches any case, with or without a +tag; @acme.com (or acme.com) lists that company's "
@@ -44,12 +62,12 @@ def filters_from_widgets() -> CustomerFilters:
     c1.checkbox("Delinquent only", key=f"{P}_delinquent")
     c1.checkbox("Has an unpaid invoice", key=f"{P}_unpaid")
     c2.selectbox("Subscription status", [ANY, *SUBSCRIPTION_STATUSES], key=f"{P}_sub_status")
-    currencies = query("customer_currencies")
-    c2.selectbox("Currency", [ANY, *[c.upper() for c in currencies]], key=f"{P}_currency")
+    c2.selectbox("Currency", [ANY, *currencies], key=f"{P}_currency")
     c3.date_input("Created from", value=None, key=f"{P}_from")
     c3.date_input("Created to", value=None, key=f"{P}_to")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
     c4.checkbox("Include deleted customers", key=f"{P}_deleted")
+    url.render_notes()
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
     return CustomerFilters(
         q=st.session_state.get(f"{P}_search") or "",
@@ -103,6 +121,7 @@ def render_results(user: User, filters: CustomerFilters) -> None:
     page_no, size = pager(P, filters)
     try:
         page = query("search_customers", filters=filters, page=page_no, page_size=size)
+        past_the_end(P, page)
     except SearchError as exc:
         st.warning(md(str(exc)), icon=":material/search_off:")
         return

@@ -13,6 +13,7 @@ from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
 from app_pages.components.tables import customer_link
 from app_pages.components.text import md
+from app_pages.components.urlstate import Choice, Choices, Number, Text, UrlState, Whole
 from lib import duplicates, merge, queries
 from lib.config import get_settings
 from lib.db import session_scope
@@ -108,7 +109,7 @@ def customers_matching(text: str) -> list[str] | None:
         with session_scope() as session:
             return queries.customer_ids_matching(session=session, text=text)
     except SearchError as exc:
-        st.warning(str(exc), icon=":material/search_off:")
+        st.warning(md(str(exc)), icon=":material/search_off:")  # it quotes the search: text, maybe from a URL
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         st.error(f"The search could not read the cache ({type(exc).__name__}). Reload the page.")
     return None
@@ -133,12 +134,17 @@ def main() -> None:
     current = still_current(result)
     if current is None:
         return
+    url = UrlState(P)  # the search, filters and page in the URL: Back and shared links keep them
+    url.bind(f"{P}_find", Text(queries.MAX_SEARCH_LEN), default="", label="Find a customer's cluster")
+    url.bind(f"{P}_signals", Choices(list(duplicates.SIGNAL_LABELS)), default=[], label="Signals")
+    url.bind(f"{P}_min_conf", Number(0.0, 1.0, 0.05), default=0.0, label="Minimum confidence")
+    url.bind(f"{P}_size", Choice(PAGE_SIZES), default=PAGE_SIZES[0], label="Per page")
     find = st.text_input("Find a customer's cluster", key=f"{P}_find", max_chars=queries.MAX_SEARCH_LEN,
                          placeholder="cus_… id, email or name")
     f1, f2, f3 = st.columns([3, 2, 1])
     signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
                              format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")
-    min_conf = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05, key=f"{P}_min_conf")
+    min_conf = f2.slider("Minimum confidence", 0.0, 1.0, step=0.05, key=f"{P}_min_conf")
     size = f3.selectbox("Per page", PAGE_SIZES, key=f"{P}_size")
     clusters = duplicates.filter_clusters(current, signals=signals, min_confidence=min_conf)
     if find.strip():
@@ -157,6 +163,8 @@ def main() -> None:
     sig: Any = (tuple(signals), min_conf, size, len(clusters), find.strip())
     if st.session_state.get(f"{P}_sig") != sig:
         st.session_state[f"{P}_sig"], st.session_state[f"{P}_page"] = sig, 1
+    url.bind(f"{P}_page", Whole(1, 100_000), default=1, label="Page")  # after the reset: Back or a link wins
+    url.render_notes()
     pages = (len(clusters) + size - 1) // size
     page = min(int(st.session_state.get(f"{P}_page", 1)), pages)
     chunk = clusters[(page - 1) * size: page * size]

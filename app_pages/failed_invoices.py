@@ -6,7 +6,6 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from app_pages.components import data
 from app_pages.components.authz import authorize
@@ -25,7 +24,7 @@ from app_pages.components.format import (
     table_height,
 )
 from app_pages.components.gate import require_page
-from app_pages.components.portal import bulk_portal_links_action, invoice_portal_link_action
+from app_pages.components.portal import bulk_portal_links_action, portal_link_action
 from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ANY,
@@ -38,32 +37,43 @@ from app_pages.components.tables import (
     selected_ids,
 )
 from app_pages.components.text import md, safe_url
+from app_pages.components.urlstate import Choice, Flag, UrlState
 from lib import columns, followups
 from lib.auth import User, can
 from lib.db import session_scope
 from lib.declines import explain
+from lib.ids import IdKind, id_problem
 from lib.queries import AGE_BUCKETS, FailedFilters
 
 P = "fi"  # widget-key prefix
 SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
          "Newest first": ("created", True), "Next retry soonest": ("next_retry", False)}
+STATUSES = [ANY, "open", "uncollectible"]  # the worklist's invoice statuses
 
 
 def filters_from_widgets() -> FailedFilters:
-    codes = query("decline_codes")
-    currencies = query("failed_currencies")
+    codes = [ANY, *query("decline_codes")]
+    currencies = [ANY, *[c.upper() for c in query("failed_currencies") if isinstance(c, str) and c]]
+    url = UrlState(P)  # every filter in the URL, bound before its widget: Back and shared links keep them
+    url.bind(f"{P}_decline", Choice(codes), default=ANY, label="Decline code")
+    url.bind(f"{P}_currency", Choice(currencies), default=ANY, label="Currency")
+    url.bind(f"{P}_status", Choice(STATUSES), default=ANY, label="Invoice status")
+    url.bind(f"{P}_followup", Choice([ANY, *followups.STATUSES]), default=ANY, label="Follow-up")
+    url.bind(f"{P}_age", Choice([ANY, *AGE_BUCKETS]), default=ANY, label="Age")
+    url.bind(f"{P}_sort", Choice(list(SORTS)), default=next(iter(SORTS)), label="Sort")
+    url.bind(f"{P}_new_card", Flag(), default=False, label="New card since the failure")
     c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Decline code", [ANY, *codes], key=f"{P}_decline",
+    c1.selectbox("Decline code", codes, key=f"{P}_decline",
                  format_func=lambda c: c if c == ANY else (c if isinstance(c, str) and c else "(no code)"))
-    c1.selectbox("Currency", [ANY, *[c.upper() for c in currencies if isinstance(c, str) and c]],
-                 key=f"{P}_currency")
-    c2.selectbox("Invoice status", [ANY, "open", "uncollectible"], key=f"{P}_status")
+    c1.selectbox("Currency", currencies, key=f"{P}_currency")
+    c2.selectbox("Invoice status", STATUSES, key=f"{P}_status")
     c2.selectbox("Follow-up", [ANY, *followups.STATUSES], key=f"{P}_followup")
     c3.selectbox("Age", [ANY, *AGE_BUCKETS], key=f"{P}_age")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
     c4.checkbox("New card since the failure", key=f"{P}_new_card",
                 help="Only invoices whose customer put another card on file after the last failed attempt: a "
                      "retry now would charge that card.")
+    url.render_notes()
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Largest amount first"]
     return FailedFilters(decline_code=chosen(f"{P}_decline"), currency=(chosen(f"{P}_currency") or "").lower() or None,
@@ -145,8 +155,13 @@ def render_recovery() -> None:
 
 def _save_followup(user: User) -> None:
     """Button callback: save before the rerun, so the table below already shows the new status. The user's
-    roles are read again first (the callback runs before the page's gate)."""
-    invoice_id = st.session_state.get(f"{P}_fu_invoice")
+    roles are read again first (the callback runs before the page's gate), and the invoice id is checked
+    again (it is whatever the id box held at the click)."""
+    invoice_id = (st.session_state.get(f"{P}_fu_id") or "").strip()
+    problem = id_problem(IdKind.INVOICE, invoice_id)
+    if problem:
+        st.session_state[f"{P}_fu_error"] = md(problem)
+        return
     fresh = authorize(user, "followup", object_id=invoice_id)  # a refusal is shown at the top of the page
     if fresh is None:
         return
@@ -162,53 +177,103 @@ def _save_followup(user: User) -> None:
         st.session_state[f"{P}_fu_error"] = "Could not save the follow-up: the cache database did not answer. " \
                                             "Try again in a moment."
         return
-    data.clear()
+    data.clear()  # the worklist row and the editor read the saved follow-up in the run that follows
     st.session_state[f"{P}_fu_saved"] = f"Follow-up for {md(invoice_id)} saved."
 
 
-def _load_followup() -> None:
-    """When another invoice is picked, show its current status and note in the editor."""
-    invoice_id = st.session_state.get(f"{P}_fu_invoice")
-    try:
-        with session_scope() as session:
-            row = followups.get(session=session, invoice_id=invoice_id) if invoice_id else None
-    except SQLAlchemyError:  # a widget callback runs outside guarded(): say it here, not as a traceback
-        st.session_state[f"{P}_fu_error"] = ("Could not read this invoice's follow-up: the cache database did not "
-                                             "answer. Reload the page in a moment.")
-        row = None
-    st.session_state[f"{P}_fu_status"] = row.status if row else "open"
-    st.session_state[f"{P}_fu_note"] = row.note if row else ""
+def follow_selection(selected: list[str], rows: list[dict]) -> None:
+    """Point the invoice panel at the row the user just selected in the worklist (the newest one when several
+    are). Until the user selects a row or types an id, the panel follows the first row of the page shown (a
+    new filter or page moves it along). Runs before the id box exists."""
+    key, before_key, auto_key = f"{P}_fu_id", f"{P}_table__followed", f"{P}_fu_auto"
+    before = st.session_state.get(before_key, [])
+    added = [i for i in selected if i not in before]
+    st.session_state[before_key] = list(selected)
+    current = (st.session_state.get(key) or "").strip()
+    if added:
+        st.session_state[key] = added[-1]
+        st.session_state.pop(auto_key, None)
+    elif rows and (not current or (current == st.session_state.get(auto_key)
+                                   and current not in {r["id"] for r in rows})):
+        st.session_state[key] = st.session_state[auto_key] = rows[0]["id"]
 
 
-def render_followup_editor(user, rows: list[dict]) -> None:  # noqa: ANN001
-    st.subheader("Follow-up")
+def load_followup(invoice: dict) -> None:
+    """Put the invoice's saved status and note into the editor when the panel turns to another invoice (before
+    the editor's widgets exist; an unsaved edit of the same invoice is kept)."""
+    drawn = f"{P}_fu_status" in st.session_state  # Streamlit drops the editor's state after another page
+    if drawn and st.session_state.get(f"{P}_fu_loaded") == invoice["id"]:
+        return
+    st.session_state[f"{P}_fu_loaded"] = invoice["id"]
+    status = invoice["followup_status"] if invoice["followup_status"] in followups.STATUSES else "open"
+    st.session_state[f"{P}_fu_status"] = status
+    st.session_state[f"{P}_fu_note"] = invoice["followup_note"] or ""
+
+
+def invoice_summary(invoice: dict) -> None:
+    """Who, how much and where the invoice stands, in one line (text from Stripe escaped)."""
+    who = invoice["customer_email"] or invoice["customer_id"]
+    amount = money(invoice["amount_remaining"], invoice["currency"])
+    st.markdown(f"**{md(invoice['id'])}** · {md(who)} · {amount} remaining · {md(invoice['status'])} · "
+                f"follow-up **{md(invoice['followup_status'])}**"
+                + (f" by {md(invoice['followup_by'])}" if invoice["followup_by"] else ""))
+    if not invoice["on_worklist"]:
+        st.caption("This invoice is not on the failed-payment worklist (paid, void, or not attempted yet); a "
+                   "follow-up can still be noted.")
+
+
+def render_followup_editor(user, invoice: dict) -> None:  # noqa: ANN001
+    st.markdown("**Follow-up**")
     if not can(user, "followup"):
         st.caption("Only finance and admins can change follow-ups; you can read them in the table.")
         return
-    labels = {r["id"]: f"{r['id']} · {r['customer_email'] or r['customer_id']} · "
-                       f"{money(r['amount_remaining'], r['currency'])}" for r in rows}
-    if st.session_state.get(f"{P}_fu_invoice") not in labels:
-        st.session_state[f"{P}_fu_invoice"] = rows[0]["id"]
-        _load_followup()
+    load_followup(invoice)
+    st.radio("Status", followups.STATUSES, key=f"{P}_fu_status", horizontal=True)
+    st.text_area("Note", key=f"{P}_fu_note", max_chars=followups.MAX_NOTE,
+                 placeholder="e.g. Emailed on Monday; customer promised to pay by Friday")
+    st.button("Save follow-up", key=f"{P}_fu_save", type="primary", on_click=_save_followup, args=(user,))
+    if msg := st.session_state.pop(f"{P}_fu_saved", None):
+        st.toast(msg, icon=":material/check:")
+        st.success(msg)
+    if err := st.session_state.pop(f"{P}_fu_error", None):
+        st.error(err)
+    with session_scope() as session:
+        past = followups.history(session=session, invoice_id=invoice["id"])
+    if past:
+        st.caption("History")
+        hist = pd.DataFrame(past)
+        st.dataframe(hist, key=f"{P}_fu_history", hide_index=True,
+                     column_config=date_columns(hist, {"when": "When"}, time=True))
+
+
+def render_invoice_panel(user, selected: list[str], rows: list[dict]) -> None:  # noqa: ANN001
+    """The invoice in focus — the row just selected in the worklist, or any invoice typed by id — with its
+    follow-up editor and its portal-link action side by side."""
+    st.subheader("Selected invoice")
+    follow_selection(selected, rows)
+    st.text_input("Invoice id", key=f"{P}_fu_id", max_chars=255, placeholder="in_…",
+                  help="Select a row in the worklist, or type the id of any invoice in the cache.")
+    invoice_id = (st.session_state.get(f"{P}_fu_id") or "").strip()
+    problem = id_problem(IdKind.INVOICE, invoice_id) if invoice_id else None
+    if not invoice_id or problem:
+        st.session_state.pop(f"{P}_fu_error", None)  # a save refused for this id: the warning below says why
+        st.warning(md(problem) if problem else "Select a row in the worklist or type an invoice id.",
+                   icon=":material/receipt_long:")
+        return
+    invoice = query("worklist_invoice", invoice_id=invoice_id)
+    if invoice is None:
+        st.warning(f"Invoice {md(invoice_id)} is not in the cache. Check the id; a new invoice appears after the "
+                   "next sync.", icon=":material/search_off:")
+        return
     with st.container(border=True):
-        st.selectbox("Invoice (this page)", list(labels), key=f"{P}_fu_invoice", format_func=labels.get,
-                     on_change=_load_followup)
-        st.radio("Status", followups.STATUSES, key=f"{P}_fu_status", horizontal=True)
-        st.text_area("Note", key=f"{P}_fu_note", max_chars=followups.MAX_NOTE,
-                     placeholder="e.g. Emailed on Monday; customer promised to pay by Friday")
-        st.button("Save follow-up", key=f"{P}_fu_save", type="primary", on_click=_save_followup, args=(user,))
-        if msg := st.session_state.pop(f"{P}_fu_saved", None):
-            st.toast(msg, icon=":material/check:")
-            st.success(msg)
-        if err := st.session_state.pop(f"{P}_fu_error", None):
-            st.error(err)
-        with session_scope() as session:
-            past = followups.history(session=session, invoice_id=st.session_state[f"{P}_fu_invoice"])
-        if past:
-            st.caption("History")
-            hist = pd.DataFrame(past)
-            st.dataframe(hist, key=f"{P}_fu_history", hide_index=True,
-                         column_config=date_columns(hist, {"when": "When"}, time=True))
+        invoice_summary(invoice)
+        left, right = st.columns(2)
+        with left:
+            render_followup_editor(user, invoice)
+        with right:
+            st.markdown("**Portal link for this customer**")
+            portal_link_action(user, invoice["customer_id"], key_prefix=f"{P}_{invoice['id']}",
+                               default_flow="payment_method_update", subscription_id=invoice["subscription_id"])
 
 
 # At 1440 px every column of the follow-up job is in view, the invoice pinned: who, how much, why, when the
@@ -240,6 +305,8 @@ def worklist_columns(df: pd.DataFrame) -> dict:
     }
 
 
+
+
 def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.subheader("Worklist")
     page = paged(P, "failed_invoices", filters, none_match="No failed invoice matches these filters.",
@@ -256,11 +323,11 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
                   action="export_failed_invoices", page="failed-invoices", filters=filters,
                   make=query_maker("export_failed_csv", filters=filters))
-    st.caption("Select rows to make update-payment links for their customers.")
+    st.caption("Select a row to open its follow-up and portal link below; select several to make "
+               "update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)
-    invoice_portal_link_action(user, page.rows, key_prefix=P, selected=ids)
+    render_invoice_panel(user, ids, page.rows)
     retry_now_action(user, page.rows, key_prefix=P)
-    render_followup_editor(user, page.rows)
     if filters.decline_code is not None:
         d = explain(filters.decline_code)
         st.info(f"**{md(d.code)}** — {d.meaning} Next step: {d.next_step}")

@@ -34,6 +34,7 @@ from app_pages.components.tables import (
     selected_ids,
 )
 from app_pages.components.text import md
+from app_pages.components.urlstate import Choice, Choices, Flag, UrlState, Whole
 from lib import columns
 from lib.auth import User
 from lib.models import MRR_STATUSES
@@ -42,22 +43,35 @@ from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters
 P = "subs"  # widget-key prefix
 SORTS = {"Newest first": ("created", True), "Highest MRR": ("mrr", True),
          "Period ends soonest": ("current_period_end", False)}
+INTERVALS = [ANY, "day", "week", "month", "year"]
 
 
 def filters_from_widgets() -> SubscriptionFilters:
     choices = query("subscription_choices")
+    currencies = [ANY, *[label for _, label in choices["currencies"]]]
+    products = {label: pid for pid, label in choices["products"]}
+    prices = [ANY, *[p for p, _ in choices["prices"]]]
+    url = UrlState(P)  # every filter in the URL, bound before its widget: Back and shared links keep them
+    url.bind(f"{P}_status", Choices(SUBSCRIPTION_STATUSES), default=[], label="Status")
+    url.bind(f"{P}_currency", Choice(currencies), default=ANY, label="Currency")
+    url.bind(f"{P}_product", Choice([ANY, *products]), default=ANY, label="Product")
+    url.bind(f"{P}_price", Choice(prices), default=ANY, label="Price")
+    url.bind(f"{P}_interval", Choice(INTERVALS), default=ANY, label="Billing interval")
+    url.bind(f"{P}_cape", Flag(), default=False, label="Cancels at period end")
+    url.bind(f"{P}_trial_days", Whole(0, 365), label="Trial ends within (days)")
+    url.bind(f"{P}_sort", Choice(list(SORTS)), default=next(iter(SORTS)), label="Sort")
     c1, c2, c3, c4 = st.columns(4)
     c1.multiselect("Status", SUBSCRIPTION_STATUSES, key=f"{P}_status", placeholder="Any status")
-    c1.selectbox("Currency", [ANY, *[label for _, label in choices["currencies"]]], key=f"{P}_currency")
-    products = {label: pid for pid, label in choices["products"]}
+    c1.selectbox("Currency", currencies, key=f"{P}_currency")
     c2.selectbox("Product", [ANY, *products], key=f"{P}_product")
-    c2.selectbox("Price", [ANY, *[p for p, _ in choices["prices"]]], key=f"{P}_price")
-    c3.selectbox("Billing interval", [ANY, "day", "week", "month", "year"], key=f"{P}_interval")
+    c2.selectbox("Price", prices, key=f"{P}_price")
+    c3.selectbox("Billing interval", INTERVALS, key=f"{P}_interval")
     c3.checkbox("Cancels at period end", key=f"{P}_cape")
     c4.number_input("Trial ends within (days)", min_value=0, max_value=365, value=None, step=1,
                     key=f"{P}_trial_days", placeholder="any", help="Only trialing subscriptions whose trial "
                     "ends between now and this many days from now.")
     c4.selectbox("Sort", list(SORTS), key=f"{P}_sort")
+    url.render_notes()
 
     sort, desc = SORTS[st.session_state.get(f"{P}_sort") or "Newest first"]
     days = trial_days(st.session_state.get(f"{P}_trial_days"))

@@ -920,14 +920,19 @@ FAILED_SORTS = {"amount": Invoice.amount_remaining, "created": Invoice.created,
                 "next_retry": Invoice.next_payment_attempt}
 
 
-def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
-    stmt = _failed_from(select(
+def _failed_select(*extra: Any) -> Select:
+    """The worklist's columns (plus `extra`) from invoices with their follow-ups and new-card joins."""
+    return _failed_from(select(
         Invoice.id, Invoice.customer_id, Invoice.customer_email, Invoice.number, Invoice.status,
         Invoice.currency, Invoice.amount_remaining, Invoice.amount_due, Invoice.attempt_count,
         _CODE.label("code"), Invoice.failure_message, Invoice.next_payment_attempt, Invoice.created,
         Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
         InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
-        InvoiceFollowup.updated_at.label("followup_at"), *_new_card_columns()))
+        InvoiceFollowup.updated_at.label("followup_at"), *_new_card_columns(), *extra))
+
+
+def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
+    stmt = _failed_select()
     order = _order(FAILED_SORTS.get(f.sort, Invoice.amount_remaining), Invoice.id, f.descending)
     return _failed_where(stmt, f, now).order_by(*order)
 
@@ -953,6 +958,20 @@ def failed_invoices(*, session: Session, filters: FailedFilters, page: int = 1, 
     for r in result.rows:
         _decorate_failed(r, now)
     return result
+
+
+def worklist_invoice(*, session: Session, invoice_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+    """One invoice by id as a worklist row (with `subscription_id`, and `on_worklist`: whether the failed
+    worklist lists it, i.e. open after a failed attempt or uncollectible), or None when the cache lacks it.
+    Any cached invoice is returned: finance may note a follow-up on one that has just been paid."""
+    now = now or utcnow()
+    stmt = _failed_select(Invoice.subscription_id).where(Invoice.id == invoice_id)
+    rows = _rows(session, stmt.limit(1))
+    if not rows:
+        return None
+    r = _decorate_failed(rows[0], now)
+    r["on_worklist"] = r["status"] == "uncollectible" or (r["status"] == "open" and (r["attempt_count"] or 0) > 0)
+    return r
 
 
 def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:

@@ -1,4 +1,4 @@
-"""Portal-link widgets: one link for a customer (customer detail, a failed-invoice row) and bulk links for
+"""Portal-link widgets: one link for a customer (customer detail, the selected failed invoice) and bulk links for
 finance. UI only: the work is in lib/portal.py. All state lives in st.session_state under the caller's
 key prefix, so AppTest can drive it (no st.dialog)."""
 
@@ -20,7 +20,6 @@ from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
 from lib.gateway import GatewayError
-from lib.money import format_money
 from lib.sync import refresh_customer
 
 
@@ -180,37 +179,10 @@ def portal_link_action(
         result: dict[str, Any] | None = st.session_state.get(_k(kp, "result"))
         if result:
             st.success(f"Link made at {result['made_at']} ({portal.FLOWS[result['flow']]}).")
-            st.code(result["url"], language=None)
+            st.code(result["url"], language=None, wrap_lines=True)  # wrapped, never cut off by a narrow column
             st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")
             st.caption("Email text to paste:")
             st.code(result["email"], language=None, wrap_lines=True)
-
-
-def invoice_portal_link_action(
-    user: User, invoices: list[dict[str, Any]], *, key_prefix: str, selected: list[str] | None = None,
-) -> None:
-    """A portal link for the customer of one failed invoice (update payment method by default).
-
-    `invoices` are the rows on screen (id, customer_id, customer_email, amount_remaining, currency); the one
-    selected row, if exactly one is, is picked first. Staff use this; finance also has the bulk action.
-    """
-    if not invoices:
-        return
-    labels = {r["id"]: f"{r['id']} · {r.get('customer_email') or r['customer_id']} · "
-                       f"{format_money(r.get('amount_remaining'), r.get('currency'))}" for r in invoices}
-    ids = list(labels)
-    key = f"{key_prefix}_portal_invoice"
-    one = selected[0] if selected and len(selected) == 1 and selected[0] in labels else None
-    if one is not None and st.session_state.get(f"{key}__followed") != one:
-        st.session_state[key] = one  # a newly picked row becomes the invoice here (by id, not position)
-    elif st.session_state.get(key) not in labels:
-        st.session_state.pop(key, None)  # the invoice left the list: start from the first one again
-    st.session_state[f"{key}__followed"] = one
-    st.caption("Portal link for one invoice's customer")
-    chosen = st.selectbox("Invoice", ids, key=key, format_func=labels.get)  # first invoice unless set above
-    row = next(r for r in invoices if r["id"] == chosen)
-    portal_link_action(user, row["customer_id"], key_prefix=f"{key_prefix}_{chosen}",
-                       default_flow="payment_method_update", subscription_id=row.get("subscription_id"))
 
 
 def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: str) -> None:

@@ -15,6 +15,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from app_pages.components.format import count
 from app_pages.components.text import md, safe_id
+from app_pages.components.urlstate import Choice, UrlState, Whole
 from lib import access
 from lib.config import get_settings
 from lib.money import minor_to_major
@@ -67,13 +68,31 @@ def customer_link(customer_id: object) -> str | None:
     return f"customer?id={valid}" if valid else None
 
 
+MAX_PAGE = 100_000  # a page number from a URL beyond this is refused
+
+
 def pager(prefix: str, signature: Any) -> tuple[int, int]:
-    """The current page and page size for a table; back to page 1 whenever the filters change."""
+    """The current page and page size for a table; back to page 1 whenever the filters change. Both live in
+    the URL (`<prefix>_page`, `<prefix>_size`): a shared link or the browser's Back opens the same page."""
     if st.session_state.get(f"{prefix}_sig") != signature:
         st.session_state[f"{prefix}_sig"] = signature
         st.session_state[f"{prefix}_page"] = 1
+    url = UrlState(prefix)  # after the reset above: a page number the URL brings (Back, a link) wins over it
+    url.bind(f"{prefix}_page", Whole(1, MAX_PAGE), default=1, label="Page")
+    url.bind(f"{prefix}_size", Choice(PAGE_SIZES), default=PAGE_SIZES[0], label="Rows per page")
+    url.render_notes()
     size = st.session_state.get(f"{prefix}_size", PAGE_SIZES[0])
     return int(st.session_state.get(f"{prefix}_page", 1)), int(size)
+
+
+def past_the_end(prefix: str, page: Page) -> bool:
+    """True (and back to page 1, rerunning) when a page number from a link or Back lies beyond the list's
+    end now: the user sees the first page rather than an empty table."""
+    if page.rows or page.page <= 1:
+        return False
+    st.session_state[f"{prefix}_page"] = 1
+    st.rerun()
+    return True  # not reached: st.rerun() stops this run
 
 
 def pager_controls(prefix: str, page: Page) -> None:
@@ -166,6 +185,7 @@ def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty:
 
     page_no, size = pager(prefix, filters)
     page = query(query_name, filters=filters, page=page_no, page_size=size)
+    past_the_end(prefix, page)
     if page.rows:
         return page
     st.info(empty if unfiltered(filters) else none_match)

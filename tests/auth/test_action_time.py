@@ -58,7 +58,7 @@ def finance_page(role: str = "finance") -> AppTest:
 
 
 def save_followup(at: AppTest, invoice_id: str) -> AppTest:
-    at.selectbox(key="fi_fu_invoice").select(invoice_id)
+    at.text_input(key="fi_fu_id").input(invoice_id)
     at.radio(key="fi_fu_status").set_value("promised")
     at.text_area(key="fi_fu_note").input("Pays Friday")
     return at.button(key="fi_fu_save").click().run()

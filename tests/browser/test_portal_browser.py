@@ -42,6 +42,9 @@ def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, t
         page.get_by_text("Link made at").wait_for()
         wait_idle(page, timeout=60_000)
         link = page.locator("[data-testid='stCode']").first.inner_text().strip()
+        # the whole link is on screen, wrapped inside the half-width panel: nothing hidden behind a scroll bar
+        shown = page.locator("[data-testid='stCode'] pre").first
+        assert shown.evaluate("e => e.scrollWidth <= e.clientWidth"), "the link is cut off on the right"
         assert link.startswith(sandbox.url + "/_sandbox/pages/portal/bps_"), link
         email_text = page.locator("[data-testid='stCode']").nth(1).inner_text()
         assert "Hi Marie Curie" in email_text and link in email_text

@@ -35,7 +35,7 @@ def worklist(session: Session) -> dict[str, Any]:
 
 
 def picked_invoice(at: AppTest) -> str:
-    return at.selectbox(key="fi_portal_invoice").value
+    return at.text_input(key="fi_fu_id").value
 
 
 def test_picking_a_row_picks_that_invoice(worklist: dict[str, Any]) -> None:
