@@ -540,6 +540,15 @@ def customer_timeline(*, session: Session, customer_id: str, object_ids: Iterabl
     return [dict(r) for r in session.execute(stmt).mappings()]
 
 
+def event_history(*, session: Session) -> dict[str, Any]:
+    """Whether the sync has listed the account's last 30 days of events into the cache (the timeline's
+    history, `lib/sync/history.py`, whose progress is the `events` row of sync_state): `complete`, and when.
+    An empty timeline then means no events, not events not fetched yet."""
+    state = session.get(SyncState, "events")
+    done = state.backfill_completed_at if state is not None else None
+    return {"complete": done is not None, "completed_at": done}
+
+
 # --- subscriptions --------------------------------------------------------------------------------
 
 

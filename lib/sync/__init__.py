@@ -13,7 +13,8 @@ Rules every path follows:
 
 The package, by concern: `sql` (dialect upsert SQL and converters, sync state), `fetch` (Stripe reads that
 complete objects), `writer` (`PageWriter`, the pipelined PostgreSQL connection), `events` (Events API and
-webhook apply), `lock` (the one-sync lock), `run` (`run_sync`), `customer` (`refresh_customer`). Every name
+webhook apply), `history` (the timeline's last 30 days of events, pass 2), `lock` (the one-sync lock), `run`
+(`run_sync`), `customer` (`refresh_customer`). Every name
 callers use is re-exported here.
 """
 
