@@ -22,6 +22,7 @@ from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import from_ts, utcnow
+from lib.sync.endpoints import sync_webhook_endpoints
 from lib.sync.events import EVENT_TYPES, apply_events, prepare_events
 from lib.sync.fetch import LIST_PARAMS, LIST_PATHS, Declines, ProductNames, complete, expanded_cards
 from lib.sync.history import fetch_history, history_done
@@ -448,8 +449,9 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
     lists = [r for r in wanted if r != "payment_methods"]
     history = _wants_history(run, mode, wanted, finished_earlier)
     errors: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, len(wanted)) + int(history), thread_name_prefix="sync") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted)) + int(history) + 1, thread_name_prefix="sync") as pool:
         futures = {r: pool.submit(work, r) for r in lists}
+        endpoints = pool.submit(_endpoints, run)
         pm_future = None
         while True:
             _drain(run, progress)
@@ -467,6 +469,7 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
                                                                not in wanted):
                 break
             time.sleep(0.05)
+        endpoints.result()  # never raises: a failure is a note
         for resource, fut in futures.items():
             exc = fut.exception()
             if exc is not None and not (isinstance(exc, SyncError) and run.stop.is_set()
@@ -497,6 +500,15 @@ def _wants_history(run: _Run, mode: SyncMode, wanted: list[str], finished_earlie
     if "payment_methods" not in wanted or "payment_methods" in finished_earlier:
         return False
     return mode == SyncMode.FULL or not history_done(run.engine)
+
+
+def _endpoints(run: _Run) -> None:
+    """The account's webhook endpoints for the Sync page (one request a run); a failure is a note, not an
+    error of the run (the cache's data is not affected)."""
+    try:
+        sync_webhook_endpoints(run.engine, run.settings, write_lock=run.write_lock)
+    except Exception as exc:  # noqa: BLE001 — shown as a note; the run's data is written regardless
+        run.notes.append(f"webhook endpoints: not read from Stripe ({_describe(exc)})")
 
 
 def _history(run: _Run) -> None:

@@ -47,3 +47,10 @@ def database_at(backend: str, revision: str, tmp_path: Path, setup: Callable[[Co
             with admin.connect() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
+
+
+def head_revision() -> str:
+    """The newest migration's revision id (what `migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
