@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -257,6 +258,67 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
             "faults": FAULTS, "median": med, "runs": rounds, "goals": goals, "goal_met": all(goals.values())}
 
 
+ID_SEGMENT = re.compile(r"(cus|sub|in|pi|pm|evt|prod|price|si|we|inpay|ch|il)_[A-Za-z0-9]+")
+
+
+def _per_path(log: list[dict[str, Any]]) -> dict[str, int]:
+    """Requests per path (`/v1/customers`, `/v1/invoice_payments`, …; ids folded to `{id}`), most first."""
+    out: dict[str, int] = {}
+    for r in log:
+        key = "/".join("{id}" if ID_SEGMENT.fullmatch(p) else p for p in r["path"].split("/"))
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def model(args: argparse.Namespace) -> dict[str, Any]:
+    """Pass 1 on the demo account of `--model` customers at `--model-rps` (the sandbox answering 429 above it),
+    counted per path from the sandbox's log, then scaled to `--target-customers` / `--target-invoices`: each
+    list's pages in proportion to its objects (customers' to customers, subscriptions' to subscriptions —
+    one per customer in the target —, invoices' and the open invoice payments' to invoices), the rest (the
+    newest event, products, webhook endpoints) as they are. Modelled time = scaled requests ÷ the rate the
+    real run achieved."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "sandbox.seed", "--api-base", base, "--api-key", KEY, "--customers",
+                        str(args.model), "--seed", "7", "--reset"], cwd=ROOT, check=True, capture_output=True)
+        seed_seconds = time.monotonic() - started
+        control(base, "DELETE", "requests")
+        control(base, "POST", "faults", {"max_rps": args.model_rps})
+        with tempfile.TemporaryDirectory() as tmp:
+            out, requests, wall = _sync(base, f"sqlite:///{tmp}/cache.db", PASS_1, args.model_rps)
+        control(base, "POST", "faults", {})
+        log = control(base, "GET", "requests?since=0")["data"]
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    paths = _per_path(log)
+    ok = [r for r in log if r["status"] == 200]
+    span = max(r["time"] for r in ok) - min(r["time"] for r in ok)
+    achieved = len(ok) / span
+    fetched = out["fetched"]
+    factor = {"/v1/customers": args.target_customers / fetched["customers"],
+              "/v1/subscriptions": args.target_customers / fetched["subscriptions"],
+              "/v1/invoices": args.target_invoices / fetched["invoices"],
+              "/v1/invoice_payments": args.target_invoices / fetched["invoices"]}
+    scaled = {p: round(n * factor.get(p, 1.0)) for p, n in paths.items()}
+    total = sum(scaled.values())
+    return {"bench": "backfill-model", "customers": args.model, "fetched": fetched, "requests": requests,
+            "per_path": paths, "seconds": round(wall, 1), "sync_seconds": out["seconds"],
+            "achieved_rps": round(achieved, 1), "budget_rps": args.model_rps,
+            "answered_429": sum(1 for r in log if r["status"] == 429), "seed_seconds": round(seed_seconds, 1),
+            "target": {"customers": args.target_customers, "invoices": args.target_invoices},
+            "scaled_per_path": scaled, "scaled_requests": total,
+            "modelled_seconds_at_budget": round(total / args.model_rps, 1),
+            "modelled_seconds_at_achieved": round(total / achieved, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "goal_seconds": 120, "goal_met": total / args.model_rps <= 120}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
@@ -268,6 +330,11 @@ def main() -> None:
     ap.add_argument("--no-faults", dest="faults", action="store_false")
     ap.add_argument("--no-check", dest="check", action="store_false")
     ap.add_argument("--demo-child", help=argparse.SUPPRESS)
+    ap.add_argument("--model", type=int, default=0,
+                    help="pass 1 on the demo account of N customers, scaled to --target-customers/--target-invoices")
+    ap.add_argument("--model-rps", type=float, default=80.0)
+    ap.add_argument("--target-customers", type=int, default=100_000)
+    ap.add_argument("--target-invoices", type=int, default=400_000)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -277,6 +344,9 @@ def main() -> None:
         return
     if args.demo:
         print(json.dumps(demo(args)))
+        return
+    if args.model:
+        print(json.dumps(model(args)))
         return
     runs = []
     for size in args.sizes:
