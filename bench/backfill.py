@@ -108,13 +108,19 @@ def child(args: argparse.Namespace) -> None:
                       "peak_rss_mb": round(peak_kb / 1024, 1), "rss_samples_mb": samples[::5]}))
 
 
-def measure(size: int, max_rps: float) -> dict[str, Any]:
+def start_sandbox() -> tuple[subprocess.Popen, str]:
+    """A fresh sandbox process on a free port, answering; (process, base URL)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
+    return sandbox, base
+
+
+def measure(size: int, max_rps: float) -> dict[str, Any]:
+    sandbox, base = start_sandbox()
     try:
-        wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
         seed_seconds = seed(base, size)
         control(base, "DELETE", "requests")
         control(base, "POST", "faults", {"max_rps": max_rps})
@@ -193,13 +199,9 @@ def _median(values: list[float]) -> float:
 
 
 def demo(args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sandbox, base = start_sandbox()
     rounds: list[dict[str, Any]] = []
     try:
-        wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
         subprocess.run([sys.executable, "-m", "sandbox.seed", "--api-base", base, "--api-key", KEY, "--customers",
                         str(args.demo), "--seed", "7", "--reset"], cwd=ROOT, check=True, capture_output=True)
         for n in range(args.rounds):
@@ -275,14 +277,10 @@ def model(args: argparse.Namespace) -> dict[str, Any]:
     counted per path from the sandbox's log, then scaled to `--target-customers` / `--target-invoices`: each
     list's pages in proportion to its objects (customers' to customers, subscriptions' to subscriptions —
     one per customer in the target —, invoices' and the open invoice payments' to invoices), the rest (the
-    newest event, products, webhook endpoints) as they are. Modelled time = scaled requests ÷ the rate the
-    real run achieved."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    newest event, products, webhook endpoints) as they are. Modelled time = scaled requests ÷ the budget,
+    and ÷ the rate the real run achieved (on a loaded host, bound by each lane's round trips)."""
+    sandbox, base = start_sandbox()
     try:
-        wait_http_ok(base + "/_sandbox/health", timeout=30, proc=sandbox)
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "sandbox.seed", "--api-base", base, "--api-key", KEY, "--customers",
                         str(args.model), "--seed", "7", "--reset"], cwd=ROOT, check=True, capture_output=True)
