@@ -249,7 +249,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
-    keys = [k for k in rounds[0] if isinstance(rounds[0][k], (int, float))]
+    keys = [k for k in rounds[0] if isinstance(rounds[0][k], (int, float)) and all(k in r for r in rounds)]
     med = {k: _median([r[k] for r in rounds]) for k in keys}
     goals = {"pass1_per_1000": med["pass1_per_1000"] <= 15, "passes_1_2_per_1000": med["passes_1_2_per_1000"] <= 150,
              "pass1_seconds_at_25": med["pass1_seconds_at_25"] <= 15}
