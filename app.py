@@ -32,5 +32,9 @@ for spec in access.PAGES:
 next(iter(sections.values())).extend(hidden)  # gate() guarantees a role, and every role opens Overview
 current = st.navigation(sections)
 render_account(user)
-render_header()
+header = st.empty()
+render_header(header)
 current.run()
+# drawn again: an action on the page (Refresh now, a customer refresh) may have moved the cache's freshness
+# after the header above was drawn; a page that stops or reruns is redrawn by its next run
+render_header(header)

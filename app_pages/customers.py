@@ -1,5 +1,6 @@
-"""Customers: one search box (email any case, name without accents, cus_ id, phone, card last 4), filters,
-sorted and paged in SQL, MRR per row, click a row to open the customer, CSV of the whole result."""
+"""Customers: one search box (email any case, a company's email domain, name without accents, cus_ id, phone,
+card last 4), filters, sorted and paged in SQL, MRR per row, click a row to open the customer, CSV of the whole
+result."""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ SORTS = {"Newest first": ("created", True), "Oldest first": ("created", False), 
 
 def filters_from_widgets() -> CustomerFilters:
     st.text_input(
-        "Search", key=f"{P}_search", placeholder="Email, name, cus_… id, phone (+1 415…) or card last 4",
-        help="Email matches any case, with or without a +tag; names match without accents.",
+        "Search", key=f"{P}_search", placeholder="Email, @company.com, name, cus_… id, phone (+1 415…) or card last 4",
+        help="Email matches any case, with or without a +tag; @acme.com (or acme.com) lists that company's "
+             "customers; names match without accents.",
     )
     c1, c2, c3, c4 = st.columns(4)
     c1.checkbox("Delinquent only", key=f"{P}_delinquent")

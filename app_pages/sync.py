@@ -14,7 +14,7 @@ from app_pages.components.header import run_error
 from app_pages.components.tables import ago, frame, guarded
 from app_pages.components.text import md
 from lib.auth import User, can
-from lib.stripe_gateway import GatewayError
+from lib.gateway import GatewayError
 
 P = "sync"  # widget-key prefix
 

@@ -18,7 +18,7 @@ sandbox's request log (`/_sandbox/requests`): per round a fresh SQLite cache get
 subscriptions, invoices: what the pages show) and then pass 2 (payment_methods: every customer's card list),
 each `run_sync(mode="full")` in a child process. Objects = customers + subscriptions + invoices + cards
 received. Pass 1 is also timed at a 25 requests/s budget with the sandbox answering 429 above it. Round 1
-compares the cache with the sandbox field by field (tests/sync/fidelity.py) after each pass. Then a full
+compares the cache with the sandbox field by field (bench/fidelity.py) after each pass. Then a full
 backfill (both passes) at `--fault-rps`, clean and with 20% 429 + 10% 500 + 50–200 ms latency: the faulted
 time ÷ the clean one (goal ≤ 2) and the differences after it. Medians over the rounds.
 """
@@ -182,7 +182,7 @@ def _sync(base: str, db_url: str, resources: list[str], rps: float) -> tuple[dic
 def _differences(base: str, db_url: str, *, all_cards: bool) -> list[str]:
     from sqlalchemy import create_engine
 
-    from tests.sync.fidelity import differences
+    from bench.fidelity import differences
 
     client = stripe.StripeClient(KEY, base_addresses={"api": base}, max_network_retries=2)
     engine = create_engine(db_url.replace("sqlite:///", "sqlite:///", 1))

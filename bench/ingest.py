@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from lib.db import get_engine, migrate  # noqa: E402
-from lib.stripe_gateway import decode  # noqa: E402
+from lib.gateway import decode  # noqa: E402
 from lib.sync import PageWriter  # noqa: E402
 
 T0 = 1_760_000_000

@@ -97,13 +97,16 @@ def customer_cols(g: Gen, a: int, b: int) -> dict[str, list[Any]]:
     first_fold = [fold_name(names[p][0]) for p in range(len(names))]
     full = [f"{f} {la}" for f, la in names]
     full_fold = [fold_name(x) for x in full]
-    email = [f"{first_fold[p]}.{i}{'+billing' if i % 10 == 0 else ''}@example{i % 50}.com"
-             for p, i in zip(pick, idx.tolist(), strict=True)]
+    # 50 big domains (~15,000 customers each) and ~10,000 small companies (~25 each, every 4th customer)
+    domain = [f"co{i % 9973}.com" if i % 4 == 1 else f"example{i % 50}.com" for i in idx.tolist()]
+    email = [f"{first_fold[p]}.{i}{'+billing' if i % 10 == 0 else ''}@{d}"
+             for p, i, d in zip(pick, idx.tolist(), domain, strict=True)]
     canon = [e.replace("+billing", "") for e in email]
     phone = [f"+1415{i:07d}" if i % 3 == 0 else None for i in idx.tolist()]
     return {
         "id": [f"cus_B{i:09d}" for i in idx.tolist()], "email": email, "email_normalized": email,
-        "email_canonical": canon, "name": [full[p] for p in pick], "name_search": [full_fold[p] for p in pick],
+        "email_canonical": canon, "email_domain": domain,
+        "name": [full[p] for p in pick], "name_search": [full_fold[p] for p in pick],
         "phone": phone, "phone_normalized": phone, "created": g.ts(g.ago(n, 3 * 365 * 86400)),
         "currency": [CURRENCIES[i % len(CURRENCIES)] for i in idx.tolist()],
         "balance": np.where(idx % 97 == 0, -500, 0).tolist(), "delinquent": g.bools(idx % 33 == 0),
@@ -442,6 +445,9 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int,
             "id": lambda s: q.search_customers(session=s, filters=cf(q=cid())),
             "phone": lambda s: q.search_customers(session=s, filters=cf(q=f"+1 415 {rnd.randrange(0, n, 3):07d}")),
             "card_last4": lambda s: q.search_customers(session=s, filters=cf(q=f"{rnd.randint(0, 9999):04d}")),
+            "domain_company": lambda s: q.search_customers(session=s, filters=cf(q=f"@CO{rnd.randrange(9973)}.com")),
+            "domain_big": lambda s: q.search_customers(session=s, filters=cf(q=f"example{rnd.randrange(50)}.com")),
+            "domain_miss": lambda s: q.search_customers(session=s, filters=cf(q=f"@nobody{rnd.randrange(n)}.com")),
             "name_substring": lambda s: q.search_customers(session=s, filters=cf(q=rnd.choice(LAST))),
             "name_absent": lambda s: q.search_customers(session=s, filters=cf(q=f"zebedee{rnd.randrange(n)}")),
             "delinquent": lambda s: q.search_customers(session=s, filters=cf(delinquent=True)),
@@ -515,8 +521,8 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int,
 def time_pages(url: str, sizes: dict[str, int], repeat: int) -> dict[str, dict[str, float]]:
     import streamlit as st
 
+    from bench.apptest import run_page
     from lib.config import get_settings
-    from tests.utils.apptest import run_page
 
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
@@ -585,6 +591,7 @@ def main() -> None:
     ap.add_argument("--workdir", help="where the SQLite file goes (default: a temporary folder)")
     ap.add_argument("--no-fill", action="store_true",
                     help="reuse a cache kept by an earlier --keep run (indexes it lacks are built first)")
+    ap.add_argument("--schema", default="bench_pages", help="the PostgreSQL schema (one per person on a shared host)")
     ap.add_argument("--only", help="time only these queries, e.g. customers.name_absent,overview (no pages)")
     args = ap.parse_args()
     sizes = {"customers": int(1_000_000 * args.scale), "subscriptions": int(1_000_000 * args.scale),
@@ -597,7 +604,7 @@ def main() -> None:
         if backend == "sqlite":
             url = f"sqlite:///{tmp}/cache.db"
         else:
-            url = pg_url_existing("bench_pages") if args.no_fill else pg_url("bench_pages")
+            url = pg_url_existing(args.schema) if args.no_fill else pg_url(args.schema)
         print(f"[{backend}] filling {sizes} …", file=sys.stderr, flush=True)
         load = catch_up_indexes(url) if args.no_fill else fill(url, sizes)
         print(f"[{backend}] filled: {load}; timing queries …", file=sys.stderr, flush=True)
@@ -620,7 +627,7 @@ def main() -> None:
             from lib.db import get_engine
 
             get_engine(url).dispose()
-            drop_schema("bench_pages")
+            drop_schema(args.schema)
     if not args.keep:
         for f in Path(tmp).glob("cache.db*"):
             f.unlink()

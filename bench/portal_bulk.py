@@ -16,10 +16,27 @@ import os
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def cache_failed_invoice(session: Any, customer_id: str, n: int) -> str:
+    """Cache customer `n` (its Stripe id) with one open invoice whose payment failed; returns the invoice id."""
+    from lib.models import Customer, Invoice, utcnow
+
+    now = utcnow()
+    session.add(Customer(id=customer_id, name=f"Bench {n}", email=f"b{n}@example.com", currency="usd", created=now))
+    invoice = Invoice(id=f"in_bench{n:08d}", customer_id=customer_id, status="open", currency="usd",
+                      amount_due=1000 + n, amount_paid=0, amount_remaining=1000 + n, total=1000 + n,
+                      attempt_count=1, attempted=True, created=now, decline_code="insufficient_funds",
+                      failure_code="card_declined", next_payment_attempt=now + timedelta(days=3))
+    session.add(invoice)
+    session.commit()
+    return invoice.id
 
 
 def main() -> None:
@@ -44,7 +61,6 @@ def main() -> None:
         from lib.auth import User
         from lib.config import get_settings
         from lib.db import get_engine, migrate
-        from tests.utils import factories
 
         get_settings.cache_clear()
         migrate()
@@ -56,8 +72,7 @@ def main() -> None:
             ids = []
             for i in range(args.invoices):
                 cust = sandbox.client.v1.customers.create(params={"name": f"Bench {i}", "email": f"b{i}@example.com"})
-                factories.make_customer(session, id=cust.id, name=f"Bench {i}", email=f"b{i}@example.com")
-                ids.append(factories.make_failed_invoice(session, cust.id, amount_due=1000 + i).id)
+                ids.append(cache_failed_invoice(session, cust.id, i))
             faults: dict = {"max_rps": args.budget}
             if args.latency_ms:
                 faults["latency_ms"] = [args.latency_ms, args.latency_ms]

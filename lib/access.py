@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-ROLES = ("support", "staff", "finance", "admin")
-ALL = frozenset(ROLES)
+Role = Literal["support", "staff", "finance", "admin"]
+# What a role may do beyond opening pages (checked when the action runs, and audited).
+Action = Literal["portal_link", "bulk_portal_links", "followup", "retry_invoice", "merge", "refresh", "export_audit"]
+
+ROLES: tuple[Role, ...] = ("support", "staff", "finance", "admin")
+ALL: frozenset[Role] = frozenset(ROLES)
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("sync", "sync.py", "Sync", ":material/sync:", "Admin", ALL),
 )
 
-ACTIONS: dict[str, frozenset[str]] = {
+ACTIONS: dict[Action, frozenset[Role]] = {
     "portal_link": frozenset({"staff", "finance", "admin"}),
     "bulk_portal_links": frozenset({"finance", "admin"}),
     "followup": frozenset({"finance", "admin"}),
@@ -51,7 +56,7 @@ def may_open(roles: frozenset[str] | set[str], key: str) -> bool:
     return bool(page(key).roles & set(roles))
 
 
-def may_do(roles: frozenset[str] | set[str], action: str) -> bool:
+def may_do(roles: frozenset[str] | set[str], action: Action) -> bool:
     return bool(ACTIONS[action] & set(roles))
 
 

@@ -8,7 +8,7 @@ Without `[auth]` the dashboard is a local demo with no login (everyone is an adm
 bound to a loopback address and the Stripe key is a test-mode key; otherwise it refuses to run.
 There is no other way in: no session-state or query-parameter override exists.
 
-This module is plain Python (no Streamlit), so the CLI, workers and the domain layer (`lib/merge.py`,
+This module is plain Python (no Streamlit), so the CLI, workers and the domain layer (`lib/merge/`,
 `lib/portal.py`, `lib/invoice_retry.py`) can use `User` and `can`. What needs Streamlit — reading
 `st.secrets` and `st.user`, the login, no-role and refusal screens, `require_page` — lives in
 `app_pages/components/gate.py` and hands this module plain values.
@@ -173,7 +173,7 @@ def user_from_claims(claims: Mapping[str, Any], rules: access.RoleRules) -> User
     return User(email=email or str(claims.get("sub") or ""), name=name, roles=roles)
 
 
-def can(user: User, action: str) -> bool:
+def can(user: User, action: access.Action) -> bool:
     """Whether this user's roles allow `action` (see lib/access.ACTIONS); check before every action."""
     return access.may_do(user.roles, action)
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -51,6 +52,9 @@ def require_sqlite_directory(url: str) -> None:
     )
 
 
+STRIPE_API_HOST = "api.stripe.com"
+
+
 @dataclass(frozen=True)
 class Settings:
     stripe_api_key: str
@@ -82,7 +86,18 @@ class Settings:
 
     @property
     def uses_sandbox(self) -> bool:
-        return bool(self.stripe_api_base)
+        """Whether requests go somewhere other than Stripe's API (the local sandbox, a test double): then the
+        objects exist only there, and no link may point at Stripe's Dashboard for them. An empty base is the
+        SDK's default; `https://api.stripe.com` written out is Stripe too."""
+        if not self.stripe_api_base:
+            return False
+        parts = urlsplit(self.stripe_api_base)
+        return not (parts.scheme == "https" and parts.hostname == STRIPE_API_HOST)
+
+    @property
+    def stripe_dashboard(self) -> bool:
+        """Whether "Open in Stripe" links make sense: only against Stripe's own API (`uses_sandbox` is False)."""
+        return not self.uses_sandbox
 
     @property
     def request_budget(self) -> float:

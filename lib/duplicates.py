@@ -15,17 +15,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 from sqlalchemy import func, literal_column, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.models import Customer, Invoice, PaymentMethod, Subscription, utcnow
 
+# What two customers can share that links them (an exact value, or a similar name on top of something shared).
+Signal = Literal["email", "card", "phone", "name_address", "name_domain", "name_phone"]
 # How much one signal alone says that two customers are one person (0..1); combined as 1 - Π(1 - w).
-WEIGHTS: dict[str, float] = {
+WEIGHTS: dict[Signal, float] = {
     "email": 0.95,  # same mailbox after normalisation
     "card": 0.90,  # the same physical card (Stripe's fingerprint)
     "phone": 0.75,  # same E.164 number (households and switchboards share numbers)
@@ -33,7 +35,7 @@ WEIGHTS: dict[str, float] = {
     "name_domain": 0.60,  # similar names at the same company (non-public) email domain
     "name_phone": 0.50,  # similar names on top of a shared phone: only ever adds to "phone"
 }
-SIGNAL_LABELS: dict[str, str] = {
+SIGNAL_LABELS: dict[Signal, str] = {
     "email": "Same email (normalised)",
     "card": "Same card fingerprint",
     "phone": "Same phone (E.164)",
@@ -93,7 +95,7 @@ class Evidence:
 
     a: str
     b: str
-    signal: str
+    signal: Signal
     value: str
     score: float | None = None  # name similarity (0..100) for name_* signals
 
@@ -105,7 +107,7 @@ class Cluster:
     id: str
     customer_ids: list[str]
     confidence: float
-    signals: list[str]
+    signals: list[Signal]
     evidence: list[Evidence] = field(default_factory=list)
 
 
@@ -144,7 +146,7 @@ class _UnionFind:
         return True
 
 
-def combine(signals: Iterable[str]) -> float:
+def combine(signals: Iterable[Signal]) -> float:
     """The probability-style union of independent signals: 1 - Π(1 - w)."""
     miss = 1.0
     for s in set(signals):
@@ -166,7 +168,7 @@ def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, list[tuple[
         yield key, bucket
 
 
-def _similar_pairs(members: list[tuple[str, str]]) -> Iterator[tuple[str, str, float]]:
+def _similar_pairs(members: list[tuple[str, str | None]]) -> Iterator[tuple[str, str, float]]:
     """Pairs (id_a, id_b, score) among (id, name) whose names are similar enough."""
     named = [(cid, name) for cid, name in members if name and len(name.strip()) >= 3]
     if len(named) < 2:
@@ -200,7 +202,7 @@ def _stream(session: Session, stmt: Any) -> Iterable[Any]:
 
 def _merged_into() -> Any:
     """The `merged_into` metadata value: customers already merged away are not candidates any more."""
-    return Customer.__table__.c.metadata["merged_into"].as_string()
+    return col(Customer.metadata_)["merged_into"].as_string()
 
 
 def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
@@ -213,10 +215,10 @@ def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple
         .having(func.count() > 1).subquery()
     )
     stmt = (
-        select(column, Customer.id, Customer.name_search)
+        select(column, col(Customer.id), col(Customer.name_search))
         .join(shared, column == shared.c.k)
-        .where(Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(column, Customer.id)
+        .where(col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(column, col(Customer.id))
     )
     for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
@@ -225,18 +227,19 @@ def _key_groups(session: Session, column: Any) -> Iterator[tuple[str, list[tuple
 
 
 def _card_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    fp = PaymentMethod.card_fingerprint
+    fp = col(PaymentMethod.card_fingerprint)
+    owner = col(PaymentMethod.customer_id)
     shared = (
-        select(fp.label("k")).where(fp.is_not(None), PaymentMethod.customer_id.is_not(None)).group_by(fp)
-        .having(func.count(PaymentMethod.customer_id.distinct()) > 1).subquery()
+        select(fp.label("k")).where(fp.is_not(None), owner.is_not(None)).group_by(fp)
+        .having(func.count(owner.distinct()) > 1).subquery()
     )
     stmt = (
-        select(fp, Customer.id, Customer.name_search)
+        select(fp, col(Customer.id), col(Customer.name_search))
         .join(shared, fp == shared.c.k)
-        .join(Customer, Customer.id == PaymentMethod.customer_id)
-        .where(Customer.deleted.is_(False), _merged_into().is_(None))
+        .join(Customer, col(Customer.id) == owner)
+        .where(col(Customer.deleted).is_(False), _merged_into().is_(None))
         .distinct()
-        .order_by(fp, Customer.id)
+        .order_by(fp, col(Customer.id))
     )
     for key, rows in _grouped(_stream(session, stmt)):
         members = [(r[1], r[2]) for r in rows]
@@ -245,10 +248,10 @@ def _card_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | 
 
 
 def _domain_expr(session: Session) -> Any:
-    col = Customer.email_canonical
+    email = col(Customer.email_canonical)
     if session.get_bind().dialect.name == "postgresql":
-        return func.split_part(col, literal_column("'@'"), 2)
-    return func.substr(col, func.instr(col, "@") + 1)
+        return func.split_part(email, literal_column("'@'"), 2)
+    return func.substr(email, func.instr(email, "@") + 1)
 
 
 def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
@@ -258,10 +261,10 @@ def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str 
     domain = _domain_expr(session).label("k")
     public = lru_cache(maxsize=None)(is_public_domain)
     stmt = (
-        select(domain, Customer.id, Customer.name_search)
-        .where(Customer.email_canonical.is_not(None), Customer.name_search.is_not(None),
-               Customer.deleted.is_(False), _merged_into().is_(None))
-        .order_by(domain, Customer.id)
+        select(domain, col(Customer.id), col(Customer.name_search))
+        .where(col(Customer.email_canonical).is_not(None), col(Customer.name_search).is_not(None),
+               col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(domain, col(Customer.id))
     )
     rows = (r for r in _stream(session, stmt) if r[0] and not public(r[0]))
     for key, group in _grouped(rows):
@@ -271,15 +274,15 @@ def _domain_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str 
 
 def _address_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
     """Customers at the same street line + postal code (case-insensitive), in one sorted pass."""
-    addr = Customer.__table__.c.address
+    addr = col(Customer.address)
     line1 = addr["line1"].as_string()
     key = (func.lower(func.trim(line1)) + "|" + func.coalesce(
         func.upper(func.replace(addr["postal_code"].as_string(), " ", "")), "")).label("k")
     stmt = (
-        select(key, Customer.id, Customer.name_search)
-        .where(line1.is_not(None), line1 != "", Customer.name_search.is_not(None), Customer.deleted.is_(False),
-               _merged_into().is_(None))
-        .order_by(key, Customer.id)
+        select(key, col(Customer.id), col(Customer.name_search))
+        .where(line1.is_not(None), line1 != "", col(Customer.name_search).is_not(None),
+               col(Customer.deleted).is_(False), _merged_into().is_(None))
+        .order_by(key, col(Customer.id))
     )
     for k, rows in _grouped(_stream(session, stmt)):
         if len(rows) > 1 and k and not k.startswith("|"):
@@ -292,11 +295,11 @@ def _address_groups(session: Session) -> Iterator[tuple[str, list[tuple[str, str
 def detect(*, session: Session) -> DetectionResult:
     """Scan the cache and return clusters of likely duplicates, most confident first."""
     started = time.perf_counter()
-    pair_signals: dict[tuple[str, str], set[str]] = defaultdict(set)
+    pair_signals: dict[tuple[str, str], set[Signal]] = defaultdict(set)
     evidence: dict[tuple[str, str], list[Evidence]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
 
-    def link(a: str, b: str, signal: str, value: str, score: float | None = None) -> None:
+    def link(a: str, b: str, signal: Signal, value: str, score: float | None = None) -> None:
         pair = (a, b) if a < b else (b, a)
         if signal not in pair_signals[pair]:
             pair_signals[pair].add(signal)
@@ -305,11 +308,12 @@ def detect(*, session: Session) -> DetectionResult:
     # Exact signals: link every member to the group's first (smallest id) — a star is enough for
     # union-find, and the same centre across signals lets a pair collect all the signals it shares.
     phone_groups: list[tuple[str, list[tuple[str, str | None]]]] = []
-    for signal, groups in (
+    exact: tuple[tuple[Signal, Iterator[tuple[str, list[tuple[str, str | None]]]]], ...] = (
         ("email", _key_groups(session, Customer.email_canonical)),
         ("phone", _key_groups(session, Customer.phone_normalized)),
         ("card", _card_groups(session)),
-    ):
+    )
+    for signal, groups in exact:
         for value, members in groups:
             if len(members) > MAX_SHARED.get(signal, len(members)):
                 counts[f"{signal}_shared_skipped"] += 1
@@ -325,7 +329,9 @@ def detect(*, session: Session) -> DetectionResult:
     for value, members in phone_groups:
         for a, b, score in _similar_pairs(members):
             link(a, b, "name_phone", value, score)
-    for signal, groups in (("name_domain", _domain_groups(session)), ("name_address", _address_groups(session))):
+    by_name: tuple[tuple[Signal, Iterator[tuple[str, list[tuple[str, str | None]]]]], ...] = (
+        ("name_domain", _domain_groups(session)), ("name_address", _address_groups(session)))
+    for signal, groups in by_name:
         for value, members in groups:
             counts[signal] += 1
             for a, b, score in _similar_pairs(members):
@@ -430,26 +436,25 @@ def summaries(customer_ids: list[str], *, session: Session) -> dict[str, Custome
     if not customer_ids:
         return {}
     ids = list(dict.fromkeys(customer_ids))
-    subs = dict(session.exec(
-        select(Subscription.customer_id, func.count())
-        .where(Subscription.customer_id.in_(ids), Subscription.status.in_(LIVE_STATUSES))
-        .group_by(Subscription.customer_id)
+    sub_owner, inv_owner = col(Subscription.customer_id), col(Invoice.customer_id)
+    subs: dict[str, int] = dict(session.execute(
+        select(sub_owner, func.count())
+        .where(sub_owner.in_(ids), col(Subscription.status).in_(LIVE_STATUSES))
+        .group_by(sub_owner)
     ).all())
-    sub_last = dict(session.exec(
-        select(Subscription.customer_id, func.max(Subscription.created))
-        .where(Subscription.customer_id.in_(ids)).group_by(Subscription.customer_id)
+    sub_last: dict[str, datetime] = dict(session.execute(
+        select(sub_owner, func.max(Subscription.created)).where(sub_owner.in_(ids)).group_by(sub_owner)
     ).all())
-    unpaid = {r[0]: (r[1], r[2]) for r in session.exec(
-        select(Invoice.customer_id, func.count(), func.coalesce(func.sum(Invoice.amount_remaining), 0))
-        .where(Invoice.customer_id.in_(ids), Invoice.status.in_(UNPAID_STATUSES))
-        .group_by(Invoice.customer_id)
+    unpaid = {r[0]: (r[1], r[2]) for r in session.execute(
+        select(inv_owner, func.count(), func.coalesce(func.sum(Invoice.amount_remaining), 0))
+        .where(inv_owner.in_(ids), col(Invoice.status).in_(UNPAID_STATUSES))
+        .group_by(inv_owner)
     ).all()}
-    inv_last = dict(session.exec(
-        select(Invoice.customer_id, func.max(Invoice.created))
-        .where(Invoice.customer_id.in_(ids)).group_by(Invoice.customer_id)
+    inv_last: dict[str, datetime] = dict(session.execute(
+        select(inv_owner, func.max(Invoice.created)).where(inv_owner.in_(ids)).group_by(inv_owner)
     ).all())
     out: dict[str, CustomerSummary] = {}
-    for c in session.exec(select(Customer).where(Customer.id.in_(ids))).scalars():
+    for c in session.scalars(select(Customer).where(col(Customer.id).in_(ids))):
         times = [t for t in (c.created, sub_last.get(c.id), inv_last.get(c.id)) if t is not None]
         n_unpaid, amount = unpaid.get(c.id, (0, 0))
         out[c.id] = CustomerSummary(

@@ -32,7 +32,7 @@ def neutralise(value: Any) -> Any:
     return value
 
 
-class CsvFile(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+class CsvFile(tempfile.SpooledTemporaryFile):
     """A rewound CSV file (bytes) plus the number of data rows written (`rows`, the header not counted)."""
 
     rows: int = 0

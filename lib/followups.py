@@ -6,15 +6,27 @@ audit log (`action="followup"`), which is the history.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from lib.audit import AuditAction, AuditResult
 from lib.inputs import nul_problem
 from lib.models import AuditLog, Invoice, InvoiceFollowup, utcnow
 
-STATUSES = ("open", "contacted", "promised", "resolved")
+
+class FollowupStatus(StrEnum):
+    """Where finance stands with a failed invoice (`invoice_followups.status`)."""
+
+    OPEN = "open"
+    CONTACTED = "contacted"
+    PROMISED = "promised"
+    RESOLVED = "resolved"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in FollowupStatus)  # the page's choices, in this order
 MAX_NOTE = 2_000
 
 
@@ -51,7 +63,7 @@ def set_followup(
         row.status, row.note, row.updated_by = status, note, actor
     row.updated_at = utcnow()
     session.add(row)
-    session.add(AuditLog(actor=actor, role=role, action="followup", result="succeeded",
+    session.add(AuditLog(actor=actor, role=role, action=AuditAction.FOLLOWUP, result=AuditResult.SUCCEEDED,
                          customer_id=invoice.customer_id, object_id=invoice_id,
                          details={"before": before, "after": {"status": status, "note": note}}))
     session.commit()
@@ -60,7 +72,8 @@ def set_followup(
 
 def history(*, session: Session, invoice_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """Earlier follow-up changes of one invoice, newest first (from the audit log)."""
-    stmt = (select(AuditLog).where(AuditLog.action == "followup", AuditLog.object_id == invoice_id)
-            .order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(limit))
+    stmt = (select(AuditLog)
+            .where(col(AuditLog.action) == AuditAction.FOLLOWUP, col(AuditLog.object_id) == invoice_id)
+            .order_by(col(AuditLog.created_at).desc(), col(AuditLog.id).desc()).limit(limit))
     return [{"when": a.created_at, "who": a.actor, "status": a.details.get("after", {}).get("status"),
              "note": a.details.get("after", {}).get("note")} for a in session.execute(stmt).scalars()]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from lib.models import from_ts, utcnow
-from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
+from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 Obj = dict[str, Any]
 _fromtimestamp = datetime.fromtimestamp
@@ -147,6 +147,7 @@ def customer_row(obj: Obj, version_ts: int, *, synced_at: datetime | None = None
         "email": email,
         "email_normalized": normalize_email(email),
         "email_canonical": canonical_email(email),
+        "email_domain": email_domain(email),
         "name": name,
         "name_search": _fold(name),
         "phone": phone,
@@ -174,7 +175,7 @@ def valid_customer_id(value: Any) -> str | None:
 
 
 def merged_into(obj: Obj) -> str | None:
-    """The survivor a merge moved this customer into (metadata `merged_into`, lib/merge.py), when valid and not
+    """The survivor a merge moved this customer into (metadata `merged_into`, lib/merge/), when valid and not
     the customer itself."""
     target = valid_customer_id(dig(obj, "metadata", "merged_into"))
     return target if target != obj.get("id") else None

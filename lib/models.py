@@ -68,6 +68,9 @@ class Customer(SQLModel, table=True):
         # writes it. Its WHERE is the term each database's query renders (SQLite uses a partial index only
         # then); the flag leads anyway so both planners see the equality they saw on the old full index;
         # `deleted` lets the capped count of non-deleted ones read the index alone.
+        # search by company (an email domain): one index range, newest first like the default sort; with
+        # `deleted`, the count of a company's customers reads only its entries (no table row)
+        Index("ix_customers_email_domain", "email_domain", "created", "id", "deleted"),
         Index("ix_customers_delinquent_created", "delinquent", "created", "id", "deleted",
               postgresql_where=text("delinquent"), sqlite_where=text("delinquent = 1")),
     )
@@ -75,6 +78,7 @@ class Customer(SQLModel, table=True):
     email: str | None = None
     email_normalized: str | None = None  # case-folded, trimmed (indexed above)
     email_canonical: str | None = Field(default=None, index=True)  # + plus-tag removed, gmail dots removed
+    email_domain: str | None = None  # after the last '@', case-folded (lib.normalize.email_domain; indexed above)
     name: str | None = None
     name_search: str | None = None  # lower-cased, accents removed (indexed above)
     phone: str | None = None
@@ -87,7 +91,7 @@ class Customer(SQLModel, table=True):
     default_payment_method_id: str | None = None
     address: dict[str, Any] = _json("address")
     metadata_: dict[str, Any] = _json()
-    # metadata.merged_into when it is a valid cus_ id: merged away into that customer (lib/merge.py); indexed so
+    # metadata.merged_into when it is a valid cus_ id: merged away into that customer (lib/merge/); indexed so
     # a survivor's "merged from" list is one index range
     merged_into: str | None = Field(default=None, index=True, max_length=64)
     mrr: int = Field(default=0, sa_type=BigInteger, index=True)  # sum of its live subscriptions' mrr
@@ -362,11 +366,11 @@ class AuditLog(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(index=True)  # the logged-in user's email
     role: str | None = None
-    action: str = Field(index=True)  # portal_link | bulk_portal_links | merge_step | followup | refresh …
+    action: str = Field(index=True)  # a lib.audit.AuditAction: portal_link, merge_step, followup, export_…
     customer_id: str | None = Field(default=None, index=True)
     object_id: str | None = None
     flow: str | None = None
-    result: str = "started"  # started | succeeded | failed | refused
+    result: str = "started"  # a lib.audit.AuditResult: started | succeeded | failed | refused
     error: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = _json("details")
     correlation_id: str | None = Field(default=None, index=True)
@@ -377,7 +381,7 @@ class InvoiceFollowup(SQLModel, table=True):
 
     __tablename__ = "invoice_followups"
     invoice_id: str = Field(primary_key=True, max_length=64)
-    status: str = Field(default="open", index=True)  # open | contacted | promised | resolved
+    status: str = Field(default="open", index=True)  # a lib.followups.FollowupStatus
     note: str = Field(default="", sa_type=Text)
     updated_by: str
     updated_at: datetime = Field(default_factory=utcnow)
@@ -390,7 +394,7 @@ class MergeJob(SQLModel, table=True):
     created_by: str
     survivor_id: str = Field(index=True)
     duplicate_id: str = Field(index=True)
-    status: str = Field(default="planned", index=True)  # planned|running|stopping|stopped|failed|succeeded
+    status: str = Field(default="planned", index=True)  # a lib.merge.JobStatus
     stop_requested: bool = False
     plan: dict[str, Any] = _json("plan")
     error: str | None = Field(default=None, sa_type=Text)
@@ -403,9 +407,9 @@ class MergeStep(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: str = Field(index=True)
     seq: int
-    kind: str  # recreate_subscription | cancel_at_period_end | move_balance | copy_tax_id | …
+    kind: str  # a lib.merge.StepKind
     params: dict[str, Any] = _json("params")
-    status: str = "pending"  # pending | running | done | failed
+    status: str = "pending"  # a lib.merge.StepStatus: pending | running | done | failed
     idempotency_key: str
     result: dict[str, Any] = _json("result")
     error: str | None = Field(default=None, sa_type=Text)

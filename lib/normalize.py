@@ -28,6 +28,17 @@ def canonical_email(email: str | None) -> str | None:
     return f"{local}@{domain}" if local else norm
 
 
+def email_domain(email: str | None) -> str | None:
+    """The company part of an address: what follows its last '@', case-folded, spaces and dots trimmed from
+    its ends ('Ana@ACME.com.' → 'acme.com'); None when there is no '@' or nothing after it. The cache's indexed
+    `customers.email_domain` (and migration 0005's SQL backfill, which mirrors this), and the search box's
+    domain search all use it, so they agree."""
+    norm = normalize_email(email)
+    if not norm or "@" not in norm:
+        return None
+    return norm.rpartition("@")[2].strip(" .") or None
+
+
 def normalize_phone(phone: str | None, region: str | None = "US") -> str | None:
     """E.164 when the number parses (a leading + or the default region), else None."""
     if not phone or not phone.strip():

@@ -15,21 +15,26 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final, Literal
 
 from sqlmodel import Session, col, select
 
 from lib import audit
-from lib.access import ACTIONS, ROLES
+from lib import gateway as gw
+from lib.access import ACTIONS, ROLES, Action
+from lib.audit import AuditAction, AuditResult
 from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.export import csv_text
+from lib.gateway import GatewayError, PortalSession
+from lib.gateway.billing_portal import FlowData, FlowType, SessionCreate
 from lib.inputs import http_url_problem, printable
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
 from lib.queries import format_money
-from lib.stripe_gateway import GatewayError, PortalSession, create_portal_session, requests_sent
 
-PORTAL = "portal"
+PORTAL: Final = "portal"
+Flow = Literal["portal", FlowType]  # the portal's home, or one task (flow_data)
 FLOWS: dict[str, str] = {
     PORTAL: "Portal home (everything the portal allows)",
     "payment_method_update": "Update payment method",
@@ -41,10 +46,34 @@ LOCALES: tuple[str, ...] = (
     "auto", "en", "en-GB", "de", "fr", "es", "es-419", "it", "nl", "pt", "pt-BR", "sv", "da", "nb", "fi",
     "pl", "cs", "ja", "ko", "zh", "zh-TW",
 )
+
+
+class PortalErrorKind(StrEnum):
+    """Why a link could not be made (the page keys its advice and buttons on it)."""
+
+    REFUSED = "refused"  # the role may not make links
+    BAD_INPUT = "bad_input"  # a return URL or subscription choice the user must correct
+    NOT_CONFIGURED = "not_configured"  # no portal configuration in this mode, or an unknown one
+    CUSTOMER_MISSING = "customer_missing"
+    SUBSCRIPTION_NOT_CUSTOMERS = "subscription_not_customers"
+    SUBSCRIPTION_MISSING = "subscription_missing"
+    SUBSCRIPTION_ENDED = "subscription_ended"
+    FLOW_DISABLED = "flow_disabled"  # the configuration does not allow this flow
+    RATE_LIMITED = "rate_limited"
+    NETWORK = "network"
+    AUTH = "auth"
+    PERMISSION = "permission"
+    SERVER = "server"
+    INVALID = "invalid"  # anything else Stripe refused
+
+
 # Kinds where the very same request may simply be sent again: Stripe kept no result for it.
-RETRY_SAME_KEY = frozenset({"rate_limited", "network"})
+RETRY_SAME_KEY = frozenset({PortalErrorKind.RATE_LIMITED, PortalErrorKind.NETWORK})
 # Kinds that would fail every other customer of a bulk run the same way.
-FATAL_FOR_BULK = frozenset({"not_configured", "auth", "permission"})
+FATAL_FOR_BULK = frozenset({PortalErrorKind.NOT_CONFIGURED, PortalErrorKind.AUTH, PortalErrorKind.PERMISSION})
+# Kinds where refreshing the customer from Stripe is the useful next step.
+OFFER_REFRESH = frozenset({PortalErrorKind.CUSTOMER_MISSING, PortalErrorKind.SUBSCRIPTION_NOT_CUSTOMERS,
+                           PortalErrorKind.SUBSCRIPTION_MISSING, PortalErrorKind.SUBSCRIPTION_ENDED})
 MAX_WORKERS = 32
 EXPIRY_NOTE = (
     "Portal links expire soon after they are made (minutes, not days). Make the link right before you send "
@@ -57,15 +86,15 @@ class PortalRequest:
     """What the user asked for; `params()` is exactly what is sent to Stripe."""
 
     customer_id: str
-    flow: str = PORTAL
+    flow: Flow = PORTAL
     subscription_id: str | None = None
     locale: str = "auto"
     return_url: str | None = None  # None: Settings.portal_return_url
     configuration_id: str | None = None  # None: Settings.portal_configuration_id (empty: Stripe's default)
 
-    def params(self, settings: Settings | None = None) -> dict[str, Any]:
+    def params(self, settings: Settings | None = None) -> SessionCreate:
         s = settings or get_settings()
-        params: dict[str, Any] = {
+        params: SessionCreate = {
             "customer": self.customer_id,
             "return_url": (self.return_url or s.portal_return_url).strip(),
         }
@@ -75,9 +104,11 @@ class PortalRequest:
         if configuration:
             params["configuration"] = configuration
         if self.flow != PORTAL:
-            flow: dict[str, Any] = {"type": self.flow}
-            if self.flow in SUBSCRIPTION_FLOWS:
-                flow[self.flow] = {"subscription": self.subscription_id}
+            flow: FlowData = {"type": self.flow}
+            if self.flow == "subscription_cancel":
+                flow["subscription_cancel"] = {"subscription": self.subscription_id}
+            elif self.flow == "subscription_update":
+                flow["subscription_update"] = {"subscription": self.subscription_id}
             params["flow_data"] = flow
         return params
 
@@ -98,9 +129,7 @@ class PortalLink:
 class PortalError(Exception):
     """A link could not be made; `message` says why and what to do. Nothing was changed in Stripe."""
 
-    kind: str  # refused | bad_input | not_configured | customer_missing | subscription_not_customers |
-    #            subscription_missing | subscription_ended | flow_disabled | rate_limited | network | auth |
-    #            permission | server | invalid
+    kind: PortalErrorKind
     message: str
     audit_id: int | None = None
 
@@ -115,22 +144,27 @@ class PortalError(Exception):
     @property
     def offer_refresh(self) -> bool:
         """True when refreshing the customer from Stripe is the useful next step."""
-        return self.kind in {"customer_missing", "subscription_not_customers", "subscription_missing",
-                             "subscription_ended"}
+        return self.kind in OFFER_REFRESH
 
 
-# What to do when Stripe could not be asked, or refused the key: the same advice whatever the customer.
-ADVICE: dict[str, str] = {
-    "rate_limited": "Stripe is rate-limiting requests right now. Wait a minute, then click Try again (the same "
-                    "request is resent safely). No link was made.",
-    "network": "Stripe could not be reached (network error). Check the server's internet connection or "
-               "STRIPE_API_BASE, then click Try again. No link was made.",
-    "auth": "Stripe rejected the API key: ask an admin to check STRIPE_API_KEY in the server's settings (it may be "
-            "revoked, expired or for another account). No link was made.",
-    "permission": "The restricted API key may not create portal sessions. In the Stripe Dashboard → Developers → "
-                  "API keys, edit the key and give it Write access to \"Customer portal\" (billing portal "
-                  "sessions), then try again. No link was made.",
-    "server": "Stripe had an internal error. Make the link again in a minute. No link was made.",
+# What to do when Stripe could not be asked, or refused the key: the same advice whatever the customer
+# (checked in this order: the first class the error is an instance of).
+ADVICE: dict[type[GatewayError], tuple[PortalErrorKind, str]] = {
+    gw.RateLimited: (PortalErrorKind.RATE_LIMITED,
+                     "Stripe is rate-limiting requests right now. Wait a minute, then click Try again (the same "
+                     "request is resent safely). No link was made."),
+    gw.NetworkError: (PortalErrorKind.NETWORK,
+                      "Stripe could not be reached (network error). Check the server's internet connection or "
+                      "STRIPE_API_BASE, then click Try again. No link was made."),
+    gw.AuthFailed: (PortalErrorKind.AUTH,
+                    "Stripe rejected the API key: ask an admin to check STRIPE_API_KEY in the server's settings (it "
+                    "may be revoked, expired or for another account). No link was made."),
+    gw.PermissionDenied: (PortalErrorKind.PERMISSION,
+                          "The restricted API key may not create portal sessions. In the Stripe Dashboard → "
+                          "Developers → API keys, edit the key and give it Write access to \"Customer portal\" "
+                          "(billing portal sessions), then try again. No link was made."),
+    gw.ServerError: (PortalErrorKind.SERVER,
+                     "Stripe had an internal error. Make the link again in a minute. No link was made."),
 }
 
 
@@ -148,53 +182,56 @@ def portal_error(exc: GatewayError, req: PortalRequest, settings: Settings | Non
     if "no configuration provided" in lowered or "portal settings" in lowered or (
         "default configuration" in lowered and "not been created" in lowered
     ):
-        return PortalError("not_configured", (
+        return PortalError(PortalErrorKind.NOT_CONFIGURED, (
             f"The Customer Portal is not set up in {s.key_mode} mode, so Stripe cannot make links. Configure "
             f"and save it in the Stripe Dashboard → Settings → Billing → Customer portal "
             f"({s.dashboard_path}settings/billing/portal), or set PORTAL_CONFIGURATION_ID to an existing "
             "portal configuration id (bpc_…). No link was made."
         ))
-    if param == "configuration" or (exc.kind == "missing" and "configuration" in lowered):
+    missing = isinstance(exc, gw.NotFound)
+    invalid = isinstance(exc, gw.InvalidRequest)
+    if param == "configuration" or (missing and "configuration" in lowered):
         configured = req.configuration_id or s.portal_configuration_id
-        return PortalError("not_configured", (
+        return PortalError(PortalErrorKind.NOT_CONFIGURED, (
             f"Stripe has no portal configuration {configured!r} in {s.key_mode} mode. Fix "
             "PORTAL_CONFIGURATION_ID (or the configuration id you typed) to an id listed under Stripe "
             f"Dashboard → Settings → Billing → Customer portal ({s.dashboard_path}settings/billing/portal), "
             "or clear it to use the default configuration. No link was made."
         ))
-    if exc.kind == "invalid" and "feature" in lowered and ("disabled" in lowered or "not enabled" in lowered):
-        return PortalError("flow_disabled", (
+    if invalid and "feature" in lowered and ("disabled" in lowered or "not enabled" in lowered):
+        return PortalError(PortalErrorKind.FLOW_DISABLED, (
             f"The portal configuration in use does not allow this ({FLOWS.get(req.flow, req.flow)}): Stripe says "
             f"\"{text.rstrip('.')}\". Turn the feature on in the Stripe Dashboard → Settings → Billing → Customer "
             f"portal ({s.dashboard_path}settings/billing/portal), or choose another flow. No link was made."
         ))
-    if exc.kind in {"missing", "invalid"} and "subscription" in (param + lowered) and req.subscription_id:
-        if exc.kind == "missing" or "no such subscription" in lowered:
-            return PortalError("subscription_missing", (
+    if (missing or invalid) and "subscription" in (param + lowered) and req.subscription_id:
+        if missing or "no such subscription" in lowered:
+            return PortalError(PortalErrorKind.SUBSCRIPTION_MISSING, (
                 f"Subscription {req.subscription_id} no longer exists in Stripe. Refresh this customer to "
                 "update the cache, then pick another subscription. No link was made."
             ))
         if "belong" in lowered:
-            return PortalError("subscription_not_customers", (
+            return PortalError(PortalErrorKind.SUBSCRIPTION_NOT_CUSTOMERS, (
                 f"Subscription {req.subscription_id} is not a subscription of customer {req.customer_id} "
                 "(Stripe says so). Pick one of this customer's subscriptions; refresh the customer if the list "
                 "looks wrong. No link was made."
             ))
-        return PortalError("subscription_ended", (
+        return PortalError(PortalErrorKind.SUBSCRIPTION_ENDED, (
             f"Stripe cannot make this link for subscription {req.subscription_id}: {text.rstrip('.')}. Pick a "
             "live subscription, or refresh the customer if the list looks out of date. No link was made."
         ))
-    if exc.kind == "missing" or (exc.kind == "invalid" and "customer" in param + lowered and "deleted" in lowered):
-        return PortalError("customer_missing", (
+    if missing or (invalid and "customer" in param + lowered and "deleted" in lowered):
+        return PortalError(PortalErrorKind.CUSTOMER_MISSING, (
             f"Customer {req.customer_id} does not exist in Stripe any more (deleted, or it belongs to the other "
             "mode). Refresh this customer so the cache shows it as deleted. No link was made."
         ))
-    if exc.kind in ADVICE:
-        return PortalError(exc.kind, ADVICE[exc.kind])
-    return PortalError("invalid", f"Stripe refused the request: {text} No link was made.")
+    for error_class, (kind, advice) in ADVICE.items():
+        if isinstance(exc, error_class):
+            return PortalError(kind, advice)
+    return PortalError(PortalErrorKind.INVALID, f"Stripe refused the request: {text} No link was made.")
 
 
-def refuse(user: User, action: str, *, session: Session, customer_id: str | None = None,
+def refuse(user: User, action: Action, *, session: Session, customer_id: str | None = None,
            flow: str | None = None, details: dict[str, Any] | None = None) -> PortalError:
     """Record a refused attempt and return the message to show."""
     allowed = [r for r in ROLES if r in ACTIONS[action]]  # from the role matrix, so the advice never drifts
@@ -202,8 +239,8 @@ def refuse(user: User, action: str, *, session: Session, customer_id: str | None
     message = f"Your role ({user.role_label}) may not do this: it needs {who}. Ask an admin for access."
     row = audit.start(session=session, actor=user.email, role=user.role_label, action=action,
                       customer_id=customer_id, flow=flow, details=details)
-    audit.finish(row, session=session, result="refused", error=message)
-    return PortalError("refused", message, audit_id=row.id)
+    audit.finish(row, session=session, result=AuditResult.REFUSED, error=message)
+    return PortalError(PortalErrorKind.REFUSED, message, audit_id=row.id)
 
 
 def return_url_problem(return_url: str | None) -> str | None:
@@ -243,24 +280,25 @@ def create_link(
     problem = _check_request(req, session=session)
     params = req.params(s)
     row = audit.start(
-        session=session, actor=user.email, role=user.role_label, action="portal_link", customer_id=req.customer_id,
-        object_id=req.subscription_id, flow=req.flow,
+        session=session, actor=user.email, role=user.role_label, action=AuditAction.PORTAL_LINK,
+        customer_id=req.customer_id, object_id=req.subscription_id, flow=req.flow,
         details={"locale": params.get("locale", "auto"), "return_url": printable(params["return_url"]),
                  "configuration": params.get("configuration"), "idempotency_key": idempotency_key},
     )
     if problem:
-        kind = "subscription_not_customers" if "belongs to customer" in problem else "bad_input"
-        audit.finish(row, session=session, result="failed", error=problem)
+        kind = (PortalErrorKind.SUBSCRIPTION_NOT_CUSTOMERS if "belongs to customer" in problem
+                else PortalErrorKind.BAD_INPUT)
+        audit.finish(row, session=session, result=AuditResult.FAILED, error=problem)
         raise PortalError(kind, problem, audit_id=row.id)
     try:
-        made = create_portal_session(params, idempotency_key=idempotency_key, settings=s)
+        made = gw.billing_portal.create_session(params, idempotency_key=idempotency_key, settings=s)
     except GatewayError as exc:
         err = portal_error(exc, req, s)
-        audit.finish(row, session=session, result="failed", error=err.message,
+        audit.finish(row, session=session, result=AuditResult.FAILED, error=err.message,
                      details={"stripe_status": exc.status, "stripe_code": exc.code, "request_id": exc.request_id})
         err.audit_id = row.id
         raise err from None
-    audit.finish(row, session=session, result="succeeded", details={"session_id": made.id})
+    audit.finish(row, session=session, result=AuditResult.SUCCEEDED, details={"session_id": made.id})
     return PortalLink(url=made.url, session_id=made.id, customer_id=req.customer_id, flow=req.flow,
                       created_at=from_ts(made.created) or utcnow(), audit_id=row.id)
 
@@ -369,8 +407,8 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
     found: dict[str, Invoice] = {}
     for start in range(0, len(invoice_ids), 500):
         chunk = invoice_ids[start:start + 500]
-        for inv in session.exec(select(Invoice).where(col(Invoice.id).in_(chunk))).all():
-            found[inv.id] = inv
+        for hit in session.exec(select(Invoice).where(col(Invoice.id).in_(chunk))).all():
+            found[hit.id] = hit
     missing = [i for i in invoice_ids if i not in found]
     by_customer: dict[str, list[Invoice]] = {}
     for inv_id in dict.fromkeys(invoice_ids):  # each invoice once, in selection order
@@ -380,8 +418,8 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
     customers: dict[str, Customer] = {}
     ids = list(by_customer)
     for start in range(0, len(ids), 500):
-        for cust in session.exec(select(Customer).where(col(Customer.id).in_(ids[start:start + 500]))).all():
-            customers[cust.id] = cust
+        for known in session.exec(select(Customer).where(col(Customer.id).in_(ids[start:start + 500]))).all():
+            customers[known.id] = known
     rows = []
     for cid, invs in by_customer.items():
         totals: dict[str, int] = {}
@@ -397,10 +435,11 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
     return rows, missing
 
 
-def _send(params: dict[str, Any], key: str, settings: Settings, max_attempts: int) -> PortalSession | GatewayError:
+def _send(params: SessionCreate, key: str, settings: Settings, max_attempts: int) -> PortalSession | GatewayError:
     """One bulk request (run in a worker thread; the gateway's shared bucket keeps the whole run in budget)."""
     try:
-        return create_portal_session(params, idempotency_key=key, settings=settings, max_attempts=max_attempts)
+        return gw.billing_portal.create_session(params, idempotency_key=key, settings=settings,
+                                                max_attempts=max_attempts)
     except GatewayError as exc:
         return exc
 
@@ -426,14 +465,14 @@ def bulk_links(
                      details={"invoices": len(ids)})
     problem = return_url_problem(return_url)
     if problem:  # before any audit row or request: the whole run would send it
-        raise PortalError("bad_input", problem)
+        raise PortalError(PortalErrorKind.BAD_INPUT, problem)
     result = BulkResult(run_id=run_id)
     started = time.monotonic()
-    sent_before = requests_sent()
+    sent_before = gw.requests_sent()
     rows, missing = _bulk_targets(ids, session=session)
     result.rows, result.missing_invoices = rows, missing
     parent = audit.start(
-        session=session, actor=user.email, role=user.role_label, action="bulk_portal_links",
+        session=session, actor=user.email, role=user.role_label, action=AuditAction.BULK_PORTAL_LINKS,
         flow="payment_method_update", correlation_id=run_id,
         details={"invoices": len(ids), "customers": len(rows), "missing_invoices": missing[:50]},
     )
@@ -451,7 +490,7 @@ def bulk_links(
                 params = req.params(s)
                 key = f"portal-bulk-{run_id}-{row.customer_id}"
                 arow = audit.start(
-                    session=session, actor=user.email, role=user.role_label, action="portal_link",
+                    session=session, actor=user.email, role=user.role_label, action=AuditAction.PORTAL_LINK,
                     customer_id=row.customer_id, flow="payment_method_update", correlation_id=run_id,
                     details={"bulk": True, "invoice_ids": row.invoice_ids[:20], "idempotency_key": key,
                              "return_url": params["return_url"]},
@@ -468,24 +507,25 @@ def bulk_links(
                     row.error = err.message
                     if err.kind in FATAL_FOR_BULK:
                         fatal = err.message
-                    audit.finish(arow, session=session, result="failed", error=err.message,
+                    audit.finish(arow, session=session, result=AuditResult.FAILED, error=err.message,
                                  details={"stripe_status": outcome.status, "request_id": outcome.request_id})
                 else:
                     row.link = outcome.url
                     row.made_at = (from_ts(outcome.created) or utcnow()).strftime("%Y-%m-%d %H:%M:%S")
-                    audit.finish(arow, session=session, result="succeeded", details={"session_id": outcome.id})
+                    audit.finish(arow, session=session, result=AuditResult.SUCCEEDED,
+                                 details={"session_id": outcome.id})
                 done += 1
                 if progress:
                     progress(done, total)
     for row in queue:
         row.error = "Not attempted: " + (fatal or "the run stopped.")
     result.seconds = round(time.monotonic() - started, 3)
-    result.requests = requests_sent() - sent_before
+    result.requests = gw.requests_sent() - sent_before
     failed = result.failed
     if failed and not result.made:
         result.error = fatal or (rows[0].error if rows else None)
     audit.finish(
-        parent, session=session, result="succeeded" if not failed else "failed",
+        parent, session=session, result=AuditResult.SUCCEEDED if not failed else AuditResult.FAILED,
         error=None if not failed else f"{failed} of {total} links could not be made."
         + (f" {fatal}" if fatal else ""),
         details={"made": result.made, "failed": failed, "requests": result.requests, "seconds": result.seconds},

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lib.config import ConfigError, get_settings
-from lib.stripe_gateway import GatewayError
+from lib.gateway import GatewayError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1_000_000  # Stripe's payloads are far smaller; refuse anything bigger before parsing

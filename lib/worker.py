@@ -32,7 +32,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from lib import stripe_gateway as gw
+from lib import gateway as gw
 from lib.config import Settings, get_settings
 
 MAX_BACKOFF_SECONDS = 900.0

@@ -982,12 +982,12 @@ class Seeder:
 
     # the year
 
-    def run(self, p: Plan, *, reset: bool = False) -> SeedResult:
+    def run(self, seed_plan: Plan, *, reset: bool = False) -> SeedResult:
         t0 = time.monotonic()
         if reset:
             self.control.call("POST", "reset", {})
         try:
-            self.control.set_clock(p.start)
+            self.control.set_clock(seed_plan.start)
         except SeedError as exc:
             if exc.status != 400:
                 raise
@@ -995,21 +995,21 @@ class Seeder:
                             "or start it without an old --state file.") from None
         self.control.call("POST", "settings", OLD_POLICY)
         self.catalogue()
-        horizon = p.end - p.start
+        horizon = seed_plan.end - seed_plan.start
         actions: dict[str, Callable[[CustomerPlan, int], None]] = {
             "signup": self.signup, "switch_card": self.switch_card, "cancel": self.cancel,
             "cancel_at_period_end": self.cancel_at_period_end}
-        recoveries = {r.index: r for r in p.recoveries}
+        recoveries = {r.index: r for r in seed_plan.recoveries}
         actions["recovery_fail_card"] = lambda c, at: self.recovery_fail_card(c, at, recoveries[c.index])
         actions["recovery_fix"] = lambda c, at: self.recovery_fix(c, at, recoveries[c.index])
         by_time: dict[int, dict[int, list[str]]] = {}
-        for offset, index, action in p.steps():
+        for offset, index, action in seed_plan.steps():
             by_time.setdefault(grid(offset, horizon), {}).setdefault(index, []).append(action)
         policy_at = grid(POLICY_CHANGE_DAY * DAY, horizon)
         by_time.setdefault(policy_at, {})
-        now, signed_up, total = p.start, 0, len(p.customers)
+        now, signed_up, total = seed_plan.start, 0, len(seed_plan.customers)
         next_report = 0.1
-        customers = {c.index: c for c in p.customers}
+        customers = {c.index: c for c in seed_plan.customers}
 
         def work(index: int, names: list[str], at: int) -> None:
             for name in names:
@@ -1020,7 +1020,7 @@ class Seeder:
 
         with ThreadPoolExecutor(self.workers) as pool:
             for offset in sorted(by_time):
-                target = p.start + offset
+                target = seed_plan.start + offset
                 if target > now:
                     now = self.control.advance(target - now)
                 if offset == policy_at:
@@ -1034,11 +1034,11 @@ class Seeder:
                     self.log(f"[seed] {day}  customers {signed_up}/{total}  requests {self.requests}  "
                              f"{time.monotonic() - t0:.1f}s")
                     next_report += 0.1
-        if p.end > now:
-            now = self.control.advance(p.end - now)
+        if seed_plan.end > now:
+            now = self.control.advance(seed_plan.end - now)
         statuses = self.census()
         ids = {i: s["customer"] for i, s in self.state.items()}
-        return SeedResult(plan=p, customer_ids=ids, seconds=time.monotonic() - t0, requests=self.requests,
+        return SeedResult(plan=seed_plan, customer_ids=ids, seconds=time.monotonic() - t0, requests=self.requests,
                           statuses=statuses)
 
     def census(self) -> Counter[str]:
@@ -1080,11 +1080,11 @@ class Seeder:
         return out
 
 
-def plant_messy(seeder: Seeder, p: Plan) -> None:
+def plant_messy(seeder: Seeder, seed_plan: Plan) -> None:
     """The messy cases (sandbox/messy.py), planted at the end of the seeded year."""
     from sandbox import messy
 
-    planted = messy.plant(seeder._write, exp_year=datetime.fromtimestamp(p.end, UTC).year + 2)
+    planted = messy.plant(seeder._write, exp_year=datetime.fromtimestamp(seed_plan.end, UTC).year + 2)
     print(f"[seed] messy: {len(planted.customers)} customers ({', '.join(planted.customers)}), "
           f"{planted.requests} requests")
 

@@ -69,6 +69,13 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[No
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def real_stripe_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings as against Stripe's own API (STRIPE_API_BASE empty), where "Open in Stripe" links exist."""
+    monkeypatch.setenv("STRIPE_API_BASE", "")
+    get_settings.cache_clear()
+
+
 # --- the local Stripe sandbox -----------------------------------------------------------------
 
 from tests.utils.sandbox import SandboxServer  # noqa: E402

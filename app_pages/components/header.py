@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import streamlit as st
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
+from streamlit.delta_generator import DeltaGenerator
 
 from app_pages.components.data import query
 from app_pages.components.tables import ago
@@ -47,8 +48,19 @@ def _one_error(part: str) -> str:
             "press Refresh now to resume, and tell an admin if it keeps happening")
 
 
-def render_header() -> None:
-    """Key mode banner, "refreshed N min ago", and a warning when the cache is older than allowed."""
+def render_header(slot: DeltaGenerator | None = None) -> None:
+    """Key mode banner, "refreshed N min ago", and a warning when the cache is older than allowed.
+
+    With `slot` (an `st.empty()`), drawn into it, replacing what it held: app.py draws the header before the
+    page and again after it, so a refresh the page made (Refresh now, a customer refresh) shows at once."""
+    if slot is not None:
+        with slot.container():
+            _draw()
+        return
+    _draw()
+
+
+def _draw() -> None:
     settings = get_settings()
     left, right = st.columns([3, 2])
     if settings.key_mode == "test":

@@ -1,7 +1,7 @@
 """The merge widget: pick the other customer, review the plan in a dialog, confirm, watch the steps.
 
 Called from customer detail and the Duplicates page: `merge_action(user, customer_id, key_prefix=...)`.
-Only admins (`can(user, "merge")`) see it. UI only: the work is in lib/merge.py. All state lives in
+Only admins (`can(user, "merge")`) see it. UI only: the work is in lib/merge/. All state lives in
 st.session_state under `{key_prefix}_merge_*` so the dialog survives reruns and AppTest can drive it.
 """
 
@@ -19,8 +19,8 @@ from lib import merge
 from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
+from lib.gateway import GatewayError
 from lib.queries import format_money
-from lib.stripe_gateway import GatewayError
 
 STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circle:",
                "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]"}

@@ -19,8 +19,8 @@ from lib import portal
 from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
+from lib.gateway import GatewayError
 from lib.queries import format_money
-from lib.stripe_gateway import GatewayError
 from lib.sync import refresh_customer
 
 

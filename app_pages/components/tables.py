@@ -71,9 +71,13 @@ _DASHBOARD_KINDS = {"customers": "customer", "invoices": "invoice", "subscriptio
 
 def dashboard_url(kind: str, object_id: object) -> str | None:
     """Link to an object in the Stripe Dashboard, under /test/ for test keys; None (no link) unless
-    `object_id` is a Stripe id of that kind (cus_…, in_…, sub_…, pm_…, evt_…)."""
+    `object_id` is a Stripe id of that kind (cus_…, in_…, sub_…, pm_…, evt_…), and None whenever the API base
+    is not Stripe's (the sandbox's objects exist only there: `Settings.stripe_dashboard`)."""
+    settings = get_settings()
+    if not settings.stripe_dashboard:
+        return None
     valid = safe_id(_DASHBOARD_KINDS[kind], object_id)  # type: ignore[arg-type]
-    return f"{get_settings().dashboard_path}{kind}/{valid}" if valid else None
+    return f"{settings.dashboard_path}{kind}/{valid}" if valid else None
 
 
 def customer_link(customer_id: object) -> str | None:

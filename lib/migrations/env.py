@@ -26,6 +26,6 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     run(connection)
 else:
-    with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+    with create_engine(context.config.get_main_option("sqlalchemy.url") or "").connect() as conn:
         run(conn)
         conn.commit()

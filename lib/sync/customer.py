@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
-from lib import stripe_gateway as gw
+from lib import gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.ids import IdKind
@@ -30,8 +30,8 @@ def refresh_customer(customer_id: str, *, settings: Settings | None = None) -> N
     def listed(path: str, params: dict[str, Any]) -> list[Obj]:
         try:
             return list(gw.iter_list(path, params, settings=settings))
-        except gw.GatewayError as exc:
-            if exc.kind == "missing" and customer.get("deleted"):  # a deleted customer's lists may be gone
+        except gw.NotFound:
+            if customer.get("deleted"):  # a deleted customer's lists may be gone
                 return []
             raise
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert
 
-from lib import stripe_gateway as gw
+from lib import gateway as gw
 from lib.config import Settings
 from lib.models import WebhookEndpoint, from_ts, utcnow
 from lib.sync.sql import Obj, _set_state, _touch_state
 
-ENDPOINTS = WebhookEndpoint.__table__
+ENDPOINTS = WebhookEndpoint.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
 STATE_ROW = "webhook_endpoints"  # its row in sync_state: `backfill_completed_at` = when last read from Stripe
 
 

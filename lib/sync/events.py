@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select
 
+from lib import gateway as gw
 from lib import mapping
-from lib import stripe_gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import from_ts, utcnow

@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from lib import gateway as gw
 from lib import mapping
-from lib import stripe_gateway as gw
 from lib.config import Settings
 from lib.sync.sql import Obj
 
@@ -56,7 +56,7 @@ _shared: dict[tuple[str, str], tuple[float, ProductNames]] = {}
 def shared_products(settings: Settings, ttl: float = 600.0) -> ProductNames:
     """Product names for webhook deliveries, listed once per 10 minutes rather than per delivery."""
     key = (settings.stripe_api_base, settings.stripe_api_key)
-    born, names = _shared.get(key, (0.0, None))  # type: ignore[assignment]
+    born, names = _shared.get(key, (0.0, None))
     if names is None or time.monotonic() - born > ttl:
         names = ProductNames(settings)
         _shared[key] = (time.monotonic(), names)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from lib import gateway as gw
 from lib import mapping
-from lib import stripe_gateway as gw
 from lib.config import Settings
 from lib.models import from_ts, utcnow
 from lib.sync.events import RESOURCE_OF_EVENT
@@ -54,9 +54,9 @@ class _Limits:
         self.passed: set[str] = set()  # resources whose cursor event the walk has reached
 
     def reflected(self, event: Obj) -> bool:
-        for resource, (cursor, _) in self.cursors.items():
+        for name, (cursor, _) in self.cursors.items():
             if cursor is not None and cursor == event.get("id"):
-                self.passed.add(resource)
+                self.passed.add(name)
         resource = RESOURCE_OF_EVENT.get(str(event.get("type")))
         if resource is None or resource not in self.cursors or resource in self.passed:
             return True

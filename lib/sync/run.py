@@ -14,11 +14,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Delete, Engine, Update, delete, func, select, update
 
-from lib import stripe_gateway as gw
+from lib import gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import from_ts, utcnow
@@ -43,13 +43,17 @@ class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
 
 
+# How a run ended (`sync_runs.status` also holds "running" while one is under way).
+RunStatus = Literal["succeeded", "failed", "skipped"]
+
+
 class SyncError(Exception):
     """A sync step failed; the message is one sentence that says what to do."""
 
 
 @dataclass
 class SyncResult:
-    status: str  # succeeded | failed | skipped
+    status: RunStatus
     counts: dict[str, int] = field(default_factory=dict)  # objects written per resource
     requests: int = 0
     seconds: float = 0.0
@@ -165,9 +169,8 @@ def _customer_cards(run: _Run, cid: str) -> tuple[list[Obj], int]:
             for pm_page in gw.iter_pages(f"/v1/customers/{cid}/payment_methods", settings=run.settings):
                 pms.extend(pm_page.data)
                 server_time = pm_page.server_time
-        except gw.GatewayError as exc:
-            if exc.kind != "missing":  # deleted since the customers page: its cards went with it
-                raise
+        except gw.NotFound:  # deleted since the customers page: its cards went with it
+            pass
     return pms, server_time or int(time.time())
 
 
@@ -239,6 +242,7 @@ def _sweep(conn: Connection, resource: str, started: datetime) -> int:
     """After a complete backfill: what Stripe no longer lists is gone (deleted customers, detached cards,
     deleted drafts). Rows seen by this backfill have `synced_at` >= its start."""
     table = TABLES[resource]
+    stmt: Update | Delete
     if resource == "customers":
         stmt = update(table).where(table.c.deleted.is_(False), table.c.synced_at < started).values(deleted=True)
     elif resource == "payment_methods":

@@ -35,6 +35,7 @@ Obj = dict[str, Any]
 Statement = tuple[str, tuple[Any, ...]]  # SQL with %s placeholders, and its parameters
 
 RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
+# SQLModel sets `__table__` on every table model but its stubs do not declare it (hence attr-defined below).
 TABLES: dict[str, Table] = {
     "customers": Customer.__table__,  # type: ignore[attr-defined]
     "subscriptions": Subscription.__table__,  # type: ignore[attr-defined]
@@ -227,9 +228,9 @@ def _pipeline(conn: Connection, statements: list[Statement]) -> list[int]:
     if conn.dialect.name != "postgresql" or len(statements) < 2:
         return [conn.exec_driver_sql(sql, params).rowcount for sql, params in statements]
     raw = conn.connection.driver_connection
-    cursors = [raw.cursor() for _ in statements]  # type: ignore[union-attr]
+    cursors = [raw.cursor() for _ in statements]  # type: ignore[union-attr]  # psycopg here: the dialect says so
     try:
-        with raw.pipeline():  # type: ignore[union-attr]
+        with raw.pipeline():  # type: ignore[union-attr]  # a psycopg Connection (typed as any DBAPI one)
             for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 cursor.execute(sql, params)
         return [c.rowcount for c in cursors]
@@ -245,7 +246,7 @@ def _insert_defaults(table_name: str, given: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in table.columns:
         if c.name not in given and not c.nullable and c.default is not None and c.default.is_scalar:
-            out[c.name] = c.default.arg
+            out[c.name] = c.default.arg  # type: ignore[attr-defined]  # is_scalar: a ScalarElementColumnDefault
     return out
 
 
@@ -257,7 +258,7 @@ def _versions(conn: Connection, table: Table, ids: list[str]) -> dict[str, int]:
     if not ids:
         return {}
     q = select(table.c.id, table.c.version_ts).where(table.c.id.in_(bindparam("ids", expanding=True)))
-    return dict(conn.execute(q, {"ids": ids}).all())  # type: ignore[arg-type]
+    return dict(conn.execute(q, {"ids": ids}).all())
 
 
 def _in(conn: Connection, column: str, ids: list[str]) -> tuple[str, tuple[Any, ...]]:

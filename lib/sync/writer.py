@@ -191,7 +191,7 @@ class PipelinedConnection:
         try:
             self._fairy.invalidate()
         finally:
-            self._fairy = None  # type: ignore[assignment]
+            self._fairy = None  # type: ignore[assignment]  # None once closed; typed for the open writer
 
     def close(self) -> None:
         """Settle what is in flight (its error raises) and close the connection."""
@@ -202,7 +202,7 @@ class PipelinedConnection:
         finally:
             if self._fairy is not None:
                 self._fairy.close()
-                self._fairy = None  # type: ignore[assignment]
+                self._fairy = None  # type: ignore[assignment]  # None once closed; typed for the open writer
 
 
 # --- pages --------------------------------------------------------------------------------------

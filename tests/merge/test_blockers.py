@@ -86,8 +86,8 @@ def test_survivor_without_card_needs_acknowledgement(sandbox: SandboxServer, ses
     since = last_seq(sandbox)
     plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
     assert not plan.blocked and plan.needs_ack == ["no_payment_method"]
-    assert "payment-method-update link" in plan.warnings[0]["message"] or any(
-        "payment-method-update" in x["message"] for x in plan.warnings)
+    assert "payment-method-update link" in plan.warnings[0].message or any(
+        "payment-method-update" in x.message for x in plan.warnings)
     with pytest.raises(merge.MergeError, match="Acknowledge"):
         merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
     assert posts(sandbox, since) == []

@@ -72,8 +72,8 @@ def test_resume_while_the_other_runner_is_alive_is_refused(sandbox: SandboxServe
 
 def test_a_long_step_keeps_its_job_alive_with_a_heartbeat(sandbox: SandboxServer, session: Session, db: Engine,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(merge, "HEARTBEAT_SECONDS", 0.2)
-    monkeypatch.setattr(merge, "STALE_RUNNING_SECONDS", 1)
+    monkeypatch.setattr(merge.jobs, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(merge.jobs, "STALE_RUNNING_SECONDS", 1)
     w, job = _job(sandbox, session)
     first = Paused(db, job.id, seq=2)
     time.sleep(2.5)  # longer than the staleness limit, inside one step
@@ -84,7 +84,7 @@ def test_a_long_step_keeps_its_job_alive_with_a_heartbeat(sandbox: SandboxServer
 
 def test_a_frozen_runner_that_wakes_after_a_takeover_stops_and_nothing_is_done_twice(
         sandbox: SandboxServer, session: Session, db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(merge, "HEARTBEAT_SECONDS", 3600)  # frozen: no beat while it hangs
+    monkeypatch.setattr(merge.jobs, "HEARTBEAT_SECONDS", 3600)  # frozen: no beat while it hangs
     w, job = _job(sandbox, session)
     first = Paused(db, job.id, seq=4)
     runner_died_long_ago(session, job.id)

@@ -185,7 +185,7 @@ def test_abandoned_half_merge_is_finished_by_a_new_plan_without_a_second_copy(
     assert merge.abandon_job(first.id, user=ADMIN, session=session).status == "abandoned"
     plan, second = plan_and_job(w, session)
     assert [s.kind for s in plan.steps][:2] == ["cancel_old_subscription", "recreate_subscription"]
-    assert any(x["code"] == "already_recreated" for x in plan.warnings)
+    assert any(x.code == "already_recreated" for x in plan.warnings)
     assert merge.run_job(second.id, user=ADMIN, session=session).status == "succeeded"
     c = sandbox.client
     survivor_subs = c.v1.subscriptions.list(params={"customer": w.survivor, "status": "all"}).data

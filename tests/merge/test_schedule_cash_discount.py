@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import Session, select
 
+from lib import gateway as gw
 from lib import merge
-from lib import stripe_gateway as gw
 from lib.models import MergeJob
 from tests.merge.world import ADMIN, World, assert_end_state, last_seq, make_world, posts
 from tests.utils.sandbox import SandboxServer
@@ -53,10 +53,9 @@ def test_released_schedule_no_longer_blocks(sandbox: SandboxServer) -> None:
 
 
 def test_cash_balance_read_of_a_missing_customer_is_an_error(sandbox: SandboxServer) -> None:
-    assert gw.merge_customer_cash_balance(make_world(sandbox, duplicate_extra=False).duplicate) == {}
-    with pytest.raises(gw.GatewayError) as err:
-        gw.merge_customer_cash_balance("cus_nope")
-    assert err.value.kind == "missing"
+    assert gw.customers.cash_balance(make_world(sandbox, duplicate_extra=False).duplicate) == {}
+    with pytest.raises(gw.NotFound):
+        gw.customers.cash_balance("cus_nope")
 
 
 def test_merge_recreates_the_subscription_with_the_same_discount(sandbox: SandboxServer, session: Session) -> None:

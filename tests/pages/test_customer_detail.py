@@ -43,7 +43,8 @@ def customer(session: Session) -> dict[str, str]:
     return {"id": c.id, "sub": sub.id, "invoice": bad.id}
 
 
-def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: dict[str, str]) -> None:
+def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: dict[str, str],
+                                                                     real_stripe_base: None) -> None:
     at = run_page("customer_detail.py", query={"id": customer["id"]})
     assert not at.exception, at.exception
     assert plain(at.title[0].value) == "Ana Núñez"
@@ -68,6 +69,47 @@ def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: 
     events = table(at, "type")
     assert list(events["type"]) == ["invoice.payment_failed", "customer.updated"]
     assert any(f"dashboard.stripe.com/test/customers/{customer['id']}" in m.value for m in at.markdown)
+
+
+def test_no_open_in_stripe_link_against_the_sandbox(customer: dict[str, str]) -> None:
+    """The tests' settings point STRIPE_API_BASE at a local address: those objects are not in Stripe's Dashboard."""
+    at = run_page("customer_detail.py", query={"id": customer["id"]})
+    assert not any("Open in Stripe" in m.value for m in at.markdown)
+
+
+def test_no_stripe_column_links_against_the_sandbox(customer: dict[str, str]) -> None:
+    at = run_page("customer_detail.py", query={"id": customer["id"]})
+    links = [v for d in at.dataframe if "stripe" in d.value.columns for v in d.value["stripe"] if isinstance(v, str)]
+    assert links == []
+
+
+def test_live_key_links_to_the_live_dashboard(real_stripe_base: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app_pages.components.tables import dashboard_url
+    from lib.config import get_settings
+
+    monkeypatch.setenv("STRIPE_API_KEY", "rk_live_" + "x" * 24)
+    get_settings.cache_clear()
+    assert dashboard_url("customers", "cus_Live1") == "https://dashboard.stripe.com/customers/cus_Live1"
+
+
+def test_stripe_api_base_written_out_is_still_stripe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app_pages.components.tables import dashboard_url
+    from lib.config import get_settings
+
+    monkeypatch.setenv("STRIPE_API_BASE", "https://api.stripe.com")
+    get_settings.cache_clear()
+    assert dashboard_url("customers", "cus_T1") == "https://dashboard.stripe.com/test/customers/cus_T1"
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:12111", "http://api.stripe.com", "https://api.stripe.com.evil.io",
+                                  "https://stripe-mock.internal"])
+def test_any_other_api_base_has_no_dashboard_links(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    from app_pages.components.tables import dashboard_url
+    from lib.config import get_settings
+
+    monkeypatch.setenv("STRIPE_API_BASE", base)
+    get_settings.cache_clear()
+    assert dashboard_url("customers", "cus_T1") is None
 
 
 def test_detail_has_portal_and_merge_action_slots(customer: dict[str, str]) -> None:

@@ -142,13 +142,14 @@ def test_anything_else_makes_no_customer_link(value: object) -> None:
     assert customer_link(value) is None
 
 
-def test_stripe_links_only_for_ids_of_their_kind(db: Any) -> None:  # noqa: ANN401
+def test_stripe_links_only_for_ids_of_their_kind(db: Any, real_stripe_base: None) -> None:  # noqa: ANN401
     assert dashboard_url("invoices", "in_1Abc").endswith("/invoices/in_1Abc")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("kind,value", [("invoices", "cus_1Abc"), ("customers", PHISH),
                                         ("events", "evt_1 ) [x](http://h)"), ("payment_methods", None)])
-def test_no_stripe_link_for_other_ids(db: Any, kind: str, value: object) -> None:  # noqa: ANN401
+def test_no_stripe_link_for_other_ids(db: Any, real_stripe_base: None, kind: str,  # noqa: ANN401
+                                      value: object) -> None:
     assert dashboard_url(kind, value) is None
 
 

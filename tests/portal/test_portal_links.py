@@ -11,8 +11,8 @@ from sqlmodel import Session
 
 from lib import portal
 from lib.config import get_settings
+from lib.gateway import translate
 from lib.portal import PortalError, PortalRequest
-from lib.stripe_gateway import translate
 from tests.portal.helpers import (
     STAFF,
     SUPPORT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from lib import stripe_gateway as gw
-from lib.stripe_gateway import ADAPT_FLOOR, TokenBucket
+from lib.gateway import bucket as gw
+from lib.gateway.bucket import ADAPT_FLOOR, TokenBucket
 
 
 def test_a_429_cuts_the_budget_never_below_the_floor() -> None:

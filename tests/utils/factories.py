@@ -23,7 +23,7 @@ from lib.models import (
     SyncState,
     utcnow,
 )
-from lib.normalize import canonical_email, fold_name, normalize_email, normalize_phone
+from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 _seq = itertools.count(1)
 
@@ -49,7 +49,8 @@ def make_customer(session: Session, **kw: Any) -> Customer:
     phone = kw.pop("phone", None)
     row = Customer(
         id=kw.pop("id", None) or _id("cus"), email=email, email_normalized=normalize_email(email),
-        email_canonical=canonical_email(email), name=name, name_search=fold_name(name), phone=phone,
+        email_canonical=canonical_email(email), email_domain=email_domain(email), name=name,
+        name_search=fold_name(name), phone=phone,
         phone_normalized=normalize_phone(phone), created=kw.pop("created", None) or utcnow(),
         currency=kw.pop("currency", "usd"), **kw,
     )

@@ -16,6 +16,13 @@ from lib.db import alembic_config, get_engine
 from tests.conftest import _pg_url
 
 
+def head_revision() -> str:
+    """The newest migration's revision id (what `lib.db.migrate` leaves a database at)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
 @contextmanager
 def database_at(backend: str, revision: str, tmp_path: Path, setup: Callable[[Connection], None]) -> Iterator[str]:
     """A new database (a SQLite file, or a PostgreSQL schema of its own) migrated only to `revision`, with
@@ -47,10 +54,3 @@ def database_at(backend: str, revision: str, tmp_path: Path, setup: Callable[[Co
             with admin.connect() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
-
-
-def head_revision() -> str:
-    """The newest migration's revision id (what `migrate` brings a database to)."""
-    from alembic.script import ScriptDirectory
-
-    return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())

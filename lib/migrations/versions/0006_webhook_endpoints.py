@@ -4,11 +4,8 @@ Every sync run lists `GET /v1/webhook_endpoints` (one request) and replaces this
 shows whether Stripe has an endpoint for the dashboard, enabled or disabled, and for which events — next to the
 deliveries the cache has received. The signing secret is never stored. Empty until the next sync run.
 
-(Numbered 0006: 0005 is another change made at the same time. When both are merged, this revision's
-`down_revision` is '0005'.)
-
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 18:23:01.316747
 """
 from collections.abc import Sequence
@@ -18,7 +15,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = '0006'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
