@@ -274,7 +274,12 @@ def render_timeline(cid: str, object_ids: list[str]) -> None:
     st.subheader("Recent events")
     events = query("customer_timeline", customer_id=cid, object_ids=tuple(object_ids))
     if not events:
-        st.caption("No events cached for this customer yet (events arrive with each sync and webhook).")
+        if query("event_history")["complete"]:
+            st.caption("No events about this customer in the last 30 days (Stripe keeps events for 30 days; new "
+                       "ones arrive with each sync and webhook).")
+        else:
+            st.caption("Events not fetched yet — the last 30 days arrive with the next sync (after the card "
+                       "lists), new ones with each sync and webhook.")
         return
     df = frame(events)
     df["stripe"] = [dashboard_url("events", e) for e in df["id"]]

@@ -148,9 +148,53 @@ def render_card_pass() -> None:
                "the customer page; the worker or the next sync resumes it where it stopped.")
 
 
+WEBHOOK_PATH = "/webhooks/stripe"
+WANTED_EVENTS = "customer.*, customer.subscription.*, invoice.*, payment_method.*"
+
+
+def events_label(events: list[str]) -> str:
+    """An endpoint's enabled events in a few words: "all events", or the first few types and how many."""
+    if "*" in events:
+        return "all events"
+    if len(events) <= 4:
+        return ", ".join(events)
+    return f"{len(events)} types: {', '.join(events[:4])}, …"
+
+
+def render_endpoints(state: dict, hooks: dict) -> None:  # noqa: ANN001
+    """Stripe's webhook endpoints as the last sync read them, and what to do when none sends deliveries."""
+    endpoints, checked = state["endpoints"], state["checked_at"]
+    if checked is None:
+        st.info("Stripe's webhook endpoints have not been read yet: the next sync (Refresh now, or the worker) "
+                "reads them. Until webhooks arrive, the sync polls the Events API.")
+        return
+    if not endpoints:
+        st.warning(f"Stripe has no webhook endpoint for this account, so changes reach the cache only when the "
+                   f"sync polls the Events API. To get them within a second: in Stripe's Dashboard → Developers → "
+                   f"Webhooks, add an endpoint with this dashboard's address followed by `{WEBHOOK_PATH}` and the "
+                   f"events `{WANTED_EVENTS}`, then set STRIPE_WEBHOOK_SECRET to its signing secret "
+                   f"(docs/operations.md).")
+    else:
+        rows = [{"url": e["url"], "status": e["status"], "events": events_label(e["enabled_events"] or []),
+                 "description": e["description"] or ""} for e in endpoints]
+        st.dataframe(frame(rows), key=f"{P}_endpoints", hide_index=True, column_config={
+            "url": st.column_config.TextColumn("Endpoint URL", width="large"), "status": "Status",
+            "events": st.column_config.TextColumn("Events sent", width="medium"), "description": "Description"})
+        enabled = [e for e in endpoints if e["status"] == "enabled"]
+        if not enabled:
+            st.warning("Every webhook endpoint is disabled in Stripe, so no deliveries are sent: enable it in "
+                       "Stripe's Dashboard → Developers → Webhooks. Until then the sync polls the Events API.")
+        elif hooks["last_received"] is None:
+            st.info("Stripe has an enabled endpoint; no delivery has reached the cache yet. Stripe sends one at "
+                    "the next change. If changes happen and nothing arrives, check that the URL reaches this "
+                    "server and that STRIPE_WEBHOOK_SECRET is the endpoint's signing secret.")
+    st.caption(f"Endpoints read from Stripe {ago(checked)} (each sync run reads them).")
+
+
 def render_webhooks() -> None:
-    st.subheader("Webhook deliveries")
+    st.subheader("Webhooks")
     hooks = query("webhook_stats")
+    render_endpoints(query("webhook_endpoints"), hooks)
     c1, c2 = st.columns(2)
     c1.metric("Received in the last 24 h", count(hooks["last_24h"]))
     c2.metric("Last received", ago(hooks["last_received"]))
@@ -159,9 +203,6 @@ def render_webhooks() -> None:
         st.dataframe(hf, key=f"{P}_hooks", hide_index=True, height=table_height(len(hf)), column_config={
             "id": "Event", "type": "Type",
             **date_columns(hf, {"created": "Event time", "processed_at": "Received"}, time=True)})
-    else:
-        st.caption("No webhook delivery received yet. Point a Stripe webhook endpoint at /webhooks/stripe "
-                   "(see docs/operations.md); until then the sync polls the Events API.")
 
 
 def render(user) -> None:  # noqa: ANN001

@@ -56,6 +56,7 @@ from lib.models import (
     SubscriptionTotal,
     SyncRun,
     SyncState,
+    WebhookEndpoint,
     utcnow,
 )
 from lib.money import major
@@ -663,6 +664,15 @@ def customer_timeline(*, session: Session, customer_id: str, object_ids: Iterabl
     return [dict(r) for r in session.execute(stmt).mappings()]
 
 
+def event_history(*, session: Session) -> dict[str, Any]:
+    """Whether the sync has listed the account's last 30 days of events into the cache (the timeline's
+    history, `lib/sync/history.py`, whose progress is the `events` row of sync_state): `complete`, and when.
+    An empty timeline then means no events, not events not fetched yet."""
+    state = session.get(SyncState, "events")
+    done = state.backfill_completed_at if state is not None else None
+    return {"complete": done is not None, "completed_at": done}
+
+
 # --- subscriptions --------------------------------------------------------------------------------
 
 
@@ -1218,6 +1228,18 @@ def webhook_stats(*, session: Session, now: datetime | None = None, limit: int =
         .limit(limit)).mappings()]
     return {"last_24h": int(last_day), "last_received": recent[0]["processed_at"] if recent else None,
             "recent": recent}
+
+
+def webhook_endpoints(*, session: Session) -> dict[str, Any]:
+    """The account's webhook endpoints as the last sync run read them from Stripe (id, url, status
+    enabled/disabled, enabled_events, description), newest first, and `checked_at`: when they were read
+    (None: never yet — the next sync run reads them)."""
+    state = session.get(SyncState, "webhook_endpoints")  # lib/sync/endpoints.STATE_ROW
+    rows = [dict(r) for r in session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.status, WebhookEndpoint.enabled_events,
+               WebhookEndpoint.description)
+        .order_by(WebhookEndpoint.created.desc(), WebhookEndpoint.id)).mappings()]
+    return {"checked_at": state.backfill_completed_at if state is not None else None, "endpoints": rows}
 
 
 def cache_freshness(*, session: Session) -> datetime | None:
