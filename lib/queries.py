@@ -21,7 +21,6 @@ from typing import IO, Any
 from sqlalchemy import (
     Select,
     and_,
-    bindparam,
     case,
     exists,
     false,
@@ -121,9 +120,7 @@ class Page:
         """'12,345' (exact), 'about 1.2 M' (estimated) or '10,000+' (a lower bound)."""
         if self.total is None:
             return ""
-        if self.total_estimated:
-            return approx_count(self.total)
-        return f"{self.total:,}+" if self.total_capped else f"{self.total:,}"
+        return count_label(Count(self.total, estimated=self.total_estimated, capped=self.total_capped))
 
 
 def _rows(session: Session, stmt: Select, ints: tuple[str, ...] = ("amount", "mrr", "count", "invoices",
@@ -1157,27 +1154,23 @@ def _totals(session: Session, *, statuses: Iterable[str], currency: str | None,
     return _rows(session, stmt)
 
 
-def table_estimates(*, session: Session) -> dict[str, int]:
-    """Approximate row counts for the headline numbers, without counting a million rows each time.
+def table_counts(*, session: Session) -> dict[str, Count]:
+    """How many customers (not deleted: the Customers list's default), subscriptions and invoices the cache
+    holds, counted as every list counts (`count_rows`): exact when cheap, else an estimate labelled as one
+    (`count_label`). So the Overview and the Customers list give the same number for the same rows."""
+    statements = {
+        "customers": (_customers_stmt(session, CustomerFilters(), [Customer.id]), Customer.id),
+        "subscriptions": (select(Subscription.id), Subscription.id),
+        "invoices": (select(Invoice.id), Invoice.id),
+    }
+    return {name: count_rows(session, stmt, key) for name, (stmt, key) in statements.items()}
 
-    PostgreSQL: the planner's estimate (pg_class.reltuples, kept fresh by autovacuum), falling back to a
-    bounded count for a table never analyzed. SQLite: max(rowid), exact unless rows were deleted.
-    """
-    models = {"customers": Customer, "subscriptions": Subscription, "invoices": Invoice}
-    out: dict[str, int] = {}
-    if _dialect(session) == "postgresql":
-        stmt = text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relname IN :names "
-                    "AND relnamespace = to_regnamespace(current_schema())::oid")
-        rows = session.execute(stmt.bindparams(bindparam("names", expanding=True)), {"names": list(models)})
-        out = {name: int(n) for name, n in rows if n and n > 0}
-        for name, model in models.items():
-            if name not in out:
-                out[name] = _bounded_count(session, select(model.id), cap=100_000)[0]
-        return out
-    for name, model in models.items():
-        stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(model)
-        out[name] = int(session.execute(stmt).scalar_one())
-    return out
+
+def count_label(count: Count) -> str:
+    """'2,000' (exact), 'about 1.2 M' (estimated) or '1,000+' (a lower bound): the one way a count reads."""
+    if count.estimated:
+        return approx_count(count.value)
+    return f"{count.value:,}+" if count.capped else f"{count.value:,}"
 
 
 # --- sync health ----------------------------------------------------------------------------------

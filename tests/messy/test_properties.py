@@ -155,7 +155,7 @@ def test_every_page_query_runs_on_odd_objects(db: Engine, acct: Account) -> None
         q.subscription_choices(session=session)
         q.mrr_by_currency(session=session)
         q.at_risk_by_currency(session=session)
-        q.table_estimates(session=session)
+        q.table_counts(session=session)
         q.recent_sync_runs(session=session)
         q.sync_states(session=session)
         q.webhook_stats(session=session)
