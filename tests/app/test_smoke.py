@@ -14,13 +14,13 @@ def test_every_page_file_is_routed() -> None:
 
 
 @pytest.mark.parametrize("name", [p.name for p in page_files()])
-def test_page_runs_without_exception(db, name: str) -> None:  # noqa: ANN001
+def test_page_runs_without_exception(db, name: str) -> None:
     at = run_page(name)
     assert not at.exception, at.exception
     assert at.title, f"{name} shows no title"
 
 
-def test_app_entry_runs_and_shows_overview(db) -> None:  # noqa: ANN001
+def test_app_entry_runs_and_shows_overview(db) -> None:
     at = run_app()
     assert not at.exception, at.exception
     assert any("Billing Console" in t.value for t in at.title)

@@ -57,7 +57,7 @@ def login_env(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> d
     }
 
 
-def _nav_titles(page) -> list[str]:  # noqa: ANN001
+def _nav_titles(page) -> list[str]:
     """Titles in the sidebar menu (each link's text ends with the title, after the icon's ligature name)."""
     return [t.strip().splitlines()[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
 

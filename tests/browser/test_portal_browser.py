@@ -18,7 +18,7 @@ from tests.utils.net import free_port
 pytestmark = [pytest.mark.browser]
 
 
-def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
+def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path) -> None:
     make_configuration(sandbox)
     cust = sandbox.client.v1.customers.create(params={"name": "Marie Curie", "email": "marie@example.com"})
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"

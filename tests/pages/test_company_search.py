@@ -104,14 +104,14 @@ def domain_of(engine: Engine, customer_id: str) -> str | None:
         return conn.execute(text("SELECT email_domain FROM customers WHERE id = :i"), {"i": customer_id}).scalar()
 
 
-def test_the_sync_fills_the_domain(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_the_sync_fills_the_domain(db: Engine, sandbox) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "Sync@Meridiansystems.COM", "name": "Syn"})
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
     with Session(db) as s:
         assert found(s, "meridiansystems.com") == {made.id}
 
 
-def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox) -> None:
     client = sandbox.client
     made = client.v1.customers.create(params={"email": "hook@old-co.com"})
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
@@ -122,7 +122,7 @@ def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox) ->
     assert domain_of(db, made.id) == "new-co.com"
 
 
-def test_a_customer_refresh_fills_the_domain(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_customer_refresh_fills_the_domain(db: Engine, sandbox) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "fresh@Refresh.example"})
     refresh_customer(made.id)
     assert domain_of(db, made.id) == "refresh.example"
@@ -134,7 +134,7 @@ OLD_EMAILS = ["Ana@ACME.com", "a@b@acme.com", "x@acme.com.", "y@ acme.com ", "no
               "ω@äö.example", "o'brien@o'acme.com", "%@%_.com", None]
 
 
-def _old_customers(conn) -> None:  # noqa: ANN001
+def _old_customers(conn) -> None:
     for i, email in enumerate(OLD_EMAILS):
         norm = email.strip().casefold() if email else None
         conn.execute(text("INSERT INTO customers (id, email, email_normalized, created, balance, delinquent, "
@@ -144,7 +144,7 @@ def _old_customers(conn) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_0005_fills_the_domain_of_existing_customers_as_the_sync_would(backend: str, tmp_path) -> None:  # noqa: ANN001
+def test_migration_0005_fills_the_domain_of_existing_customers_as_the_sync_would(backend: str, tmp_path) -> None:
     with database_at(backend, "0004", tmp_path, _old_customers) as url:
         migrate(url)
         from lib.db import get_engine

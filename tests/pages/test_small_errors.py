@@ -44,7 +44,7 @@ def database_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def refresh(at) -> None:  # noqa: ANN001
+def refresh(at) -> None:
     at.button(key="sync_refresh").click().run(timeout=60)
 
 

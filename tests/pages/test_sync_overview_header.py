@@ -48,7 +48,7 @@ def test_sync_page_shows_runs_errors_cursors_and_webhooks(session: Session) -> N
     assert at.button(key="sync_refresh")
 
 
-def test_sync_page_empty_cache_says_what_to_do(db) -> None:  # noqa: ANN001
+def test_sync_page_empty_cache_says_what_to_do(db) -> None:
     at = run_page("sync.py")
     assert not at.exception and any("No sync has run yet" in i.value for i in at.info)
 
@@ -85,7 +85,7 @@ def test_header_warns_when_cache_is_stale(session: Session, monkeypatch: pytest.
     assert any("2 h ago" in w.value and "older than 30 min" in w.value for w in at.warning)
 
 
-def test_header_never_synced(db) -> None:  # noqa: ANN001
+def test_header_never_synced(db) -> None:
     at = run_app()
     assert any("never been synced" in w.value for w in at.warning)
 
@@ -96,7 +96,7 @@ def _header_only() -> None:
     render_header()
 
 
-def test_header_live_mode_banner(db, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_header_live_mode_banner(db, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "rk_live_abcdefgh1234")
     get_settings.cache_clear()
     at = AppTest.from_function(_header_only).run()

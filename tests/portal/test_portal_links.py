@@ -26,11 +26,11 @@ from tests.utils import factories
 from tests.utils.net import free_port
 
 
-def make(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> portal.PortalLink:  # noqa: ANN001
+def make(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> portal.PortalLink:
     return portal.create_link(req, user=user, session=session, idempotency_key=key or portal.new_attempt_key())
 
 
-def fail(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> PortalError:  # noqa: ANN001
+def fail(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> PortalError:
     with pytest.raises(PortalError) as info:
         make(req, session, key, user)
     return info.value

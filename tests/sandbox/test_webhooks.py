@@ -23,7 +23,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.got.append((body, self.headers.get("Stripe-Signature", "")))
                 code = 500 if receiver.fail > 0 else 200
@@ -53,7 +53,7 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def _wait(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -94,7 +94,7 @@ def test_endpoint_list_and_delete(sandbox: SandboxServer) -> None:
         c.v1.webhook_endpoints.create(params={"url": "ftp://x", "enabled_events": ["*"]})
 
 
-def test_secret_comes_from_the_environment(tmp_path) -> None:  # noqa: ANN001
+def test_secret_comes_from_the_environment(tmp_path) -> None:
     server = SandboxServer.start(env={"SANDBOX_WEBHOOK_SECRET": "whsec_from_env"})
     try:
         ep = server.client.v1.webhook_endpoints.create(params={"url": "https://example.com/h",

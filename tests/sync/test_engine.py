@@ -20,7 +20,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox) -> None:
     sandbox.client.v1.customers.create({"email": "a@example.com"})
     with sync_lock(db, "billing-worker-2:4242"):
         done = cli("sync", "--full")
@@ -43,7 +43,7 @@ def test_cli_reports_an_unreachable_stripe_in_one_line_and_exits_1(db: Engine) -
     assert "Traceback" not in done.stderr
 
 
-def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox) -> None:
     client = sandbox.client
     build_account(client, customers=2)
     assert run_sync(mode="full").status == "succeeded"
@@ -56,7 +56,7 @@ def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sand
     assert differences(client, db) == []
 
 
-def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox) -> None:
     build_account(sandbox.client, customers=2)
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
     sandbox.reset()  # as if the key now pointed at another (empty) account
@@ -67,7 +67,7 @@ def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: E
         assert conn.execute(text("SELECT COUNT(*) FROM customers WHERE deleted")).scalar() == 0
 
 
-def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) -> None:
     from lib.sync import refresh_customer
     from tests.sync.fidelity import card
 
@@ -88,7 +88,7 @@ def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) ->
         assert set(pms) == {new_card}
 
 
-def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox) -> None:
     from lib.sync import refresh_customer
 
     client = sandbox.client
@@ -105,7 +105,7 @@ def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, 
     assert deleted in (True, 1) and cards == 0 and live == 0
 
 
-def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:
     client = sandbox.client
     assert run_sync(mode="full").status == "succeeded"  # an empty account: no event to start the cursors at
     ids = [client.v1.customers.create({"email": f"late{i}@example.com", "name": f"Late {i}"}).id

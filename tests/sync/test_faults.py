@@ -17,7 +17,7 @@ from tests.sync.fidelity import build_account, card, differences, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox) -> None:
     client = sandbox.client
     build_account(client, customers=3)
     sandbox.clear_requests()
@@ -41,7 +41,7 @@ def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engi
     assert differences(client, db) == []
 
 
-def _seed_customers(client, n: int) -> None:  # noqa: ANN001
+def _seed_customers(client, n: int) -> None:
     def one(i: int) -> None:
         c = client.v1.customers.create({"email": f"bulk{i}@example.com", "name": f"Bulk {i}"})
         if i % 50 == 0:
@@ -68,7 +68,7 @@ def _resource(path: str) -> str:
     return "payment_methods" if path.endswith("/payment_methods") else path
 
 
-def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Engine, sandbox, db_url) -> None:  # noqa: ANN001
+def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Engine, sandbox, db_url) -> None:
     client = sandbox.client
     _seed_customers(client, 250)
     build_account(client, customers=2)

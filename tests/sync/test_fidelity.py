@@ -8,7 +8,7 @@ from lib.sync import run_sync
 from tests.sync.fidelity import apply_changes, build_account, differences
 
 
-def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox) -> None:
     client = sandbox.client
     acc = build_account(client)
 

@@ -37,7 +37,7 @@ def rows(engine: Engine, sql: str, **params: object) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
-def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, db_url: str) -> None:  # noqa: ANN001
+def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, db_url: str) -> None:
     client = sandbox.client
     customer = client.v1.customers.create({"name": "Version 1", "email": "hook@example.com"})
     client.v1.customers.update(customer.id, {"name": "Version 2"})
