@@ -15,14 +15,18 @@ GOOD = {"STRIPE_API_KEY": "rk_test_abcd1234"}
 
 def test_defaults_from_a_key_alone() -> None:
     s = load_settings(GOOD)
-    assert s.key_mode == "test" and s.key_hint == "test …1234"
-    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("data/billing.db")
-    assert s.request_budget == 20.0 and not s.uses_sandbox
+    assert s.key_mode == "test"
+    assert s.key_hint == "test …1234"
+    assert s.database_url.startswith("sqlite:///")
+    assert s.database_url.endswith("data/billing.db")
+    assert s.request_budget == 20.0
+    assert not s.uses_sandbox
 
 
 def test_live_key_mode_and_budget() -> None:
     s = load_settings({"STRIPE_API_KEY": "rk_live_zzzz9876"})
-    assert s.key_mode == "live" and s.request_budget == 80.0
+    assert s.key_mode == "live"
+    assert s.request_budget == 80.0
     assert s.dashboard_path == "https://dashboard.stripe.com/"
 
 
@@ -63,7 +67,8 @@ def test_database_password_never_in_error_messages() -> None:
     """The message is shown before login (the gate reads the settings first), so a password must not be."""
     with pytest.raises(ConfigError) as err:
         load_settings({**GOOD, "DATABASE_URL": "mysql://billing:hunter2pw@db.internal:3306/billing"})
-    assert "hunter2pw" not in str(err.value) and "mysql://billing:***@db.internal" in str(err.value)
+    assert "hunter2pw" not in str(err.value)
+    assert "mysql://billing:***@db.internal" in str(err.value)
 
 
 def _missing_dir_url(tmp_path) -> tuple[str, str]:

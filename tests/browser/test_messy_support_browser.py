@@ -54,7 +54,8 @@ def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def test_the_customer_is_opened_by_support(opened) -> None:
     sidebar = opened.locator("[data-testid='stSidebar']").inner_text()
-    assert "sue@corp.test" in sidebar and "support" in sidebar
+    assert "sue@corp.test" in sidebar
+    assert "support" in sidebar
 
 
 def test_support_sees_the_markdown_name_as_literal_text(opened) -> None:

@@ -92,7 +92,8 @@ def test_a_frozen_runner_that_wakes_after_a_takeover_stops_and_nothing_is_done_t
                                                           takeover=True)
     assert taken().status == "succeeded"
     outcome = first.finish()
-    assert isinstance(outcome, merge.MergeError) and "took this merge over" in str(outcome)
+    assert isinstance(outcome, merge.MergeError)
+    assert "took this merge over" in str(outcome)
     session.expire_all()
     assert_end_state(sandbox, w, session.get(MergeJob, job.id), session)
     rows = _step_rows(session, job.id)

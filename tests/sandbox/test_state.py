@@ -21,7 +21,8 @@ def test_state_survives_restart_and_hard_kill(tmp_path: Path) -> None:
         server.advance(days=40)
     finally:
         server.stop()  # graceful: saved on shutdown
-    assert state.exists() and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+    assert state.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]
 
     server = SandboxServer.start(state_file=state)
     try:

@@ -66,13 +66,15 @@ def test_signed_delivery_with_retries(sandbox: SandboxServer, receiver: Receiver
     c = sandbox.client
     sandbox.settings(webhook_retry_seconds=[0.2, 0.4, 0.8])
     ep = c.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["customer.created"]})
-    assert ep.secret.startswith("whsec_") and ep.status == "enabled"
+    assert ep.secret.startswith("whsec_")
+    assert ep.status == "enabled"
     cus = c.v1.customers.create(params={"email": "hook@example.com"})
     c.v1.products.create(params={"name": "not subscribed to"})
     _wait(lambda: len(receiver.got) >= 3)
     body, sig = receiver.got[-1]
     event = stripe.Webhook.construct_event(body.decode(), sig, ep.secret)
-    assert event.type == "customer.created" and event.data.object.id == cus.id
+    assert event.type == "customer.created"
+    assert event.data.object.id == cus.id
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body.decode(), sig, "whsec_wrong")
     attempts = [(d["attempt"], d["status"]) for d in sandbox.webhook_deliveries() if d["endpoint"] == ep.id]
@@ -87,7 +89,8 @@ def test_endpoint_list_and_delete(sandbox: SandboxServer) -> None:
     ep = c.v1.webhook_endpoints.create(params={"url": "https://example.com/hook", "enabled_events": ["*"],
                                                "description": "dashboard"})
     listed = c.v1.webhook_endpoints.list().data
-    assert [e.id for e in listed] == [ep.id] and "secret" not in listed[0]
+    assert [e.id for e in listed] == [ep.id]
+    assert "secret" not in listed[0]
     assert c.v1.webhook_endpoints.delete(ep.id).deleted is True
     assert c.v1.webhook_endpoints.list().data == []
     with pytest.raises(stripe.InvalidRequestError):

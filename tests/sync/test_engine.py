@@ -27,7 +27,8 @@ def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandb
         result = run_sync(mode="full")
     assert done.returncode == 0, done.stderr
     assert "another sync is running (billing-worker-2:4242" in done.stdout
-    assert result.status == "skipped" and "billing-worker-2:4242" in (result.error or "")
+    assert result.status == "skipped"
+    assert "billing-worker-2:4242" in (result.error or "")
     with db.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM customers")).scalar() == 0  # no work was done
         runs = conn.execute(text("SELECT status FROM sync_runs")).scalars().all()
@@ -39,7 +40,8 @@ def test_cli_reports_an_unreachable_stripe_in_one_line_and_exits_1(db: Engine) -
     done = cli("sync", "--full", env={"STRIPE_API_BASE": "http://127.0.0.1:9"})
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "could not be reached" in errors[0], done.stderr
+    assert len(errors) == 1, done.stderr
+    assert "could not be reached" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -102,7 +104,9 @@ def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, 
         cards = conn.execute(text("SELECT COUNT(*) FROM payment_methods WHERE customer_id = :c"), {"c": gone}).scalar()
         live = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE customer_id = :c AND status <> 'canceled'"),
                             {"c": gone}).scalar()
-    assert deleted in (True, 1) and cards == 0 and live == 0
+    assert deleted in (True, 1)
+    assert cards == 0
+    assert live == 0
 
 
 def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:
@@ -121,4 +125,5 @@ def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_firs
         assert conn.execute(text("SELECT name FROM customers WHERE id = :id"), {"id": ids[0]}).scalar() == \
             "Renamed Last"
     again = run_sync(mode="incremental", resources=["customers"])  # the cursor moved to the newest event
-    assert again.status == "succeeded" and again.counts["customers"] == 0
+    assert again.status == "succeeded"
+    assert again.counts["customers"] == 0

@@ -55,7 +55,8 @@ def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, d
         tampered = bodies[-1].replace(b"Version 4", b"Hacked 4")
         assert post(url, tampered, signed(bodies[-1]))[0] == 400
         assert post(url, bodies[-1], signed(bodies[-1], age=600))[0] == 400  # a replayed old delivery
-        assert rows(db, "SELECT id FROM customers") == [] and rows(db, "SELECT id FROM stripe_events") == []
+        assert rows(db, "SELECT id FROM customers") == []
+        assert rows(db, "SELECT id FROM stripe_events") == []
 
         # Newest first, then duplicates and the older ones in a shuffled order.
         outcomes = []
