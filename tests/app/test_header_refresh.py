@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from sqlmodel import Session
@@ -11,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lib.models import utcnow
 from tests.utils.apptest import run_app
 from tests.utils.factories import make_sync_run
+from tests.utils.wait import wait_until
 
 
 def header_captions(at: AppTest) -> list[str]:
@@ -19,11 +19,11 @@ def header_captions(at: AppTest) -> list[str]:
 
 def refresh_now(at: AppTest) -> AppTest:
     """Press Refresh now, again while another test worker's sync holds the lock (shared PostgreSQL)."""
-    for _ in range(40):
+    def pressed() -> bool:
         at.button(key="sync_refresh").click().run(timeout=120)
-        if not any("Another sync is already running" in i.value for i in at.info):
-            break
-        time.sleep(0.5)
+        return not any("Another sync is already running" in i.value for i in at.info)
+
+    wait_until(pressed, timeout=120, interval=0.5, what="Refresh now ran (the sync lock was free)")
     return at
 
 

@@ -76,7 +76,7 @@ def test_a_long_step_keeps_its_job_alive_with_a_heartbeat(sandbox: SandboxServer
     monkeypatch.setattr(merge.jobs, "STALE_RUNNING_SECONDS", 1)
     w, job = _job(sandbox, session)
     first = Paused(db, job.id, seq=2)
-    time.sleep(2.5)  # longer than the staleness limit, inside one step
+    time.sleep(2.5)  # the behaviour under test: time passes beyond the staleness limit inside one step
     with pytest.raises(merge.MergeError, match="running in another session"):
         merge.run_job(job.id, user=ADMIN, session=session, takeover=True)
     assert first.finish() == "succeeded"

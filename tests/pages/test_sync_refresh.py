@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlmodel import Session
 
 from lib.config import get_settings
 from lib.models import Customer, SyncRun
 from tests.utils.apptest import run_page
+from tests.utils.wait import wait_until
 
 
 def test_refresh_now_pulls_new_customers_and_records_the_run(db, sandbox) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "Fresh.One@Example.com", "name": "Fresh One"})
     at = run_page("sync.py", timeout=120)
-    for _ in range(40):  # on a shared PostgreSQL another test worker's sync may hold the one sync lock
+    def pressed() -> bool:  # on a shared PostgreSQL another test worker's sync may hold the one sync lock
         at.button(key="sync_refresh").click().run(timeout=120)
-        if not any("Another sync is already running" in i.value for i in at.info):
-            break
-        time.sleep(0.5)
+        return not any("Another sync is already running" in i.value for i in at.info)
+
+    wait_until(pressed, timeout=120, interval=0.5, what="Refresh now ran (the sync lock was free)")
     assert not at.exception, at.exception
     assert any("Refreshed in" in s.value for s in at.success), [e.value for e in at.error]
     with Session(db) as s:
