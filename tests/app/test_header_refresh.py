@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lib.models import utcnow
 from tests.utils.apptest import run_app
 from tests.utils.factories import make_sync_run
+from tests.utils.sandbox import SandboxServer
 from tests.utils.wait import wait_until
 
 
@@ -27,7 +28,7 @@ def refresh_now(at: AppTest) -> AppTest:
     return at
 
 
-def test_header_says_just_now_right_after_refresh_now(session: Session, sandbox) -> None:
+def test_header_says_just_now_right_after_refresh_now(session: Session, sandbox: SandboxServer) -> None:
     make_sync_run(session, finished_at=utcnow() - timedelta(minutes=5))
     at = run_app(timeout=120).switch_page("app_pages/sync.py").run()
     assert header_captions(at) == [":material/check_circle: Cache refreshed 5 min ago"]
@@ -36,7 +37,7 @@ def test_header_says_just_now_right_after_refresh_now(session: Session, sandbox)
     assert header_captions(at) == [":material/check_circle: Cache refreshed just now"]
 
 
-def test_the_stale_warning_goes_right_after_refresh_now(session: Session, sandbox) -> None:
+def test_the_stale_warning_goes_right_after_refresh_now(session: Session, sandbox: SandboxServer) -> None:
     make_sync_run(session, finished_at=utcnow() - timedelta(hours=3))
     at = refresh_now(run_app(timeout=120).switch_page("app_pages/sync.py").run())
     assert [w.value for w in at.warning if "older than" in w.value] == []

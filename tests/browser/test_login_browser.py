@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page
 from sqlmodel import Session
 
 from lib import access
@@ -57,7 +58,7 @@ def login_env(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> d
     }
 
 
-def _nav_titles(page) -> list[str]:
+def _nav_titles(page: Page) -> list[str]:
     """Titles in the sidebar menu (each link's text ends with the title, after the icon's ligature name)."""
     return [t.strip().splitlines()[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
 

@@ -3,6 +3,7 @@ sandbox's portal page), and followed back to the dashboard through the return UR
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.utils.net import free_port
 pytestmark = [pytest.mark.browser]
 
 
-def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path) -> None:
+def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path: Path) -> None:
     make_configuration(sandbox)
     cust = sandbox.client.v1.customers.create(params={"name": "Marie Curie", "email": "marie@example.com"})
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from lib.config import get_settings
 from tests.utils.apptest import run_page
@@ -44,7 +45,7 @@ def database_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def refresh(at) -> None:
+def refresh(at: AppTest) -> None:
     at.button(key="sync_refresh").click().run(timeout=60)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -52,7 +53,7 @@ def test_sync_page_shows_runs_errors_cursors_and_webhooks(session: Session) -> N
     assert at.button(key="sync_refresh")
 
 
-def test_sync_page_empty_cache_says_what_to_do(db) -> None:
+def test_sync_page_empty_cache_says_what_to_do(db: Engine) -> None:
     at = run_page("sync.py")
     assert not at.exception
     assert any("No sync has run yet" in i.value for i in at.info)
@@ -92,7 +93,7 @@ def test_header_warns_when_cache_is_stale(session: Session, monkeypatch: pytest.
     assert any("2 h ago" in w.value and "older than 30 min" in w.value for w in at.warning)
 
 
-def test_header_never_synced(db) -> None:
+def test_header_never_synced(db: Engine) -> None:
     at = run_app()
     assert any("never been synced" in w.value for w in at.warning)
 
@@ -103,7 +104,7 @@ def _header_only() -> None:
     render_header()
 
 
-def test_header_live_mode_banner(db, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_header_live_mode_banner(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "rk_live_abcdefgh1234")
     get_settings.cache_clear()
     at = AppTest.from_function(_header_only).run()

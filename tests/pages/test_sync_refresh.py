@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from lib.config import get_settings
 from lib.models import Customer, SyncRun
 from tests.utils.apptest import run_page
+from tests.utils.sandbox import SandboxServer
 from tests.utils.wait import wait_until
 
 
-def test_refresh_now_pulls_new_customers_and_records_the_run(db, sandbox) -> None:
+def test_refresh_now_pulls_new_customers_and_records_the_run(db: Engine, sandbox: SandboxServer) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "Fresh.One@Example.com", "name": "Fresh One"})
     at = run_page("sync.py", timeout=120)
     def pressed() -> bool:  # on a shared PostgreSQL another test worker's sync may hold the one sync lock
@@ -32,7 +35,7 @@ def test_refresh_now_pulls_new_customers_and_records_the_run(db, sandbox) -> Non
     assert list(found.dataframe[0].value["id"]) == [made.id]
 
 
-def test_refresh_with_stripe_unreachable_is_a_clear_message(db, monkeypatch) -> None:
+def test_refresh_with_stripe_unreachable_is_a_clear_message(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.utils.net import free_port
 
     monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nothing listens there

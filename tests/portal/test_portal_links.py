@@ -10,6 +10,7 @@ import stripe
 from sqlmodel import Session
 
 from lib import portal
+from lib.auth import User
 from lib.config import get_settings
 from lib.gateway import translate
 from lib.portal import PortalError, PortalRequest
@@ -26,11 +27,11 @@ from tests.utils import factories
 from tests.utils.net import free_port
 
 
-def make(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> portal.PortalLink:
+def make(req: PortalRequest, session: Session, key: str | None = None, user: User = STAFF) -> portal.PortalLink:
     return portal.create_link(req, user=user, session=session, idempotency_key=key or portal.new_attempt_key())
 
 
-def fail(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> PortalError:
+def fail(req: PortalRequest, session: Session, key: str | None = None, user: User = STAFF) -> PortalError:
     with pytest.raises(PortalError) as info:
         make(req, session, key, user)
     return info.value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import stripe
@@ -92,7 +93,7 @@ def test_endpoint_list_and_delete(sandbox: SandboxServer) -> None:
         c.v1.webhook_endpoints.create(params={"url": "ftp://x", "enabled_events": ["*"]})
 
 
-def test_secret_comes_from_the_environment(tmp_path) -> None:
+def test_secret_comes_from_the_environment(tmp_path: Path) -> None:
     server = SandboxServer.start(env={"SANDBOX_WEBHOOK_SECRET": "whsec_from_env"})
     try:
         ep = server.client.v1.webhook_endpoints.create(params={"url": "https://example.com/h",

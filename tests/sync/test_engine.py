@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 
 from lib.sync import run_sync, sync_lock
 from tests.sync.fidelity import build_account, differences
+from tests.utils.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox) -> None:
+def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox: SandboxServer) -> None:
     sandbox.client.v1.customers.create({"email": "a@example.com"})
     with sync_lock(db, "billing-worker-2:4242"):
         done = cli("sync", "--full")
@@ -45,7 +46,7 @@ def test_cli_reports_an_unreachable_stripe_in_one_line_and_exits_1(db: Engine) -
     assert "Traceback" not in done.stderr
 
 
-def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox) -> None:
+def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     build_account(client, customers=2)
     assert run_sync(mode="full").status == "succeeded"
@@ -58,7 +59,7 @@ def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sand
     assert differences(client, db) == []
 
 
-def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox) -> None:
+def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox: SandboxServer) -> None:
     build_account(sandbox.client, customers=2)
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
     sandbox.reset()  # as if the key now pointed at another (empty) account
@@ -69,7 +70,7 @@ def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: E
         assert conn.execute(text("SELECT COUNT(*) FROM customers WHERE deleted")).scalar() == 0
 
 
-def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) -> None:
+def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox: SandboxServer) -> None:
     from lib.sync import refresh_customer
     from tests.sync.fidelity import card
 
@@ -90,7 +91,7 @@ def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) ->
         assert set(pms) == {new_card}
 
 
-def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox) -> None:
+def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox: SandboxServer) -> None:
     from lib.sync import refresh_customer
 
     client = sandbox.client
@@ -109,7 +110,8 @@ def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, 
     assert live == 0
 
 
-def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:
+def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(
+        db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     assert run_sync(mode="full").status == "succeeded"  # an empty account: no event to start the cursors at
     ids = [client.v1.customers.create({"email": f"late{i}@example.com", "name": f"Late {i}"}).id

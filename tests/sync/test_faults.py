@@ -9,15 +9,17 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import stripe
 from sqlalchemy import Engine, text
 
 from lib.sync import run_sync
 from tests.sync.fidelity import build_account, card, differences, wait_until
+from tests.utils.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox) -> None:
+def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     build_account(client, customers=3)
     sandbox.clear_requests()
@@ -42,7 +44,7 @@ def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engi
     assert differences(client, db) == []
 
 
-def _seed_customers(client, n: int) -> None:
+def _seed_customers(client: stripe.StripeClient, n: int) -> None:
     def one(i: int) -> None:
         c = client.v1.customers.create({"email": f"bulk{i}@example.com", "name": f"Bulk {i}"})
         if i % 50 == 0:
@@ -69,7 +71,8 @@ def _resource(path: str) -> str:
     return "payment_methods" if path.endswith("/payment_methods") else path
 
 
-def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Engine, sandbox, db_url) -> None:
+def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(
+        db: Engine, sandbox: SandboxServer, db_url: str) -> None:
     client = sandbox.client
     _seed_customers(client, 250)
     build_account(client, customers=2)

@@ -6,9 +6,10 @@ from sqlalchemy import Engine, text
 
 from lib.sync import run_sync
 from tests.sync.fidelity import apply_changes, build_account, differences
+from tests.utils.sandbox import SandboxServer
 
 
-def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox) -> None:
+def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
 

@@ -12,6 +12,7 @@ import urllib.request
 from sqlalchemy import Engine, text
 
 from tests.utils.browser import dashboard
+from tests.utils.sandbox import SandboxServer
 
 SECRET = "whsec_test_secret"  # tests/conftest.py puts it in STRIPE_WEBHOOK_SECRET
 
@@ -37,7 +38,7 @@ def rows(engine: Engine, sql: str, **params: object) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
-def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, db_url: str) -> None:
+def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox: SandboxServer, db_url: str) -> None:
     client = sandbox.client
     customer = client.v1.customers.create({"name": "Version 1", "email": "hook@example.com"})
     client.v1.customers.update(customer.id, {"name": "Version 2"})

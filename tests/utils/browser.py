@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from playwright.sync_api import Page
+
 from tests.utils.net import free_port, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +73,12 @@ def browser_page() -> Iterator:
             browser.close()
 
 
-def wait_idle(page, timeout: float = 30_000) -> None:
+def wait_idle(page: Page, timeout: float = 30_000) -> None:
     """Wait until Streamlit has finished running the script."""
     page.wait_for_selector(APP_IDLE, timeout=timeout)
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
