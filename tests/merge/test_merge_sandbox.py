@@ -193,7 +193,7 @@ def test_abandoned_half_merge_is_finished_by_a_new_plan_without_a_second_copy(
     survivor_subs = c.v1.subscriptions.list(params={"customer": w.survivor, "status": "all"}).data
     for old_id in w.old_subs:
         copies = [s for s in survivor_subs if s.metadata.to_dict().get("merged_from") == old_id]
-        assert len(copies) == 1
-        assert copies[0].status in ("active", "trialing")
+        assert len(copies) == 1, old_id
+        assert copies[0].status in ("active", "trialing"), old_id
         assert c.v1.subscriptions.retrieve(old_id).status == "canceled"
     assert c.v1.customers.retrieve(w.duplicate).balance == 0

@@ -102,8 +102,8 @@ def test_missing_customer_and_non_admins(sandbox: Any, session: Session) -> None
     assert any("does not exist in Stripe" in plain(e.value) for e in at.error)
     for roles in ({"support"}, {"staff"}, {"finance"}):
         at = run(roles, "cus_x")
-        assert not at.button
-        assert not at.exception
+        assert not at.button, roles
+        assert not at.exception, roles
 
 
 @pytest.mark.parametrize("typed", ["cus_x/../cus_Y", "cus_abc?expand[]=x", "sub_123", "cus_ab c", "cus_é"])

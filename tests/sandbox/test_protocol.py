@@ -78,8 +78,8 @@ def test_wrongly_shaped_params_are_400s(sandbox: SandboxServer) -> None:
     for bad in bad_calls:
         with pytest.raises(stripe.InvalidRequestError) as err:
             bad()
-        assert err.value.http_status == 400
-        assert err.value.param
+        assert err.value.http_status == 400, err.value
+        assert err.value.param, err.value
 
 
 def test_unknown_url_is_a_stripe_404(sandbox: SandboxServer) -> None:

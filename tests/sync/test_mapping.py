@@ -21,17 +21,17 @@ def test_customer_current_and_2017_shapes_map_alike() -> None:
     old = {k: v for k, v in current.items() if k not in ("balance", "invoice_settings")}
     old |= {"account_balance": -500, "invoice_settings": {"default_payment_method": "pm_9"}}
     a, b = mapping.customer_row(current, 7), mapping.customer_row(old, 7)
-    for row in (a, b):
-        assert row["balance"] == -500
-        assert row["default_payment_method_id"] == "pm_9"
-        assert row["email_normalized"] == "ana.lima+vip@gmail.com"
-        assert row["email_canonical"] == "analima@gmail.com"
-        assert row["name_search"] == "jose nunez"
-        assert row["phone_normalized"] == "+14155550100"
-        assert row["created"] == from_ts(T0)
-        assert row["delinquent"] is True
-        assert row["metadata"] == {"crm": "42"}
-        assert "brand_new_field" not in row
+    for shape, row in (("current", a), ("2017", b)):
+        assert row["balance"] == -500, shape
+        assert row["default_payment_method_id"] == "pm_9", shape
+        assert row["email_normalized"] == "ana.lima+vip@gmail.com", shape
+        assert row["email_canonical"] == "analima@gmail.com", shape
+        assert row["name_search"] == "jose nunez", shape
+        assert row["phone_normalized"] == "+14155550100", shape
+        assert row["created"] == from_ts(T0), shape
+        assert row["delinquent"] is True, shape
+        assert row["metadata"] == {"crm": "42"}, shape
+        assert "brand_new_field" not in row, shape
     assert {k: v for k, v in a.items() if k != "synced_at"} == {k: v for k, v in b.items() if k != "synced_at"}
 
 
