@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+# the resource modules register their routes when imported (sandbox.webhooks is otherwise unused here)
 import sandbox.billing
 import sandbox.cash
 import sandbox.discounts
