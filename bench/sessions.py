@@ -236,7 +236,7 @@ class Role:
             except (ProtocolError, OSError, KeyError) as exc:
                 self.stats.failure(f"{self.role}:session", exc)
                 await self._reset()
-            except Exception as exc:
+            except Exception as exc:  # a websocket error is an error to count, not a crash
                 self.stats.failure(f"{self.role}:session", exc)
                 await self._reset()
 

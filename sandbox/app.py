@@ -82,7 +82,7 @@ class Sandbox:
             try:
                 with open(self.state_file, "rb") as fh:
                     self.store = pickle.load(fh)
-            except Exception as exc:
+            except Exception as exc:  # any unreadable file gets the same advice
                 raise SystemExit(f"Cannot read the sandbox state file {self.state_file} ({type(exc).__name__}: "
                                  f"{exc}). Move it away or delete it to start with an empty sandbox.") from None
             gc.collect()
