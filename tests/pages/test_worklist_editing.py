@@ -38,7 +38,7 @@ def pick(at: AppTest, *rows: int) -> AppTest:
     return at.run()
 
 
-def table_row(at: AppTest, invoice_id: str) -> Any:  # noqa: ANN401
+def table_row(at: AppTest, invoice_id: str) -> Any:
     df = at.dataframe(key="fi_table").value
     return df[df["id"] == invoice_id].iloc[0]
 

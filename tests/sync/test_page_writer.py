@@ -105,7 +105,8 @@ def refuse_customer(db: Engine) -> Iterator[None]:
         yield
 
 
-def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(db: Engine, refuse_customer) -> None:  # noqa: ANN001
+def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(
+        db: Engine, refuse_customer: None) -> None:
     writer = PageWriter(db)
     writer.write("customers", [_customer(1)], T, cursor="cus_0001")
     with pytest.raises(Exception, match="refused by test trigger"):
@@ -126,7 +127,7 @@ def refuse_item(db: Engine) -> Iterator[None]:
         yield
 
 
-def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item) -> None:  # noqa: ANN001
+def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item: None) -> None:
     with PageWriter(db) as writer:
         writer.write("customers", [_customer(1), _customer(2)], T, cursor="cus_0002")
     writer = PageWriter(db)

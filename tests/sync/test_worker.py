@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from sandbox.process import free_port
 from tests.sync.fidelity import wait_until
+from tests.utils.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 1.0
@@ -61,7 +62,7 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
 
 
 def test_a_change_in_stripe_reaches_the_cache_within_the_interval_and_sigterm_exits_cleanly(
-        db: Engine, sandbox) -> None:  # noqa: ANN001
+        db: Engine, sandbox: SandboxServer) -> None:
     with worker() as (proc, base):
         assert wait_until(lambda: synced(base), timeout=60)
         cid = sandbox.client.v1.customers.create({"email": "fresh@example.com", "name": "Fresh"}).id
@@ -78,7 +79,8 @@ def test_a_change_in_stripe_reaches_the_cache_within_the_interval_and_sigterm_ex
         assert conn.execute(text("SELECT COUNT(*) FROM sync_lock")).scalar() == 0  # both locks released
 
 
-def test_a_second_worker_waits_for_the_lock_and_takes_over_when_the_first_stops(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_second_worker_waits_for_the_lock_and_takes_over_when_the_first_stops(
+        db: Engine, sandbox: SandboxServer) -> None:
     with worker() as (first, first_base):
         assert wait_until(lambda: synced(first_base), timeout=60)
         with worker() as (second, second_base):
@@ -93,7 +95,7 @@ def test_a_second_worker_waits_for_the_lock_and_takes_over_when_the_first_stops(
     assert "waiting for the worker lock" in out
 
 
-def test_metrics_endpoint_answers_with_the_named_metrics(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_metrics_endpoint_answers_with_the_named_metrics(db: Engine, sandbox: SandboxServer) -> None:
     sandbox.client.v1.customers.create({"email": "m@example.com"})
     with worker() as (proc, base):
         if not wait_until(lambda: synced(base), timeout=60):
