@@ -154,4 +154,16 @@ def differences(client: stripe.StripeClient, engine: Engine, *, all_cards: bool 
     if set(invoices) != listed_invoices:
         out.append(f"invoices: cache has {sorted(set(invoices) - listed_invoices)} extra, "
                    f"misses {sorted(listed_invoices - set(invoices))}")
+    _endpoint_differences(client, engine, out)
     return out
+
+
+def _endpoint_differences(client: stripe.StripeClient, engine: Engine, out: list[str]) -> None:
+    """The account's webhook endpoints as the last sync run read them (url, status, events)."""
+    cached = _sql(engine, "webhook_endpoints")
+    listed = {e.id: e for e in client.v1.webhook_endpoints.list({"limit": 100}).auto_paging_iter()}
+    for e in listed.values():
+        _diff("webhook_endpoint", e.id, cached.get(e.id), {
+            "url": e.url, "status": e.status, "enabled_events": list(e.enabled_events)}, out)
+    if set(cached) != set(listed):
+        out.append(f"webhook endpoints: cache has {sorted(set(cached) - set(listed))} extra")

@@ -304,6 +304,22 @@ class SyncState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    """The account's webhook endpoints as Stripe last listed them (every sync run replaces the set): what the
+    Sync page shows next to the deliveries received. The signing secret is never stored."""
+
+    __tablename__ = "webhook_endpoints"
+    id: str = Field(primary_key=True, max_length=64)
+    url: str = Field(sa_type=Text)
+    status: str = Field(max_length=16)  # enabled | disabled
+    enabled_events: list[str] = Field(default_factory=list, sa_column=Column("enabled_events", JSON,
+                                                                               nullable=False, default=list))
+    description: str | None = Field(default=None, sa_type=Text)
+    api_version: str | None = Field(default=None, max_length=32)
+    created: datetime | None = None
+    synced_at: datetime = Field(default_factory=utcnow)
+
+
 class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_runs"
     id: int | None = Field(default=None, primary_key=True)

@@ -573,11 +573,23 @@ def invoice_mark_uncollectible(store: Store, params: Obj, iid: str) -> Obj:
 
 
 @route("GET", "/v1/invoice_payments", {"invoice", "limit", "starting_after", "ending_before", "payment",
-                                       "status"})
+                                       "status", "created"})
 def invoice_payment_list(store: Store, params: Obj) -> Obj:
-    inv = store.get(params.get("invoice"), "invoice", param="invoice")
-    ids = [ip["id"] for ip in inv["payments"]["data"]]
-    return list_page(store, ids, params, "/v1/invoice_payments")
+    """One invoice's payments (`invoice`), or the account's, newest first; `status` (open | paid | canceled)
+    and `created` filter, as in Stripe."""
+    status = params.get("status")
+    if status is not None and status not in ("open", "paid", "canceled"):
+        raise invalid("Invalid status: must be one of canceled, open, or paid", param="status")
+    match = (lambda o: o["status"] == status) if status else None
+    if params.get("invoice"):
+        inv = store.get(params.get("invoice"), "invoice", param="invoice")
+        ids = [ip["id"] for ip in inv["payments"]["data"]]
+        return list_page(store, ids, params, "/v1/invoice_payments", match=match, created=created_filter(params))
+    idx = store.index.get("invoice_payment")
+    if idx is None:
+        return {"object": "list", "data": [], "has_more": False, "url": "/v1/invoice_payments"}
+    return list_page(store, idx.ids, params, "/v1/invoice_payments", start=idx.start, pos=idx.pos, match=match,
+                     created=created_filter(params))
 
 
 @route("GET", "/v1/invoice_payments/{ipid}", set())

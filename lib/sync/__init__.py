@@ -13,8 +13,9 @@ Rules every path follows:
 
 The package, by concern: `sql` (dialect upsert SQL and converters, sync state), `fetch` (Stripe reads that
 complete objects), `writer` (`PageWriter`, the pipelined PostgreSQL connection), `events` (Events API and
-webhook apply), `lock` (the one-sync lock), `run` (`run_sync`), `customer` (`refresh_customer`). Every name
-callers use is re-exported here.
+webhook apply), `history` (the timeline's last 30 days of events, pass 2), `endpoints` (the account's webhook
+endpoints, read each run), `lock` (the one-sync lock), `run` (`run_sync`), `customer` (`refresh_customer`).
+Every name callers use is re-exported here.
 """
 
 from lib.sync.customer import refresh_customer

@@ -21,6 +21,8 @@ LIST_PARAMS: dict[str, Obj] = {
     "subscriptions": {"status": "all", "expand": ["data.default_payment_method"]},
 }
 RETRIEVE_PATHS = {**LIST_PATHS, "payment_methods": "/v1/payment_methods"}
+# Pass 1's declines: the account's unpaid invoice payments with their PaymentIntent (see `Declines`).
+OPEN_PAYMENTS: Obj = {"status": "open", "expand": ["data.payment.payment_intent"]}
 
 
 class ProductNames:
@@ -74,13 +76,16 @@ def expanded_cards(resource: str, objs: Iterable[Obj]) -> list[Obj]:
 
 
 class Declines:
-    """The last decline of every attempted unpaid invoice, from the account's PaymentIntents list.
+    """The last decline of every attempted unpaid invoice, from the account's open invoice payments.
 
     An invoice's decline lives on the PaymentIntent of its last payment, 5 expand levels below an invoice
-    list (Stripe allows 4). Rather than one retrieve per such invoice, `GET /v1/payment_intents` is listed
-    once per run (100 a page) in a thread of its own, keeping only the intents that carry a
-    `last_payment_error`. Both lists run newest first, side by side: an invoice waits only until the listing
-    has passed its payment's creation time. An intent created after the listing began is retrieved on its own.
+    list (Stripe allows 4). Rather than one retrieve per such invoice, the account's invoice payments that are
+    still open (`GET /v1/invoice_payments?status=open`, the PaymentIntent expanded: 3 levels) are listed once
+    per run (100 a page) in a thread of its own, keeping the intents that carry a `last_payment_error`. Only
+    unpaid invoices have open payments, so this costs pages in proportion to the unpaid invoices, not to every
+    payment the account ever took (listing all PaymentIntents was ~3,800 pages for 400,000 invoices). Both
+    lists run newest first, side by side: an invoice waits only until the listing has passed its payment's
+    creation time. A payment created after the listing began is read on its own (one retrieve).
     """
 
     def __init__(self, settings: Settings | None = None, check: Callable[[], None] | None = None) -> None:
@@ -103,13 +108,14 @@ class Declines:
 
     def _list(self) -> None:
         try:
-            for page in gw.iter_pages("/v1/payment_intents", settings=self._settings):
+            for page in gw.iter_pages("/v1/invoice_payments", OPEN_PAYMENTS, settings=self._settings):
                 self._check()
                 with self._cond:
                     if self._listed_from is None:
                         self._listed_from = page.server_time
-                    for pi in page.data:
-                        if isinstance(pi.get("last_payment_error"), dict):
+                    for payment in page.data:
+                        pi = mapping.dig(payment, "payment", "payment_intent")
+                        if isinstance(pi, dict) and isinstance(pi.get("last_payment_error"), dict):
                             self._errors[pi["id"]] = {"id": pi["id"], "last_payment_error": pi["last_payment_error"]}
                     if page.data:
                         self._covered = int(page.data[-1].get("created") or 0)

@@ -22,8 +22,10 @@ from lib import gateway as gw
 from lib.config import Settings, get_settings
 from lib.db import ensure_migrated, retry_transaction
 from lib.models import from_ts, utcnow
+from lib.sync.endpoints import sync_webhook_endpoints
 from lib.sync.events import EVENT_TYPES, apply_events, prepare_events
 from lib.sync.fetch import LIST_PARAMS, LIST_PATHS, Declines, ProductNames, complete, expanded_cards
+from lib.sync.history import fetch_history, history_done
 from lib.sync.lock import LockHeld, heartbeat, holder_name, sync_lock
 from lib.sync.sql import LINES, RESOURCES, RUNS, TABLES, Obj, _set_state, _touch_state, get_state
 from lib.sync.writer import PageWriter, _start_page
@@ -449,9 +451,11 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
             raise
 
     lists = [r for r in wanted if r != "payment_methods"]
+    history = _wants_history(run, mode, wanted, finished_earlier)
     errors: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="sync") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted)) + int(history) + 1, thread_name_prefix="sync") as pool:
         futures = {r: pool.submit(work, r) for r in lists}
+        endpoints = pool.submit(_endpoints, run)
         pm_future = None
         while True:
             _drain(run, progress)
@@ -461,12 +465,15 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
                     failed = "customers" in futures and futures["customers"].exception() is not None
                     if not failed:
                         futures["payment_methods"] = pm_future = pool.submit(work, "payment_methods")
+                        if history:  # pass 2's other part: the timeline's last 30 days of events
+                            futures["events"] = pool.submit(_history, run)
                     else:
                         pm_future = futures["customers"]
             if all(f.done() for f in futures.values()) and (pm_future is not None or "payment_methods"
                                                                not in wanted):
                 break
             time.sleep(0.05)
+        endpoints.result()  # never raises: a failure is a note
         for resource, fut in futures.items():
             exc = fut.exception()
             if exc is not None and not (isinstance(exc, SyncError) and run.stop.is_set()
@@ -489,6 +496,34 @@ def _execute(run: _Run, mode: SyncMode, wanted: list[str], progress: Progress | 
         return SyncResult("failed", counts=counts, error="; ".join(errors), notes=run.notes, fetched=run.fetched,
                           timing=run.timing)
     return SyncResult("succeeded", counts=counts, notes=run.notes, fetched=run.fetched, timing=run.timing)
+
+
+def _wants_history(run: _Run, mode: SyncMode, wanted: list[str], finished_earlier: set[str]) -> bool:
+    """Pass 2 lists the last 30 days of events for the timeline: on every full run that backfills cards, and
+    on an incremental run until it has been done once."""
+    if "payment_methods" not in wanted or "payment_methods" in finished_earlier:
+        return False
+    return mode == SyncMode.FULL or not history_done(run.engine)
+
+
+def _endpoints(run: _Run) -> None:
+    """The account's webhook endpoints for the Sync page (one request a run); a failure is a note, not an
+    error of the run (the cache's data is not affected)."""
+    try:
+        sync_webhook_endpoints(run.engine, run.settings, write_lock=run.write_lock)
+    except Exception as exc:  # noqa: BLE001 — shown as a note; the run's data is written regardless
+        run.notes.append(f"webhook endpoints: not read from Stripe ({_describe(exc)})")
+
+
+def _history(run: _Run) -> None:
+    """The timeline's history (lib/sync/history.py), counted as the `events` the run received."""
+    try:
+        listed = fetch_history(run.engine, run.settings, stripe_now=run.newest_event()[2], check=run.check,
+                               write_lock=run.write_lock)
+    except BaseException:
+        run.stop.set()
+        raise
+    run.fetched["events"] = run.fetched.get("events", 0) + listed
 
 
 def _done_by_interrupted_backfill(engine: Engine, wanted: list[str]) -> set[str]:

@@ -232,3 +232,17 @@ def test_subscription_list_filters(sandbox: SandboxServer) -> None:
     assert c.v1.subscriptions.list(params={"created": {"gt": s2.created + 5}}).data == []
     with pytest.raises(stripe.InvalidRequestError):
         c.v1.subscriptions.list(params={"status": "sleeping"})
+
+
+def test_the_accounts_open_invoice_payments_are_listed_with_their_declines(sandbox: SandboxServer) -> None:
+    c = sandbox.client
+    paid_sub = subscribe(c, customer(c).id, price(c).id)
+    declined_sub = subscribe(c, customer(c, DECLINE_ALWAYS).id, price(c).id)
+
+    listed = c.v1.invoice_payments.list(params={"status": "open", "limit": 100,
+                                                "expand": ["data.payment.payment_intent"]}).data
+
+    assert [p.invoice for p in listed] == [declined_sub.latest_invoice]
+    assert listed[0].payment.payment_intent.last_payment_error.decline_code == "generic_decline"
+    everything = c.v1.invoice_payments.list(params={"limit": 100}).data
+    assert {p.invoice for p in everything} == {paid_sub.latest_invoice, declined_sub.latest_invoice}
