@@ -13,9 +13,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import create_engine, text
 
@@ -60,14 +60,14 @@ def one(db_url: str, sql: str, **params: str) -> tuple:
         engine.dispose()
 
 
-def select_option(page, label: str, option: str) -> None:  # noqa: ANN001
+def select_option(page: Page, label: str, option: str) -> None:
     page.locator("[data-testid='stSelectbox']").filter(has_text=label).click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
 
 
 
-def download_csv(page: Any, label: str, tries: int = 3) -> str:  # noqa: ANN401
+def download_csv(page: Page, label: str, tries: int = 3) -> str:
     """Click a deferred download button until the file arrives (a person clicks again); the path of the file.
 
     A first click sometimes downloads nothing in full runs under load (seen in CI, never alone; the cause is not

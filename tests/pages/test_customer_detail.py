@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.text import plain
 from lib.models import utcnow
@@ -20,7 +23,7 @@ from tests.utils.factories import (
 )
 
 
-def table(at, column: str):  # noqa: ANN001, ANN201
+def table(at: AppTest, column: str) -> pd.DataFrame:
     """The first dataframe on the page that has `column` (plain dataframes carry no key in AppTest)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
@@ -125,7 +128,7 @@ def test_detail_has_portal_and_merge_action_slots(customer: dict[str, str]) -> N
     ({"id": "cus_doesnotexist"}, "is not in the cache"),
     ({"id": "not-an-id"}, "is not a customer id"),
 ])
-def test_missing_or_bad_id_explains_and_links_back(db, query: dict[str, str], message: str) -> None:  # noqa: ANN001
+def test_missing_or_bad_id_explains_and_links_back(db: Engine, query: dict[str, str], message: str) -> None:
     at = run_page("customer_detail.py", query=query)
     assert not at.exception
     assert any(message in e.value for e in [*at.error, *at.info])

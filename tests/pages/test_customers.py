@@ -7,7 +7,9 @@ import io
 from datetime import date, datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.exports import export_csv, query_maker
 from app_pages.components.text import plain
@@ -44,11 +46,11 @@ def people(session: Session) -> dict[str, str]:
     return {"jane": jane.id, "jose": jose.id, "gone": gone.id, "phoned": phoned.id}
 
 
-def ids(at) -> list[str]:  # noqa: ANN001
+def ids(at: AppTest) -> list[str]:
     return list(at.dataframe[0].value["id"]) if at.dataframe else []
 
 
-def search(text: str):  # noqa: ANN201
+def search(text: str) -> AppTest:
     return run_page("customers.py", cust_search=text)
 
 
@@ -171,7 +173,7 @@ def test_csv_has_every_page(people: dict[str, str]) -> None:
     assert rows[0]["Currency"] == "eur"
 
 
-def test_empty_cache_says_run_a_sync_whatever_the_sort(db) -> None:  # noqa: ANN001
+def test_empty_cache_says_run_a_sync_whatever_the_sort(db: Engine) -> None:
     at = run_page("customers.py", cust_sort="Highest MRR")
     assert not at.exception, at.exception
     assert any("holds no customers yet" in i.value and "Sync page" in i.value for i in at.info)

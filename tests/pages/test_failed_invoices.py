@@ -8,7 +8,9 @@ import io
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.text import plain
 from lib import followups, queries
@@ -35,7 +37,7 @@ def failed(session: Session) -> dict[str, str]:
     return {"funds": funds.id, "expired": expired.id, "euro": euro.id, "dead": dead.id}
 
 
-def worklist(at) -> list[str]:  # noqa: ANN001
+def worklist(at: AppTest) -> list[str]:
     return list(at.dataframe(key="fi_table").value["id"]) if any(d.key == "fi_table" for d in at.dataframe) else []
 
 
@@ -158,6 +160,6 @@ def test_paging_and_csv(session: Session, failed: dict[str, str]) -> None:
     assert len(list(csv.DictReader(io.StringIO(everything.read().decode())))) == 29
 
 
-def test_nothing_failed(db) -> None:  # noqa: ANN001
+def test_nothing_failed(db: Engine) -> None:
     at = run_page("failed_invoices.py")
     assert not at.exception and "No failed payments" in at.info[0].value
