@@ -255,7 +255,8 @@ def test_recovery_reads_the_summary_and_answers_as_before(db: Engine, session: S
         got = queries.recovery(session=session, currency=currency, now=now)
         want = _recovery_from_invoices(session, currency, now)
         assert got.weekly == want.weekly
-        assert got.weekly and all(r["week"].weekday() == 0 for r in got.weekly)
+        assert got.weekly
+        assert all(r["week"].weekday() == 0 for r in got.weekly)
         assert got.monthly == _cohorts_from_rows(rows, currency, now)
     assert queries.recovery(session=session, currency="gbp", now=now) == queries.Recovery()
 

@@ -56,16 +56,19 @@ def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: 
     assert metrics["MRR"] == "49.00 USD"
     assert any("Mastercard •••• 4444" in plain(c.value) for c in at.caption), "default card named"
     subs = table(at, "items")
-    assert subs.iloc[0]["status"] == "trialing" and bool(subs.iloc[0]["cancel_at_period_end"])
+    assert subs.iloc[0]["status"] == "trialing"
+    assert bool(subs.iloc[0]["cancel_at_period_end"])
     assert "Pro × 2" in subs.iloc[0]["items"]
     assert subs.iloc[0]["mrr"] == ""  # a trial has no MRR (MRR_STATUSES): shown empty, not 49.00
     assert subs.iloc[0]["stripe"] == f"https://dashboard.stripe.com/test/subscriptions/{customer['sub']}"
     inv = table(at, "decline")
     failed = inv[inv["id"] == customer["invoice"]].iloc[0]
-    assert failed["status"] == "open" and failed["attempts"] == 1
+    assert failed["status"] == "open"
+    assert failed["attempts"] == 1
     assert failed["decline"] == "expired_card"
     assert any("The card on file has expired" in m.value for m in at.markdown), "the decline explained"
-    assert failed["hosted"].endswith(customer["invoice"]) and failed["next_retry"] is not None
+    assert failed["hosted"].endswith(customer["invoice"])
+    assert failed["next_retry"] is not None
     assert metrics["Unpaid on open invoices"] == "49.00 USD"
     cards = table(at, "last4")
     assert set(cards["last4"]) == {"4444", "0005"}
@@ -153,4 +156,5 @@ def test_default_payment_method_that_is_not_a_card(session: Session) -> None:
     assert not at.exception, at.exception
     assert any("Default payment method: us bank account" in plain(x.value) for x in at.caption)
     cards = table(at, "last4")
-    assert cards.iloc[0]["brand"] == "us bank account" and cards.iloc[0]["expires"] == ""
+    assert cards.iloc[0]["brand"] == "us bank account"
+    assert cards.iloc[0]["expires"] == ""
