@@ -54,7 +54,8 @@ def test_cards_fingerprint_attach_detach(sandbox: SandboxServer) -> None:
     assert pa.card.brand == "visa"
     assert pa.card.last4 == "4242"
     assert pa.card.exp_year == 2034
-    assert pa.card.fingerprint == pb.card.fingerprint != mc.card.fingerprint
+    assert pa.card.fingerprint == pb.card.fingerprint
+    assert pb.card.fingerprint != mc.card.fingerprint
     assert mc.card.brand == "mastercard"
     c.v1.payment_methods.attach(pa.id, params={"customer": a.id})
     c.v1.payment_methods.attach(pb.id, params={"customer": b.id})
@@ -162,7 +163,8 @@ def test_many_items_and_lines_paginate_beyond_ten(sandbox: SandboxServer) -> Non
     assert inv.lines.has_more is True
     lines = list(inv.lines.auto_paging_iter())
     assert len(lines) == 12
-    assert sum(ln.amount for ln in lines) == inv.total == sum(100 + i for i in range(12))
+    assert sum(ln.amount for ln in lines) == inv.total
+    assert inv.total == sum(100 + i for i in range(12))
     assert len(c.v1.invoices.line_items.list(inv.id, params={"limit": 5}).data) == 5
 
 
