@@ -13,8 +13,9 @@ import stripe
 from sqlalchemy import Engine, text
 
 from lib.sync import run_sync
-from tests.sync.fidelity import build_account, card, differences, wait_until
+from tests.sync.fidelity import build_account, card, differences
 from tests.utils.sandbox import SandboxServer
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,7 @@ def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(
             return bool(conn.execute(text("SELECT COUNT(*) FROM customers")).scalar())
 
     try:
-        assert wait_until(customers_page_committed, timeout=30)
+        wait_until(customers_page_committed, timeout=30, what="a first committed page of customers")
     finally:
         os.kill(slow.pid, signal.SIGKILL)
         slow.wait()
