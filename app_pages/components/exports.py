@@ -54,11 +54,11 @@ def export_button(
                        data=data, disabled=disabled)
 
 
-def query_maker(name: str, /, **kwargs: Any) -> Maker:
-    """A maker for one of lib/queries' export_* functions: `query_maker("export_customers_csv", filters=f)`."""
-    from lib import queries
+def query_maker(export: Callable[..., IO[bytes]], /, **kwargs: Any) -> Maker:
+    """A maker for one of lib/queries' export_* functions:
+    `query_maker(customers.export_customers_csv, filters=f)`."""
 
     def make(session: Session) -> IO[bytes]:
-        return getattr(queries, name)(session=session, **kwargs)
+        return export(session=session, **kwargs)
 
     return make

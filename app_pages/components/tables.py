@@ -19,7 +19,7 @@ from app_pages.components.urlstate import Choice, UrlState, Whole
 from lib import access
 from lib.config import get_settings
 from lib.money import minor_to_major
-from lib.queries import PAGE_SIZES, Page
+from lib.queries.paging import PAGE_SIZES, Page
 
 
 def frame(rows: list[dict[str, Any]], money: Iterable[str] = ()) -> pd.DataFrame:
@@ -179,12 +179,13 @@ def selected_ids(key: str, ids: list[str], *, what: str = "row") -> list[str]:
     return kept
 
 
-def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty: str) -> Page | None:
-    """Run a paged query for the current filters and page; say why when nothing is shown (then None)."""
+def paged(prefix: str, fetch: Callable[..., Page], filters: Any, *, none_match: str, empty: str) -> Page | None:
+    """Run a paged lib.queries function (`fetch`, through the cache) for the current filters and page; say why
+    when nothing is shown (then None)."""
     from app_pages.components.data import query
 
     page_no, size = pager(prefix, filters)
-    page = query(query_name, filters=filters, page=page_no, page_size=size)
+    page = query(fetch, filters=filters, page=page_no, page_size=size)
     past_the_end(prefix, page)
     if page.rows:
         return page
