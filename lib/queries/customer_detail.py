@@ -12,7 +12,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.mapping import valid_customer_id
 from lib.models import (
@@ -69,18 +69,19 @@ def _merge_marks(session: Session, pairs: list[tuple[str, str]]) -> dict[str, tu
     dups = [d for d, _ in pairs]
     wanted = set(pairs)
     found: dict[str, tuple[datetime | None, str | None]] = {}
-    steps = (select(AuditLog.customer_id, AuditLog.object_id, AuditLog.created_at, AuditLog.actor)
-             .where(AuditLog.customer_id.in_(dups), AuditLog.action == "merge_step",
-                    AuditLog.flow == "mark_duplicate", AuditLog.result == "succeeded")
-             .order_by(AuditLog.id.desc()).limit(20 * len(dups)))
+    steps = (select(col(AuditLog.customer_id), col(AuditLog.object_id), col(AuditLog.created_at), col(AuditLog.actor))
+             .where(col(AuditLog.customer_id).in_(dups), col(AuditLog.action) == "merge_step",
+                    col(AuditLog.flow) == "mark_duplicate", col(AuditLog.result) == "succeeded")
+             .order_by(col(AuditLog.id).desc()).limit(20 * len(dups)))
     for dup, survivor, at, by in session.execute(steps):
         if (dup, survivor) in wanted:
             found.setdefault(dup, (at, by))
     rest = [d for d in dups if d not in found]
     if rest:
-        jobs = (select(MergeJob.duplicate_id, MergeJob.survivor_id, MergeJob.finished_at, MergeJob.created_by)
-                .where(MergeJob.duplicate_id.in_(rest), MergeJob.status == "succeeded")
-                .order_by(MergeJob.created_at.desc()).limit(20 * len(rest)))
+        jobs = (select(col(MergeJob.duplicate_id), col(MergeJob.survivor_id), col(MergeJob.finished_at),
+                       col(MergeJob.created_by))
+                .where(col(MergeJob.duplicate_id).in_(rest), col(MergeJob.status) == "succeeded")
+                .order_by(col(MergeJob.created_at).desc()).limit(20 * len(rest)))
         for dup, survivor, at, by in session.execute(jobs):
             if (dup, survivor) in wanted:
                 found.setdefault(dup, (at, by))
@@ -89,7 +90,7 @@ def _merge_marks(session: Session, pairs: list[tuple[str, str]]) -> dict[str, tu
 
 def merged_into(*, session: Session, customer_id: str) -> MergeMark | None:
     """Where this customer was merged to (customers.merged_into), with when and by whom; None if it was not."""
-    survivor = session.execute(select(Customer.merged_into).where(Customer.id == customer_id)).scalar()
+    survivor = session.execute(select(col(Customer.merged_into)).where(col(Customer.id) == customer_id)).scalar()
     survivor = valid_customer_id(survivor)
     if survivor is None:
         return None
@@ -103,8 +104,8 @@ MERGED_FROM_LIMIT = 50
 def merged_from(*, session: Session, customer_id: str, limit: int = MERGED_FROM_LIMIT) -> list[MergeMark]:
     """The customers merged into this one (the ix_customers_merged_into range), oldest id first, at most
     `limit`, each with when and by whom."""
-    stmt = (select(Customer.id, Customer.name, Customer.email).where(Customer.merged_into == customer_id)
-            .order_by(Customer.id).limit(limit))
+    stmt = (select(col(Customer.id), col(Customer.name), col(Customer.email))
+            .where(col(Customer.merged_into) == customer_id).order_by(col(Customer.id)).limit(limit))
     rows = session.execute(stmt).all()
     marks = _merge_marks(session, [(r[0], customer_id) for r in rows])
     return [MergeMark(survivor=customer_id, duplicate=cid, at=marks.get(cid, (None, None))[0],
@@ -117,20 +118,20 @@ def customer_leftovers(*, session: Session, customer_id: str) -> dict[str, bool]
     deleted in Stripe: its list of customers leaves deleted ones out, their invoices stay). Two index probes."""
     def has(column: Any) -> bool:
         return session.execute(select(column).where(column == customer_id).limit(1)).first() is not None
-    return {"invoices": has(Invoice.customer_id), "subscriptions": has(Subscription.customer_id)}
+    return {"invoices": has(col(Invoice.customer_id)), "subscriptions": has(col(Subscription.customer_id))}
 
 
 def customer_payment_methods(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
-    stmt = (select(PaymentMethod).where(PaymentMethod.customer_id == customer_id)
-            .order_by(PaymentMethod.created.desc()).limit(100))
+    stmt = (select(PaymentMethod).where(col(PaymentMethod.customer_id) == customer_id)
+            .order_by(col(PaymentMethod.created).desc()).limit(100))
     return [pm.model_dump() for pm in session.execute(stmt).scalars()]
 
 
 def customer_subscriptions(*, session: Session, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
     """The customer's subscriptions, newest first, each with its items (price, product, period)."""
     subs = [s.model_dump() for s in session.execute(
-        select(Subscription).where(Subscription.customer_id == customer_id)
-        .order_by(Subscription.created.desc()).limit(limit)).scalars()]
+        select(Subscription).where(col(Subscription.customer_id) == customer_id)
+        .order_by(col(Subscription.created).desc()).limit(limit)).scalars()]
     items = _items_for(session, [s["id"] for s in subs])
     for s in subs:
         s["items"] = items.get(s["id"], [])
@@ -139,14 +140,15 @@ def customer_subscriptions(*, session: Session, customer_id: str, limit: int = 1
 
 
 def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page_size: int = 25) -> Page:
-    stmt = (select(Invoice.id, Invoice.number, Invoice.status, Invoice.currency, Invoice.amount_due,
-                   Invoice.amount_paid, Invoice.amount_remaining, Invoice.attempt_count,
-                   Invoice.decline_code, Invoice.failure_code, Invoice.failure_message,
-                   Invoice.next_payment_attempt, Invoice.created, Invoice.paid_at, Invoice.hosted_invoice_url,
-                   Invoice.subscription_id, *_new_card_columns()).select_from(Invoice))
-    stmt = (_with_card_joins(stmt).where(Invoice.customer_id == customer_id)
-            .order_by(Invoice.created.desc(), Invoice.id.desc()))
-    result = _page(session, stmt, page, page_size, Invoice.id)
+    stmt = (select(col(Invoice.id), col(Invoice.number), col(Invoice.status), col(Invoice.currency),
+                   col(Invoice.amount_due), col(Invoice.amount_paid), col(Invoice.amount_remaining),
+                   col(Invoice.attempt_count), col(Invoice.decline_code), col(Invoice.failure_code),
+                   col(Invoice.failure_message), col(Invoice.next_payment_attempt), col(Invoice.created),
+                   col(Invoice.paid_at), col(Invoice.hosted_invoice_url), col(Invoice.subscription_id),
+                   *_new_card_columns()).select_from(Invoice))
+    stmt = (_with_card_joins(stmt).where(col(Invoice.customer_id) == customer_id)
+            .order_by(col(Invoice.created).desc(), col(Invoice.id).desc()))
+    result = _page(session, stmt, page, page_size, col(Invoice.id))
     for r in result.rows:
         r["new_card"] = new_card_hint(r)
     return result
@@ -154,9 +156,10 @@ def customer_invoices(*, session: Session, customer_id: str, page: int = 1, page
 
 def customer_open_amounts(*, session: Session, customer_id: str) -> list[dict[str, Any]]:
     """What the customer owes on open invoices, per currency."""
-    stmt = (select(Invoice.currency, func.count().label("invoices"),
-                   func.sum(Invoice.amount_remaining).label("amount"))
-            .where(Invoice.customer_id == customer_id, Invoice.status == "open").group_by(Invoice.currency))
+    stmt = (select(col(Invoice.currency), func.count().label("invoices"),
+                   func.sum(col(Invoice.amount_remaining)).label("amount"))
+            .where(col(Invoice.customer_id) == customer_id, col(Invoice.status) == "open")
+            .group_by(col(Invoice.currency)))
     return _rows(session, stmt)
 
 
@@ -164,9 +167,9 @@ def customer_timeline(*, session: Session, customer_id: str, object_ids: Iterabl
                       limit: int = 30) -> list[dict[str, Any]]:
     """Recent events about the customer or its subscriptions, invoices and cards, newest first."""
     ids = list(dict.fromkeys([customer_id, *object_ids]))[:500]
-    stmt = (select(StripeEvent.id, StripeEvent.type, StripeEvent.created, StripeEvent.object_id,
-                   StripeEvent.source)
-            .where(StripeEvent.object_id.in_(ids)).order_by(StripeEvent.created.desc()).limit(limit))
+    stmt = (select(col(StripeEvent.id), col(StripeEvent.type), col(StripeEvent.created), col(StripeEvent.object_id),
+                   col(StripeEvent.source))
+            .where(col(StripeEvent.object_id).in_(ids)).order_by(col(StripeEvent.created).desc()).limit(limit))
     return [dict(r) for r in session.execute(stmt).mappings()]
 
 

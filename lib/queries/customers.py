@@ -19,7 +19,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib import columns
 from lib.export import stream_csv
@@ -121,7 +121,7 @@ class CustomerFilters:
     descending: bool = True
 
 
-CUSTOMER_SORTS = {"created": Customer.created, "mrr": Customer.mrr, "email": Customer.email_normalized,
+CUSTOMER_SORTS = {"created": col(Customer.created), "mrr": col(Customer.mrr), "email": col(Customer.email_normalized),
                   "name": Customer.name_search, "balance": Customer.balance}
 CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr", "balance", "delinquent",
                     "deleted", "merged_into"]
@@ -129,20 +129,20 @@ CUSTOMER_COLUMNS = ["id", "email", "name", "phone", "created", "currency", "mrr"
 
 def _search_condition(session: Session, s: Search) -> ColumnElement[bool] | None:
     if s.kind == "id":  # exact: a prefix LIKE on the primary key cannot use it under most collations
-        return Customer.id == s.value
+        return col(Customer.id) == s.value
     if s.kind == "email":
-        conds = [_prefix(session, Customer.email_normalized, s.value)]
+        conds = [_prefix(session, col(Customer.email_normalized), s.value)]
         if s.extra:
-            conds.append(Customer.email_canonical == s.extra)
+            conds.append(col(Customer.email_canonical) == s.extra)
         return or_(*conds)
     if s.kind == "domain":  # one range of ix_customers_email_domain: exact equality, no wildcard
-        by_domain = Customer.email_domain == s.value
+        by_domain = col(Customer.email_domain) == s.value
         return or_(by_domain, _name_match(session, s.extra, names=False)) if s.extra else by_domain
     if s.kind == "phone":
-        return Customer.phone_normalized == s.value
+        return col(Customer.phone_normalized) == s.value
     if s.kind == "last4":
-        owners = select(PaymentMethod.customer_id).where(PaymentMethod.card_last4 == s.value)
-        return Customer.id.in_(owners)
+        owners = select(col(PaymentMethod.customer_id)).where(col(PaymentMethod.card_last4) == s.value)
+        return col(Customer.id).in_(owners)
     if s.kind == "name":
         return _name_match(session, s.value)
     return None
@@ -164,12 +164,12 @@ def _name_match(session: Session, folded: str, *, names: bool = True) -> ColumnE
     if _dialect(session) == "sqlite":
         # instr on the already folded text: the same matches as LIKE '%…%', a third faster per row
         key: Any = literal_column("customers.rowid")
-        contains = func.instr(Customer.name_search, folded) > 0
+        contains = func.instr(col(Customer.name_search), folded) > 0
     else:  # LIKE, so the pg_trgm index (lib/models.ensure_optional_indexes) answers it when present
-        key = Customer.id
-        contains = Customer.name_search.like("%" + _escape_like(folded) + "%", escape="\\")
+        key = col(Customer.id)
+        contains = col(Customer.name_search).like("%" + _escape_like(folded) + "%", escape="\\")
     by_name = select(key).where(contains)
-    by_email = select(key).where(_prefix(session, Customer.email_normalized, folded))
+    by_email = select(key).where(_prefix(session, col(Customer.email_normalized), folded))
     found: set[Any] = set()
     for stmt in (by_name, by_email) if names else (by_email,):
         found.update(r[0] for r in session.execute(stmt.limit(NAME_MATCH_CAP)))
@@ -183,28 +183,28 @@ def _customers_stmt(session: Session, f: CustomerFilters, columns: Iterable[Any]
         stmt = stmt.where(cond)
     if not f.include_deleted:
         # IS NOT TRUE: 99% of rows pass, so no index should drive this (SQLite would pick ix_customers_deleted)
-        stmt = stmt.where(Customer.deleted.is_not(True))
+        stmt = stmt.where(col(Customer.deleted).is_not(True))
     if f.delinquent:
-        stmt = stmt.where(Customer.delinquent == True)  # noqa: E712 — "= true" can use the index, "IS" cannot
+        stmt = stmt.where(col(Customer.delinquent) == True)  # noqa: E712 — "= true" can use the index, "IS" cannot
     # EXISTS: the page walks customers in sort order and probes (customer_id, status) per customer, so it
     # stops after page_size matches (and the bounded count after COUNT_CAP)
     if f.unpaid:
-        stmt = stmt.where(exists().where(Invoice.customer_id == Customer.id, Invoice.status == "open"))
+        stmt = stmt.where(exists().where(col(Invoice.customer_id) == col(Customer.id), col(Invoice.status) == "open"))
     if f.sub_status:
-        stmt = stmt.where(exists().where(Subscription.customer_id == Customer.id,
-                                         Subscription.status == f.sub_status))
+        stmt = stmt.where(exists().where(col(Subscription.customer_id) == col(Customer.id),
+                                         col(Subscription.status) == f.sub_status))
     if f.currency:
-        stmt = stmt.where(Customer.currency == f.currency.lower())
+        stmt = stmt.where(col(Customer.currency) == f.currency.lower())
     if f.created_from:
-        stmt = stmt.where(Customer.created >= _day_start(f.created_from))
+        stmt = stmt.where(col(Customer.created) >= _day_start(f.created_from))
     if f.created_to:
-        stmt = stmt.where(Customer.created < _day_start(f.created_to + timedelta(days=1)))
-    return stmt.order_by(*_order(CUSTOMER_SORTS.get(f.sort, Customer.created), Customer.id, f.descending))
+        stmt = stmt.where(col(Customer.created) < _day_start(f.created_to + timedelta(days=1)))
+    return stmt.order_by(*_order(CUSTOMER_SORTS.get(f.sort, col(Customer.created)), col(Customer.id), f.descending))
 
 
 def search_customers(*, session: Session, filters: CustomerFilters, page: int = 1, page_size: int = 25) -> Page:
     """One page of customers matching the search box and filters (raises SearchError on bad text)."""
-    return _page(session, _customers_stmt(session, filters), page, page_size, Customer.id)
+    return _page(session, _customers_stmt(session, filters), page, page_size, col(Customer.id))
 
 
 def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
@@ -219,4 +219,4 @@ def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[by
 
 def customer_currencies(*, session: Session) -> list[str]:
     """Currencies present among customers (a short list; read from the currency index); never None or ''."""
-    return [c for c in distinct_values(session, Customer.currency) if c]
+    return [c for c in distinct_values(session, col(Customer.currency)) if c]

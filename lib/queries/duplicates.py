@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     select,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.models import (
     Customer,
@@ -21,7 +21,7 @@ from lib.queries.customers import (
 def merged_since(*, session: Session, since: datetime, limit: int = 10_000) -> set[str]:
     """Ids of customers marked merged whose cached row changed since `since` (the duplicates page drops them
     from a scan made before): the merged-into index range, usually a handful of rows."""
-    stmt = (select(Customer.id).where(Customer.merged_into.is_not(None), Customer.synced_at >= since)
+    stmt = (select(col(Customer.id)).where(col(Customer.merged_into).is_not(None), col(Customer.synced_at) >= since)
             .limit(limit))
     return {r[0] for r in session.execute(stmt)}
 
@@ -30,5 +30,5 @@ def customer_ids_matching(*, session: Session, text: str, limit: int = 200) -> l
     """Customers the search box would find for `text` (id, email, phone, card last 4 or name), at most
     `limit`, deleted ones included (raises SearchError on unusable text)."""
     f = CustomerFilters(q=text, include_deleted=True)
-    stmt = _customers_stmt(session, f, columns=[Customer.id]).limit(limit)
+    stmt = _customers_stmt(session, f, columns=[col(Customer.id)]).limit(limit)
     return [r[0] for r in session.execute(stmt)]

@@ -16,7 +16,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib import columns
 from lib.declines import explain
@@ -60,7 +60,7 @@ FAILED_COLUMNS = ["id", "customer_id", "customer_email", "number", "status", "cu
                   "amount_due", "attempt_count", "code", "meaning", "next_step", "next_payment_attempt",
                   "created", "age_days", "hosted_invoice_url", "followup_status", "followup_note",
                   "followup_by", "followup_at", "new_card"]
-_CODE = func.coalesce(Invoice.decline_code, Invoice.failure_code, "")
+_CODE = func.coalesce(col(Invoice.decline_code), col(Invoice.failure_code), "")
 
 
 def _failed_base() -> ColumnElement[bool]:
@@ -69,8 +69,8 @@ def _failed_base() -> ColumnElement[bool]:
     Written as `status IN (…)` plus a filter (no OR) so both databases read it from ix_invoices_status_attempt
     alone (an OR of two index ranges would make SQLite fetch every table row).
     """
-    return and_(Invoice.status.in_(["open", "uncollectible"]),
-                Invoice.attempt_count >= case((Invoice.status == "uncollectible", 0), else_=1))
+    return and_(col(Invoice.status).in_(["open", "uncollectible"]),
+                col(Invoice.attempt_count) >= case((col(Invoice.status) == "uncollectible", 0), else_=1))
 
 
 def _age_bounds(bucket: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -87,19 +87,19 @@ def _failed_where(stmt: Select, f: FailedFilters, now: datetime) -> Select:
     if f.decline_code is not None:
         stmt = stmt.where(_CODE == f.decline_code)
     if f.currency:
-        stmt = stmt.where(Invoice.currency == f.currency.lower())
+        stmt = stmt.where(col(Invoice.currency) == f.currency.lower())
     if f.status:
-        stmt = stmt.where(Invoice.status == f.status)
+        stmt = stmt.where(col(Invoice.status) == f.status)
     if f.followup == "open":
-        stmt = stmt.where(or_(InvoiceFollowup.status.is_(None), InvoiceFollowup.status == "open"))
+        stmt = stmt.where(or_(col(InvoiceFollowup.status).is_(None), col(InvoiceFollowup.status) == "open"))
     elif f.followup:
-        stmt = stmt.where(InvoiceFollowup.status == f.followup)
+        stmt = stmt.where(col(InvoiceFollowup.status) == f.followup)
     if f.age in AGE_BUCKETS:
         lo, hi = _age_bounds(f.age, now)
         if lo:
-            stmt = stmt.where(Invoice.created >= lo)
+            stmt = stmt.where(col(Invoice.created) >= lo)
         if hi:
-            stmt = stmt.where(Invoice.created < hi)
+            stmt = stmt.where(col(Invoice.created) < hi)
     return stmt
 
 
@@ -108,30 +108,31 @@ def _failed_from(stmt: Select, f: FailedFilters | None = None) -> Select:
     or the filter needs them."""
     stmt = stmt.select_from(Invoice)
     if f is None or f.followup:
-        stmt = stmt.outerjoin(InvoiceFollowup, InvoiceFollowup.invoice_id == Invoice.id)
+        stmt = stmt.outerjoin(InvoiceFollowup, col(InvoiceFollowup.invoice_id) == col(Invoice.id))
     if f is None or f.new_card:
         stmt = _with_card_joins(stmt)
     return stmt
 
 
-FAILED_SORTS = {"amount": Invoice.amount_remaining, "created": Invoice.created,
+FAILED_SORTS = {"amount": col(Invoice.amount_remaining), "created": col(Invoice.created),
                 "next_retry": Invoice.next_payment_attempt}
 
 
 def _failed_select(*extra: Any) -> Select:
     """The worklist's columns (plus `extra`) from invoices with their follow-ups and new-card joins."""
     return _failed_from(select(
-        Invoice.id, Invoice.customer_id, Invoice.customer_email, Invoice.number, Invoice.status,
-        Invoice.currency, Invoice.amount_remaining, Invoice.amount_due, Invoice.attempt_count,
-        _CODE.label("code"), Invoice.failure_message, Invoice.next_payment_attempt, Invoice.created,
-        Invoice.hosted_invoice_url, InvoiceFollowup.status.label("followup_status"),
-        InvoiceFollowup.note.label("followup_note"), InvoiceFollowup.updated_by.label("followup_by"),
-        InvoiceFollowup.updated_at.label("followup_at"), *_new_card_columns(), *extra))
+        col(Invoice.id), col(Invoice.customer_id), col(Invoice.customer_email), col(Invoice.number),
+        col(Invoice.status), col(Invoice.currency), col(Invoice.amount_remaining), col(Invoice.amount_due),
+        col(Invoice.attempt_count),
+        _CODE.label("code"), col(Invoice.failure_message), col(Invoice.next_payment_attempt), col(Invoice.created),
+        col(Invoice.hosted_invoice_url), col(InvoiceFollowup.status).label("followup_status"),
+        col(InvoiceFollowup.note).label("followup_note"), col(InvoiceFollowup.updated_by).label("followup_by"),
+        col(InvoiceFollowup.updated_at).label("followup_at"), *_new_card_columns(), *extra))
 
 
 def _failed_stmt(f: FailedFilters, now: datetime) -> Select:
     stmt = _failed_select()
-    order = _order(FAILED_SORTS.get(f.sort, Invoice.amount_remaining), Invoice.id, f.descending)
+    order = _order(FAILED_SORTS.get(f.sort, col(Invoice.amount_remaining)), col(Invoice.id), f.descending)
     return _failed_where(stmt, f, now).order_by(*order)
 
 
@@ -149,10 +150,10 @@ def failed_invoices(*, session: Session, filters: FailedFilters, page: int = 1, 
                     now: datetime | None = None) -> Page:
     """One page of the failed-payment worklist with decline meaning, next retry and follow-up."""
     now = now or utcnow()
-    order = _order(FAILED_SORTS.get(filters.sort, Invoice.amount_remaining), Invoice.id, filters.descending)
+    order = _order(FAILED_SORTS.get(filters.sort, col(Invoice.amount_remaining)), col(Invoice.id), filters.descending)
     # 1) the page's ids, sorted inside the covering index; 2) their full rows (the table read 26 times)
-    ids_stmt = _failed_where(_failed_from(select(Invoice.id), filters), filters, now).order_by(*order)
-    result = _page_by_ids(session, ids_stmt, _failed_stmt(filters, now), Invoice.id, page, page_size)
+    ids_stmt = _failed_where(_failed_from(select(col(Invoice.id)), filters), filters, now).order_by(*order)
+    result = _page_by_ids(session, ids_stmt, _failed_stmt(filters, now), col(Invoice.id), page, page_size)
     for r in result.rows:
         _decorate_failed(r, now)
     return result
@@ -163,7 +164,7 @@ def worklist_invoice(*, session: Session, invoice_id: str, now: datetime | None 
     worklist lists it, i.e. open after a failed attempt or uncollectible), or None when the cache lacks it.
     Any cached invoice is returned: finance may note a follow-up on one that has just been paid."""
     now = now or utcnow()
-    stmt = _failed_select(Invoice.subscription_id).where(Invoice.id == invoice_id)
+    stmt = _failed_select(col(Invoice.subscription_id)).where(col(Invoice.id) == invoice_id)
     rows = _rows(session, stmt.limit(1))
     if not rows:
         return None
@@ -187,18 +188,18 @@ def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:
 def at_risk_by_currency(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
     """Money at risk (amount remaining) and invoice count per currency: never one cross-currency sum."""
     f = filters or FailedFilters()
-    stmt = _failed_from(select(Invoice.currency, func.count().label("invoices"),
-                               func.sum(Invoice.amount_remaining).label("amount")), f)
-    stmt = _failed_where(stmt, f, utcnow()).group_by(Invoice.currency)
-    return _rows(session, stmt.order_by(Invoice.currency))
+    stmt = _failed_from(select(col(Invoice.currency), func.count().label("invoices"),
+                               func.sum(col(Invoice.amount_remaining)).label("amount")), f)
+    stmt = _failed_where(stmt, f, utcnow()).group_by(col(Invoice.currency))
+    return _rows(session, stmt.order_by(col(Invoice.currency)))
 
 
 def failed_by_decline_code(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
     """Per decline code and currency: invoices, amount at risk, meaning and next step."""
     f = filters or FailedFilters()
-    stmt = _failed_from(select(_CODE.label("code"), Invoice.currency, func.count().label("invoices"),
-                               func.sum(Invoice.amount_remaining).label("amount")), f)
-    stmt = _failed_where(stmt, f, utcnow()).group_by(_CODE, Invoice.currency)
+    stmt = _failed_from(select(_CODE.label("code"), col(Invoice.currency), func.count().label("invoices"),
+                               func.sum(col(Invoice.amount_remaining)).label("amount")), f)
+    stmt = _failed_where(stmt, f, utcnow()).group_by(_CODE, col(Invoice.currency))
     rows = _rows(session, stmt.order_by(func.count().desc()))
     for r in rows:
         d = explain(r["code"])
@@ -210,15 +211,15 @@ def failed_by_age(*, session: Session, filters: FailedFilters | None = None) -> 
     """Per age bucket (since the invoice was created) and currency: invoices and amount at risk."""
     now = utcnow()
     bucket = case(
-        (Invoice.created >= now - timedelta(days=7), AGE_BUCKETS[0]),
-        (Invoice.created >= now - timedelta(days=30), AGE_BUCKETS[1]),
-        (Invoice.created >= now - timedelta(days=60), AGE_BUCKETS[2]),
+        (col(Invoice.created) >= now - timedelta(days=7), AGE_BUCKETS[0]),
+        (col(Invoice.created) >= now - timedelta(days=30), AGE_BUCKETS[1]),
+        (col(Invoice.created) >= now - timedelta(days=60), AGE_BUCKETS[2]),
         else_=AGE_BUCKETS[3],
     )
     f = filters or FailedFilters()
-    stmt = _failed_from(select(bucket.label("age"), Invoice.currency, func.count().label("invoices"),
-                               func.sum(Invoice.amount_remaining).label("amount")), f)
-    stmt = _failed_where(stmt, f, now).group_by(bucket, Invoice.currency)
+    stmt = _failed_from(select(bucket.label("age"), col(Invoice.currency), func.count().label("invoices"),
+                               func.sum(col(Invoice.amount_remaining)).label("amount")), f)
+    stmt = _failed_where(stmt, f, now).group_by(bucket, col(Invoice.currency))
     rows = _rows(session, stmt)
     return sorted(rows, key=lambda r: (AGE_BUCKETS.index(r["age"]), r["currency"]))
 
@@ -231,8 +232,9 @@ def decline_codes(*, session: Session) -> list[str]:
 
 def failed_currencies(*, session: Session) -> list[str]:
     """Currencies present in the failed worklist (for the filter box); an invoice without one adds nothing."""
-    stmt = (select(Invoice.currency).where(_failed_base(), Invoice.currency.is_not(None), Invoice.currency != "")
-            .group_by(Invoice.currency).order_by(Invoice.currency))
+    stmt = (select(col(Invoice.currency))
+            .where(_failed_base(), col(Invoice.currency).is_not(None), col(Invoice.currency) != "")
+            .group_by(col(Invoice.currency)).order_by(col(Invoice.currency)))
     return [r[0] for r in session.execute(stmt)]
 
 
@@ -267,10 +269,11 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52, 
     week0 = (int(since.timestamp()) + _MONDAY) // 604800
     month0 = _month_start(now.astimezone(UTC).date(), months - 1)
     daily = InvoiceRecoveryDaily
-    stmt = select(daily.day, daily.currency, daily.kind, daily.amount).where(
-        daily.day >= min(since.astimezone(UTC).date(), month0), daily.invoices > 0)  # rows of 0 invoices: skipped
+    stmt = select(col(daily.day), col(daily.currency), col(daily.kind), col(daily.amount)).where(
+        col(daily.day) >= min(since.astimezone(UTC).date(), month0),
+        col(daily.invoices) > 0)  # rows of 0 invoices: skipped
     if currency:
-        stmt = stmt.where(daily.currency == currency.lower())
+        stmt = stmt.where(col(daily.currency) == currency.lower())
     weekly: list[dict[str, Any]] = []
     cohorts: dict[tuple[str, date], dict[str, int]] = {}
     for d, c, kind, amount in session.execute(stmt):
@@ -285,7 +288,8 @@ def recovery(*, session: Session, currency: str | None = None, weeks: int = 52, 
             continue
         start = datetime.fromtimestamp(w * 604800 - _MONDAY, UTC).date()
         weekly.append({"week": start, "currency": c, "kind": kind, "amount": amount})
-    monthly = [{"month": m, "currency": c, **t, "rate": _rate(t)} for (c, m), t in sorted(cohorts.items())]
+    monthly: list[dict[str, Any]] = [{"month": m, "currency": c, **t, "rate": _rate(t)}
+                                     for (c, m), t in sorted(cohorts.items())]
     totals: dict[str, dict[str, int]] = {}
     for r in monthly:
         t = totals.setdefault(r["currency"], {"failed": 0, "recovered": 0})

@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from lib.models import (
     Customer,
@@ -36,18 +37,20 @@ NEW_CARD_STATUSES = ("open", "uncollectible")
 
 def _with_card_joins(stmt: Select) -> Select:
     """Outer-join an invoices statement to the card a retry would charge now (`_NEW_CARD`)."""
-    current = func.coalesce(_INV_SUB.default_payment_method_id, _INV_CUSTOMER.default_payment_method_id)
-    return (stmt.outerjoin(_INV_CUSTOMER, _INV_CUSTOMER.id == Invoice.customer_id)
-            .outerjoin(_INV_SUB, _INV_SUB.id == Invoice.subscription_id)
-            .outerjoin(_NEW_CARD, and_(_NEW_CARD.id == current, _NEW_CARD.customer_id == Invoice.customer_id)))
+    current = func.coalesce(col(_INV_SUB.default_payment_method_id), col(_INV_CUSTOMER.default_payment_method_id))
+    return (stmt.outerjoin(_INV_CUSTOMER, col(_INV_CUSTOMER.id) == col(Invoice.customer_id))
+            .outerjoin(_INV_SUB, col(_INV_SUB.id) == col(Invoice.subscription_id))
+            .outerjoin(_NEW_CARD, and_(col(_NEW_CARD.id) == current,
+                                       col(_NEW_CARD.customer_id) == col(Invoice.customer_id))))
 
 
 def new_card_condition() -> ColumnElement[bool]:
     """An attempted unpaid invoice whose retry would charge another card than the one that failed it."""
-    return and_(Invoice.status.in_(NEW_CARD_STATUSES), Invoice.attempt_count > 0, _NEW_CARD.id.is_not(None),
-                or_(Invoice.failed_payment_method_id != _NEW_CARD.id,
-                    and_(Invoice.failed_payment_method_id.is_(None),
-                         Invoice.failure_code == "payment_method_missing")))
+    return and_(col(Invoice.status).in_(NEW_CARD_STATUSES), col(Invoice.attempt_count) > 0,
+                col(_NEW_CARD.id).is_not(None),
+                or_(col(Invoice.failed_payment_method_id) != col(_NEW_CARD.id),
+                    and_(col(Invoice.failed_payment_method_id).is_(None),
+                         col(Invoice.failure_code) == "payment_method_missing")))
 
 
 def _new_card_columns() -> list[Any]:
@@ -55,8 +58,8 @@ def _new_card_columns() -> list[Any]:
     def when(column: Any, label: str) -> Any:
         return case((new_card_condition(), column), else_=None).label(label)
 
-    return [when(_NEW_CARD.id, "new_card_id"), when(_NEW_CARD.card_brand, "new_card_brand"),
-            when(_NEW_CARD.card_last4, "new_card_last4"), when(_NEW_CARD.created, "new_card_created")]
+    return [when(col(_NEW_CARD.id), "new_card_id"), when(col(_NEW_CARD.card_brand), "new_card_brand"),
+            when(col(_NEW_CARD.card_last4), "new_card_last4"), when(col(_NEW_CARD.created), "new_card_created")]
 
 
 def new_card_hint(r: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import (
     select,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.models import (
     MRR_STATUSES,
@@ -39,7 +39,7 @@ def table_counts(*, session: Session) -> dict[str, Count]:
     (`count_label`). So the Overview and the Customers list give the same number for the same rows."""
     statements = {
         "customers": (_customers_stmt(session, CustomerFilters(), [Customer.id]), Customer.id),
-        "subscriptions": (select(Subscription.id), Subscription.id),
-        "invoices": (select(Invoice.id), Invoice.id),
+        "subscriptions": (select(col(Subscription.id)), Subscription.id),
+        "invoices": (select(col(Invoice.id)), Invoice.id),
     }
     return {name: count_rows(session, stmt, key) for name, (stmt, key) in statements.items()}

@@ -185,7 +185,7 @@ def _count_within(session: Session, stmt: Select, cap: int, budget_ms: float) ->
             if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: the budget ran out
                 return None
             raise
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection  # sqlite3.Connection here
     deadline = perf_counter() + budget_ms / 1000
     raw.set_progress_handler(lambda: int(perf_counter() > deadline), 2_000)
     try:
@@ -230,7 +230,7 @@ def _planner_rows(session: Session, stmt: Select) -> int:
 
 def _table_size(session: Session, id_column: Any) -> int:
     """A SQLite table's row count without counting it: max(rowid), exact unless rows were deleted."""
-    stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(id_column.table)
+    stmt: Select[Any] = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(id_column.table)
     return int(session.execute(stmt).scalar_one())
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib import columns
 from lib.export import stream_csv
@@ -54,7 +54,7 @@ class SubscriptionFilters:
     descending: bool = True
 
 
-SUB_SORTS = {"created": Subscription.created, "mrr": Subscription.mrr,
+SUB_SORTS = {"created": col(Subscription.created), "mrr": col(Subscription.mrr),
              "current_period_end": Subscription.current_period_end}
 SUB_COLUMNS = ["id", "customer_id", "customer_email", "status", "currency", "mrr", "current_period_end",
                "cancel_at_period_end", "trial_end", "created"]
@@ -64,26 +64,26 @@ def _subs_where(stmt: Select, f: SubscriptionFilters, *, paged: bool = True) -> 
     """Apply the filters. Item filters: EXISTS for a page (probed in sort order, stops early), IN for sums
     (which read every match anyway, best started from the item index)."""
     if f.statuses:
-        stmt = stmt.where(Subscription.status.in_(list(f.statuses)))
+        stmt = stmt.where(col(Subscription.status).in_(list(f.statuses)))
     item_conds = []
     if f.product_id:
-        item_conds.append(SubscriptionItem.product_id == f.product_id)
+        item_conds.append(col(SubscriptionItem.product_id) == f.product_id)
     if f.price_id:
-        item_conds.append(SubscriptionItem.price_id == f.price_id)
+        item_conds.append(col(SubscriptionItem.price_id) == f.price_id)
     if f.interval:
-        item_conds.append(SubscriptionItem.interval == f.interval)
+        item_conds.append(col(SubscriptionItem.interval) == f.interval)
     if item_conds and paged:
-        stmt = stmt.where(exists().where(SubscriptionItem.subscription_id == Subscription.id, *item_conds))
+        stmt = stmt.where(exists().where(col(SubscriptionItem.subscription_id) == col(Subscription.id), *item_conds))
     elif item_conds:
-        stmt = stmt.where(Subscription.id.in_(select(SubscriptionItem.subscription_id).where(*item_conds)))
+        stmt = stmt.where(col(Subscription.id).in_(select(col(SubscriptionItem.subscription_id)).where(*item_conds)))
     if f.currency:
-        stmt = stmt.where(Subscription.currency == f.currency.lower())
+        stmt = stmt.where(col(Subscription.currency) == f.currency.lower())
     if f.cancel_at_period_end:
-        stmt = stmt.where(Subscription.cancel_at_period_end == True)  # noqa: E712 — "= true" can use the index
+        stmt = stmt.where(col(Subscription.cancel_at_period_end) == True)  # noqa: E712 — "= true" can use the index
     if f.trial_ending_days is not None:
         now = utcnow()
-        stmt = stmt.where(Subscription.status == "trialing", Subscription.trial_end >= now,
-                          Subscription.trial_end <= now + timedelta(days=max(0, f.trial_ending_days)))
+        stmt = stmt.where(col(Subscription.status) == "trialing", col(Subscription.trial_end) >= now,
+                          col(Subscription.trial_end) <= now + timedelta(days=max(0, f.trial_ending_days)))
     return stmt
 
 
@@ -98,15 +98,16 @@ def mrr_or_none(status: str | None, mrr: int | None) -> int | None:
 
 
 # A subscription's MRR column as the pages show it (SQL side of mrr_or_none).
-SUB_MRR = case((Subscription.status.in_(MRR_STATUSES), Subscription.mrr), else_=None).label("mrr")
+SUB_MRR = case((col(Subscription.status).in_(MRR_STATUSES), col(Subscription.mrr)), else_=None).label("mrr")
 
 
 def _subs_stmt(f: SubscriptionFilters, *, filtered: bool = True) -> Select:
-    stmt = select(Subscription.id, Subscription.customer_id, Customer.email.label("customer_email"),
-                  Subscription.status, Subscription.currency, SUB_MRR,
-                  Subscription.current_period_end, Subscription.cancel_at_period_end, Subscription.trial_end,
-                  Subscription.created).outerjoin(Customer, Customer.id == Subscription.customer_id)
-    order = _order(SUB_SORTS.get(f.sort, Subscription.created), Subscription.id, f.descending)
+    stmt = select(col(Subscription.id), col(Subscription.customer_id), col(Customer.email).label("customer_email"),
+                  col(Subscription.status), col(Subscription.currency), SUB_MRR,
+                  col(Subscription.current_period_end), col(Subscription.cancel_at_period_end),
+                  col(Subscription.trial_end), col(Subscription.created)
+                  ).outerjoin(Customer, col(Customer.id) == col(Subscription.customer_id))
+    order = _order(SUB_SORTS.get(f.sort, col(Subscription.created)), col(Subscription.id), f.descending)
     return (_subs_where(stmt, f) if filtered else stmt).order_by(*order)
 
 
@@ -119,9 +120,9 @@ def list_subscriptions(*, session: Session, filters: SubscriptionFilters, page: 
     then only those rows are read in full and joined. A sort over 25,000 trial matches no longer joins
     25,000 customers first.
     """
-    order = _order(SUB_SORTS.get(filters.sort, Subscription.created), Subscription.id, filters.descending)
-    ids_stmt = _subs_where(select(Subscription.id), filters).order_by(*order)
-    result = _page_by_ids(session, ids_stmt, _subs_stmt(filters, filtered=False), Subscription.id, page, page_size)
+    order = _order(SUB_SORTS.get(filters.sort, col(Subscription.created)), col(Subscription.id), filters.descending)
+    ids_stmt = _subs_where(select(col(Subscription.id)), filters).order_by(*order)
+    result = _page_by_ids(session, ids_stmt, _subs_stmt(filters, filtered=False), col(Subscription.id), page, page_size)
     items = _items_for(session, [r["id"] for r in result.rows])
     for r in result.rows:
         r["plan"] = ", ".join(
@@ -142,10 +143,10 @@ def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> li
                                       sort=filters.sort, descending=filters.descending):
         rows = _totals(session, statuses=filters.statuses, currency=filters.currency, by_status=True)
     else:
-        stmt = select(Subscription.status, Subscription.currency, func.count().label("count"),
-                      func.coalesce(func.sum(Subscription.mrr), 0).label("mrr"))
-        stmt = _subs_where(stmt, filters, paged=False).group_by(Subscription.status, Subscription.currency)
-        rows = _rows(session, stmt.order_by(Subscription.status, Subscription.currency))
+        stmt = select(col(Subscription.status), col(Subscription.currency), func.count().label("count"),
+                      func.coalesce(func.sum(col(Subscription.mrr)), 0).label("mrr"))
+        stmt = _subs_where(stmt, filters, paged=False).group_by(col(Subscription.status), col(Subscription.currency))
+        rows = _rows(session, stmt.order_by(col(Subscription.status), col(Subscription.currency)))
     return [{**r, "mrr": mrr_or_none(r["status"], r["mrr"])} for r in rows]
 
 
@@ -159,9 +160,9 @@ def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) 
 
 def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]]:
     """Products, prices and currencies to filter by: [(id, label)] each, read through their indexes."""
-    product_ids = distinct_values(session, SubscriptionItem.product_id, limit=500)
-    names = {p: session.execute(select(SubscriptionItem.product_name).where(
-        SubscriptionItem.product_id == p, SubscriptionItem.product_name.is_not(None)).limit(1)).scalar()
+    product_ids = distinct_values(session, col(SubscriptionItem.product_id), limit=500)
+    names = {p: session.execute(select(col(SubscriptionItem.product_name)).where(
+        col(SubscriptionItem.product_id) == p, col(SubscriptionItem.product_name).is_not(None)).limit(1)).scalar()
         for p in product_ids}  # one index probe per product
     return {
         "products": [(p, f"{names[p]} ({p})" if names.get(p) else p) for p in product_ids],
@@ -175,8 +176,8 @@ def _items_for(session: Session, sub_ids: list[str]) -> dict[str, list[dict[str,
     out: dict[str, list[dict[str, Any]]] = {}
     if not sub_ids:
         return out
-    for item in session.execute(select(SubscriptionItem).where(SubscriptionItem.subscription_id.in_(sub_ids))
-                                .order_by(SubscriptionItem.id)).scalars():
+    for item in session.execute(select(SubscriptionItem).where(col(SubscriptionItem.subscription_id).in_(sub_ids))
+                                .order_by(col(SubscriptionItem.id))).scalars():
         out.setdefault(item.subscription_id, []).append(item.model_dump())
     return out
 
@@ -189,14 +190,14 @@ def _totals(session: Session, *, statuses: Iterable[str], currency: str | None,
     and `mrr` per currency; the '' currency key is a subscription without a currency (None).
     """
     t = SubscriptionTotal
-    cur = func.nullif(t.currency, "").label("currency")
-    keys = [t.status, cur] if by_status else [cur]
-    n = func.sum(t.subscriptions).label("count" if by_status else "subscriptions")
-    stmt = select(*keys, n, func.sum(t.mrr).label("mrr")).where(t.subscriptions > 0)
+    cur = func.nullif(col(t.currency), "").label("currency")
+    keys = [col(t.status), cur] if by_status else [cur]
+    n = func.sum(col(t.subscriptions)).label("count" if by_status else "subscriptions")
+    stmt = select(*keys, n, func.sum(col(t.mrr)).label("mrr")).where(col(t.subscriptions) > 0)
     statuses = list(statuses)
     if statuses:
-        stmt = stmt.where(t.status.in_(statuses))
+        stmt = stmt.where(col(t.status).in_(statuses))
     if currency:
-        stmt = stmt.where(t.currency == currency.lower())
+        stmt = stmt.where(col(t.currency) == currency.lower())
     stmt = stmt.group_by(*keys).order_by(*keys)
     return _rows(session, stmt)

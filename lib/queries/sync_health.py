@@ -10,7 +10,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from lib.models import (
     Customer,
@@ -23,7 +23,7 @@ from lib.models import (
 
 
 def recent_sync_runs(*, session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    stmt = select(SyncRun).order_by(SyncRun.started_at.desc()).limit(limit)
+    stmt = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
     return [r.model_dump() for r in session.execute(stmt).scalars()]
 
 
@@ -31,7 +31,7 @@ def sync_states(*, session: Session, now: datetime | None = None) -> list[dict[s
     """Each resource's cursors and how old its newest processed event is."""
     now = now or utcnow()
     rows = []
-    for s in session.execute(select(SyncState).order_by(SyncState.resource)).scalars():
+    for s in session.execute(select(SyncState).order_by(col(SyncState.resource))).scalars():
         d = s.model_dump()
         ref = s.event_cursor_created or s.backfill_completed_at
         d["cursor_age_minutes"] = round((now - ref).total_seconds() / 60, 1) if ref else None
@@ -42,7 +42,7 @@ def sync_states(*, session: Session, now: datetime | None = None) -> list[dict[s
 def card_pass_progress(*, session: Session) -> dict[str, Any]:
     """The sync's pass 2 (every customer's complete card list): customers done, customers cached, and whether
     it is complete. Before pass 2 completes, the pages show each customer's default card only."""
-    cust = Customer.__table__
+    cust = Customer.__table__  # type: ignore[attr-defined]  # SQLModel sets it; its stubs do not declare it
     total = int(session.execute(select(func.count()).select_from(cust).where(cust.c.deleted.is_(False)))
                 .scalar_one())
     state = session.get(SyncState, "payment_methods")
@@ -58,12 +58,12 @@ def card_pass_progress(*, session: Session) -> dict[str, Any]:
 def webhook_stats(*, session: Session, now: datetime | None = None, limit: int = 20) -> dict[str, Any]:
     """Webhook deliveries received: in the last 24 hours, the newest time, and the latest few."""
     now = now or utcnow()
-    is_hook = StripeEvent.source == "webhook"
+    is_hook = col(StripeEvent.source) == "webhook"
     last_day = session.execute(select(func.count()).where(
-        is_hook, StripeEvent.processed_at >= now - timedelta(hours=24))).scalar_one()
+        is_hook, col(StripeEvent.processed_at) >= now - timedelta(hours=24))).scalar_one()
     recent = [dict(r) for r in session.execute(
-        select(StripeEvent.id, StripeEvent.type, StripeEvent.object_id, StripeEvent.created,
-               StripeEvent.processed_at).where(is_hook).order_by(StripeEvent.processed_at.desc())
+        select(col(StripeEvent.id), col(StripeEvent.type), col(StripeEvent.object_id), col(StripeEvent.created),
+               col(StripeEvent.processed_at)).where(is_hook).order_by(col(StripeEvent.processed_at).desc())
         .limit(limit)).mappings()]
     return {"last_24h": int(last_day), "last_received": recent[0]["processed_at"] if recent else None,
             "recent": recent}
@@ -75,16 +75,16 @@ def webhook_endpoints(*, session: Session) -> dict[str, Any]:
     (None: never yet — the next sync run reads them)."""
     state = session.get(SyncState, "webhook_endpoints")  # lib/sync/endpoints.STATE_ROW
     rows = [dict(r) for r in session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.status, WebhookEndpoint.enabled_events,
-               WebhookEndpoint.description)
-        .order_by(WebhookEndpoint.created.desc(), WebhookEndpoint.id)).mappings()]
+        select(col(WebhookEndpoint.id), col(WebhookEndpoint.url), col(WebhookEndpoint.status),
+               col(WebhookEndpoint.enabled_events), col(WebhookEndpoint.description))
+        .order_by(col(WebhookEndpoint.created).desc(), col(WebhookEndpoint.id))).mappings()]
     return {"checked_at": state.backfill_completed_at if state is not None else None, "endpoints": rows}
 
 
 def cache_freshness(*, session: Session) -> datetime | None:
     """When the cache last took in Stripe's state: the newest finished sync run or webhook delivery."""
-    run = session.execute(select(func.max(SyncRun.finished_at)).where(SyncRun.status == "succeeded")).scalar()
-    hook = session.execute(select(func.max(StripeEvent.processed_at))
-                           .where(StripeEvent.source == "webhook")).scalar()
+    run = session.execute(select(func.max(col(SyncRun.finished_at))).where(col(SyncRun.status) == "succeeded")).scalar()
+    hook = session.execute(select(func.max(col(StripeEvent.processed_at)))
+                           .where(col(StripeEvent.source) == "webhook")).scalar()
     times = [t for t in (run, hook) if t is not None]
     return max(times) if times else None
