@@ -144,7 +144,7 @@ def main() -> None:
                          placeholder="cus_… id, email or name")
     f1, f2, f3 = st.columns([3, 2, 1])
     signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
-                             format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")
+                             format_func=duplicates.SIGNAL_LABELS.__getitem__, placeholder="Any signal")
     min_conf = f2.slider("Minimum confidence", 0.0, 1.0, step=0.05, key=f"{P}_min_conf")
     size = f3.selectbox("Per page", PAGE_SIZES, key=f"{P}_size")
     clusters = duplicates.filter_clusters(current, signals=signals, min_confidence=min_conf)

@@ -91,7 +91,7 @@ def trial_days(value: object) -> int | None:
     if value is None or value == "":
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]  # any widget value: what float() refuses is caught below
     except (TypeError, ValueError):
         number = math.nan
     if math.isnan(number) or not 0 <= number <= 365:
@@ -113,8 +113,8 @@ def render_totals(filters: SubscriptionFilters) -> None:
         if t["status"] in MRR_STATUSES:
             cur["mrr"] += t["mrr"]
     cols = st.columns(min(4, len(by_currency)))
-    for i, (cur, v) in enumerate(sorted(by_currency.items())):
-        cols[i % len(cols)].metric(f"MRR {md(cur.upper())}", money(v["mrr"], cur),
+    for i, (currency, v) in enumerate(sorted(by_currency.items())):
+        cols[i % len(cols)].metric(f"MRR {md(currency.upper())}", money(v["mrr"], currency),
                                    help="Active and past-due subscriptions of this filter (trials are not revenue yet)")
         cols[i % len(cols)].caption(f"{count(v['count'])} subscriptions")
     table = pd.DataFrame(totals)

@@ -222,21 +222,21 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
         bar.empty()
     if st.session_state.get(_k(kp, "error")):
         st.error(st.session_state[_k(kp, "error")])
-    result = st.session_state.get(_k(kp, "result"))
-    if not result:
+    shown = st.session_state.get(_k(kp, "result"))
+    if not shown:
         return
-    if result["made"]:
-        st.success(f"Made {result['made']} links in {result['seconds']:.1f} s.")
-    if result["failed"]:
-        st.error(md(result["error"]) if result["error"] else
-                 f"{result['failed']} links could not be made (see the error column of the CSV).")
-        for cid, problem in result["problems"][:5]:
+    if shown["made"]:
+        st.success(f"Made {shown['made']} links in {shown['seconds']:.1f} s.")
+    if shown["failed"]:
+        st.error(md(shown["error"]) if shown["error"] else
+                 f"{shown['failed']} links could not be made (see the error column of the CSV).")
+        for cid, problem in shown["problems"][:5]:
             st.caption(f"{md(cid)}: {md(problem)}")
-    if result["missing"]:
-        st.warning(f"{result['missing']} selected invoices are no longer in the cache and were skipped.")
-    made = result["csv"].encode("utf-8")  # written by lib/export when the links were made
+    if shown["missing"]:
+        st.warning(f"{shown['missing']} selected invoices are no longer in the cache and were skipped.")
+    made = shown["csv"].encode("utf-8")  # written by lib/export when the links were made
     export_button(user, "Download links as CSV", key=_k(kp, "download"),
-                  file_name=f"portal-links-{result['stamp']}.csv", action="export_portal_links",
-                  right="bulk_portal_links", page="failed-invoices", filters={"run": result.get("run_id", "")},
+                  file_name=f"portal-links-{shown['stamp']}.csv", action="export_portal_links",
+                  right="bulk_portal_links", page="failed-invoices", filters={"run": shown.get("run_id", "")},
                   make=lambda _session: io.BytesIO(made))
     st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")

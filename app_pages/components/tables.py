@@ -4,7 +4,7 @@ look (money, dates, counts) is app_pages/components/format."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
 
 from app_pages.components.format import count
-from app_pages.components.text import md, safe_id
+from app_pages.components.text import IdKind, md, safe_id
 from app_pages.components.urlstate import Choice, UrlState, Whole
 from lib import access
 from lib.config import get_settings
@@ -47,7 +47,7 @@ def chosen(key: str) -> Any:
     return None if value in (None, ANY) else value
 
 
-_DASHBOARD_KINDS = {"customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
+_DASHBOARD_KINDS: dict[str, IdKind] = {"customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
                     "payment_methods": "payment_method", "events": "event"}
 
 
@@ -58,7 +58,7 @@ def dashboard_url(kind: str, object_id: object) -> str | None:
     settings = get_settings()
     if not settings.stripe_dashboard:
         return None
-    valid = safe_id(_DASHBOARD_KINDS[kind], object_id)  # type: ignore[arg-type]
+    valid = safe_id(_DASHBOARD_KINDS[kind], object_id)
     return f"{settings.dashboard_path}{kind}/{valid}" if valid else None
 
 
@@ -122,7 +122,8 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
                  "refreshed.", icon=":material/database:")
 
 
-def link_to(page_file: str, label: str, *, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
+def link_to(page_file: str, label: str, *, icon: str | None = None,
+            query_params: Mapping[str, str | list[str]] | None = None) -> None:
     """`st.page_link` to another page; a plain link when the page runs outside `st.navigation` (AppTest).
 
     `label` is plain text (it may hold a customer's name or email): it is escaped here, never Markdown.
