@@ -27,7 +27,7 @@ test: $(VENV)/.dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# mypy's files and settings are in pyproject.toml ([tool.mypy]: lib/ for now).
+# mypy's files and settings are in pyproject.toml ([tool.mypy]: lib/, app_pages/ and app.py).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy

@@ -42,7 +42,8 @@ from app_pages.components.tables import (
 from app_pages.components.text import md, safe_id, safe_url
 from lib.columns import BALANCE_HELP
 from lib.declines import explain
-from lib.queries import MAX_SEARCH_LEN, CustomerFilters, SearchError
+from lib.queries import customer_detail, customers
+from lib.queries.customers import MAX_SEARCH_LEN, CustomerFilters, SearchError
 
 P = "cd"  # widget-key prefix
 CUSTOMERS_PREFIX = "cust"  # the Customers page's prefix: its URL state is the way back
@@ -75,7 +76,7 @@ def render_finder() -> None:
         st.caption("Type a customer's id, email or name to open their page.")
         return
     try:
-        page = query("search_customers", filters=CustomerFilters(q=text), page=1, page_size=FINDER_ROWS)
+        page = query(customers.search_customers, filters=CustomerFilters(q=text), page=1, page_size=FINDER_ROWS)
     except SearchError as exc:
         st.warning(md(str(exc)), icon=":material/search_off:")
         return
@@ -120,7 +121,7 @@ def render_leftovers(user, cid: str, leftovers: dict[str, bool]) -> None:  # noq
     if stripe:
         st.markdown(f"[Open in Stripe]({stripe})")
     if leftovers["subscriptions"]:
-        render_subscriptions(query("customer_subscriptions", customer_id=cid))
+        render_subscriptions(query(customer_detail.customer_subscriptions, customer_id=cid))
     render_invoices(user, cid)
 
 
@@ -143,7 +144,7 @@ def render_profile(c: dict) -> None:
     bal = c["balance"] or 0
     m1.metric("Balance", balance(bal, c["currency"]), help=BALANCE_HELP)
     m2.metric("MRR", money(c["mrr"] or 0, c["currency"]))
-    owed = query("customer_open_amounts", customer_id=c["id"])
+    owed = query(customer_detail.customer_open_amounts, customer_id=c["id"])
     m3.metric("Unpaid on open invoices", money_lines(owed))
     created = when(c["created"])
     st.caption(f"Customer since {created} · currency {md((c['currency'] or '—').upper())} · "
@@ -226,7 +227,7 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
     """The invoices table, paged, with "new card since the failure" hints and Retry now; returns the ids shown
     (their events join the timeline)."""
     page_no, size = pager(f"{P}_inv", cid)
-    page = query("customer_invoices", customer_id=cid, page=page_no, page_size=size)
+    page = query(customer_detail.customer_invoices, customer_id=cid, page=page_no, page_size=size)
     st.subheader(f"Invoices ({page.total_label})")
     if not page.rows:
         st.info("No invoices.")
@@ -272,9 +273,9 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
 
 def render_timeline(cid: str, object_ids: list[str]) -> None:
     st.subheader("Recent events")
-    events = query("customer_timeline", customer_id=cid, object_ids=tuple(object_ids))
+    events = query(customer_detail.customer_timeline, customer_id=cid, object_ids=tuple(object_ids))
     if not events:
-        if query("event_history")["complete"]:
+        if query(customer_detail.event_history)["complete"]:
             st.caption("No events about this customer in the last 30 days (Stripe keeps events for 30 days; new "
                        "ones arrive with each sync and webhook).")
         else:
@@ -296,9 +297,9 @@ def render(user) -> None:  # noqa: ANN001
     if cid is None:
         render_finder()
         return
-    customer = query("get_customer", customer_id=cid)
+    customer = query(customer_detail.get_customer, customer_id=cid)
     if customer is None:
-        leftovers = query("customer_leftovers", customer_id=cid) if safe_id("customer", cid) else None
+        leftovers = query(customer_detail.customer_leftovers, customer_id=cid) if safe_id("customer", cid) else None
         if leftovers and any(leftovers.values()):
             back_link()
             render_leftovers(user, cid, leftovers)
@@ -308,8 +309,8 @@ def render(user) -> None:  # noqa: ANN001
     back_link()
     render_merge_marks(cid)
     render_profile(customer)
-    pms = query("customer_payment_methods", customer_id=cid)
-    subs = query("customer_subscriptions", customer_id=cid)
+    pms = query(customer_detail.customer_payment_methods, customer_id=cid)
+    subs = query(customer_detail.customer_subscriptions, customer_id=cid)
     default = next((pm for pm in pms if pm["id"] == customer["default_payment_method_id"]), None)
     if default:
         last4 = f" •••• {default['card_last4']}" if default["card_last4"] else ""

@@ -29,7 +29,9 @@ from app_pages.components.text import md
 from app_pages.components.urlstate import Choice, Day, Flag, Text, UrlState
 from lib import columns
 from lib.auth import User
-from lib.queries import MAX_SEARCH_LEN, SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
+from lib.queries import customers
+from lib.queries.customers import MAX_SEARCH_LEN, CustomerFilters, SearchError
+from lib.queries.subscriptions import SUBSCRIPTION_STATUSES
 
 P = "cust"  # widget-key prefix
 SORTS = {"Newest first": ("created", True), "Oldest first": ("created", False), "Highest MRR": ("mrr", True),
@@ -50,7 +52,7 @@ def bind_url(url: UrlState, currencies: list[str]) -> None:
 
 
 def filters_from_widgets() -> CustomerFilters:
-    currencies = [c.upper() for c in query("customer_currencies")]
+    currencies = [c.upper() for c in query(customers.customer_currencies)]
     url = UrlState(P)
     bind_url(url, currencies)
     st.text_input(
@@ -120,7 +122,7 @@ def customer_columns(df: pd.DataFrame) -> dict:
 def render_results(user: User, filters: CustomerFilters) -> None:
     page_no, size = pager(P, filters)
     try:
-        page = query("search_customers", filters=filters, page=page_no, page_size=size)
+        page = query(customers.search_customers, filters=filters, page=page_no, page_size=size)
         past_the_end(P, page)
     except SearchError as exc:
         st.warning(md(str(exc)), icon=":material/search_off:")
@@ -147,7 +149,7 @@ def render_results(user: User, filters: CustomerFilters) -> None:
     pager_controls(P, page)
     export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="customers.csv",
                   action="export_customers", page="customers", filters=filters,
-                  make=query_maker("export_customers_csv", filters=filters))
+                  make=query_maker(customers.export_customers_csv, filters=filters))
 
 
 def render(user: User) -> None:

@@ -14,10 +14,11 @@ from app_pages.components.merge import merge_action
 from app_pages.components.tables import customer_link
 from app_pages.components.text import md
 from app_pages.components.urlstate import Choice, Choices, Number, Text, UrlState, Whole
-from lib import duplicates, merge, queries
+from lib import duplicates, merge
 from lib.config import get_settings
 from lib.db import session_scope
-from lib.queries import SearchError
+from lib.queries import duplicates as duplicate_queries
+from lib.queries.customers import MAX_SEARCH_LEN, SearchError
 
 P = "dup"  # widget-key prefix
 SCAN_TTL = 15 * 60
@@ -93,7 +94,7 @@ def still_current(result: duplicates.DetectionResult) -> list[duplicates.Cluster
     started = result.scanned_at - timedelta(seconds=result.seconds + 1)
     try:
         with session_scope() as session:
-            merged = queries.merged_since(session=session, since=started)
+            merged = duplicate_queries.merged_since(session=session, since=started)
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         st.error(f"Could not check the cache for merges since the scan ({type(exc).__name__}). Reload the page.")
         return None
@@ -107,7 +108,7 @@ def customers_matching(text: str) -> list[str] | None:
     """Ids of the customers the search finds (as on the Customers page); None after saying why not."""
     try:
         with session_scope() as session:
-            return queries.customer_ids_matching(session=session, text=text)
+            return duplicate_queries.customer_ids_matching(session=session, text=text)
     except SearchError as exc:
         st.warning(md(str(exc)), icon=":material/search_off:")  # it quotes the search: text, maybe from a URL
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
@@ -135,15 +136,15 @@ def main() -> None:
     if current is None:
         return
     url = UrlState(P)  # the search, filters and page in the URL: Back and shared links keep them
-    url.bind(f"{P}_find", Text(queries.MAX_SEARCH_LEN), default="", label="Find a customer's cluster")
+    url.bind(f"{P}_find", Text(MAX_SEARCH_LEN), default="", label="Find a customer's cluster")
     url.bind(f"{P}_signals", Choices(list(duplicates.SIGNAL_LABELS)), default=[], label="Signals")
     url.bind(f"{P}_min_conf", Number(0.0, 1.0, 0.05), default=0.0, label="Minimum confidence")
     url.bind(f"{P}_size", Choice(PAGE_SIZES), default=PAGE_SIZES[0], label="Per page")
-    find = st.text_input("Find a customer's cluster", key=f"{P}_find", max_chars=queries.MAX_SEARCH_LEN,
+    find = st.text_input("Find a customer's cluster", key=f"{P}_find", max_chars=MAX_SEARCH_LEN,
                          placeholder="cus_… id, email or name")
     f1, f2, f3 = st.columns([3, 2, 1])
     signals = f1.multiselect("Signals", list(duplicates.SIGNAL_LABELS), key=f"{P}_signals",
-                             format_func=duplicates.SIGNAL_LABELS.get, placeholder="Any signal")
+                             format_func=duplicates.SIGNAL_LABELS.__getitem__, placeholder="Any signal")
     min_conf = f2.slider("Minimum confidence", 0.0, 1.0, step=0.05, key=f"{P}_min_conf")
     size = f3.selectbox("Per page", PAGE_SIZES, key=f"{P}_size")
     clusters = duplicates.filter_clusters(current, signals=signals, min_confidence=min_conf)

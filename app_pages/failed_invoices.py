@@ -43,7 +43,8 @@ from lib.auth import User, can
 from lib.db import session_scope
 from lib.declines import explain
 from lib.ids import IdKind, id_problem
-from lib.queries import AGE_BUCKETS, FailedFilters
+from lib.queries import failed
+from lib.queries.failed import AGE_BUCKETS, FailedFilters
 
 P = "fi"  # widget-key prefix
 SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
@@ -52,8 +53,8 @@ STATUSES = [ANY, "open", "uncollectible"]  # the worklist's invoice statuses
 
 
 def filters_from_widgets() -> FailedFilters:
-    codes = [ANY, *query("decline_codes")]
-    currencies = [ANY, *[c.upper() for c in query("failed_currencies") if isinstance(c, str) and c]]
+    codes = [ANY, *query(failed.decline_codes)]
+    currencies = [ANY, *[c.upper() for c in query(failed.failed_currencies) if isinstance(c, str) and c]]
     url = UrlState(P)  # every filter in the URL, bound before its widget: Back and shared links keep them
     url.bind(f"{P}_decline", Choice(codes), default=ANY, label="Decline code")
     url.bind(f"{P}_currency", Choice(currencies), default=ANY, label="Currency")
@@ -82,7 +83,7 @@ def filters_from_widgets() -> FailedFilters:
 
 
 def render_summary(filters: FailedFilters) -> None:
-    at_risk = query("at_risk_by_currency", filters=filters)
+    at_risk = query(failed.at_risk_by_currency, filters=filters)
     if not at_risk:
         return
     cols = st.columns(min(4, len(at_risk)))
@@ -93,7 +94,7 @@ def render_summary(filters: FailedFilters) -> None:
         cols[i % len(cols)].caption(f"{count(r['invoices'])} invoice(s)")
     # full width: the meaning and the next step are what this table is for, so they must be in view
     st.subheader("Why payments failed")
-    codes = query("failed_by_decline_code", filters=filters)
+    codes = query(failed.failed_by_decline_code, filters=filters)
     df = frame(codes, money=("amount",))
     st.dataframe(df, key=f"{P}_codes", hide_index=True, row_height=WRAP_ROW_PX,  # the meaning and the next step wrap
                  height=table_height(len(df), row_px=WRAP_ROW_PX),
@@ -103,7 +104,7 @@ def render_summary(filters: FailedFilters) -> None:
                                 "meaning": long_text(L["meaning"], width=300),
                                 "next_step": long_text(L["next_step"], width=350)})
     with st.expander("Age of the failed invoices"):
-        ages = query("failed_by_age", filters=filters)
+        ages = query(failed.failed_by_age, filters=filters)
         df = frame(ages, money=("amount",))
         st.dataframe(df, key=f"{P}_ages", hide_index=True, column_order=["age", "invoices", "amount"],
                      column_config={"age": "Since created", "invoices": count_column("Invoices"),
@@ -112,13 +113,13 @@ def render_summary(filters: FailedFilters) -> None:
 
 def render_recovery() -> None:
     st.subheader("Failed vs recovered, last 12 months")
-    currencies = [c for c in query("failed_currencies") if isinstance(c, str) and c]  # a chart needs one currency
+    currencies = [c for c in query(failed.failed_currencies) if isinstance(c, str) and c]  # a chart needs one currency
     if not currencies:
         st.caption("No failed payments in the cache.")
         return
     cur = st.selectbox("Chart currency", [c.upper() for c in currencies], key=f"{P}_chart_currency",
                        help="Amounts are never added across currencies: pick one.").lower()
-    rec = query("recovery", currency=cur)
+    rec = query(failed.recovery, currency=cur)
     rate = next((r for r in rec.rates if r["currency"] == cur), None)
     if rate:
         c1, c2, c3 = st.columns(3)
@@ -277,7 +278,7 @@ def render_invoice_panel(user, selected: list[str], rows: list[dict]) -> None:  
         st.warning(md(problem) if problem else "Select a row in the worklist or type an invoice id.",
                    icon=":material/receipt_long:")
         return
-    invoice = query("worklist_invoice", invoice_id=invoice_id)
+    invoice = query(failed.worklist_invoice, invoice_id=invoice_id)
     if invoice is None:
         st.warning(f"Invoice {md(invoice_id)} is not in the cache. Check the id; a new invoice appears after the "
                    "next sync.", icon=":material/search_off:")
@@ -319,12 +320,12 @@ def worklist_columns(df: pd.DataFrame) -> dict:
 
 def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.subheader("Worklist")
-    page = paged(P, "failed_invoices", filters, none_match="No failed invoice matches these filters.",
+    page = paged(P, failed.failed_invoices, filters, none_match="No failed invoice matches these filters.",
                  empty="No failed payments: nothing is at risk right now.")
     if page is None:
         return
     st.caption(f"{page.total_label} failed invoice(s) · at risk: "
-               f"{money_lines(query('at_risk_by_currency', filters=filters))}")
+               f"{money_lines(query(failed.at_risk_by_currency, filters=filters))}")
     ids = selected_ids(f"{P}_table", [str(r["id"]) for r in page.rows], what="invoice")
     df = frame(page.rows, money=("amount_remaining", "amount_due"))
     st.dataframe(df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
@@ -332,7 +333,7 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     pager_controls(P, page)
     export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
                   action="export_failed_invoices", page="failed-invoices", filters=filters,
-                  make=query_maker("export_failed_csv", filters=filters))
+                  make=query_maker(failed.export_failed_csv, filters=filters))
     st.caption("Select a row to open its follow-up and portal link below; select several to make "
                "update-payment links for their customers.")
     bulk_portal_links_action(user, ids, key_prefix=P)

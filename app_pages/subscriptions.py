@@ -38,7 +38,8 @@ from app_pages.components.urlstate import Choice, Choices, Flag, UrlState, Whole
 from lib import columns
 from lib.auth import User
 from lib.models import MRR_STATUSES
-from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters
+from lib.queries import subscriptions
+from lib.queries.subscriptions import SUBSCRIPTION_STATUSES, SubscriptionFilters
 
 P = "subs"  # widget-key prefix
 SORTS = {"Newest first": ("created", True), "Highest MRR": ("mrr", True),
@@ -47,7 +48,7 @@ INTERVALS = [ANY, "day", "week", "month", "year"]
 
 
 def filters_from_widgets() -> SubscriptionFilters:
-    choices = query("subscription_choices")
+    choices = query(subscriptions.subscription_choices)
     currencies = [ANY, *[label for _, label in choices["currencies"]]]
     products = {label: pid for pid, label in choices["products"]}
     prices = [ANY, *[p for p, _ in choices["prices"]]]
@@ -90,7 +91,7 @@ def trial_days(value: object) -> int | None:
     if value is None or value == "":
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]  # any widget value: what float() refuses is caught below
     except (TypeError, ValueError):
         number = math.nan
     if math.isnan(number) or not 0 <= number <= 365:
@@ -101,7 +102,7 @@ def trial_days(value: object) -> int | None:
 
 
 def render_totals(filters: SubscriptionFilters) -> None:
-    totals = query("subscription_totals", filters=filters)
+    totals = query(subscriptions.subscription_totals, filters=filters)
     if not totals:
         return
     by_currency: dict[str, dict[str, int]] = {}
@@ -112,8 +113,8 @@ def render_totals(filters: SubscriptionFilters) -> None:
         if t["status"] in MRR_STATUSES:
             cur["mrr"] += t["mrr"]
     cols = st.columns(min(4, len(by_currency)))
-    for i, (cur, v) in enumerate(sorted(by_currency.items())):
-        cols[i % len(cols)].metric(f"MRR {md(cur.upper())}", money(v["mrr"], cur),
+    for i, (currency, v) in enumerate(sorted(by_currency.items())):
+        cols[i % len(cols)].metric(f"MRR {md(currency.upper())}", money(v["mrr"], currency),
                                    help="Active and past-due subscriptions of this filter (trials are not revenue yet)")
         cols[i % len(cols)].caption(f"{count(v['count'])} subscriptions")
     table = pd.DataFrame(totals)
@@ -150,8 +151,8 @@ def subscription_columns(df: pd.DataFrame) -> dict:
 
 
 def render_table(user: User, filters: SubscriptionFilters) -> None:
-    page = paged(P, "list_subscriptions", filters, none_match="No subscription matches these filters: clear some "
-                 "of them.", empty="The cache holds no subscriptions yet: run a sync from the Sync page.")
+    page = paged(P, subscriptions.list_subscriptions, filters, none_match="No subscription matches these filters: "
+                 "clear some of them.", empty="The cache holds no subscriptions yet: run a sync from the Sync page.")
     if page is None:
         return
     st.caption(f"{page.total_label} subscription(s)")
@@ -165,7 +166,7 @@ def render_table(user: User, filters: SubscriptionFilters) -> None:
     pager_controls(P, page)
     export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="subscriptions.csv",
                   action="export_subscriptions", page="subscriptions", filters=filters,
-                  make=query_maker("export_subscriptions_csv", filters=filters))
+                  make=query_maker(subscriptions.export_subscriptions_csv, filters=filters))
 
 
 def render(user: User) -> None:

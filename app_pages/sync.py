@@ -16,6 +16,7 @@ from app_pages.components.tables import frame, guarded
 from app_pages.components.text import md
 from lib.auth import User, can
 from lib.gateway import GatewayError
+from lib.queries import sync_health
 
 P = "sync"  # widget-key prefix
 
@@ -90,7 +91,7 @@ def render_refresh(user: User) -> None:
 
 def render_runs() -> None:
     st.subheader("Recent sync runs")
-    runs = query("recent_sync_runs")
+    runs = query(sync_health.recent_sync_runs)
     if not runs:
         st.info("No sync has run yet: press Refresh now, or start the worker (`python -m lib worker`).")
         return
@@ -120,7 +121,7 @@ def render_runs() -> None:
 
 def render_cursors() -> None:
     st.subheader("Cursors per resource")
-    states = query("sync_states")
+    states = query(sync_health.sync_states)
     if not states:
         st.caption("No resource has been synced yet.")
         return
@@ -137,7 +138,7 @@ def render_cursors() -> None:
 
 def render_card_pass() -> None:
     """Pass 2 of the backfill (every customer's complete card list) and how far it has come."""
-    progress = query("card_pass_progress")
+    progress = query(sync_health.card_pass_progress)
     done, total = progress["done"], progress["total"]
     if progress["complete"] or not total:
         return
@@ -193,8 +194,8 @@ def render_endpoints(state: dict, hooks: dict) -> None:  # noqa: ANN001
 
 def render_webhooks() -> None:
     st.subheader("Webhooks")
-    hooks = query("webhook_stats")
-    render_endpoints(query("webhook_endpoints"), hooks)
+    hooks = query(sync_health.webhook_stats)
+    render_endpoints(query(sync_health.webhook_endpoints), hooks)
     c1, c2 = st.columns(2)
     c1.metric("Received in the last 24 h", count(hooks["last_24h"]))
     c2.metric("Last received", ago(hooks["last_received"]))

@@ -28,9 +28,9 @@ os.environ.setdefault("STRIPE_API_KEY", "sk_test_bench")
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from lib import queries as q  # noqa: E402
 from lib.db import get_engine  # noqa: E402
 from lib.models import Customer  # noqa: E402
+from lib.queries import customers, paging  # noqa: E402
 
 LIMITS = (1_000, 10_000, 100_000)
 
@@ -63,13 +63,13 @@ def main() -> None:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     filters = {
-        "all (default list)": q.CustomerFilters(),
-        "currency usd (70%)": q.CustomerFilters(currency="usd"),
-        "sub status active (EXISTS, ~70%)": q.CustomerFilters(sub_status="active"),
-        "sub status past_due (EXISTS, 3%)": q.CustomerFilters(sub_status="past_due"),
-        "delinquent (3%)": q.CustomerFilters(delinquent=True),
-        "domain example7.com (~15,000)": q.CustomerFilters(q="@example7.com"),
-        "domain co42.com (~25)": q.CustomerFilters(q="@co42.com"),
+        "all (default list)": customers.CustomerFilters(),
+        "currency usd (70%)": customers.CustomerFilters(currency="usd"),
+        "sub status active (EXISTS, ~70%)": customers.CustomerFilters(sub_status="active"),
+        "sub status past_due (EXISTS, 3%)": customers.CustomerFilters(sub_status="past_due"),
+        "delinquent (3%)": customers.CustomerFilters(delinquent=True),
+        "domain example7.com (~15,000)": customers.CustomerFilters(q="@example7.com"),
+        "domain co42.com (~25)": customers.CustomerFilters(q="@co42.com"),
     }
     out: dict[str, Any] = {"bench": "counts", "url_kind": url.split(":")[0], "load_average_1m": os.getloadavg()[0],
                            "filters": {}}
@@ -77,25 +77,25 @@ def main() -> None:
     with Session(engine) as s:
         out["customers"] = s.execute(select(func.count()).select_from(Customer)).scalar_one()
         for name, f in filters.items():
-            stmt = q._customers_stmt(s, f)
-            exact = q._bounded_count(s, stmt, cap=10_000_000)[0]
+            stmt = customers._customers_stmt(s, f)
+            exact = paging._bounded_count(s, stmt, cap=10_000_000)[0]
             row: dict[str, Any] = {"matching": exact, "count_ms": {}}
             for limit in LIMITS:  # what an exact count up to `limit` costs, without the time budget
-                row["count_ms"][f"{limit:,}"] = timed(lambda stmt=stmt, limit=limit: q._bounded_count(
+                row["count_ms"][f"{limit:,}"] = timed(lambda stmt=stmt, limit=limit: paging._bounded_count(
                     s, stmt, cap=limit), max(3, args.repeat // 3))
-            estimate = q._estimate_count(s, stmt, Customer.id, q.ESTIMATE_SAMPLE)
-            row["estimate"] = {"value": estimate, "label": q.approx_count(estimate),
+            estimate = paging._estimate_count(s, stmt, Customer.id, paging.ESTIMATE_SAMPLE)
+            row["estimate"] = {"value": estimate, "label": paging.approx_count(estimate),
                                "error": round(estimate / exact - 1, 3) if exact else None,
-                               "ms": timed(lambda stmt=stmt: q._estimate_count(s, stmt, Customer.id,
-                                                                              q.ESTIMATE_SAMPLE), args.repeat)}
-            row["page_ms"] = timed(lambda f=f: q.search_customers(session=s, filters=f), args.repeat)
-            row["page_label"] = q.search_customers(session=s, filters=f).total_label
+                               "ms": timed(lambda stmt=stmt: paging._estimate_count(s, stmt, Customer.id,
+                                                                              paging.ESTIMATE_SAMPLE), args.repeat)}
+            row["page_ms"] = timed(lambda f=f: customers.search_customers(session=s, filters=f), args.repeat)
+            row["page_label"] = customers.search_customers(session=s, filters=f).total_label
             out["filters"][name] = row
-        domain = q._customers_stmt(s, q.CustomerFilters(q="@co42.com")).limit(26)
+        domain = customers._customers_stmt(s, customers.CustomerFilters(q="@co42.com")).limit(26)
         out["plan_domain_page"] = plan(s, domain)
         out["plan_domain_count"] = plan(s, select(func.count()).select_from(
-            q._customers_stmt(s, q.CustomerFilters(q="@example7.com")).with_only_columns(
-                Customer.id).order_by(None).limit(q.EXACT_COUNT_LIMIT + 1).subquery()))
+            customers._customers_stmt(s, customers.CustomerFilters(q="@example7.com")).with_only_columns(
+                Customer.id).order_by(None).limit(paging.EXACT_COUNT_LIMIT + 1).subquery()))
     print(json.dumps(out))
 
 

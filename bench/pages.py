@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlmodel import Session, SQLModel  # noqa: E402
 
-from lib import queries as q  # noqa: E402
-from lib.models import NAME_TRGM_INDEX, ensure_optional_indexes  # noqa: E402
+from lib.models import NAME_TRGM_INDEX, Customer, ensure_optional_indexes  # noqa: E402
 from lib.normalize import fold_name  # noqa: E402
+from lib.queries import customer_detail, customers, failed, overview, subscriptions, sync_health  # noqa: E402
 from lib.triggers import drop_derived_state, ensure_derived_state  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -428,77 +428,81 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int,
         return f"nobody.{i}@EXAMPLE{i % 50}.COM"  # no such address: the index answers "none" too
 
     with Session(engine) as s:
-        emails = [(s.get(q.Customer, cid()).email or "").upper() for _ in range(50)]
-        tagged = [(s.get(q.Customer, f"cus_B{rnd.randrange(0, n, 10):09d}").email or "").replace("+billing", "")
+        emails = [(s.get(Customer, cid()).email or "").upper() for _ in range(50)]
+        tagged = [(s.get(Customer, f"cus_B{rnd.randrange(0, n, 10):09d}").email or "").replace("+billing", "")
                   for _ in range(50)]
 
     def real_email() -> str:
         return rnd.choice(emails)
 
-    cf, sf, ff = q.CustomerFilters, q.SubscriptionFilters, q.FailedFilters
+    cf, sf, ff = customers.CustomerFilters, subscriptions.SubscriptionFilters, failed.FailedFilters
+    search, subs = customers.search_customers, subscriptions.list_subscriptions
     plan: dict[str, dict[str, Callable[[Session], Any]]] = {
         "customers": {
-            "default_page": lambda s: q.search_customers(session=s, filters=cf()),
-            "email_upper": lambda s: q.search_customers(session=s, filters=cf(q=real_email())),
-            "email_plus_tag_stripped": lambda s: q.search_customers(session=s, filters=cf(q=rnd.choice(tagged))),
-            "email_miss": lambda s: q.search_customers(session=s, filters=cf(q=email())),
-            "id": lambda s: q.search_customers(session=s, filters=cf(q=cid())),
-            "phone": lambda s: q.search_customers(session=s, filters=cf(q=f"+1 415 {rnd.randrange(0, n, 3):07d}")),
-            "card_last4": lambda s: q.search_customers(session=s, filters=cf(q=f"{rnd.randint(0, 9999):04d}")),
-            "domain_company": lambda s: q.search_customers(session=s, filters=cf(q=f"@CO{rnd.randrange(9973)}.com")),
-            "domain_big": lambda s: q.search_customers(session=s, filters=cf(q=f"example{rnd.randrange(50)}.com")),
-            "domain_miss": lambda s: q.search_customers(session=s, filters=cf(q=f"@nobody{rnd.randrange(n)}.com")),
-            "name_substring": lambda s: q.search_customers(session=s, filters=cf(q=rnd.choice(LAST))),
-            "name_absent": lambda s: q.search_customers(session=s, filters=cf(q=f"zebedee{rnd.randrange(n)}")),
-            "delinquent": lambda s: q.search_customers(session=s, filters=cf(delinquent=True)),
-            "unpaid": lambda s: q.search_customers(session=s, filters=cf(unpaid=True)),
-            "sub_status_past_due": lambda s: q.search_customers(session=s, filters=cf(sub_status="past_due")),
-            "currency_jpy_sort_mrr": lambda s: q.search_customers(session=s, filters=cf(currency="jpy", sort="mrr")),
-            "created_range": lambda s: q.search_customers(session=s, filters=cf(
+            "default_page": lambda s: search(session=s, filters=cf()),
+            "email_upper": lambda s: search(session=s, filters=cf(q=real_email())),
+            "email_plus_tag_stripped": lambda s: search(session=s, filters=cf(q=rnd.choice(tagged))),
+            "email_miss": lambda s: search(session=s, filters=cf(q=email())),
+            "id": lambda s: search(session=s, filters=cf(q=cid())),
+            "phone": lambda s: search(session=s, filters=cf(q=f"+1 415 {rnd.randrange(0, n, 3):07d}")),
+            "card_last4": lambda s: search(session=s, filters=cf(q=f"{rnd.randint(0, 9999):04d}")),
+            "domain_company": lambda s: search(session=s, filters=cf(q=f"@CO{rnd.randrange(9973)}.com")),
+            "domain_big": lambda s: search(session=s, filters=cf(q=f"example{rnd.randrange(50)}.com")),
+            "domain_miss": lambda s: search(session=s, filters=cf(q=f"@nobody{rnd.randrange(n)}.com")),
+            "name_substring": lambda s: search(session=s, filters=cf(q=rnd.choice(LAST))),
+            "name_absent": lambda s: search(session=s, filters=cf(q=f"zebedee{rnd.randrange(n)}")),
+            "delinquent": lambda s: search(session=s, filters=cf(delinquent=True)),
+            "unpaid": lambda s: search(session=s, filters=cf(unpaid=True)),
+            "sub_status_past_due": lambda s: search(session=s, filters=cf(sub_status="past_due")),
+            "currency_jpy_sort_mrr": lambda s: search(session=s, filters=cf(currency="jpy", sort="mrr")),
+            "created_range": lambda s: search(session=s, filters=cf(
                 created_from=(NOW - timedelta(days=40)).date(), created_to=(NOW - timedelta(days=30)).date())),
-            "page_40": lambda s: q.search_customers(session=s, filters=cf(), page=40, page_size=25),
-            "currencies": lambda s: q.customer_currencies(session=s),
+            "page_40": lambda s: search(session=s, filters=cf(), page=40, page_size=25),
+            "currencies": lambda s: customers.customer_currencies(session=s),
         },
         "customer_detail": {
-            "customer": lambda s: q.get_customer(session=s, customer_id=cid()),
-            "payment_methods": lambda s: q.customer_payment_methods(session=s, customer_id=cid()),
-            "subscriptions": lambda s: q.customer_subscriptions(session=s, customer_id=cid()),
-            "invoices": lambda s: q.customer_invoices(session=s, customer_id=cid()),
-            "open_amounts": lambda s: q.customer_open_amounts(session=s, customer_id=cid()),
-            "timeline": lambda s: q.customer_timeline(session=s, customer_id=(c := cid()),
-                                                      object_ids=(c.replace("cus_", "sub_"),)),
+            "customer": lambda s: customer_detail.get_customer(session=s, customer_id=cid()),
+            "payment_methods": lambda s: customer_detail.customer_payment_methods(session=s, customer_id=cid()),
+            "subscriptions": lambda s: customer_detail.customer_subscriptions(session=s, customer_id=cid()),
+            "invoices": lambda s: customer_detail.customer_invoices(session=s, customer_id=cid()),
+            "open_amounts": lambda s: customer_detail.customer_open_amounts(session=s, customer_id=cid()),
+            "timeline": lambda s: customer_detail.customer_timeline(session=s, customer_id=(c := cid()),
+                                                                    object_ids=(c.replace("cus_", "sub_"),)),
         },
         "subscriptions": {
-            "default_page": lambda s: q.list_subscriptions(session=s, filters=sf()),
-            "status_past_due": lambda s: q.list_subscriptions(session=s, filters=sf(statuses=("past_due",))),
-            "product": lambda s: q.list_subscriptions(session=s, filters=sf(product_id=f"prod_{rnd.randrange(10)}")),
-            "trial_ending_7d": lambda s: q.list_subscriptions(session=s, filters=sf(trial_ending_days=7)),
-            "cancel_at_period_end_eur": lambda s: q.list_subscriptions(
+            "default_page": lambda s: subs(session=s, filters=sf()),
+            "status_past_due": lambda s: subs(session=s, filters=sf(statuses=("past_due",))),
+            "product": lambda s: subs(session=s, filters=sf(product_id=f"prod_{rnd.randrange(10)}")),
+            "trial_ending_7d": lambda s: subs(session=s, filters=sf(trial_ending_days=7)),
+            "cancel_at_period_end_eur": lambda s: subs(
                 session=s, filters=sf(cancel_at_period_end=True, currency="eur")),
-            "totals_all": lambda s: q.subscription_totals(session=s, filters=sf()),
-            "totals_past_due": lambda s: q.subscription_totals(session=s, filters=sf(statuses=("past_due",))),
-            "choices": lambda s: q.subscription_choices(session=s),
+            "totals_all": lambda s: subscriptions.subscription_totals(session=s, filters=sf()),
+            "totals_past_due": lambda s: subscriptions.subscription_totals(
+                session=s, filters=sf(statuses=("past_due",))),
+            "choices": lambda s: subscriptions.subscription_choices(session=s),
         },
         "failed_invoices": {
-            "worklist": lambda s: q.failed_invoices(session=s, filters=ff()),
-            "worklist_decline_code": lambda s: q.failed_invoices(session=s, filters=ff(decline_code="expired_card")),
-            "worklist_followup_contacted": lambda s: q.failed_invoices(session=s, filters=ff(followup="contacted")),
-            "at_risk": lambda s: q.at_risk_by_currency(session=s),
-            "by_decline_code": lambda s: q.failed_by_decline_code(session=s),
-            "by_age": lambda s: q.failed_by_age(session=s),
-            "recovery_usd": lambda s: q.recovery(session=s, currency="usd"),
-            "decline_codes": lambda s: q.decline_codes(session=s),
-            "currencies": lambda s: q.failed_currencies(session=s),
+            "worklist": lambda s: failed.failed_invoices(session=s, filters=ff()),
+            "worklist_decline_code": lambda s: failed.failed_invoices(
+                session=s, filters=ff(decline_code="expired_card")),
+            "worklist_followup_contacted": lambda s: failed.failed_invoices(
+                session=s, filters=ff(followup="contacted")),
+            "at_risk": lambda s: failed.at_risk_by_currency(session=s),
+            "by_decline_code": lambda s: failed.failed_by_decline_code(session=s),
+            "by_age": lambda s: failed.failed_by_age(session=s),
+            "recovery_usd": lambda s: failed.recovery(session=s, currency="usd"),
+            "decline_codes": lambda s: failed.decline_codes(session=s),
+            "currencies": lambda s: failed.failed_currencies(session=s),
         },
         "sync": {
-            "runs": lambda s: q.recent_sync_runs(session=s),
-            "cursors": lambda s: q.sync_states(session=s),
-            "webhooks": lambda s: q.webhook_stats(session=s),
-            "freshness": lambda s: q.cache_freshness(session=s),
+            "runs": lambda s: sync_health.recent_sync_runs(session=s),
+            "cursors": lambda s: sync_health.sync_states(session=s),
+            "webhooks": lambda s: sync_health.webhook_stats(session=s),
+            "freshness": lambda s: sync_health.cache_freshness(session=s),
         },
         "overview": {
-            "estimates": lambda s: q.table_counts(session=s),
-            "mrr_by_currency": lambda s: q.mrr_by_currency(session=s),
+            "estimates": lambda s: overview.table_counts(session=s),
+            "mrr_by_currency": lambda s: overview.mrr_by_currency(session=s),
         },
     }
     out: dict[str, dict[str, dict[str, float]]] = {}

@@ -119,7 +119,7 @@ class AuditFilters:
 
 
 def _audit_stmt(session: Session, f: AuditFilters) -> Select:
-    from lib.queries import _day_start, _prefix  # the pages' index-friendly prefix match and day bounds
+    from lib.queries.paging import _day_start, _prefix  # the pages' index-friendly prefix match and day bounds
 
     cols = [getattr(AuditLog, c) for c in AUDIT_COLUMNS]
     stmt = select(col(AuditLog.id), *cols).select_from(AuditLog)  # keeps FROM when the count drops the columns
@@ -144,8 +144,8 @@ def _audit_stmt(session: Session, f: AuditFilters) -> Select:
 
 
 def search_audit(*, session: Session, filters: AuditFilters, page: int = 1, page_size: int = 25) -> Any:
-    """One page of audit entries, newest first, with a bounded total (lib.queries.Page)."""
-    from lib.queries import _page
+    """One page of audit entries, newest first, with a bounded total (lib.queries.paging.Page)."""
+    from lib.queries.paging import _page
 
     return _page(session, _audit_stmt(session, filters), page, page_size)
 

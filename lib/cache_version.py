@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +45,21 @@ STAMP_SQL = text(
 
 Generation = tuple[str, ...]  # (audit part, sync parts...)
 
-# lib.queries functions that read only tables the sync writes (customers, subscriptions, invoices, cards,
-# events, sync state and runs); any other query (follow-ups, audit, merges) is keyed on the whole stamp.
+# lib.queries functions (by `query_name`) that read only tables the sync writes (customers, subscriptions,
+# invoices, cards, events, sync state and runs); any other query (follow-ups, audit, merges) is keyed on the
+# whole stamp. tests/test_cache_version.py checks each name still names such a function.
 SYNCED_ONLY = frozenset({
-    "search_customers", "export_customers_csv", "customer_currencies", "get_customer",
-    "customer_payment_methods", "customer_subscriptions", "customer_invoices", "customer_open_amounts",
-    "customer_timeline", "list_subscriptions", "subscription_totals", "export_subscriptions_csv",
-    "subscription_choices", "decline_codes", "failed_currencies", "recovery", "mrr_by_currency",
-    "table_counts", "recent_sync_runs", "sync_states", "webhook_stats", "cache_freshness",
+    "lib.queries.customers.search_customers", "lib.queries.customers.export_customers_csv",
+    "lib.queries.customers.customer_currencies", "lib.queries.customer_detail.get_customer",
+    "lib.queries.customer_detail.customer_payment_methods", "lib.queries.customer_detail.customer_subscriptions",
+    "lib.queries.customer_detail.customer_invoices", "lib.queries.customer_detail.customer_open_amounts",
+    "lib.queries.customer_detail.customer_timeline", "lib.queries.subscriptions.list_subscriptions",
+    "lib.queries.subscriptions.subscription_totals", "lib.queries.subscriptions.export_subscriptions_csv",
+    "lib.queries.subscriptions.subscription_choices", "lib.queries.failed.decline_codes",
+    "lib.queries.failed.failed_currencies", "lib.queries.failed.recovery", "lib.queries.overview.mrr_by_currency",
+    "lib.queries.overview.table_counts", "lib.queries.sync_health.recent_sync_runs",
+    "lib.queries.sync_health.sync_states", "lib.queries.sync_health.webhook_stats",
+    "lib.queries.sync_health.cache_freshness",
 })
 
 
@@ -87,10 +95,16 @@ def generation(url: str, *, max_age: float = MAX_AGE, clock: Any = time.monotoni
         return value
 
 
-def key_for(query_name: str, stamp: Generation) -> Generation:
-    """The part of `stamp` a cached result of `query_name` depends on: without the audit part for
+def query_name(query: Callable[..., Any]) -> str:
+    """The name a query's cached results are kept under: its module and qualified name
+    ("lib.queries.customers.search_customers"), the same in every process."""
+    return f"{query.__module__}.{query.__qualname__}"
+
+
+def key_for(query: Callable[..., Any], stamp: Generation) -> Generation:
+    """The part of `stamp` a cached result of `query` depends on: without the audit part for
     `SYNCED_ONLY` queries, the whole stamp for any other (a new query is safe by default)."""
-    return stamp[1:] if query_name in SYNCED_ONLY else stamp
+    return stamp[1:] if query_name(query) in SYNCED_ONLY else stamp
 
 
 def forget(url: str | None = None) -> None:

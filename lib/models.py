@@ -199,7 +199,7 @@ class InvoiceRecoveryDaily(SQLModel, table=True):
     amount: int = Field(default=0, sa_type=BigInteger)  # minor units of `currency`
 
 
-_UNPAID = "status IN ('open', 'uncollectible')"  # the failed worklist's statuses (lib/queries._failed_base)
+_UNPAID = "status IN ('open', 'uncollectible')"  # the failed worklist's statuses (lib/queries/failed._failed_base)
 
 
 class Invoice(SQLModel, table=True):

@@ -35,7 +35,7 @@ from lib.money import currency_code, major
 
 PORTAL: Final = "portal"
 Flow = Literal["portal", FlowType]  # the portal's home, or one task (flow_data)
-FLOWS: dict[str, str] = {
+FLOWS: dict[Flow, str] = {
     PORTAL: "Portal home (everything the portal allows)",
     "payment_method_update": "Update payment method",
     "subscription_cancel": "Cancel a subscription",

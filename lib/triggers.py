@@ -120,7 +120,7 @@ def _ensure_subscription_totals(connection: Any) -> bool:
 
 
 # --- derived state: invoice_recovery_daily, kept by triggers ----------------------------------------------
-# The same rules as lib/queries.recovery had when it summed `invoices`. `{r}` is the row: NEW., OLD. or ''
+# The same rules as lib/queries/failed.recovery had when it summed `invoices`. `{r}` is the row: NEW., OLD. or ''
 # (a transition table's columns). RECOVERED implies FAILED, so FAILED alone says whether a row contributes.
 
 # v2: with the 'recovered_cohort' kind. New names, so a database holding the first version's triggers (named

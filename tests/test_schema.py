@@ -19,6 +19,7 @@ from sqlmodel import Session, SQLModel
 from lib import queries
 from lib.db import alembic_config, migrate
 from lib.models import Subscription, SubscriptionTotal, utcnow
+from lib.queries import customers, failed, subscriptions
 from lib.triggers import _ensure_subscription_totals, ensure_derived_state
 from tests.utils.migrations import database_at, head_revision
 
@@ -248,12 +249,13 @@ def _plan(conn: Any, stmt: Any) -> str:
 
 @pytest.mark.parametrize("name,build", [
     ("ix_customers_delinquent_created",
-     lambda s: queries._customers_stmt(s, queries.CustomerFilters(delinquent=True))),
+     lambda s: customers._customers_stmt(s, queries.CustomerFilters(delinquent=True))),
     ("ix_subscriptions_canceling_created",
-     lambda s: queries._subs_where(select(Subscription.id), queries.SubscriptionFilters(cancel_at_period_end=True))
+     lambda s: subscriptions._subs_where(select(Subscription.id),
+                                 queries.SubscriptionFilters(cancel_at_period_end=True))
      .order_by(Subscription.created.desc(), Subscription.id.desc())),
     ("ix_subscriptions_canceling_currency_created",
-     lambda s: queries._subs_where(select(Subscription.id), queries.SubscriptionFilters(
+     lambda s: subscriptions._subs_where(select(Subscription.id), queries.SubscriptionFilters(
          cancel_at_period_end=True, currency="eur")).order_by(Subscription.created.desc(), Subscription.id.desc())),
 ])
 def test_the_pages_filters_use_the_partial_indexes(session: Session, name: str, build: Any) -> None:
@@ -267,7 +269,7 @@ def test_the_failed_worklist_by_date_uses_the_unpaid_index_on_postgresql(session
     from lib.models import Invoice
 
     f = queries.FailedFilters(sort="created")
-    stmt = queries._failed_where(queries._failed_from(select(Invoice.id), f), f, utcnow()).order_by(
+    stmt = failed._failed_where(failed._failed_from(select(Invoice.id), f), f, utcnow()).order_by(
         Invoice.created.desc(), Invoice.id.desc()).limit(26)
     with session.get_bind().connect() as conn, conn.begin():
         assert "ix_invoices_unpaid_created" in _plan(conn, stmt)

@@ -19,7 +19,7 @@ there): capture `current_claims()` while rendering and pass them as `claims=`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 
@@ -53,13 +53,13 @@ def current_claims() -> dict[str, Any] | None:
         return None
 
 
-def _allowed(user: User, *, right: str | None, page: str | None) -> bool:
+def _allowed(user: User, *, right: access.Action | None, page: str | None) -> bool:
     if page is not None and not access.may_open(user.roles, page):
         return False
     return right is None or access.may_do(user.roles, right)
 
 
-def _what(action: str, right: str | None, page: str | None) -> str:
+def _what(action: str, right: access.Action | None, page: str | None) -> str:
     if right in WHAT:
         return WHAT[right]
     if page is not None:
@@ -67,7 +67,7 @@ def _what(action: str, right: str | None, page: str | None) -> str:
     return action.replace("_", " ")
 
 
-def _needed(right: str | None, page: str | None) -> str:
+def _needed(right: access.Action | None, page: str | None) -> str:
     """'finance or admin': the roles that may do it (from the role matrix, so the advice never drifts)."""
     ok = [r for r in access.ROLES if (right is None or r in access.ACTIONS[right])
           and (page is None or access.may_open({r}, page))]
@@ -87,13 +87,13 @@ def _record_refusal(user: User, action: str, message: str, *, customer_id: str |
         with session_scope() as session:
             row = audit.start(session=session, actor=user.email, role=user.role_label, action=action,
                               customer_id=customer_id, object_id=object_id, details=dict(details or {}))
-            audit.finish(row, session=session, result="refused", error=message)
+            audit.finish(row, session=session, result=audit.AuditResult.REFUSED, error=message)
     except Exception:  # noqa: BLE001 - the refusal stands even when the trail cannot be written
         pass
 
 
 def authorize(
-    user: User, action: str, *, right: str | None = None, page: str | None = None,
+    user: User, action: str, *, right: access.Action | None = None, page: str | None = None,
     customer_id: str | None = None, object_id: str | None = None, details: Mapping[str, Any] | None = None,
     claims: Any = _CURRENT, tell: Callable[[str], None] | None = None,
 ) -> User | None:
@@ -105,7 +105,7 @@ def authorize(
     result `refused` and the reason, and is told through `tell` (default: an st.error where the call runs).
     """
     if right is None and page is None:
-        right = action
+        right = cast(access.Action, action)  # not a right: may_do raises KeyError, as it always has
     say = tell or _tell
     try:
         claims_now = current_claims() if claims is _CURRENT else claims

@@ -1,35 +1,42 @@
-"""How pages read the cache: every query from lib/queries.py, cached per filters for a short time.
+"""How pages read the cache: every query from lib/queries/, cached per filters for a short time.
 
-`query("search_customers", filters=…, page=2)` runs `lib.queries.search_customers(session=…, …)` and keeps
-the result for TTL seconds, keyed on the query name, its arguments, the database URL and the cache's change
-stamp (`lib.cache_version`): a write made anywhere (another replica, the sync worker, a webhook) changes the
-stamp, so every replica reads fresh rows within a second instead of after the TTL. A sync or a follow-up
-change made here calls `clear()`, which drops this process's results and re-reads the stamp at once.
+`query(customers.search_customers, filters=…, page=2)` runs `lib.queries.customers.search_customers(session=…,
+…)` and keeps the result for TTL seconds, keyed on the query's name (`cache_version.query_name`: module and
+qualified name), its arguments, the database URL and the cache's change stamp (`lib.cache_version`): a write made
+anywhere (another replica, the sync worker, a webhook) changes the stamp, so every replica reads fresh rows within
+a second instead of after the TTL. A sync or a follow-up change made here calls `clear()`, which drops this
+process's results and re-reads the stamp at once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 
-from lib import cache_version, queries
+from lib import cache_version
 from lib.config import get_settings
 from lib.db import session_scope
 
 TTL_SECONDS = 60
+T = TypeVar("T")
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False, max_entries=500)
-def _cached(name: str, database_url: str, stamp: cache_version.Generation, kwargs: dict[str, Any]) -> Any:
+def _cached(name: str, database_url: str, stamp: cache_version.Generation, kwargs: dict[str, Any],
+            _fn: Callable[..., Any]) -> Any:
+    """`_fn`'s result; `name` stands for `_fn` in the cache key (Streamlit hashes no argument named `_…`)."""
     with session_scope() as session:
-        return getattr(queries, name)(session=session, **kwargs)
+        return _fn(session=session, **kwargs)
 
 
-def query(name: str, /, **kwargs: Any) -> Any:
-    """Run a lib.queries function by name through the cache (raises what the query raises)."""
+def query(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run a lib.queries function through the cache: `fn(session=…, **kwargs)`, raising what it raises."""
     url = get_settings().database_url
-    return _cached(name, url, cache_version.key_for(name, cache_version.generation(url)), kwargs)
+    name = cache_version.query_name(fn)
+    result: T = _cached(name, url, cache_version.key_for(fn, cache_version.generation(url)), kwargs, fn)
+    return result
 
 
 def clear() -> None:

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from app_pages.components.authz import authorize, current_claims
 from app_pages.components.text import plain
-from lib import audit
+from lib import access, audit
 from lib.auth import User
 from lib.db import session_scope
 from lib.export import csv_text
@@ -27,7 +27,7 @@ Maker = Callable[[Session], IO[bytes]]
 
 
 def export_csv(
-    user: User, *, action: str, page: str, filters: Any, make: Maker, right: str | None = None,
+    user: User, *, action: str, page: str, filters: Any, make: Maker, right: access.Action | None = None,
     claims: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The CSV bytes for this export, made and audited now; when the user's roles no longer allow it, a
@@ -39,13 +39,14 @@ def export_csv(
     if fresh is None:
         return csv_text(["error"], [[plain(said[0]) if said else "Not allowed."]]).encode("utf-8")
     with session_scope() as session:
-        return audit.recorded_export(session=session, actor=fresh.email, role=fresh.role_label, action=action,
-                                     page=page, filters=filters, make=lambda: make(session))
+        return audit.recorded_export(session=session, actor=fresh.email, role=fresh.role_label,
+                                     action=audit.AuditAction(action), page=page, filters=filters,
+                                     make=lambda: make(session))
 
 
 def export_button(
     user: User, label: str, *, key: str, file_name: str, action: str, page: str, filters: Any, make: Maker,
-    right: str | None = None, disabled: bool = False,
+    right: access.Action | None = None, disabled: bool = False,
 ) -> None:
     """A "Download CSV" button whose file is made, checked and audited only when the user fetches it."""
     data = functools.partial(export_csv, user, action=action, page=page, filters=filters, make=make, right=right,
@@ -54,11 +55,11 @@ def export_button(
                        data=data, disabled=disabled)
 
 
-def query_maker(name: str, /, **kwargs: Any) -> Maker:
-    """A maker for one of lib/queries' export_* functions: `query_maker("export_customers_csv", filters=f)`."""
-    from lib import queries
+def query_maker(export: Callable[..., IO[bytes]], /, **kwargs: Any) -> Maker:
+    """A maker for one of lib/queries' export_* functions:
+    `query_maker(customers.export_customers_csv, filters=f)`."""
 
     def make(session: Session) -> IO[bytes]:
-        return getattr(queries, name)(session=session, **kwargs)
+        return export(session=session, **kwargs)
 
     return make

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -52,17 +52,17 @@ def balance(amount: object, currency: object) -> str:
     'owes 5.00 USD' (positive: added to the next invoice), '0.00 USD' for zero, '' for no balance at all."""
     if missing(amount):
         return ""
-    if int(amount) == 0:  # type: ignore[call-overload]
+    if int(amount) == 0:  # type: ignore[call-overload]  # a cell's value (object): int-like once missing() is False
         return money(0, currency)
-    word = "credit" if int(amount) < 0 else "owes"  # type: ignore[call-overload]
-    return f"{word} {money(abs(int(amount)), currency)}"  # type: ignore[call-overload]
+    word = "credit" if int(amount) < 0 else "owes"  # type: ignore[call-overload]  # as above
+    return f"{word} {money(abs(int(amount)), currency)}"  # type: ignore[call-overload]  # as above
 
 
 def count(n: object) -> str:
     """A count with thousands separators ('12,345'); '—' when there is none."""
     if missing(n):
         return "—"
-    return f"{int(n):,}"  # type: ignore[call-overload]
+    return f"{int(n):,}"  # type: ignore[call-overload]  # a cell's value (object): int-like once missing() is False
 
 
 def tick(flag: object) -> str:
@@ -212,10 +212,11 @@ def count_column(label: str, *, help: str | None = None, width: int | None = Non
     return st.column_config.NumberColumn(label, format="%,d", help=help, width=width)
 
 
-def long_text(label: str, *, width: int | str = "medium", help: str | None = None) -> Any:
+def long_text(label: str, *, width: int | Literal["small", "medium", "large"] = "medium",
+              help: str | None = None) -> Any:
     """A width-limited text column for long text (a name, a note): the start shows in the row; the page shows
     the whole text elsewhere (the row's details, an expander), or the table wraps it (`WRAP_ROW_PX` rows)."""
-    return st.column_config.TextColumn(label, width=width, help=help)  # type: ignore[arg-type]
+    return st.column_config.TextColumn(label, width=width, help=help)
 
 
 def pinned(label: str, *, width: int | None = None) -> Any:

@@ -13,6 +13,7 @@ from streamlit.delta_generator import DeltaGenerator
 from app_pages.components.data import query
 from app_pages.components.format import ago
 from lib.config import get_settings
+from lib.queries import sync_health
 
 # The names of SQLAlchemy's exceptions: a stored run error "customers: OperationalError: (psycopg…) …" is one.
 _DB_ERRORS = frozenset(n for n, c in vars(sa_exc).items() if isinstance(c, type) and issubclass(c, SQLAlchemyError))
@@ -68,7 +69,7 @@ def _draw() -> None:
     else:
         left.markdown(f":red-background[**LIVE MODE**] Stripe key {settings.key_hint} — real customers.")
     try:
-        refreshed = query("cache_freshness")
+        refreshed = query(sync_health.cache_freshness)
     except Exception:  # noqa: BLE001 — a header must never break the page below it
         right.warning("Cannot read the cache database: check DATABASE_URL and run `python -m lib migrate`.")
         return

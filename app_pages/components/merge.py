@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-from sqlmodel import Session
 
 from app_pages.components.authz import authorize
 from app_pages.components.format import balance
@@ -18,8 +17,7 @@ from app_pages.components.tables import dashboard_url
 from app_pages.components.text import md, md_id
 from lib import merge
 from lib.auth import User, can
-from lib.config import get_settings
-from lib.db import get_engine
+from lib.db import session_scope
 from lib.gateway import GatewayError
 
 STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circle:",
@@ -28,10 +26,6 @@ STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circ
 
 def _k(kp: str, name: str) -> str:
     return f"{kp}_merge_{name}"
-
-
-def _session() -> Session:
-    return Session(get_engine(get_settings().database_url), expire_on_commit=False)
 
 
 def _customer_ref(customer_id: str) -> str:
@@ -66,7 +60,7 @@ def _plan(kp: str, ids: tuple[str, str]) -> None:
 def _run(kp: str, user: User, job_id: str, *, takeover: bool = False) -> None:
     st.session_state.pop(_k(kp, "run_error"), None)
     try:
-        with _session() as session, st.status("Merging…", expanded=True) as status:
+        with session_scope() as session, st.status("Merging…", expanded=True) as status:
             def progress(step: Any) -> None:
                 status.write(f"{STATUS_ICON['done']} {step.seq}. {md(step.params.get('title', step.kind))}")
 
@@ -86,7 +80,7 @@ def _start(kp: str, user: User) -> None:
     plan = merge.Plan.from_dict(st.session_state[_k(kp, "plan")])
     acks = [c for c in plan.needs_ack if st.session_state.get(_k(kp, f"ack_{c}"))]
     try:
-        with _session() as session:
+        with session_scope() as session:
             job = merge.create_job(plan, user=user, session=session, acknowledged=acks,
                                    confirm_text=st.session_state.get(_k(kp, "confirm"), ""))
     except merge.MergeError as err:
@@ -151,7 +145,7 @@ def _render_plan(kp: str, user: User) -> None:
 
 
 def _render_job(kp: str, user: User, job_id: str) -> None:
-    with _session() as session:
+    with session_scope() as session:
         job = session.get(merge.MergeJob, job_id)
         if job is None:
             st.warning(f"Merge job {md(job_id)} no longer exists.")
@@ -186,7 +180,7 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
         fresh = _allowed(kp, user, customer_id=job.survivor_id, object_id=job.id)
         try:
             if fresh is not None:
-                with _session() as session:
+                with session_scope() as session:
                     merge.request_stop(job.id, user=fresh, session=session)
         except merge.MergeError as err:
             st.session_state[_k(kp, "run_error")] = md(str(err))
@@ -197,7 +191,7 @@ def _render_job(kp: str, user: User, job_id: str) -> None:
         fresh = _allowed(kp, user, customer_id=job.survivor_id, object_id=job.id)
         try:
             if fresh is not None:
-                with _session() as session:
+                with session_scope() as session:
                     merge.abandon_job(job.id, user=fresh, session=session)
         except merge.MergeError as err:
             st.session_state[_k(kp, "run_error")] = md(str(err))
@@ -243,7 +237,7 @@ def merge_action(user: User, customer_id: str, *, key_prefix: str, other_ids: li
         _close(kp)
         st.session_state[_k(kp, "is_open")] = True
     try:
-        with _session() as session:
+        with session_scope() as session:
             pending = [j for j in merge.latest_jobs(customer_id, session=session) if j.status in merge.UNFINISHED]
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         st.error(f"Merge jobs could not be read from the cache database ({type(exc).__name__}). Check the "

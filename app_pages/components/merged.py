@@ -10,7 +10,8 @@ from app_pages.components.data import query
 from app_pages.components.tables import link_to
 from app_pages.components.text import md
 from lib.mapping import valid_customer_id
-from lib.queries import MergeMark
+from lib.queries import customer_detail
+from lib.queries.customer_detail import MergeMark
 
 
 def when_by(mark: MergeMark) -> str:
@@ -22,7 +23,7 @@ def when_by(mark: MergeMark) -> str:
 
 def render_merge_marks(customer_id: str) -> None:
     """The banner for a merged-away customer and the list of customers merged into this one."""
-    mark: MergeMark | None = query("merged_into", customer_id=customer_id)
+    mark: MergeMark | None = query(customer_detail.merged_into, customer_id=customer_id)
     if mark is not None:
         st.warning(md(f"Merged into {mark.survivor}{when_by(mark)}. This record is kept for history: "
                              "work with the surviving customer."), icon=":material/call_merge:")
@@ -30,7 +31,7 @@ def render_merge_marks(customer_id: str) -> None:
         if survivor:
             link_to("customer_detail.py", label=f"Open {survivor} (the surviving customer)",  # link_to escapes
                     icon=":material/arrow_forward:", query_params={"id": survivor})
-    sources: list[MergeMark] = query("merged_from", customer_id=customer_id)
+    sources: list[MergeMark] = query(customer_detail.merged_from, customer_id=customer_id)
     if sources:
         with st.container(border=True):
             st.caption(f"Merged from {len(sources)} customer(s)")

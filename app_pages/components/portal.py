@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
-from sqlmodel import Session
 
 from app_pages.components import data
 from app_pages.components.authz import authorize
@@ -18,13 +17,9 @@ from app_pages.components.text import md
 from lib import portal
 from lib.auth import User, can
 from lib.config import get_settings
-from lib.db import get_engine
+from lib.db import session_scope
 from lib.gateway import GatewayError
 from lib.sync import refresh_customer
-
-
-def _session() -> Session:
-    return Session(get_engine(get_settings().database_url), expire_on_commit=False)
 
 
 def _k(prefix: str, name: str) -> str:
@@ -37,7 +32,7 @@ def _attempt(kp: str, user: User, req: portal.PortalRequest, key: str) -> None:
     st.session_state.pop(_k(kp, "result"), None)
     st.session_state.pop(_k(kp, "error"), None)
     try:
-        with _session() as session:
+        with session_scope() as session:
             link = portal.create_link(req, user=user, session=session, idempotency_key=key)
             name, _email = portal.customer_label(req.customer_id, session=session)
     except portal.PortalError as err:
@@ -104,7 +99,7 @@ def portal_link_action(
     if st.button("Portal link…", key=_k(kp, "toggle"), icon=":material/link:",
                  help="Make a link to Stripe's Customer Portal for this customer"):
         if not can(user, "portal_link"):
-            with _session() as session:
+            with session_scope() as session:
                 err = portal.refuse(user, "portal_link", session=session, customer_id=customer_id,
                                     flow=default_flow or portal.PORTAL)
             st.session_state[_k(kp, "refused")] = err.message
@@ -125,7 +120,7 @@ def portal_link_action(
         )
         sub_id: str | None = None
         if flow in portal.SUBSCRIPTION_FLOWS:
-            with _session() as session:
+            with session_scope() as session:
                 choices = portal.subscription_choices(customer_id, session=session)
             ids = [c.id for c in choices]
             labels = {c.id: c.label for c in choices}
@@ -208,7 +203,7 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
             bar.progress(done / max(total, 1), text=f"Made {done} of {total} links…")
 
         try:
-            with _session() as session:
+            with session_scope() as session:
                 result = portal.bulk_links(invoice_ids, user=fresh, session=session, progress=progress)
         except portal.PortalError as err:
             st.session_state[_k(kp, "error")] = md(err.message)
@@ -227,21 +222,21 @@ def bulk_portal_links_action(user: User, invoice_ids: list[str], *, key_prefix: 
         bar.empty()
     if st.session_state.get(_k(kp, "error")):
         st.error(st.session_state[_k(kp, "error")])
-    result = st.session_state.get(_k(kp, "result"))
-    if not result:
+    shown = st.session_state.get(_k(kp, "result"))
+    if not shown:
         return
-    if result["made"]:
-        st.success(f"Made {result['made']} links in {result['seconds']:.1f} s.")
-    if result["failed"]:
-        st.error(md(result["error"]) if result["error"] else
-                 f"{result['failed']} links could not be made (see the error column of the CSV).")
-        for cid, problem in result["problems"][:5]:
+    if shown["made"]:
+        st.success(f"Made {shown['made']} links in {shown['seconds']:.1f} s.")
+    if shown["failed"]:
+        st.error(md(shown["error"]) if shown["error"] else
+                 f"{shown['failed']} links could not be made (see the error column of the CSV).")
+        for cid, problem in shown["problems"][:5]:
             st.caption(f"{md(cid)}: {md(problem)}")
-    if result["missing"]:
-        st.warning(f"{result['missing']} selected invoices are no longer in the cache and were skipped.")
-    made = result["csv"].encode("utf-8")  # written by lib/export when the links were made
+    if shown["missing"]:
+        st.warning(f"{shown['missing']} selected invoices are no longer in the cache and were skipped.")
+    made = shown["csv"].encode("utf-8")  # written by lib/export when the links were made
     export_button(user, "Download links as CSV", key=_k(kp, "download"),
-                  file_name=f"portal-links-{result['stamp']}.csv", action="export_portal_links",
-                  right="bulk_portal_links", page="failed-invoices", filters={"run": result.get("run_id", "")},
+                  file_name=f"portal-links-{shown['stamp']}.csv", action="export_portal_links",
+                  right="bulk_portal_links", page="failed-invoices", filters={"run": shown.get("run_id", "")},
                   make=lambda _session: io.BytesIO(made))
     st.warning(portal.EXPIRY_NOTE, icon=":material/timer:")

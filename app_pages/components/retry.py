@@ -38,7 +38,7 @@ def retry_now_action(user: User, rows: list[dict[str, Any]], *, key_prefix: str)
     if st.session_state.get(key) not in labels:
         st.session_state[key] = rows[0]["id"]
     with st.container(border=True):
-        st.selectbox("Invoice", list(labels), key=key, format_func=labels.get,
+        st.selectbox("Invoice", list(labels), key=key, format_func=labels.__getitem__,
                      help="Charges the invoice now with the card a retry would use (the subscription's or the "
                           "customer's default). Invoices with a new card since the failure come first.")
         clicked = st.button("Retry now", key=f"{key_prefix}_retry_go", type="primary", icon=":material/replay:")

@@ -4,7 +4,7 @@ look (money, dates, counts) is app_pages/components/format."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,12 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
 
 from app_pages.components.format import count
-from app_pages.components.text import md, safe_id
+from app_pages.components.text import IdKind, md, safe_id
 from app_pages.components.urlstate import Choice, UrlState, Whole
 from lib import access
 from lib.config import get_settings
 from lib.money import minor_to_major
-from lib.queries import PAGE_SIZES, Page
+from lib.queries.paging import PAGE_SIZES, Page
 
 
 def frame(rows: list[dict[str, Any]], money: Iterable[str] = ()) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def chosen(key: str) -> Any:
     return None if value in (None, ANY) else value
 
 
-_DASHBOARD_KINDS = {"customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
+_DASHBOARD_KINDS: dict[str, IdKind] = {"customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
                     "payment_methods": "payment_method", "events": "event"}
 
 
@@ -58,7 +58,7 @@ def dashboard_url(kind: str, object_id: object) -> str | None:
     settings = get_settings()
     if not settings.stripe_dashboard:
         return None
-    valid = safe_id(_DASHBOARD_KINDS[kind], object_id)  # type: ignore[arg-type]
+    valid = safe_id(_DASHBOARD_KINDS[kind], object_id)
     return f"{settings.dashboard_path}{kind}/{valid}" if valid else None
 
 
@@ -122,7 +122,8 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
                  "refreshed.", icon=":material/database:")
 
 
-def link_to(page_file: str, label: str, *, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
+def link_to(page_file: str, label: str, *, icon: str | None = None,
+            query_params: Mapping[str, str | list[str]] | None = None) -> None:
     """`st.page_link` to another page; a plain link when the page runs outside `st.navigation` (AppTest).
 
     `label` is plain text (it may hold a customer's name or email): it is escaped here, never Markdown.
@@ -179,12 +180,13 @@ def selected_ids(key: str, ids: list[str], *, what: str = "row") -> list[str]:
     return kept
 
 
-def paged(prefix: str, query_name: str, filters: Any, *, none_match: str, empty: str) -> Page | None:
-    """Run a paged query for the current filters and page; say why when nothing is shown (then None)."""
+def paged(prefix: str, fetch: Callable[..., Page], filters: Any, *, none_match: str, empty: str) -> Page | None:
+    """Run a paged lib.queries function (`fetch`, through the cache) for the current filters and page; say why
+    when nothing is shown (then None)."""
     from app_pages.components.data import query
 
     page_no, size = pager(prefix, filters)
-    page = query(query_name, filters=filters, page=page_no, page_size=size)
+    page = query(fetch, filters=filters, page=page_no, page_size=size)
     past_the_end(prefix, page)
     if page.rows:
         return page

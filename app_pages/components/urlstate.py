@@ -154,17 +154,11 @@ class Number:
 
 
 @dataclass(frozen=True)
-class Day:
-    """A date as YYYY-MM-DD (a date input), from `earliest` to `latest`."""
+class _Days:
+    """Dates as YYYY-MM-DD from `earliest` to `latest` (what Day and DayRange share)."""
 
     earliest: date = date(1970, 1, 1)
     latest: date = date(2100, 12, 31)
-
-    def encode(self, value: Any) -> str:
-        return value.isoformat()
-
-    def decode(self, raw: list[str]) -> date:
-        return self.day(_one(raw))
 
     def day(self, text: str) -> date:
         try:
@@ -177,7 +171,18 @@ class Day:
 
 
 @dataclass(frozen=True)
-class DayRange(Day):
+class Day(_Days):
+    """A date as YYYY-MM-DD (a date input), from `earliest` to `latest`."""
+
+    def encode(self, value: Any) -> str:
+        return value.isoformat()
+
+    def decode(self, raw: list[str]) -> date:
+        return self.day(_one(raw))
+
+
+@dataclass(frozen=True)
+class DayRange(_Days):
     """A date range as YYYY-MM-DD..YYYY-MM-DD within `earliest`–`latest`, first day not after the last."""
 
     def encode(self, value: Any) -> str:

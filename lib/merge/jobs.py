@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -55,7 +55,7 @@ def attempt_key(step: MergeStep) -> str:
     return step.idempotency_key if failed == 0 else f"{step.idempotency_key}-r{failed}"
 
 
-def create_job(plan: Plan, *, user: User, session: Session, acknowledged: list[str] | tuple[str, ...] = (),
+def create_job(plan: Plan, *, user: User, session: Session, acknowledged: Sequence[str] = (),
                confirm_text: str = "") -> MergeJob:
     """Store the plan as a job with its steps (nothing is written to Stripe yet)."""
     require_admin(user, session=session, customer_id=plan.duplicate_id, object_id=plan.survivor_id)

@@ -156,6 +156,7 @@ def _export_script() -> None:
     from app_pages.components.exports import export_csv, query_maker
     from lib import audit, queries
     from lib.auth import User
+    from lib.queries import customers
 
     stale = User(email=st.session_state["t_email"], name="x", roles=frozenset(st.session_state["t_roles"]))
     claims = current_claims() if not st.session_state.get("t_logged_out") else None
@@ -165,7 +166,8 @@ def _export_script() -> None:
                           make=lambda s: audit.export_audit_csv(session=s, filters=filters), claims=claims)
     else:
         data = export_csv(stale, action="export_customers", page="customers", filters=queries.CustomerFilters(),
-                          make=query_maker("export_customers_csv", filters=queries.CustomerFilters()), claims=claims)
+                          make=query_maker(customers.export_customers_csv, filters=queries.CustomerFilters()),
+                          claims=claims)
     st.session_state["t_csv"] = data.decode()
 
 

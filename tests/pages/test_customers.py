@@ -17,6 +17,7 @@ from lib import queries
 from lib.auth import DEMO_USER
 from lib.db import session_scope
 from lib.models import UTC, utcnow
+from lib.queries import customers
 from tests.utils.apptest import run_page
 from tests.utils.factories import (
     make_customer,
@@ -163,7 +164,7 @@ def test_csv_has_every_page(people: dict[str, str]) -> None:
     # the bytes the download button hands the browser (the same call the button's callable makes)
     filters = queries.CustomerFilters(sort="mrr")
     out = export_csv(DEMO_USER, action="export_customers", page="customers", filters=filters,
-                     make=query_maker("export_customers_csv", filters=filters))
+                     make=query_maker(customers.export_customers_csv, filters=filters))
     rows = list(csv.DictReader(io.StringIO(out.decode())))
     assert len(rows) == 33  # more than one page, deleted excluded
     assert rows[0]["Customer"] == people["jane"]

@@ -16,6 +16,7 @@ from lib.db import session_scope
 from lib.export import csv_text, neutralise
 from lib.models import AuditLog
 from lib.portal import BulkResult, BulkRow
+from lib.queries import customers, failed, subscriptions
 from tests.utils.factories import make_customer, make_failed_invoice, make_subscription
 
 FORMULA = '=HYPERLINK("http://host/x","Refund")'
@@ -106,9 +107,9 @@ def test_a_cell_with_a_newline_stays_one_row() -> None:
 
 
 def _export(kind: str, filters: object) -> bytes:
-    names = {"customers": ("export_customers", "customers", "export_customers_csv"),
-             "subscriptions": ("export_subscriptions", "subscriptions", "export_subscriptions_csv"),
-             "failed": ("export_failed_invoices", "failed-invoices", "export_failed_csv")}
+    names = {"customers": ("export_customers", "customers", customers.export_customers_csv),
+             "subscriptions": ("export_subscriptions", "subscriptions", subscriptions.export_subscriptions_csv),
+             "failed": ("export_failed_invoices", "failed-invoices", failed.export_failed_csv)}
     action, page, query = names[kind]
     return export_csv(DEMO_USER, action=action, page=page, filters=filters, make=query_maker(query, filters=filters))
 
