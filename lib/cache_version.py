@@ -55,6 +55,12 @@ SYNCED_ONLY = frozenset({
 })
 
 
+# lib.queries functions that join follow-ups only when their `filters` name a follow-up status
+# (`FailedFilters.followup`, see `queries._failed_from`): the Failed invoices page's summary tables. Keyed like
+# SYNCED_ONLY when the filters leave the follow-up status open, so a follow-up saved does not recompute them.
+SYNCED_UNLESS_FOLLOWUP_FILTER = frozenset({"at_risk_by_currency", "failed_by_decline_code", "failed_by_age"})
+
+
 @dataclass
 class _Memo:
     value: Generation
@@ -87,10 +93,20 @@ def generation(url: str, *, max_age: float = MAX_AGE, clock: Any = time.monotoni
         return value
 
 
-def key_for(query_name: str, stamp: Generation) -> Generation:
-    """The part of `stamp` a cached result of `query_name` depends on: without the audit part for
-    `SYNCED_ONLY` queries, the whole stamp for any other (a new query is safe by default)."""
-    return stamp[1:] if query_name in SYNCED_ONLY else stamp
+def key_for(query_name: str, stamp: Generation, kwargs: dict[str, Any] | None = None) -> Generation:
+    """The part of `stamp` a cached result of `query_name` called with `kwargs` depends on: without the audit
+    part for `SYNCED_ONLY` queries and for `SYNCED_UNLESS_FOLLOWUP_FILTER` ones whose `filters` (given, not
+    None) have no follow-up status; the whole stamp for any other (a new query is safe by default)."""
+    return stamp[1:] if synced_only(query_name, kwargs or {}) else stamp
+
+
+def synced_only(query_name: str, kwargs: dict[str, Any]) -> bool:
+    """True when this call of `query_name` reads only tables the sync writes."""
+    if query_name in SYNCED_ONLY:
+        return True
+    filters = kwargs.get("filters")
+    return (query_name in SYNCED_UNLESS_FOLLOWUP_FILTER and filters is not None
+            and getattr(filters, "followup", "unknown") is None)
 
 
 def forget(url: str | None = None) -> None:

@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from lib import cache_version, followups
 from lib.models import AuditLog, StripeEvent, SyncRun, SyncState, utcnow
+from lib.queries import FailedFilters
 from tests.utils.factories import make_customer, make_failed_invoice
 
 
@@ -63,6 +64,33 @@ def test_a_follow_up_keeps_synced_only_results_and_renews_the_worklist(session: 
     after = cache_version.read_generation(db_url)
     assert cache_version.key_for("search_customers", after) == cache_version.key_for("search_customers", before)
     assert cache_version.key_for("failed_invoices", after) != cache_version.key_for("failed_invoices", before)
+
+
+def test_a_follow_up_keeps_the_failed_summary_unless_it_is_filtered_by_follow_up(session: Session,
+                                                                                 db_url: str) -> None:
+    invoice = make_failed_invoice(session, make_customer(session))
+    before = cache_version.read_generation(db_url)
+    followups.set_followup(session=session, invoice_id=invoice.id, status="promised", note="Friday",
+                           actor="fran@corp.test")
+    after = cache_version.read_generation(db_url)
+    plain = {"filters": FailedFilters(currency="usd")}
+    by_followup = {"filters": FailedFilters(followup="promised")}
+    assert cache_version.key_for("at_risk_by_currency", after, plain) == \
+        cache_version.key_for("at_risk_by_currency", before, plain)
+    assert cache_version.key_for("at_risk_by_currency", after, by_followup) != \
+        cache_version.key_for("at_risk_by_currency", before, by_followup)
+
+
+def test_summary_queries_join_follow_ups_only_through_the_follow_up_filter() -> None:
+    import inspect
+
+    from lib import queries
+
+    assert "if f is None or f.followup:" in inspect.getsource(queries._failed_from)
+    for name in sorted(cache_version.SYNCED_UNLESS_FOLLOWUP_FILTER):
+        source = inspect.getsource(getattr(queries, name))
+        assert "_failed_from(" in source, name
+        assert "Followup" not in source, name
 
 
 def test_synced_only_names_are_queries_that_read_no_dashboard_written_table() -> None:

@@ -29,7 +29,7 @@ def _cached(name: str, database_url: str, stamp: cache_version.Generation, kwarg
 def query(name: str, /, **kwargs: Any) -> Any:
     """Run a lib.queries function by name through the cache (raises what the query raises)."""
     url = get_settings().database_url
-    return _cached(name, url, cache_version.key_for(name, cache_version.generation(url)), kwargs)
+    return _cached(name, url, cache_version.key_for(name, cache_version.generation(url), kwargs), kwargs)
 
 
 def clear() -> None:
