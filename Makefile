@@ -36,4 +36,4 @@ migration: $(VENV)/.dev
 	$(BIN)/python scripts/new_migration.py "$(MSG)"
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache test-artifacts

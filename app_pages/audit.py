@@ -10,10 +10,11 @@ from datetime import timedelta
 import streamlit as st
 
 from app_pages.components.exports import export_button
+from app_pages.components.format import date_columns, long_text, table_height
 from app_pages.components.gate import require_page
 from app_pages.components.tables import frame, guarded, pager, pager_controls
 from app_pages.components.urlstate import Choice, DayRange, Text, UrlState
-from lib import audit
+from lib import audit, columns
 from lib.auth import User, can
 from lib.db import session_scope
 from lib.models import utcnow
@@ -69,18 +70,31 @@ def render_results(user: User, filters: audit.AuditFilters) -> None:
     if not page.rows:
         st.info("No audit entry matches these filters. Widen the date range or clear a filter.")
         return
-    st.caption(f"{page.total_label} entr{'y' if page.total == 1 else 'ies'} · newest first · times in UTC")
+    df = frame(page.rows)
+    L = columns.AUDIT
+    # who did what to whom and how it ended, in view at 1440 px; the object, role, flow, correlation and
+    # details follow to the right (and are in the CSV)
     st.dataframe(
-        frame(page.rows), key=f"{P}_table", hide_index=True,
-        column_order=["created_at", "actor", "role", "action", "customer_id", "object_id", "flow", "result",
-                      "error", "correlation_id", "details"],
+        df, key=f"{P}_table", hide_index=True, height=table_height(len(df)),
+        column_order=["created_at", "actor", "action", "customer_id", "result", "error", "object_id", "role", "flow",
+                      "correlation_id", "details"],
         column_config={
-            "created_at": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss"),
-            "actor": "Actor", "role": "Role", "action": "Action", "customer_id": "Customer",
-            "object_id": "Object", "flow": "Flow", "result": "Result", "error": "Error",
-            "correlation_id": "Correlation", "details": st.column_config.JsonColumn("Details"),
+            **date_columns(df, {"created_at": L["created_at"]}, time=True, width=180),
+            "actor": long_text(L["actor"], width=165), "action": long_text(L["action"], width=140),
+            "customer_id": long_text(L["customer_id"], width=155),
+            "result": st.column_config.TextColumn(L["result"], width=80),
+            "error": long_text(L["error"], width=215, help="The whole message is under “Errors in full” below."),
+            "object_id": L["object_id"], "role": L["role"],
+            "flow": L["flow"], "correlation_id": L["correlation_id"],
+            "details": st.column_config.JsonColumn(L["details"]),
         },
     )
+    st.caption(f"{page.total_label} entr{'y' if page.total == 1 else 'ies'} · newest first · times in UTC")
+    errors = [r for r in page.rows if r["error"]]
+    if errors:
+        with st.expander(f"Errors in full ({len(errors)} on this page)"):
+            for r in errors:
+                st.text(f"{r['created_at']:%Y-%m-%d %H:%M} · {r['action']} · {r['error']}")  # text, never Markdown
     pager_controls(P, page)
     if can(user, "export_audit"):
         export_button(user, "Download CSV (all matching entries)", key=f"{P}_csv",

@@ -7,28 +7,42 @@ import streamlit as st
 
 from app_pages.components import urlstate
 from app_pages.components.data import query
+from app_pages.components.format import (
+    PERIOD_END_HELP,
+    ago,
+    balance,
+    count_column,
+    date_columns,
+    long_text,
+    money,
+    money_columns,
+    money_lines,
+    period_end,
+    pinned,
+    table_height,
+    tick_columns,
+    when,
+)
 from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
 from app_pages.components.merged import render_merge_marks
 from app_pages.components.portal import portal_link_action
 from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
-    ago,
     customer_link,
     dashboard_url,
     frame,
     guarded,
     link_to,
-    money_column,
-    money_lines,
     open_customer,
     pager,
     pager_controls,
     selected_ids,
 )
 from app_pages.components.text import md, safe_id, safe_url
+from lib.columns import BALANCE_HELP
 from lib.declines import explain
-from lib.queries import MAX_SEARCH_LEN, CustomerFilters, SearchError, format_money
+from lib.queries import MAX_SEARCH_LEN, CustomerFilters, SearchError
 
 P = "cd"  # widget-key prefix
 CUSTOMERS_PREFIX = "cust"  # the Customers page's prefix: its URL state is the way back
@@ -127,13 +141,11 @@ def render_profile(c: dict) -> None:
     st.markdown(contact)
     m1, m2, m3 = st.columns(3)
     bal = c["balance"] or 0
-    m1.metric("Balance", format_money(abs(bal), c["currency"]),
-              help="Stripe's customer balance: a credit is applied to the next invoices; a debit is added.")
-    m1.caption("credit the customer holds" if bal < 0 else "owed by the customer" if bal > 0 else "no balance")
-    m2.metric("MRR", format_money(c["mrr"], c["currency"]))
+    m1.metric("Balance", balance(bal, c["currency"]), help=BALANCE_HELP)
+    m2.metric("MRR", money(c["mrr"] or 0, c["currency"]))
     owed = query("customer_open_amounts", customer_id=c["id"])
     m3.metric("Unpaid on open invoices", money_lines(owed))
-    created = c["created"].strftime("%Y-%m-%d")
+    created = when(c["created"])
     st.caption(f"Customer since {created} · currency {md((c['currency'] or '—').upper())} · "
                f"cached {ago(c['synced_at'])}")
 
@@ -168,9 +180,9 @@ def render_payment_methods(c: dict, pms: list[dict]) -> None:
         "id": pm["id"], "default": pm["id"] == default, "brand": pm_kind(pm), "last4": pm["card_last4"],
         "expires": pm_expiry(pm), "stripe": dashboard_url("payment_methods", pm["id"]),
     } for pm in pms])
-    st.dataframe(df, key=f"{P}_pms", hide_index=True, column_config={
-        "id": "Payment method", "brand": "Brand", "last4": "Last 4", "expires": "Expires",
-        "default": st.column_config.CheckboxColumn("Default"),
+    ticks = tick_columns(df, {"default": "Default"})
+    st.dataframe(df, key=f"{P}_pms", hide_index=True, height=table_height(len(df)), column_config={
+        "id": pinned("Payment method"), "brand": "Brand", "last4": "Last 4", "expires": "Expires", **ticks,
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })
     if default and default not in {pm["id"] for pm in pms}:
@@ -187,24 +199,26 @@ def render_subscriptions(subs: list[dict]) -> None:
         items = ", ".join(
             f"{i['product_name'] or i['product_id'] or i['price_id']}"
             + (f" × {i['quantity']}" if i["quantity"] != 1 else "")
-            + (f" ({format_money(i['unit_amount'], i['currency'])}/{i['interval']})" if i["unit_amount"] is not None
+            + (f" ({money(i['unit_amount'], i['currency'])}/{i['interval']})" if i["unit_amount"] is not None
                and i["interval"] else "") for i in s["items"])
-        period_end = s["current_period_end"] or next(
+        ends = s["current_period_end"] or next(
             (i["current_period_end"] for i in s["items"] if i["current_period_end"]), None)
         rows.append({
             "id": s["id"], "status": s["status"], "items": items, "currency": s["currency"], "mrr": s["mrr"],
-            "period_end": period_end, "cancel_at_period_end": s["cancel_at_period_end"],
+            "period_end": ends, "cancel_at_period_end": s["cancel_at_period_end"],
             "trial_end": s["trial_end"], "stripe": dashboard_url("subscriptions", s["id"]),
         })
     df = frame(rows, money=("mrr",))
-    st.dataframe(df, key=f"{P}_subs", hide_index=True, column_config={
-        "id": "Subscription", "status": "Status", "currency": "Currency",
-        "items": st.column_config.TextColumn("Items", width="large"),
-        "mrr": money_column("MRR", df["currency"]),
-        "period_end": st.column_config.DatetimeColumn("Current period ends", format="YYYY-MM-DD"),
-        "cancel_at_period_end": st.column_config.CheckboxColumn("Cancels at period end"),
-        "trial_end": st.column_config.DatetimeColumn("Trial ends", format="YYYY-MM-DD"),
-        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    df["period_end"] = [period_end(e, c) for e, c in zip(df["period_end"].astype(object),
+                                                         df["cancel_at_period_end"].astype(object), strict=True)]
+    st.dataframe(df, key=f"{P}_subs", hide_index=True, height=table_height(len(df), max_rows=25),
+                 column_order=["id", "status", "items", "mrr", "period_end", "trial_end", "stripe"], column_config={
+        "id": pinned("Subscription", width=140), "status": st.column_config.TextColumn("Status", width=90),
+        "items": long_text("Items", width=240, help="Product × quantity (unit price/interval)."),
+        **money_columns(df, {"mrr": "MRR"}, width=110),
+        "period_end": st.column_config.TextColumn("Period ends", width=185, help=PERIOD_END_HELP),
+        **date_columns(df, {"trial_end": "Trial ends"}, width=140),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open", width=60),
     })
 
 
@@ -227,24 +241,30 @@ def render_invoices(user, cid: str) -> list[str]:  # noqa: ANN001
             "id": inv["id"], "number": inv["number"], "status": inv["status"], "currency": inv["currency"],
             "amount_due": inv["amount_due"], "amount_paid": inv["amount_paid"],
             "amount_remaining": inv["amount_remaining"], "attempts": inv["attempt_count"],
-            "decline": f"{code}: {explain(code).meaning}" if code else "", "new_card": inv["new_card"],
+            "decline": code or "", "new_card": inv["new_card"],
             "next_retry": inv["next_payment_attempt"], "created": inv["created"],
             "hosted": safe_url(inv["hosted_invoice_url"]), "stripe": dashboard_url("invoices", inv["id"]),
         })
     df = frame(rows, money=("amount_due", "amount_paid", "amount_remaining"))
-    st.dataframe(df, key=f"{P}_invoices", hide_index=True, column_config={
-        "id": "Invoice", "number": "Number", "status": "Status", "currency": "Currency",
-        "attempts": st.column_config.NumberColumn("Attempts"),
-        "amount_due": money_column("Due", df["currency"]),
-        "amount_paid": money_column("Paid", df["currency"]),
-        "amount_remaining": money_column("Remaining", df["currency"]),
-        "decline": st.column_config.TextColumn("Decline reason", width="large"),
-        "new_card": st.column_config.TextColumn("New card since the failure", width="medium"),
-        "next_retry": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm"),
-        "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
-        "hosted": st.column_config.LinkColumn("Hosted invoice", display_text="Pay page"),
-        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
+    st.dataframe(df, key=f"{P}_invoices", hide_index=True, height=table_height(len(df)), column_order=[
+        "id", "status", "amount_due", "amount_remaining", "attempts", "decline", "next_retry", "created", "hosted",
+        "number", "amount_paid", "stripe"], column_config={
+        "id": pinned("Invoice", width=140), "status": st.column_config.TextColumn("Status", width=85),
+        "number": "Number", "attempts": count_column("Attempts", width=70),
+        **money_columns(df, {"amount_due": "Due", "amount_remaining": "Remaining", "amount_paid": "Paid"}, width=105),
+        "decline": long_text("Decline", width=100, help="The last decline code; its meaning and the next step are "
+                             "under “Why these payments failed” below the table."),
+        **date_columns(df, {"next_retry": "Next retry", "created": "Created"}, width=140,
+                       help={"next_retry": "Empty: no automatic retry is scheduled."}),
+        "hosted": st.column_config.LinkColumn("Pay page", display_text="Open", width=75),
+        "stripe": st.column_config.LinkColumn("Stripe", display_text="Open", width=60),
     })
+    reasons = {r["decline"] for r in rows if r["decline"]}
+    if reasons:
+        with st.expander("Why these payments failed"):
+            for code in sorted(reasons):
+                d = explain(code)
+                st.markdown(f"**{md(code)}** — {d.meaning} Next step: {d.next_step}")
     pager_controls(f"{P}_inv", page)
     retry_now_action(user, [r for r in page.rows if r["attempt_count"]], key_prefix=f"{P}_inv")
     return [r["id"] for r in page.rows]
@@ -263,9 +283,10 @@ def render_timeline(cid: str, object_ids: list[str]) -> None:
         return
     df = frame(events)
     df["stripe"] = [dashboard_url("events", e) for e in df["id"]]
-    st.dataframe(df, key=f"{P}_events", hide_index=True, column_config={
-        "id": "Event", "type": "Type", "object_id": "About", "source": "Received via",
-        "created": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+    when_col = date_columns(df, {"created": "When"}, time=True, width=170)
+    st.dataframe(df, key=f"{P}_events", hide_index=True, height=table_height(len(df)),
+                 column_order=["created", "type", "object_id", "source", "id", "stripe"], column_config={
+        "id": "Event", "type": "Type", "object_id": "About", "source": "Received via", **when_col,
         "stripe": st.column_config.LinkColumn("Stripe", display_text="Open"),
     })
 

@@ -4,10 +4,12 @@ result."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.format import balance_column, date_columns, long_text, money_columns, table_height
 from app_pages.components.gate import require_page
 from app_pages.components.tables import (
     ANY,
@@ -16,7 +18,6 @@ from app_pages.components.tables import (
     frame,
     guarded,
     link_to,
-    money_column,
     open_customer,
     pager,
     pager_controls,
@@ -26,6 +27,7 @@ from app_pages.components.tables import (
 )
 from app_pages.components.text import md
 from app_pages.components.urlstate import Choice, Day, Flag, Text, UrlState
+from lib import columns
 from lib.auth import User
 from lib.queries import MAX_SEARCH_LEN, SUBSCRIPTION_STATUSES, CustomerFilters, SearchError
 
@@ -77,6 +79,44 @@ def filters_from_widgets() -> CustomerFilters:
     )
 
 
+# At 1440 px every column a lookup needs is in view; the phone and the currency (part of each amount) are
+# in the customer's page and the CSV. The customer column is pinned and links to the customer's page.
+COLUMN_ORDER = ["open", "name", "email", "mrr", "balance", "flags", "created"]
+L = columns.CUSTOMERS
+
+
+def flags(row: dict) -> str:
+    """'delinquent', 'deleted', 'merged into cus_…' — the states that change what support does; '' if none."""
+    marks = [w for w, on in (("delinquent", row.get("delinquent")), ("deleted", row.get("deleted"))) if on is True]
+    merged = row.get("merged_into")
+    if isinstance(merged, str) and merged:
+        marks.append(f"merged into {merged}")
+    return ", ".join(marks)
+
+
+def customers_frame(rows: list[dict]) -> pd.DataFrame:
+    """The page's rows as shown: a link per customer (its id as the text), money in major units, flags."""
+    df = frame(rows, money=("mrr", "balance"))
+    df["open"] = [customer_link(cid) or "" for cid in df["id"]]
+    df["flags"] = [flags(r) for r in rows]
+    return df
+
+
+def customer_columns(df: pd.DataFrame) -> dict:
+    """Column configs of the customers table (changes `df`'s money, balance and date cells into their text)."""
+    return {
+        "open": st.column_config.LinkColumn(L["id"], display_text=r"customer\?id=(.*)", pinned=True, width=145,
+                                            help="Open the customer's page (or select the row)."),
+        "name": long_text(L["name"], width=150), "email": long_text(L["email"], width=175),
+        **money_columns(df, {"mrr": L["mrr"]}, help="Monthly recurring revenue of the customer's active and "
+                        "past-due subscriptions, in the customer's currency.", width=105),
+        **balance_column(df, "balance", L["balance"], width=130),
+        "flags": long_text("Flags", width=85, help="Delinquent (an invoice is past due), deleted in Stripe, or "
+                           "merged into another customer (open it to reach the survivor)."),
+        **date_columns(df, {"created": L["created"]}, width=145),
+    }
+
+
 def render_results(user: User, filters: CustomerFilters) -> None:
     page_no, size = pager(P, filters)
     try:
@@ -91,29 +131,11 @@ def render_results(user: User, filters: CustomerFilters) -> None:
                 "The cache holds no customers yet: run a sync from the Sync page.")
         return
     st.caption(f"{page.total_label} customer(s) · MRR is per customer, in the customer's currency")
-    df = frame(page.rows, money=("mrr", "balance"))
-    df.insert(1, "open", [customer_link(cid) for cid in df["id"]])
-    df["merged"] = [f"merged into {m}" if isinstance(m, str) and m else "" for m in df["merged_into"]]
-    picked = selected_ids(f"{P}_table", [str(cid) for cid in df["id"]], what="customer")
-    st.dataframe(
-        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
-        column_order=["id", "open", "merged", "email", "name", "phone", "created", "currency", "mrr", "balance",
-                      "delinquent", "deleted"],
-        column_config={
-            "id": st.column_config.TextColumn("Customer"),
-            "open": st.column_config.LinkColumn("Detail", display_text="Open"),
-            "merged": st.column_config.TextColumn("Merged", help="Merged away into another customer (kept for "
-                                                  "history): open it to reach the surviving customer."),
-            "email": "Email", "name": "Name", "phone": "Phone",
-            "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
-            "currency": "Currency",
-            "mrr": money_column("MRR", df["currency"]),
-            "balance": money_column("Balance", df["currency"],
-                                    help="Negative = credit the customer holds; positive = owed."),
-            "delinquent": st.column_config.CheckboxColumn("Delinquent"),
-            "deleted": st.column_config.CheckboxColumn("Deleted"),
-        },
-    )
+    ids = [str(r["id"]) for r in page.rows]
+    picked = selected_ids(f"{P}_table", ids, what="customer")
+    df = customers_frame(page.rows)
+    st.dataframe(df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
+                 height=table_height(len(df)), column_order=COLUMN_ORDER, column_config=customer_columns(df))
     if picked:
         open_customer(picked[0])
     if len(page.rows) == 1 and customer_link(page.rows[0]["id"]):

@@ -8,15 +8,16 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages.components.format import ago, balance, money, when
 from app_pages.components.gate import require_page
 from app_pages.components.merge import merge_action
-from app_pages.components.tables import ago, customer_link
+from app_pages.components.tables import customer_link
 from app_pages.components.text import md
 from app_pages.components.urlstate import Choice, Choices, Number, Text, UrlState, Whole
 from lib import duplicates, merge, queries
 from lib.config import get_settings
 from lib.db import session_scope
-from lib.queries import SearchError, format_money
+from lib.queries import SearchError
 
 P = "dup"  # widget-key prefix
 SCAN_TTL = 15 * 60
@@ -57,10 +58,10 @@ def render_cluster(n: int, cluster: duplicates.Cluster, people: dict[str, duplic
             label = md(c.name or cid)
             col.markdown(f"**{f'[{label}]({link})' if link else label}**  \n{md(cid)}")
             col.caption(f"{md(c.email) or 'no email'} · {md(c.phone) or 'no phone'}")
-            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {format_money(c.mrr, c.currency)}")
+            col.write(f"Live subscriptions: **{c.live_subscriptions}** · MRR {money(c.mrr, c.currency)}")
             col.write(f"Unpaid invoices: **{c.unpaid_invoices}**"
-                      + (f" ({format_money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
-            col.write(f"Balance: {format_money(c.balance, c.currency)} · created {c.created:%Y-%m-%d}")
+                      + (f" ({money(c.unpaid_amount, c.currency)})" if c.unpaid_invoices else ""))
+            col.write(f"Balance: {balance(c.balance, c.currency)} · created {when(c.created)}")
             col.caption(f"Last activity {ago(c.last_activity)}")
             if c.metadata.get("merged_into"):
                 col.info(f"Already merged into {md(c.metadata['merged_into'])}")

@@ -11,6 +11,18 @@ from app_pages.components import data
 from app_pages.components.authz import authorize
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.format import (
+    WRAP_ROW_PX,
+    count,
+    count_column,
+    date_columns,
+    long_text,
+    money,
+    money_columns,
+    money_lines,
+    pinned,
+    table_height,
+)
 from app_pages.components.gate import require_page
 from app_pages.components.portal import bulk_portal_links_action, portal_link_action
 from app_pages.components.retry import retry_now_action
@@ -20,20 +32,18 @@ from app_pages.components.tables import (
     customer_link,
     frame,
     guarded,
-    money_column,
-    money_lines,
     paged,
     pager_controls,
     selected_ids,
 )
 from app_pages.components.text import md, safe_url
 from app_pages.components.urlstate import Choice, Flag, UrlState
-from lib import followups
+from lib import columns, followups
 from lib.auth import User, can
 from lib.db import session_scope
 from lib.declines import explain
 from lib.ids import IdKind, id_problem
-from lib.queries import AGE_BUCKETS, FailedFilters, format_money
+from lib.queries import AGE_BUCKETS, FailedFilters
 
 P = "fi"  # widget-key prefix
 SORTS = {"Largest amount first": ("amount", True), "Oldest first": ("created", False),
@@ -78,27 +88,26 @@ def render_summary(filters: FailedFilters) -> None:
     cols = st.columns(min(4, len(at_risk)))
     for i, r in enumerate(at_risk):
         cur = md((r["currency"] or "—").upper())
-        cols[i % len(cols)].metric(f"At risk · {cur}", format_money(r["amount"], r["currency"]),
+        cols[i % len(cols)].metric(f"At risk · {cur}", money(r["amount"], r["currency"]),
                                    help="Amount remaining on failed invoices in this currency")
-        cols[i % len(cols)].caption(f"{r['invoices']:,} invoice(s)")
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Why payments failed")
-        codes = query("failed_by_decline_code", filters=filters)
-        df = frame(codes, money=("amount",))
-        st.dataframe(df, key=f"{P}_codes", hide_index=True,
-                     column_order=["code", "currency", "invoices", "amount", "meaning", "next_step"],
-                     column_config={"code": "Decline code", "currency": "Currency", "invoices": "Invoices",
-                                    "amount": money_column("At risk", df["currency"]),
-                                    "meaning": st.column_config.TextColumn("Meaning", width="medium"),
-                                    "next_step": st.column_config.TextColumn("Suggested next step", width="large")})
-    with right:
-        st.subheader("Age")
+        cols[i % len(cols)].caption(f"{count(r['invoices'])} invoice(s)")
+    # full width: the meaning and the next step are what this table is for, so they must be in view
+    st.subheader("Why payments failed")
+    codes = query("failed_by_decline_code", filters=filters)
+    df = frame(codes, money=("amount",))
+    st.dataframe(df, key=f"{P}_codes", hide_index=True, row_height=WRAP_ROW_PX,  # the meaning and the next step wrap
+                 height=table_height(len(df), row_px=WRAP_ROW_PX),
+                 column_order=["code", "invoices", "amount", "meaning", "next_step"],
+                 column_config={"code": pinned(L["code"]), "invoices": count_column("Invoices", width=75),
+                                **money_columns(df, {"amount": L["amount_remaining"]}, width=115),
+                                "meaning": long_text(L["meaning"], width=300),
+                                "next_step": long_text(L["next_step"], width=350)})
+    with st.expander("Age of the failed invoices"):
         ages = query("failed_by_age", filters=filters)
         df = frame(ages, money=("amount",))
-        st.dataframe(df, key=f"{P}_ages", hide_index=True, column_config={
-            "age": "Since created", "currency": "Currency", "invoices": "Invoices",
-            "amount": money_column("At risk", df["currency"])})
+        st.dataframe(df, key=f"{P}_ages", hide_index=True, column_order=["age", "invoices", "amount"],
+                     column_config={"age": "Since created", "invoices": count_column("Invoices"),
+                                    **money_columns(df, {"amount": L["amount_remaining"]})})
 
 
 def render_recovery() -> None:
@@ -113,9 +122,9 @@ def render_recovery() -> None:
     rate = next((r for r in rec.rates if r["currency"] == cur), None)
     if rate:
         c1, c2, c3 = st.columns(3)
-        c1.metric("Failed", format_money(rate["failed"], cur),
+        c1.metric("Failed", money(rate["failed"], cur),
                   help="Amount due of the invoices that failed in the last 12 months (by the month they failed)")
-        c2.metric("Recovered", format_money(rate["recovered"], cur),
+        c2.metric("Recovered", money(rate["recovered"], cur),
                   help="Of those, the amount paid later (on a retry or after a card update)")
         c3.metric("Recovery rate", f"{rate['rate']:.0%}" if rate["rate"] is not None else "—",
                   help="Recovered ÷ failed amount of the failures of the last 12 months; a recent month still "
@@ -139,8 +148,8 @@ def render_recovery() -> None:
         mdf = frame([{**m, "month": m["month"].strftime("%Y-%m")} for m in rec.monthly],
                     money=("failed", "recovered"))
         st.dataframe(mdf[["month", "failed", "recovered", "rate"]], key=f"{P}_recovery_months", hide_index=True,
-                     column_config={"month": "Month of failure", "failed": money_column("Failed", mdf["currency"]),
-                                    "recovered": money_column("Recovered", mdf["currency"]),
+                     column_config={"month": "Month of failure",
+                                    **money_columns(mdf, {"failed": "Failed", "recovered": "Recovered"}),
                                     "rate": st.column_config.NumberColumn("Recovery rate", format="percent")})
 
 
@@ -204,7 +213,7 @@ def load_followup(invoice: dict) -> None:
 def invoice_summary(invoice: dict) -> None:
     """Who, how much and where the invoice stands, in one line (text from Stripe escaped)."""
     who = invoice["customer_email"] or invoice["customer_id"]
-    amount = format_money(invoice["amount_remaining"], invoice["currency"])
+    amount = money(invoice["amount_remaining"], invoice["currency"])
     st.markdown(f"**{md(invoice['id'])}** · {md(who)} · {amount} remaining · {md(invoice['status'])} · "
                 f"follow-up **{md(invoice['followup_status'])}**"
                 + (f" by {md(invoice['followup_by'])}" if invoice["followup_by"] else ""))
@@ -232,8 +241,9 @@ def render_followup_editor(user, invoice: dict) -> None:  # noqa: ANN001
         past = followups.history(session=session, invoice_id=invoice["id"])
     if past:
         st.caption("History")
-        st.dataframe(pd.DataFrame(past), key=f"{P}_fu_history", hide_index=True, column_config={
-            "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm")})
+        hist = pd.DataFrame(past)
+        st.dataframe(hist, key=f"{P}_fu_history", hide_index=True,
+                     column_config=date_columns(hist, {"when": "When"}, time=True))
 
 
 def render_invoice_panel(user, selected: list[str], rows: list[dict]) -> None:  # noqa: ANN001
@@ -266,6 +276,37 @@ def render_invoice_panel(user, selected: list[str], rows: list[dict]) -> None:  
                                default_flow="payment_method_update", subscription_id=invoice["subscription_id"])
 
 
+# At 1440 px every column of the follow-up job is in view, the invoice pinned: who, how much, why, when the
+# next retry is, how old, and the follow-up. The customer's page, the pay page, the status and the new-card
+# hint follow to the right; the decline's meaning and next step are in "Why payments failed" above.
+WORKLIST_ORDER = ["id", "customer_email", "amount_remaining", "code", "next_payment_attempt", "age_days",
+                  "followup_status", "followup_note", "attempt_count", "customer", "hosted_invoice_url", "status",
+                  "new_card", "followup_by"]
+L = columns.FAILED_INVOICES
+
+
+def worklist_columns(df: pd.DataFrame) -> dict:
+    """Column configs of the worklist (changes `df`'s money and date cells into their text, adds links)."""
+    df["customer"] = [customer_link(c) for c in df["customer_id"]]
+    df["hosted_invoice_url"] = [safe_url(u) for u in df["hosted_invoice_url"]]
+    return {
+        "id": pinned(L["id"], width=140), "customer_email": long_text(L["customer_email"], width=150),
+        **money_columns(df, {"amount_remaining": L["amount_remaining"]}, width=105),
+        "code": long_text(L["code"], width=120), "attempt_count": count_column(L["attempt_count"], width=70),
+        **date_columns(df, {"next_payment_attempt": L["next_payment_attempt"]}, width=155,
+                       help={"next_payment_attempt": "Empty: no automatic retry is scheduled."}),
+        "age_days": count_column(L["age_days"], width=70),
+        "followup_status": st.column_config.TextColumn(L["followup_status"], width=80),
+        "followup_note": long_text(L["followup_note"], width=110, help="The whole note is in the follow-up "
+                                   "editor below."),
+        "customer": st.column_config.LinkColumn(L["customer_id"], display_text="Open", width=70),
+        "hosted_invoice_url": st.column_config.LinkColumn(L["hosted_invoice_url"], display_text="Open", width=70),
+        "status": L["status"], "new_card": long_text(L["new_card"], width=200), "followup_by": L["followup_by"],
+    }
+
+
+
+
 def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
     st.subheader("Worklist")
     page = paged(P, "failed_invoices", filters, none_match="No failed invoice matches these filters.",
@@ -274,29 +315,10 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
         return
     st.caption(f"{page.total_label} failed invoice(s) · at risk: "
                f"{money_lines(query('at_risk_by_currency', filters=filters))}")
+    ids = selected_ids(f"{P}_table", [str(r["id"]) for r in page.rows], what="invoice")
     df = frame(page.rows, money=("amount_remaining", "amount_due"))
-    df["customer"] = [customer_link(c) for c in df["customer_id"]]
-    df["hosted_invoice_url"] = [safe_url(u) for u in df["hosted_invoice_url"]]
-    ids = selected_ids(f"{P}_table", [str(i) for i in df["id"]], what="invoice")
-    st.dataframe(
-        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
-        column_order=["id", "customer", "customer_email", "status", "currency", "amount_remaining", "attempt_count",
-                      "code", "new_card", "next_step", "next_payment_attempt", "age_days", "followup_status",
-                      "followup_note", "followup_by", "hosted_invoice_url"],
-        column_config={
-            "id": "Invoice", "customer": st.column_config.LinkColumn("Customer", display_text="Open"),
-            "customer_email": "Email", "status": "Status", "currency": "Currency",
-            "amount_remaining": money_column("At risk", df["currency"]),
-            "attempt_count": st.column_config.NumberColumn("Attempts"),
-            "code": "Decline code", "next_step": st.column_config.TextColumn("Suggested next step", width="medium"),
-            "new_card": st.column_config.TextColumn("New card since the failure", width="medium"),
-            "next_payment_attempt": st.column_config.DatetimeColumn("Next retry", format="YYYY-MM-DD HH:mm",
-                                                                    help="Empty: no automatic retry is scheduled"),
-            "age_days": st.column_config.NumberColumn("Age (days)"),
-            "followup_status": "Follow-up", "followup_note": "Note", "followup_by": "By",
-            "hosted_invoice_url": st.column_config.LinkColumn("Hosted invoice", display_text="Pay page"),
-        },
-    )
+    st.dataframe(df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="multi-row",
+                 height=table_height(len(df)), column_order=WORKLIST_ORDER, column_config=worklist_columns(df))
     pager_controls(P, page)
     export_button(user, "Download CSV (all pages)", key=f"{P}_csv", file_name="failed-invoices.csv",
                   action="export_failed_invoices", page="failed-invoices", filters=filters,

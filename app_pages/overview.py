@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.components.data import query
+from app_pages.components.format import ago, money_lines
 from app_pages.components.gate import require_page
-from app_pages.components.tables import ago, guarded, link_to, money_lines
+from app_pages.components.tables import guarded, link_to
 from app_pages.components.text import md
 from lib.config import get_settings
+from lib.queries import count_label
 
 P = "ov"  # widget-key prefix
 
@@ -23,9 +25,10 @@ def render(user) -> None:  # noqa: ANN001
     c1.caption("Local sandbox at " + settings.stripe_api_base if settings.uses_sandbox else "api.stripe.com")
     c2.metric("Cache database", settings.database_kind)
     c2.caption(f"Refreshed {ago(query('cache_freshness'))}")
-    sizes = query("table_estimates")
-    c3.metric("Customers", f"{sizes['customers']:,}")
-    c3.caption(f"{sizes['subscriptions']:,} subscriptions · {sizes['invoices']:,} invoices (approximate)")
+    sizes = query("table_counts")
+    c3.metric("Customers", count_label(sizes["customers"]),
+              help="Customers not deleted in Stripe, counted as the Customers list counts them.")
+    c3.caption(f"{count_label(sizes['subscriptions'])} subscriptions · {count_label(sizes['invoices'])} invoices")
     left, right = st.columns(2)
     with left:
         st.subheader("MRR")

@@ -10,14 +10,24 @@ import streamlit as st
 
 from app_pages.components.data import query
 from app_pages.components.exports import export_button, query_maker
+from app_pages.components.format import (
+    PERIOD_END_HELP,
+    count,
+    count_column,
+    date_columns,
+    long_text,
+    money,
+    money_columns,
+    period_end,
+    pinned,
+    table_height,
+)
 from app_pages.components.gate import require_page
 from app_pages.components.tables import (
     ANY,
     chosen,
-    customer_link,
     frame,
     guarded,
-    money_column,
     open_customer,
     paged,
     pager_controls,
@@ -25,9 +35,10 @@ from app_pages.components.tables import (
 )
 from app_pages.components.text import md
 from app_pages.components.urlstate import Choice, Choices, Flag, UrlState, Whole
+from lib import columns
 from lib.auth import User
 from lib.models import MRR_STATUSES
-from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters, format_money
+from lib.queries import SUBSCRIPTION_STATUSES, SubscriptionFilters
 
 P = "subs"  # widget-key prefix
 SORTS = {"Newest first": ("created", True), "Highest MRR": ("mrr", True),
@@ -102,16 +113,40 @@ def render_totals(filters: SubscriptionFilters) -> None:
             cur["mrr"] += t["mrr"]
     cols = st.columns(min(4, len(by_currency)))
     for i, (cur, v) in enumerate(sorted(by_currency.items())):
-        cols[i % len(cols)].metric(f"MRR {md(cur.upper())}", format_money(v["mrr"], cur),
+        cols[i % len(cols)].metric(f"MRR {md(cur.upper())}", money(v["mrr"], cur),
                                    help="Active and past-due subscriptions of this filter (trials are not revenue yet)")
-        cols[i % len(cols)].caption(f"{v['count']:,} subscriptions")
+        cols[i % len(cols)].caption(f"{count(v['count'])} subscriptions")
     table = pd.DataFrame(totals)
     pivot = table.pivot_table(index="status", columns="currency", values="count", aggfunc="sum", fill_value=0)
     pivot.columns = [str(c).upper() for c in pivot.columns]
     with st.expander("Counts and MRR per status and currency"):
-        st.dataframe(pivot, key=f"{P}_counts")
-        st.dataframe(frame(totals, money=("mrr",)), key=f"{P}_totals", hide_index=True, column_config={
-            "mrr": money_column("MRR", [t["currency"] for t in totals])})
+        st.dataframe(pivot, key=f"{P}_counts", column_config={
+            "_index": "Status", **{c: count_column(c) for c in pivot.columns}})
+        tf = frame(totals, money=("mrr",))
+        st.dataframe(tf, key=f"{P}_totals", hide_index=True, column_config={
+            "status": "Status", "currency": "Currency", "count": count_column("Subscriptions"),
+            **money_columns(tf, {"mrr": "MRR"})})
+
+
+# At 1440 px every column a review needs is in view, the subscription pinned; the interval, creation date and
+# currency (part of each amount) are in the CSV and on the customer's page. "Period ends" says when it cancels.
+COLUMN_ORDER = ["id", "customer_email", "status", "plan", "mrr", "current_period_end", "trial_end"]
+L = columns.SUBSCRIPTIONS
+
+
+def subscription_columns(df: pd.DataFrame) -> dict:
+    """Column configs of the subscriptions table (changes `df`'s money and date cells into their text)."""
+    df["current_period_end"] = [period_end(e, c) for e, c in zip(
+        df["current_period_end"].astype(object), df["cancel_at_period_end"].astype(object), strict=True)]
+    return {
+        "id": pinned(L["id"], width=140), "customer_email": long_text(L["customer_email"], width=155),
+        "status": st.column_config.TextColumn(L["status"], width=90),
+        "plan": long_text("Items", width=140),
+        **money_columns(df, {"mrr": L["mrr"]}, width=105, help="Monthly recurring revenue (active and past-due "
+                        "subscriptions only), in the subscription's currency."),
+        "current_period_end": st.column_config.TextColumn(L["current_period_end"], width=170, help=PERIOD_END_HELP),
+        **date_columns(df, {"trial_end": L["trial_end"]}, width=140),
+    }
 
 
 def render_table(user: User, filters: SubscriptionFilters) -> None:
@@ -120,24 +155,10 @@ def render_table(user: User, filters: SubscriptionFilters) -> None:
     if page is None:
         return
     st.caption(f"{page.total_label} subscription(s)")
+    picked = selected_ids(f"{P}_table", [str(r["id"]) for r in page.rows], what="subscription")
     df = frame(page.rows, money=("mrr",))
-    df.insert(1, "open", [customer_link(c) for c in df["customer_id"]])
-    picked = selected_ids(f"{P}_table", [str(i) for i in df["id"]], what="subscription")
-    st.dataframe(
-        df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
-        column_order=["id", "open", "customer_email", "status", "plan", "interval", "currency", "mrr",
-                      "current_period_end", "cancel_at_period_end", "trial_end", "created"],
-        column_config={
-            "id": "Subscription", "open": st.column_config.LinkColumn("Customer", display_text="Open"),
-            "customer_email": "Email", "status": "Status", "interval": "Interval", "currency": "Currency",
-            "plan": st.column_config.TextColumn("Items", width="medium"),
-            "mrr": money_column("MRR", df["currency"]),
-            "current_period_end": st.column_config.DatetimeColumn("Period ends", format="YYYY-MM-DD"),
-            "cancel_at_period_end": st.column_config.CheckboxColumn("Cancels at period end"),
-            "trial_end": st.column_config.DatetimeColumn("Trial ends", format="YYYY-MM-DD"),
-            "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD"),
-        },
-    )
+    st.dataframe(df, key=f"{P}_table", hide_index=True, on_select="rerun", selection_mode="single-row",
+                 height=table_height(len(df)), column_order=COLUMN_ORDER, column_config=subscription_columns(df))
     if picked:
         owner = {r["id"]: r["customer_id"] for r in page.rows}
         open_customer(str(owner.get(picked[0], "")))

@@ -9,9 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from app_pages.components import data
 from app_pages.components.authz import authorize
 from app_pages.components.data import query
+from app_pages.components.format import ago, count, count_column, date_columns, long_text, table_height
 from app_pages.components.gate import require_page
 from app_pages.components.header import run_error
-from app_pages.components.tables import ago, frame, guarded
+from app_pages.components.tables import frame, guarded
 from app_pages.components.text import md
 from lib.auth import User, can
 from lib.gateway import GatewayError
@@ -99,14 +100,18 @@ def render_runs() -> None:
         rows.append({"started": r["started_at"], "mode": r["mode"], "status": r["status"],
                      "seconds": round(took, 1) if took is not None else None,
                      "objects": sum(v for v in (r["counts"] or {}).values() if isinstance(v, int)),
-                     "counts": ", ".join(f"{k} {v}" for k, v in (r["counts"] or {}).items()),
+                     "counts": ", ".join(f"{k} {count(v)}" for k, v in (r["counts"] or {}).items()),
                      "requests": r["requests"], "error": run_error(r["error"]), "host": r["host"] or ""})
-    st.dataframe(frame(rows), key=f"{P}_runs", hide_index=True, column_config={
-        "started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
-        "mode": "Mode", "status": "Status", "seconds": "Seconds", "objects": "Objects written",
-        "requests": "Stripe requests", "host": "Host",
-        "counts": st.column_config.TextColumn("Written per resource", width="medium"),
-        "error": st.column_config.TextColumn("Error", width="large")})
+    df = frame(rows)
+    st.dataframe(df, key=f"{P}_runs", hide_index=True, height=table_height(len(df)), column_order=[
+        "started", "mode", "status", "seconds", "objects", "requests", "error", "counts", "host"], column_config={
+        **date_columns(df, {"started": "Started"}, time=True, width=170),
+        "mode": st.column_config.TextColumn("Mode", width=90),
+        "status": st.column_config.TextColumn("Status", width=90),
+        "seconds": st.column_config.NumberColumn("Seconds", format="%,.1f", width=80),
+        "objects": count_column("Objects written", width=115), "requests": count_column("Stripe requests", width=115),
+        "host": "Host", "counts": long_text("Written per resource", width=220),
+        "error": long_text("Error", width=230)})
     failed = [r for r in runs[:1] if r["status"] == "failed"]
     if failed:
         why = run_error(failed[0]["error"]) or "no error recorded"
@@ -123,10 +128,11 @@ def render_cursors() -> None:
              "backfill": "done" if s["backfill_completed_at"] else ("in progress" if s["backfill_cursor"]
                                                                     else "not started"),
              "backfill finished": s["backfill_completed_at"], "updated": s["updated_at"]} for s in states]
-    st.dataframe(frame(rows), key=f"{P}_cursors", hide_index=True, column_config={
-        "resource": "Resource", "event cursor age (min)": "Event cursor age (min)", "backfill": "Backfill",
-        "backfill finished": st.column_config.DatetimeColumn("Backfill finished", format="YYYY-MM-DD HH:mm"),
-        "updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm")})
+    df = frame(rows)
+    st.dataframe(df, key=f"{P}_cursors", hide_index=True, height=table_height(len(df)), column_config={
+        "resource": "Resource", "event cursor age (min)": count_column("Event cursor age (min)"),
+        "backfill": "Backfill",
+        **date_columns(df, {"backfill finished": "Backfill finished", "updated": "Updated"}, time=True)})
 
 
 def render_card_pass() -> None:
@@ -136,7 +142,7 @@ def render_card_pass() -> None:
     if progress["complete"] or not total:
         return
     st.subheader("Card lists (pass 2)")
-    st.progress(done / total, text=f"{done:,} of {total:,} customers' complete card lists cached")
+    st.progress(done / total, text=f"{count(done)} of {count(total)} customers' complete card lists cached")
     st.caption("Every page is usable already: each customer's default card is cached. Pass 2 fetches every "
                "other card (one request per customer, inside the request budget) for duplicate detection and "
                "the customer page; the worker or the next sync resumes it where it stopped.")
@@ -190,12 +196,13 @@ def render_webhooks() -> None:
     hooks = query("webhook_stats")
     render_endpoints(query("webhook_endpoints"), hooks)
     c1, c2 = st.columns(2)
-    c1.metric("Received in the last 24 h", f"{hooks['last_24h']:,}")
+    c1.metric("Received in the last 24 h", count(hooks["last_24h"]))
     c2.metric("Last received", ago(hooks["last_received"]))
     if hooks["recent"]:
-        st.dataframe(frame(hooks["recent"]), key=f"{P}_hooks", hide_index=True, column_config={
-            "created": st.column_config.DatetimeColumn("Event time", format="YYYY-MM-DD HH:mm:ss"),
-            "processed_at": st.column_config.DatetimeColumn("Received", format="YYYY-MM-DD HH:mm:ss")})
+        hf = frame(hooks["recent"])
+        st.dataframe(hf, key=f"{P}_hooks", hide_index=True, height=table_height(len(hf)), column_config={
+            "id": "Event", "type": "Type",
+            **date_columns(hf, {"created": "Event time", "processed_at": "Received"}, time=True)})
 
 
 def render(user) -> None:  # noqa: ANN001

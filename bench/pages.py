@@ -497,7 +497,7 @@ def time_queries(url: str, sizes: dict[str, int], repeat: int,
             "freshness": lambda s: q.cache_freshness(session=s),
         },
         "overview": {
-            "estimates": lambda s: q.table_estimates(session=s),
+            "estimates": lambda s: q.table_counts(session=s),
             "mrr_by_currency": lambda s: q.mrr_by_currency(session=s),
         },
     }

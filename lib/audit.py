@@ -159,12 +159,13 @@ def export_audit_csv(*, session: Session, filters: AuditFilters) -> IO[bytes]:
     """Every entry matching `filters` as CSV, streamed in batches (details as JSON text)."""
     import json
 
+    from lib import columns
     from lib.export import stream_csv
 
     def row(r: dict[str, Any]) -> dict[str, Any]:
-        return {**r, "created_at": r["created_at"].isoformat(), "details": json.dumps(r["details"] or {})}
+        return {**r, "details": json.dumps(r["details"] or {})}
 
-    return stream_csv(session, _audit_stmt(session, filters), AUDIT_COLUMNS, transform=row)
+    return stream_csv(session, _audit_stmt(session, filters), AUDIT_COLUMNS, transform=row, headers=columns.AUDIT)
 
 
 def filters_used(filters: Any) -> dict[str, Any]:

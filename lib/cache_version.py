@@ -51,7 +51,7 @@ SYNCED_ONLY = frozenset({
     "customer_payment_methods", "customer_subscriptions", "customer_invoices", "customer_open_amounts",
     "customer_timeline", "list_subscriptions", "subscription_totals", "export_subscriptions_csv",
     "subscription_choices", "decline_codes", "failed_currencies", "recovery", "mrr_by_currency",
-    "table_estimates", "recent_sync_runs", "sync_states", "webhook_stats", "cache_freshness",
+    "table_counts", "recent_sync_runs", "sync_states", "webhook_stats", "cache_freshness",
 })
 
 

@@ -24,7 +24,7 @@ from lib.auth import User, can
 from lib.config import Settings, get_settings
 from lib.declines import explain
 from lib.models import Invoice
-from lib.queries import format_money
+from lib.money import format_money
 from lib.sync import refresh_customer
 
 ACTION: Final = "retry_invoice"  # the role matrix's action and the audit rows' (AuditAction.RETRY_INVOICE)

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 
 from sqlmodel import Session, col, select
 
-from lib import audit
+from lib import audit, columns
 from lib import gateway as gw
 from lib.access import ACTIONS, ROLES, Action
 from lib.audit import AuditAction, AuditResult
@@ -31,7 +31,7 @@ from lib.gateway import GatewayError, PortalSession
 from lib.gateway.billing_portal import FlowData, FlowType, SessionCreate
 from lib.inputs import http_url_problem, printable
 from lib.models import Customer, Invoice, Subscription, SubscriptionItem, from_ts, utcnow
-from lib.queries import format_money
+from lib.money import currency_code, major
 
 PORTAL: Final = "portal"
 Flow = Literal["portal", FlowType]  # the portal's home, or one task (flow_data)
@@ -368,14 +368,18 @@ class BulkRow:
     customer_id: str
     name: str
     email: str
-    amount_due: str
+    amount_due: dict[str, int]  # currency → minor units still due on the selected invoices
     invoice_ids: list[str]
     link: str = ""
-    made_at: str = ""
+    made_at: datetime | None = None  # UTC
     error: str = ""
 
+    def amounts(self) -> list[tuple[str | None, int | None]]:
+        """(currency, minor units) due, one per currency in code order; one empty pair when nothing is due."""
+        return sorted(self.amount_due.items()) or [(None, None)]
 
-BULK_COLUMNS = ("customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error")
+
+BULK_COLUMNS = tuple(columns.BULK_LINKS)
 
 
 @dataclass
@@ -396,10 +400,13 @@ class BulkResult:
         return sum(1 for r in self.rows if r.error)
 
     def csv(self) -> str:
-        """CSV for finance's mail merge: customer, name, email, amount due, link, when made, error (written by
-        lib/export, so a name like `=HYPERLINK(…)` stays text in a spreadsheet)."""
-        return csv_text(BULK_COLUMNS, ([r.customer_id, r.name, r.email, r.amount_due, r.link, r.made_at, r.error]
-                                       for r in self.rows))
+        """CSV for finance's mail merge: customer, name, email, amount due (major units) and its currency, link,
+        when made (ISO 8601), error — one line per customer and currency (a customer owing USD and EUR has
+        two lines with the same link). Written by lib/export, so a name like `=HYPERLINK(…)` stays text."""
+        return csv_text(BULK_COLUMNS, (
+            [r.customer_id, r.name, r.email, major(amount, cur), currency_code(cur).upper() or None, r.link,
+             r.made_at, r.error]
+            for r in self.rows for cur, amount in r.amounts()), headers=columns.BULK_LINKS)
 
 
 def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[BulkRow], list[str]]:
@@ -429,7 +436,7 @@ def _bulk_targets(invoice_ids: list[str], *, session: Session) -> tuple[list[Bul
         email = (cust.email if cust else None) or next((i.customer_email for i in invs if i.customer_email), "")
         rows.append(BulkRow(
             customer_id=cid, name=(cust.name or "") if cust else "", email=email or "",
-            amount_due="; ".join(format_money(a, c) for c, a in sorted(totals.items())),
+            amount_due=totals,
             invoice_ids=[i.id for i in invs],
         ))
     return rows, missing
@@ -511,7 +518,7 @@ def bulk_links(
                                  details={"stripe_status": outcome.status, "request_id": outcome.request_id})
                 else:
                     row.link = outcome.url
-                    row.made_at = (from_ts(outcome.created) or utcnow()).strftime("%Y-%m-%d %H:%M:%S")
+                    row.made_at = from_ts(outcome.created) or utcnow()
                     audit.finish(arow, session=session, result=AuditResult.SUCCEEDED,
                                  details={"session_id": outcome.id})
                 done += 1

@@ -11,7 +11,6 @@ differences are in `_prefix`, `_count_within` and `_estimate_count`).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import IO, Any
 from sqlalchemy import (
     Select,
     and_,
-    bindparam,
     case,
     exists,
     false,
@@ -38,6 +36,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
+from lib import columns
 from lib.declines import explain
 from lib.export import stream_csv
 from lib.mapping import valid_customer_id
@@ -59,6 +58,7 @@ from lib.models import (
     WebhookEndpoint,
     utcnow,
 )
+from lib.money import major
 from lib.normalize import canonical_email, email_domain, fold_name, normalize_email, normalize_phone
 
 COUNT_CAP = 1_000  # "1,000+": the bound of a count that cannot be estimated (the audit log; see count_rows)
@@ -76,70 +76,14 @@ FIRST_COUNT = 1_000  # counted first, without a budget: a result this small is a
 ESTIMATE_SAMPLE = 5_000
 PAGE_SIZES = (25, 50, 100)
 MAX_SEARCH_LEN = 200
-ZERO_DECIMAL = frozenset({
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
-    "xpf",
-})
-# Stripe counts these in thousandths (5.124 KWD is 5124); every other currency in hundredths
-THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 SUBSCRIPTION_STATUSES = (
     "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused",
 )
 AGE_BUCKETS = ("0–7 days", "8–30 days", "31–60 days", "over 60 days")
-_CURRENCY_RE = re.compile(r"[a-z]{3}")
 _MONDAY = 3 * 86400  # epoch weeks start on Thursday; shift them to start on Monday
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
-
-
-def currency_code(currency: object) -> str:
-    """A currency as a lower-case ISO code ('usd'), or '' when it is missing or not a code at all.
-
-    Safe for anything a row or a DataFrame cell holds: None, '', and the NaN pandas puts in a text column
-    all mean "unknown" (so does text that is not three letters: it is never shown as a currency).
-    """
-    if not isinstance(currency, str):
-        return ""
-    code = currency.strip().lower()
-    return code if _CURRENCY_RE.fullmatch(code) else ""
-
-
-def _missing(amount: object) -> bool:
-    return amount is None or (isinstance(amount, float) and math.isnan(amount))
-
-
-def decimals(currency: object) -> int:
-    """How many decimals the currency's amounts have: 0 (JPY, KRW…), 3 (KWD, BHD…) or 2 (all others, and an
-    unknown currency)."""
-    code = currency_code(currency)
-    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-
-
-def minor_to_major(amount: int | None, currency: str | None) -> float | None:
-    """Minor units → major units in the currency's own decimals (zero-decimal JPY, three-decimal KWD).
-
-    An unknown currency (None, '', NaN) is treated as a two-decimal one, so the amount still shows;
-    a missing amount (None, NaN) stays None.
-    """
-    if _missing(amount):
-        return None
-    amount = int(amount)  # PostgreSQL's SUM(bigint) is a Decimal
-    return amount / 10 ** decimals(currency)
-
-
-def format_money(amount: int | None, currency: str | None) -> str:
-    """'1,234.50 USD' / '1,200 JPY': one currency per string, never a sum across currencies.
-
-    Only digits, separators and a validated three-letter code ever appear, so the text is safe in Markdown;
-    an unknown currency shows the amount alone.
-    """
-    if _missing(amount):
-        return ""
-    cur = currency_code(currency)
-    value = minor_to_major(amount, cur) or 0
-    text = f"{value:,.{decimals(cur)}f}"
-    return f"{text} {cur.upper()}".strip()
 
 
 def approx_count(n: int) -> str:
@@ -176,9 +120,7 @@ class Page:
         """'12,345' (exact), 'about 1.2 M' (estimated) or '10,000+' (a lower bound)."""
         if self.total is None:
             return ""
-        if self.total_estimated:
-            return approx_count(self.total)
-        return f"{self.total:,}+" if self.total_capped else f"{self.total:,}"
+        return count_label(Count(self.total, estimated=self.total_estimated, capped=self.total_capped))
 
 
 def _rows(session: Session, stmt: Select, ints: tuple[str, ...] = ("amount", "mrr", "count", "invoices",
@@ -534,12 +476,13 @@ def search_customers(*, session: Session, filters: CustomerFilters, page: int = 
 
 
 def export_customers_csv(*, session: Session, filters: CustomerFilters) -> IO[bytes]:
-    """Every customer of the current result (all pages) as CSV, streamed."""
+    """Every customer of the current result (all pages) as CSV, streamed: the page's column names, amounts in
+    major units with the currency's decimals (balance signed as Stripe stores it: negative = credit)."""
     def money(r: dict) -> dict:
-        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"]),
-                "balance": minor_to_major(r["balance"], r["currency"])}
+        return {**r, "mrr": major(r["mrr"], r["currency"]), "balance": major(r["balance"], r["currency"])}
 
-    return stream_csv(session, _customers_stmt(session, filters), CUSTOMER_COLUMNS, transform=money)
+    return stream_csv(session, _customers_stmt(session, filters), CUSTOMER_COLUMNS, transform=money,
+                      headers=columns.CUSTOMERS)
 
 
 def distinct_values(session: Session, column: Any, limit: int = 200) -> list[Any]:
@@ -839,10 +782,11 @@ def subscription_totals(*, session: Session, filters: SubscriptionFilters) -> li
 
 
 def export_subscriptions_csv(*, session: Session, filters: SubscriptionFilters) -> IO[bytes]:
+    """Every matching subscription as CSV, streamed: the page's column names, MRR in major units."""
     def money(r: dict) -> dict:
-        return {**r, "mrr": minor_to_major(r["mrr"], r["currency"])}
+        return {**r, "mrr": major(r["mrr"], r["currency"])}
 
-    return stream_csv(session, _subs_stmt(filters), SUB_COLUMNS, transform=money)
+    return stream_csv(session, _subs_stmt(filters), SUB_COLUMNS, transform=money, headers=columns.SUBSCRIPTIONS)
 
 
 def subscription_choices(*, session: Session) -> dict[str, list[tuple[str, str]]]:
@@ -1042,10 +986,11 @@ def export_failed_csv(*, session: Session, filters: FailedFilters) -> IO[bytes]:
 
     def row(r: dict) -> dict:
         r = _decorate_failed(r, now)
-        return {**r, "amount_remaining": minor_to_major(r["amount_remaining"], r["currency"]),
-                "amount_due": minor_to_major(r["amount_due"], r["currency"])}
+        return {**r, "amount_remaining": major(r["amount_remaining"], r["currency"]),
+                "amount_due": major(r["amount_due"], r["currency"])}
 
-    return stream_csv(session, _failed_stmt(filters, now), FAILED_COLUMNS, transform=row)
+    return stream_csv(session, _failed_stmt(filters, now), FAILED_COLUMNS, transform=row,
+                      headers=columns.FAILED_INVOICES)
 
 
 def at_risk_by_currency(*, session: Session, filters: FailedFilters | None = None) -> list[dict[str, Any]]:
@@ -1209,27 +1154,23 @@ def _totals(session: Session, *, statuses: Iterable[str], currency: str | None,
     return _rows(session, stmt)
 
 
-def table_estimates(*, session: Session) -> dict[str, int]:
-    """Approximate row counts for the headline numbers, without counting a million rows each time.
+def table_counts(*, session: Session) -> dict[str, Count]:
+    """How many customers (not deleted: the Customers list's default), subscriptions and invoices the cache
+    holds, counted as every list counts (`count_rows`): exact when cheap, else an estimate labelled as one
+    (`count_label`). So the Overview and the Customers list give the same number for the same rows."""
+    statements = {
+        "customers": (_customers_stmt(session, CustomerFilters(), [Customer.id]), Customer.id),
+        "subscriptions": (select(Subscription.id), Subscription.id),
+        "invoices": (select(Invoice.id), Invoice.id),
+    }
+    return {name: count_rows(session, stmt, key) for name, (stmt, key) in statements.items()}
 
-    PostgreSQL: the planner's estimate (pg_class.reltuples, kept fresh by autovacuum), falling back to a
-    bounded count for a table never analyzed. SQLite: max(rowid), exact unless rows were deleted.
-    """
-    models = {"customers": Customer, "subscriptions": Subscription, "invoices": Invoice}
-    out: dict[str, int] = {}
-    if _dialect(session) == "postgresql":
-        stmt = text("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relname IN :names "
-                    "AND relnamespace = to_regnamespace(current_schema())::oid")
-        rows = session.execute(stmt.bindparams(bindparam("names", expanding=True)), {"names": list(models)})
-        out = {name: int(n) for name, n in rows if n and n > 0}
-        for name, model in models.items():
-            if name not in out:
-                out[name] = _bounded_count(session, select(model.id), cap=100_000)[0]
-        return out
-    for name, model in models.items():
-        stmt = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(model)
-        out[name] = int(session.execute(stmt).scalar_one())
-    return out
+
+def count_label(count: Count) -> str:
+    """'2,000' (exact), 'about 1.2 M' (estimated) or '1,000+' (a lower bound): the one way a count reads."""
+    if count.estimated:
+        return approx_count(count.value)
+    return f"{count.value:,}+" if count.capped else f"{count.value:,}"
 
 
 # --- sync health ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from streamlit.delta_generator import DeltaGenerator
 
 from app_pages.components.data import query
-from app_pages.components.tables import ago
+from app_pages.components.format import ago
 from lib.config import get_settings
 
 # The names of SQLAlchemy's exceptions: a stored run error "customers: OperationalError: (psycopg…) …" is one.

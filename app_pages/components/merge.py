@@ -13,6 +13,7 @@ import streamlit as st
 from sqlmodel import Session
 
 from app_pages.components.authz import authorize
+from app_pages.components.format import balance
 from app_pages.components.tables import dashboard_url
 from app_pages.components.text import md, md_id
 from lib import merge
@@ -20,7 +21,6 @@ from lib.auth import User, can
 from lib.config import get_settings
 from lib.db import get_engine
 from lib.gateway import GatewayError
-from lib.queries import format_money
 
 STATUS_ICON = {"pending": ":material/schedule:", "running": ":material/play_circle:",
                "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]"}
@@ -107,7 +107,7 @@ def _facts_table(plan: dict[str, Any]) -> None:
         subs = "; ".join(f"{s['id']} ({s['status']}: {merge.describe_items(s, names)})"
                          for s in f["subscriptions"]) or "no live subscriptions"
         col.text(f"Subscriptions: {subs}")  # product names come from Stripe: text, never Markdown
-        col.write(f"Balance: {format_money(f['balance'], f.get('currency'))} · "
+        col.write(f"Balance: {balance(f['balance'], f.get('currency'))} · "
                   f"payment method: {md(f.get('usable_payment_method')) or 'none usable'}")
 
 

@@ -14,7 +14,7 @@ from app_pages.components import data
 from lib.auth import User, can
 from lib.db import session_scope
 from lib.invoice_retry import ACTION, RetryError, retry_invoice
-from lib.queries import format_money
+from lib.money import format_money
 
 
 def _label(r: dict[str, Any]) -> str:

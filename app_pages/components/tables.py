@@ -1,10 +1,10 @@
-"""Display helpers shared by the pages: money columns, timestamps, a pager and a dataframe frame."""
+"""Table plumbing shared by the pages: a page of rows as a DataFrame, a pager, selection, links. How values
+look (money, dates, counts) is app_pages/components/format."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,32 +13,13 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
 
+from app_pages.components.format import count
 from app_pages.components.text import md, safe_id
 from app_pages.components.urlstate import Choice, UrlState, Whole
 from lib import access
 from lib.config import get_settings
-from lib.queries import PAGE_SIZES, Page, currency_code, decimals, format_money, minor_to_major
-
-_SYMBOL_FORMATS = {"usd": "dollar", "eur": "euro", "jpy": "yen"}
-
-
-def money_format(currencies: Iterable[str | None]) -> str:
-    """A NumberColumn format: the currency's symbol when every row of the table has that one currency (a row
-    without one — None, '', NaN — must not read as dollars); else the shared number of decimals when the
-    currencies agree on it (USD and EUR: 2); 'localized' (each amount with its own decimals, up to 3) when
-    they do not, so a table listing USD beside BHD neither rounds 12.345 BHD to 12.35 nor shows ¥1,200 as
-    1200.00."""
-    found = set(map(currency_code, currencies))  # None, '' and NaN are '': no currency
-    if len(found) == 1 and "" not in found:
-        only = found.pop()
-        return _SYMBOL_FORMATS.get(only, f"%.{decimals(only)}f")
-    places = {decimals(code) for code in found} or {2}
-    return f"%.{places.pop()}f" if len(places) == 1 else "localized"
-
-
-def money_column(label: str, currencies: Iterable[str | None], help: str | None = None) -> Any:
-    return st.column_config.NumberColumn(label, format=money_format(currencies),
-                                         help=help or "In the row's currency (see the Currency column).")
+from lib.money import minor_to_major
+from lib.queries import PAGE_SIZES, Page
 
 
 def frame(rows: list[dict[str, Any]], money: Iterable[str] = ()) -> pd.DataFrame:
@@ -87,25 +68,6 @@ def customer_link(customer_id: object) -> str | None:
     return f"customer?id={valid}" if valid else None
 
 
-def ago(when: datetime | None, now: datetime | None = None) -> str:
-    """'3 min ago', '2 h ago', '5 days ago'."""
-    if when is None:
-        return "never"
-    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 86400 * 2:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} days ago"
-
-
-def money_lines(rows: list[dict[str, Any]], amount: str = "amount") -> str:
-    """'1,200.00 USD · 30,000 JPY': one figure per currency, never added across currencies."""
-    return " · ".join(format_money(r[amount], r["currency"]) for r in rows) or "none"
-
-
 MAX_PAGE = 100_000  # a page number from a URL beyond this is refused
 
 
@@ -142,7 +104,7 @@ def pager_controls(prefix: str, page: Page) -> None:
     shown_from = (page.page - 1) * page.page_size + (1 if page.rows else 0)
     shown_to = (page.page - 1) * page.page_size + len(page.rows)
     of = f" of {page.total_label}" if page.total is not None else ""
-    mid.caption(f"Page {page.page} · rows {shown_from:,}–{shown_to:,}{of}")
+    mid.caption(f"Page {page.page} · rows {count(shown_from)}–{count(shown_to)}{of}")
     if right.button("Next →", key=f"{prefix}_next", disabled=not page.has_more):
         st.session_state[f"{prefix}_page"] = page.page + 1
         st.rerun()

@@ -22,7 +22,7 @@ from lib.merge.terms import (
     recreate_params,
 )
 from lib.merge.vocabulary import MERGE_KEYS, RECREATE_STATUSES, MergeError, StepKind, WarningCode
-from lib.queries import format_money
+from lib.money import format_money
 
 
 @dataclass

@@ -140,8 +140,8 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         page.get_by_text(f"{n_code} failed invoice(s)").wait_for()
         wait_idle(page)  # the rerun goes on below the count: a click on the old run's button downloads nothing
         rows = list(csv.DictReader(io.StringIO(Path(download_csv(page, "Download CSV (all pages)")).read_text())))
-        assert len(rows) == n_code and {r["code"] for r in rows} == {code}
-        assert all(r["meaning"] and r["next_step"] for r in rows)
+        assert len(rows) == n_code and {r["Decline code"] for r in rows} == {code}
+        assert all(r["Meaning"] and r["Suggested next step"] for r in rows)
         page.get_by_role("heading", name="Failed invoices").scroll_into_view_if_needed()
         screenshot(page, "pages_failed_invoices")
 
@@ -157,7 +157,7 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         page.get_by_text("saved", exact=False).first.wait_for()
         screenshot(page, "pages_followup")
         saved = one(db_url, "SELECT invoice_id, status, note, updated_by FROM invoice_followups")
-        assert saved == (rows[0]["id"], "contacted", "Called the customer; new card coming", "demo@localhost")
+        assert saved == (rows[0]["Invoice"], "contacted", "Called the customer; new card coming", "demo@localhost")
 
         for path, shot in (("/subscriptions", "pages_subscriptions"), ("/sync", "pages_sync")):
             page.goto(base + path)

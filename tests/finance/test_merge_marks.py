@@ -87,7 +87,7 @@ def test_customers_page_labels_merged_rows(merged: dict[str, str]) -> None:
     at = run_page("customers.py", cust_search="ana@corp.example")
     assert not at.exception, at.exception
     df = at.dataframe(key="cust_table").value
-    labels = dict(zip(df["id"], df["merged"], strict=True))
+    labels = dict(zip(df["id"], df["flags"], strict=True))
     assert labels == {merged["survivor"]: "", merged["dup"]: f"merged into {merged['survivor']}"}
 
 

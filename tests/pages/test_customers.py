@@ -129,7 +129,7 @@ def test_sort_by_mrr(people: dict[str, str]) -> None:
     at = run_page("customers.py", cust_sort="Highest MRR")
     assert ids(at)[:2] == [people["jane"], people["jose"]]
     mrr = at.dataframe[0].value["mrr"]
-    assert mrr.iloc[0] == 25.0 and mrr.iloc[1] == 9.0  # minor units shown as major units
+    assert list(mrr.iloc[:2]) == ["25.00 USD", "9.00 EUR"]  # minor units as major units, each in its currency
 
 
 def test_paging(people: dict[str, str]) -> None:
@@ -161,11 +161,14 @@ def test_csv_has_every_page(people: dict[str, str]) -> None:
                      make=query_maker("export_customers_csv", filters=filters))
     rows = list(csv.DictReader(io.StringIO(out.decode())))
     assert len(rows) == 33  # more than one page, deleted excluded
-    assert rows[0]["id"] == people["jane"] and rows[0]["mrr"] == "25.0" and rows[0]["email"].startswith("Jane")
+    assert rows[0]["Customer"] == people["jane"]
+    assert rows[0]["MRR"] == "25.00"
+    assert rows[0]["Email"].startswith("Jane")
     with session_scope() as s:
         only = queries.export_customers_csv(session=s, filters=queries.CustomerFilters(q="JOSE@EXAMPLE.ORG"))
     rows = list(csv.DictReader(io.StringIO(only.read().decode())))
-    assert [r["id"] for r in rows] == [people["jose"]] and rows[0]["currency"] == "eur"
+    assert [r["Customer"] for r in rows] == [people["jose"]]
+    assert rows[0]["Currency"] == "eur"
 
 
 def test_empty_cache_says_run_a_sync_whatever_the_sort(db) -> None:  # noqa: ANN001

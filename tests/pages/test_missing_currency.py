@@ -11,9 +11,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from app_pages.components.tables import frame, money_format
+from app_pages.components.format import money_columns
+from app_pages.components.tables import frame
 from lib.config import get_settings
-from lib.queries import format_money, minor_to_major
+from lib.money import format_money, minor_to_major
 from tests.utils.apptest import APP, run_page
 from tests.utils.factories import make_customer
 from tests.utils.login import ROLE_EMAILS, as_role, write_roles
@@ -34,7 +35,7 @@ def test_customers_page_renders_with_a_customer_without_currency(mixed: dict[str
 def test_the_amount_of_a_customer_without_currency_still_shows(mixed: dict[str, str]) -> None:
     at = run_page("customers.py")
     df = at.dataframe(key="cust_table").value
-    assert df[df["id"] == mixed["none"]].iloc[0]["balance"] == -12.5
+    assert df[df["id"] == mixed["none"]].iloc[0]["balance"] == "credit 12.50"
 
 
 @pytest.mark.parametrize("role", sorted(ROLE_EMAILS))
@@ -71,18 +72,22 @@ def test_frame_with_a_nan_currency_column() -> None:
     assert list(df["mrr"]) == [1.0, 2.5]
 
 
-def test_money_format_of_a_table_mixing_decimals_loses_no_digit() -> None:
-    # Customers / Failed invoices list USD beside BHD: a two-decimal format showed 12.345 BHD as 12.35.
-    assert money_format(["usd", "bhd", "jpy"]) == "localized"
+def money_cells(rows: list[dict]) -> list[object]:
+    df = frame(rows, money=("mrr",))
+    money_columns(df, {"mrr": "MRR"})
+    return list(df["mrr"])
 
 
-def test_money_format_of_one_three_decimal_currency_shows_three_decimals() -> None:
-    assert money_format(["kwd", "kwd"]) == "%.3f"
+def test_a_table_mixing_decimals_shows_each_amount_in_its_own_decimals() -> None:
+    # Customers / Failed invoices list USD beside BHD: one two-decimal format showed 12.345 BHD as 12.35.
+    rows = [{"currency": "usd", "mrr": 1250}, {"currency": "bhd", "mrr": 12345}, {"currency": "jpy", "mrr": 1200}]
+    assert money_cells(rows) == ["12.50 USD", "12.345 BHD", "1,200 JPY"]
 
 
-def test_money_format_of_two_decimal_currencies_stays_two_decimals() -> None:
-    assert money_format(["usd", "eur"]) == "%.2f"
+def test_a_table_of_one_three_decimal_currency_shows_three_decimals() -> None:
+    assert money_cells([{"currency": "kwd", "mrr": 3500}, {"currency": "kwd", "mrr": 1}]) == ["3.500 KWD", "0.001 KWD"]
 
 
-def test_money_format_with_a_nan_currency_is_plain() -> None:
-    assert money_format(["usd", math.nan, None]) == "%.2f"  # a $ would claim dollars for the rows without one
+def test_a_row_without_currency_shows_its_amount_without_a_code_beside_dollars() -> None:
+    # a $ (or USD) would claim dollars for the row without one
+    assert money_cells([{"currency": "usd", "mrr": 1250}, {"currency": math.nan, "mrr": 250}]) == ["12.50 USD", "2.50"]

@@ -33,7 +33,7 @@ def _table(at: Any, column: str, without: str = "") -> Any:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
 @pytest.fixture
@@ -77,13 +77,13 @@ def test_subscriptions_list_breakdown_and_csv_show_no_mrr_outside_mrr_statuses(g
     breakdown = _table(at, "mrr", without="id")
     per_status = dict(zip(breakdown["status"], breakdown["mrr"], strict=True))
     assert sorted(s for s, m in per_status.items() if _empty(m)) == sorted(set(STATUS_MRR) - set(MRR_STATUSES))
-    assert per_status["active"] == 35.0  # Grace's 10.00 and the other customer's 25.00
+    assert per_status["active"] == "35.00 USD"  # Grace's 10.00 and the other customer's 25.00
     csv_rows = list(csv.DictReader(io.TextIOWrapper(queries.export_subscriptions_csv(
         session=session, filters=queries.SubscriptionFilters()), encoding="utf-8")))
-    exported = {r["id"]: r["mrr"] for r in csv_rows}
+    exported = {r["Subscription"]: r["MRR"] for r in csv_rows}
     assert [st for st in STATUS_MRR if exported[grace[st]] == ""] == [
         st for st in STATUS_MRR if st not in MRR_STATUSES]
-    assert exported[grace["active"]] == "10.0"
+    assert exported[grace["active"]] == "10.00"
 
 
 def test_overview_mrr_equals_the_subscriptions_page(grace: dict[str, str]) -> None:

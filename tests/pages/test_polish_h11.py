@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
+from app_pages.components.format import money_columns
 from app_pages.components.header import run_error
-from app_pages.components.tables import customer_link, money_format
+from app_pages.components.tables import customer_link, frame
 from app_pages.components.text import plain
 from lib import queries
 from lib.models import utcnow
@@ -181,7 +182,9 @@ def test_zero_balance_shows_the_currency(session: Session) -> None:
 
 
 def test_money_column_of_a_table_with_a_customer_without_currency_has_no_dollar_sign() -> None:
-    assert money_format(["usd", None]) == "%.2f"
+    df = frame([{"currency": "usd", "mrr": 100}, {"currency": None, "mrr": 100}], money=("mrr",))
+    money_columns(df, {"mrr": "MRR"})
+    assert "$" not in "".join(df["mrr"])
 
 
 def test_run_error_classifies_each_resource_of_a_run() -> None:

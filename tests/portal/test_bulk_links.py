@@ -64,11 +64,13 @@ def test_200_invoices_within_the_request_budget(sandbox: Any, session: Session, 
 
     rows = parse(result.csv())
     assert len(rows) == 200 and list(rows[0]) == [
-        "customer", "name", "email", "amount_due", "link", "link_made_at_utc", "error"]
-    assert rows[0]["amount_due"] == "10.00 USD" and rows[1]["amount_due"] == "10.01 EUR"
-    assert len({r["link"] for r in rows}) == 200 and not any(r["error"] for r in rows)
+        "Customer", "Name", "Email", "Amount due", "Currency", "Portal link", "Link made", "Error"]
+    assert (rows[0]["Amount due"], rows[0]["Currency"]) == ("10.00", "USD")
+    assert (rows[1]["Amount due"], rows[1]["Currency"]) == ("10.01", "EUR")
+    assert rows[0]["Link made"].endswith("Z"), "an ISO 8601 time in UTC"
+    assert len({r["Portal link"] for r in rows}) == 200 and not any(r["Error"] for r in rows)
     for row in (rows[0], rows[-1]):  # the links open the sandbox's portal page
-        with urllib.request.urlopen(row["link"], timeout=10) as resp:
+        with urllib.request.urlopen(row["Portal link"], timeout=10) as resp:
             assert resp.status == 200
 
     links = audit_rows(session)
@@ -76,7 +78,7 @@ def test_200_invoices_within_the_request_budget(sandbox: Any, session: Session, 
     assert {r.correlation_id for r in links} == {result.run_id}
     (parent,) = audit_rows(session, "bulk_portal_links")
     assert parent.result == "succeeded" and parent.details["made"] == 200 and parent.actor == FINANCE.email
-    assert not any(r["link"] in repr(a.model_dump()) for a in links[:5] for r in rows)
+    assert not any(r["Portal link"] in repr(a.model_dump()) for a in links[:5] for r in rows)
 
 
 def test_one_link_per_customer_with_amounts_summed(sandbox: Any, session: Session, configured: str) -> None:
@@ -86,7 +88,8 @@ def test_one_link_per_customer_with_amounts_summed(sandbox: Any, session: Sessio
     b = factories.make_failed_invoice(session, cust.id, amount_due=2500)
     result = portal.bulk_links([a.id, b.id, "in_gone"], user=FINANCE, session=session)
     (row,) = parse(result.csv())
-    assert row["customer"] == cust.id and row["amount_due"] == "40.00 USD" and row["link"]
+    assert (row["Customer"], row["Amount due"], row["Currency"]) == (cust.id, "40.00", "USD")
+    assert row["Portal link"]
     assert result.missing_invoices == ["in_gone"]
     assert len(portal_requests(sandbox)) == 1
 
@@ -117,7 +120,7 @@ def test_portal_not_configured_stops_the_run_and_says_why(sandbox: Any, session:
     assert "Customer portal" in result.error and "PORTAL_CONFIGURATION_ID" in result.error
     assert len(portal_requests(sandbox)) == 2
     rows = parse(result.csv())
-    assert sum(r["error"].startswith("Not attempted") for r in rows) == 18
+    assert sum(r["Error"].startswith("Not attempted") for r in rows) == 18
     (parent,) = audit_rows(session, "bulk_portal_links")
     assert parent.result == "failed" and "20 of 20" in parent.error
 
