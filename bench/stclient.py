@@ -148,8 +148,8 @@ class StSession:
             kind = fm.WhichOneof("type")
             if kind == "delta":
                 self._delta(fm.delta, result)
-            elif kind == "new_session" and fragment:  # st.rerun(scope="app") from a fragment: a full run
-                fragment = False
+            elif kind == "new_session" and not fm.metadata.run.fragment_ids:
+                fragment = False  # a full run starts (st.rerun(scope="app") from a fragment, or none was asked)
             elif kind == "script_finished":
                 name = ForwardMsg.ScriptFinishedStatus.Name(fm.script_finished)
                 if name == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY" and not fragment:
