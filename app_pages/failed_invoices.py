@@ -30,14 +30,14 @@ from app_pages.components.retry import retry_now_action
 from app_pages.components.tables import (
     ANY,
     chosen,
-    customer_link,
     frame,
     guarded,
+    link_to,
     paged,
     pager_controls,
     selected_ids,
 )
-from app_pages.components.text import md, safe_url
+from app_pages.components.text import md, safe_id, safe_url
 from app_pages.components.urlstate import Choice, Flag, UrlState
 from lib import columns, followups
 from lib.auth import User, can
@@ -223,6 +223,23 @@ def invoice_summary(invoice: dict) -> None:
     if not invoice["on_worklist"]:
         st.caption("This invoice is not on the failed-payment worklist (paid, void, or not attempted yet); a "
                    "follow-up can still be noted.")
+    invoice_details(invoice)
+
+
+def invoice_details(invoice: dict) -> None:
+    """What the worklist leaves out to keep its columns in view: attempts, the decline's meaning and next
+    step, the new-card hint, and links to the customer's page and Stripe's pay page."""
+    attempts = invoice["attempt_count"] or 0
+    st.caption(f"{attempts:,} payment attempt(s) · {md(invoice['meaning'])} Next step: {md(invoice['next_step'])}")
+    if invoice["new_card"]:
+        st.caption(md(invoice["new_card"]))
+    links = st.columns(2)
+    with links[0]:
+        if safe_id("customer", invoice["customer_id"]):
+            link_to("customer_detail.py", "Customer page", icon=":material/person:",
+                    query_params={"id": invoice["customer_id"]})
+    if pay_page := safe_url(invoice["hosted_invoice_url"]):
+        links[1].link_button("Pay page", pay_page, icon=":material/open_in_new:")
 
 
 def render_followup_editor(user, invoice: dict) -> None:  # noqa: ANN001
@@ -280,34 +297,27 @@ def render_invoice_panel(user, selected: list[str], rows: list[dict]) -> None:  
 
 
 # At 1440 px every column of the follow-up job is in view, the invoice pinned: who, how much, why, when the
-# next retry is, how old, and the follow-up. The customer's page, the pay page, the status and the new-card
-# hint follow to the right; the decline's meaning and next step are in "Why payments failed" above.
+# next retry is, how old, and the follow-up — and nothing half off screen. Attempts, the customer's page, the
+# pay page, the status, the new-card hint and who saved the follow-up are in the selected invoice's panel
+# (`invoice_details`); the decline's meaning and next step also in "Why payments failed" above.
 WORKLIST_ORDER = ["id", "customer_email", "amount_remaining", "code", "next_payment_attempt", "age_days",
-                  "followup_status", "followup_note", "attempt_count", "customer", "hosted_invoice_url", "status",
-                  "new_card", "followup_by"]
+                  "followup_status", "followup_note"]
 L = columns.FAILED_INVOICES
 
 
 def worklist_columns(df: pd.DataFrame) -> dict:
-    """Column configs of the worklist (changes `df`'s money and date cells into their text, adds links)."""
-    df["customer"] = [customer_link(c) for c in df["customer_id"]]
-    df["hosted_invoice_url"] = [safe_url(u) for u in df["hosted_invoice_url"]]
+    """Column configs of the worklist (changes `df`'s money and date cells into their text)."""
     return {
         "id": pinned(L["id"], width=140), "customer_email": long_text(L["customer_email"], width=150),
         **money_columns(df, {"amount_remaining": L["amount_remaining"]}, width=105),
-        "code": long_text(L["code"], width=120), "attempt_count": count_column(L["attempt_count"], width=70),
+        "code": long_text(L["code"], width=120),
         **date_columns(df, {"next_payment_attempt": L["next_payment_attempt"]}, width=155,
                        help={"next_payment_attempt": "Empty: no automatic retry is scheduled."}),
         "age_days": count_column(L["age_days"], width=70),
         "followup_status": st.column_config.TextColumn(L["followup_status"], width=80),
         "followup_note": long_text(L["followup_note"], width=110, help="The whole note is in the follow-up "
                                    "editor below."),
-        "customer": st.column_config.LinkColumn(L["customer_id"], display_text="Open", width=70),
-        "hosted_invoice_url": st.column_config.LinkColumn(L["hosted_invoice_url"], display_text="Open", width=70),
-        "status": L["status"], "new_card": long_text(L["new_card"], width=200), "followup_by": L["followup_by"],
     }
-
-
 
 
 def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001

@@ -60,7 +60,7 @@ def fill(url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def timed(fn, repeat: int = 5) -> float:  # noqa: ANN001
+def timed(fn, repeat: int = 5) -> float:
     runs = []
     for _ in range(repeat):
         started = time.perf_counter()

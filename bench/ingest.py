@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from lib.db import get_engine, migrate  # noqa: E402
-from lib.gateway import decode  # noqa: E402
-from lib.sync import PageWriter  # noqa: E402
+from lib.db import get_engine, migrate
+from lib.gateway import decode
+from lib.sync import PageWriter
 
 T0 = 1_760_000_000
 RESOURCES = ("customers", "subscriptions", "invoices", "payment_methods")
@@ -447,7 +447,7 @@ def main() -> None:
         try:
             with admin.connect() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out["postgresql"] = {"error": f"PostgreSQL not reachable: {type(exc).__name__}"}
         else:
             sep = "&" if "?" in base else "?"

@@ -239,7 +239,7 @@ class Role:
             except (ProtocolError, OSError, KeyError) as exc:
                 self.stats.failure(f"{self.role}:session", exc)
                 await self._reset()
-            except Exception as exc:  # noqa: BLE001 - a websocket error is an error to count, not a crash
+            except Exception as exc:  # a websocket error is an error to count, not a crash
                 self.stats.failure(f"{self.role}:session", exc)
                 await self._reset()
 
@@ -247,7 +247,7 @@ class Role:
         if self.s is not None:
             try:
                 await self.s.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self.s = None
 

@@ -100,7 +100,7 @@ class StSession:
             ws.string_array_value.data.extend(str(v) for v in value)
         self.states[wid] = ws
 
-    async def run(self, *, page: str | None = None, query: str | None = None, set: dict[str, Value] | None = None,  # noqa: A002
+    async def run(self, *, page: str | None = None, query: str | None = None, set: dict[str, Value] | None = None,
                   click: str | None = None, timeout: float = 120.0) -> RunResult:
         """Rerun the script (optionally on another page / query string, with widget values set or a button
         clicked) and collect its output until script_finished."""

@@ -26,13 +26,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-import sandbox.billing  # noqa: F401  (registers routes)
-import sandbox.cash  # noqa: F401
-import sandbox.discounts  # noqa: F401
-import sandbox.invoicing  # noqa: F401
-import sandbox.portal  # noqa: F401
-import sandbox.resources  # noqa: F401
-import sandbox.schedules  # noqa: F401
+# the resource modules register their routes when imported (sandbox.webhooks is otherwise unused here)
+import sandbox.billing
+import sandbox.cash
+import sandbox.discounts
+import sandbox.invoicing
+import sandbox.portal
+import sandbox.resources
+import sandbox.schedules
 import sandbox.webhooks  # noqa: F401
 from sandbox.billing import run_due
 from sandbox.core import ApiError, Obj, Store, new_id, parse_form
@@ -81,7 +82,7 @@ class Sandbox:
             try:
                 with open(self.state_file, "rb") as fh:
                     self.store = pickle.load(fh)
-            except Exception as exc:  # noqa: BLE001 — any unreadable file gets the same advice
+            except Exception as exc:  # any unreadable file gets the same advice
                 raise SystemExit(f"Cannot read the sandbox state file {self.state_file} ({type(exc).__name__}: "
                                  f"{exc}). Move it away or delete it to start with an empty sandbox.") from None
             gc.collect()

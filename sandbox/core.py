@@ -30,7 +30,7 @@ Obj = dict[str, Any]
 class ApiError(Exception):
     """A Stripe-shaped error answer."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  code: str | None = None, param: str | None = None, decline_code: str | None = None,
                  extra: Obj | None = None) -> None:
         super().__init__(message)

@@ -33,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http_ok(url: str, *, timeout: float = 30.0, proc=None) -> None:  # noqa: ANN001
+def wait_http_ok(url: str, *, timeout: float = 30.0, proc=None) -> None:
     """Poll `url` until it answers 200; fail early with the process's output if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

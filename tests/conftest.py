@@ -56,7 +56,7 @@ def session(db: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:  # noqa: ANN001
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test starts from known settings and empty Streamlit caches (they outlive AppTest runs)."""
     monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY)
     monkeypatch.setenv("STRIPE_API_BASE", os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:9"))

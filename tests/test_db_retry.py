@@ -61,7 +61,7 @@ def test_deadlock_victim_is_retried_and_both_writers_finish(pg_engine: Engine) -
     def run(*args: object) -> None:
         try:
             writer(*args)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=("a", 1, 2)), threading.Thread(target=run, args=("b", 2, 1))]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,7 +255,8 @@ def test_recovery_reads_the_summary_and_answers_as_before(db: Engine, session: S
         got = queries.recovery(session=session, currency=currency, now=now)
         want = _recovery_from_invoices(session, currency, now)
         assert got.weekly == want.weekly
-        assert got.weekly and all(r["week"].weekday() == 0 for r in got.weekly)
+        assert got.weekly
+        assert all(r["week"].weekday() == 0 for r in got.weekly)
         assert got.monthly == _cohorts_from_rows(rows, currency, now)
     assert queries.recovery(session=session, currency="gbp", now=now) == queries.Recovery()
 
@@ -283,7 +285,7 @@ def _cohorts_from_rows(rows: list[dict[str, Any]], currency: str | None, now: da
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url_at_0002(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+def url_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database migrated to 0002 only, with the derived state 0002-era code installed (the totals)."""
     with database_at(request.param, "0002", tmp_path, _ensure_subscription_totals) as url:
         yield url

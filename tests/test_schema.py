@@ -6,6 +6,7 @@ database are the ones lib/models.py declares."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,7 +179,7 @@ def _triggers_of_0001(conn: Connection) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url_at_0001(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+def url_at_0001(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database migrated to 0001 only, with the triggers 0001-era code installed."""
     with database_at(request.param, "0001", tmp_path, _triggers_of_0001) as url:
         yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import Engine
 
 from lib import access
 from tests.utils.apptest import page_files, run_app, run_page
@@ -14,13 +15,13 @@ def test_every_page_file_is_routed() -> None:
 
 
 @pytest.mark.parametrize("name", [p.name for p in page_files()])
-def test_page_runs_without_exception(db, name: str) -> None:  # noqa: ANN001
+def test_page_runs_without_exception(db: Engine, name: str) -> None:
     at = run_page(name)
     assert not at.exception, at.exception
     assert at.title, f"{name} shows no title"
 
 
-def test_app_entry_runs_and_shows_overview(db) -> None:  # noqa: ANN001
+def test_app_entry_runs_and_shows_overview(db: Engine) -> None:
     at = run_app()
     assert not at.exception, at.exception
     assert any("Billing Console" in t.value for t in at.title)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import time
+import os
 from pathlib import Path
 
 import pytest
@@ -40,9 +40,14 @@ ADMIN_AS_SUPPORT = "\n".join([
 
 
 def rewrite_roles(path: Path, text: str) -> None:
-    """An admin edits roles.toml (the modification time moves on, so the cached rules are re-read)."""
-    time.sleep(0.01)
+    """An admin edits roles.toml (the modification time moves on, so the cached rules are re-read).
+
+    The time is moved on explicitly, a second past the previous write, rather than by sleeping past the
+    file system's timestamp resolution."""
+    before = path.stat().st_mtime_ns
     write_roles(path, text)
+    later = max(path.stat().st_mtime_ns, before + 1_000_000_000)
+    os.utime(path, ns=(later, later))
 
 
 @pytest.fixture

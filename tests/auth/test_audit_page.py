@@ -48,9 +48,11 @@ def test_each_filter_narrows_the_trail(trail: Engine) -> None:
         assert {r["action"] for r in _search(s, action="merge_step")} == {"merge_step"}
         assert [r["customer_id"] for r in _search(s, customer_id="cus_0007")] == ["cus_0007"]
         assert _search(s, customer_id="cus_001") == []  # customer ids match whole
-        assert len(_search(s, actor="user1@corp.test")) == 20 and _search(s, actor="user1@corp.tes") == []
+        assert len(_search(s, actor="user1@corp.test")) == 20
+        assert _search(s, actor="user1@corp.tes") == []
         failed = _search(s, result="failed")
-        assert len(failed) == 15 and all(r["error"] == "boom" for r in failed)
+        assert len(failed) == 15
+        assert all(r["error"] == "boom" for r in failed)
         week = _search(s, since=TODAY - timedelta(days=6), until=TODAY)
         assert len(week) == 7
         both = _search(s, actor="user0", result="succeeded")  # i ≡ 0 mod 3 and i ≡ 1 mod 4
@@ -65,7 +67,8 @@ def test_pages_are_newest_first_and_bounded(trail: Engine) -> None:
         third = audit.search_audit(session=s, filters=audit.AuditFilters(), page=3, page_size=25)
     assert (len(first.rows), first.has_more, first.total) == (25, True, 60)
     assert (len(third.rows), third.has_more) == (10, False)
-    assert first.rows[0]["customer_id"] == "cus_0000" and third.rows[-1]["customer_id"] == "cus_0059"
+    assert first.rows[0]["customer_id"] == "cus_0000"
+    assert third.rows[-1]["customer_id"] == "cus_0059"
     stamps = [r["created_at"] for r in first.rows]
     assert stamps == sorted(stamps, reverse=True)
 
@@ -75,7 +78,8 @@ def test_csv_export_has_every_matching_entry_and_is_itself_audited(trail: Engine
     with Session(trail) as s:
         data = audit.export_recorded(session=s, filters=filters, actor="ada@corp.test", role="admin")
         rows = list(csv.DictReader(io.StringIO(data.decode())))
-        assert len(rows) == 30 and {r["Action"] for r in rows} == {"portal_link"}
+        assert len(rows) == 30
+        assert {r["Action"] for r in rows} == {"portal_link"}
         assert list(rows[0]) == [columns.AUDIT[c] for c in audit.AUDIT_COLUMNS]  # the page's column names
         assert rows[0]["Details"].startswith("{")
         entry = s.exec(select(AuditLog).where(AuditLog.action == "export_audit")).one()
@@ -103,7 +107,8 @@ def test_page_filters_and_pages_through_the_trail(trail: Engine, roles_file: Pat
     at.selectbox(key="aud_result").select("refused").run()
     assert set(at.dataframe[0].value["result"]) == {"refused"}
     at.text_input(key="aud_customer").input("cus_9").run()
-    assert not at.dataframe and "No audit entry matches" in at.info[0].value
+    assert not at.dataframe
+    assert "No audit entry matches" in at.info[0].value
     assert [b.label for b in at.get("download_button")] == []
 
 
@@ -115,7 +120,8 @@ def test_page_offers_the_csv_to_admins(trail: Engine, roles_file: Path) -> None:
 def test_half_picked_date_range_asks_for_the_second_date(trail: Engine, roles_file: Path) -> None:
     at = _audit_page()
     at.date_input(key="aud_dates").set_value((TODAY,)).run()
-    assert not at.exception and not at.dataframe
+    assert not at.exception
+    assert not at.dataframe
     assert "Pick the last day" in at.info[0].value
 
 

@@ -42,7 +42,10 @@ def test_login_screen_is_all_an_anonymous_visitor_gets(roles_file: Path) -> None
     at.user = {}  # nobody signed in
     at.run()
     assert [b.label for b in at.button] == ["Log in"]
-    assert not at.sidebar.children and not at.dataframe and not at.caption  # no header, no menu, no data
+    # no header, no menu, no data
+    assert not at.sidebar.children
+    assert not at.dataframe
+    assert not at.caption
     assert "Local demo" not in _infos(at)
 
 
@@ -71,15 +74,19 @@ def test_incomplete_auth_section_says_what_is_missing(roles_file: Path) -> None:
     at.user = {}
     at.run()
     text = _infos(at)
-    assert "redirect_uri" in text and "cookie_secret" in text and "client_secret" in text
+    assert "redirect_uri" in text
+    assert "cookie_secret" in text
+    assert "client_secret" in text
     assert not at.button
 
 
 def test_signed_in_without_a_role_sees_only_the_no_access_page(roles_file: Path) -> None:
     at = logged_in(app(), "stranger@elsewhere.test").run()
-    assert "no role has been given" in _infos(at) and "stranger@elsewhere.test" in plain(_infos(at))
+    assert "no role has been given" in _infos(at)
+    assert "stranger@elsewhere.test" in plain(_infos(at))
     assert [b.label for b in at.button] == ["Log out"]
-    assert not at.sidebar.children and not at.dataframe
+    assert not at.sidebar.children
+    assert not at.dataframe
     for spec in access.PAGES:  # a page opened directly says the same, and nothing else
         page = logged_in(AppTest.from_file(str(PAGES_DIR / spec.file), default_timeout=30),
                          "stranger@elsewhere.test").run()
@@ -90,7 +97,8 @@ def test_signed_in_without_a_role_sees_only_the_no_access_page(roles_file: Path)
 def test_signed_in_user_sees_who_and_a_logout_button(roles_file: Path) -> None:
     at = as_role(app(), "finance").run()
     sidebar = _signed_in_as(at)
-    assert "fran@corp.test" in sidebar and "finance" in sidebar
+    assert "fran@corp.test" in sidebar
+    assert "finance" in sidebar
     assert "Log out" in [b.label for b in at.sidebar.button]
     assert "Local demo" not in _infos(at)
 
@@ -101,15 +109,18 @@ def test_broken_roles_file_lets_nobody_in_and_says_why(tmp_path: Path, monkeypat
     monkeypatch.setenv("ROLES_FILE", str(bad))
     get_settings.cache_clear()
     at = logged_in(app(), "ada@corp.test").run()
-    assert "Roles are misconfigured" in _infos(at) and "unknown role 'owner'" in _infos(at)
-    assert not at.sidebar.children and not at.dataframe
+    assert "Roles are misconfigured" in _infos(at)
+    assert "unknown role 'owner'" in _infos(at)
+    assert not at.sidebar.children
+    assert not at.dataframe
 
 
 def test_database_down_at_start_is_one_clear_message(roles_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
     get_settings.cache_clear()
     at = as_role(app(), "admin").run()
-    assert not at.exception and "The cache database did not answer" in at.error[0].value
+    assert not at.exception
+    assert "The cache database did not answer" in at.error[0].value
     assert not at.sidebar.children  # no menu over a database that is not there
 
 
@@ -118,7 +129,8 @@ def test_local_demo_without_auth_is_bannered_and_admin() -> None:
     assert "Local demo, no login" in _infos(at)
     assert "demo@localhost" in _signed_in_as(at)
     at.switch_page("app_pages/audit.py").run()
-    assert at.title[0].value == "Audit log" and NO_ACCESS not in _infos(at)
+    assert at.title[0].value == "Audit log"
+    assert NO_ACCESS not in _infos(at)
 
 
 def test_demo_refuses_a_live_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,15 +138,19 @@ def test_demo_refuses_a_live_key(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
     at = app().run()
     assert "live-mode key and no login is configured" in _infos(at)
-    assert not at.sidebar.children and not at.dataframe and not at.button
+    assert not at.sidebar.children
+    assert not at.dataframe
+    assert not at.button
     page = AppTest.from_file(str(PAGES_DIR / "customers.py"), default_timeout=30).run()
-    assert "live-mode key and no login is configured" in _infos(page) and not page.dataframe
+    assert "live-mode key and no login is configured" in _infos(page)
+    assert not page.dataframe
 
 
 def test_demo_refuses_a_non_loopback_address() -> None:
     with patch_config_options({"server.address": "0.0.0.0"}):
         at = app().run()
-    assert "bound to 0.0.0.0" in _infos(at) and not at.sidebar.children
+    assert "bound to 0.0.0.0" in _infos(at)
+    assert not at.sidebar.children
 
 
 def test_secrets_file_that_does_not_parse_is_not_the_no_login_demo(tmp_path: Path) -> None:
@@ -143,8 +159,11 @@ def test_secrets_file_that_does_not_parse_is_not_the_no_login_demo(tmp_path: Pat
     broken.write_text('[auth\nredirect_uri = "x"\n')
     with patch_config_options({"secrets.files": [str(broken)]}):
         at = app().run()
-    assert "Configuration problem" in _infos(at) and str(broken) in _infos(at)
-    assert "Local demo" not in _infos(at) and not at.sidebar.children and not at.dataframe
+    assert "Configuration problem" in _infos(at)
+    assert str(broken) in _infos(at)
+    assert "Local demo" not in _infos(at)
+    assert not at.sidebar.children
+    assert not at.dataframe
 
 
 def test_login_does_not_depend_on_the_address_or_key_mode(roles_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,7 +171,8 @@ def test_login_does_not_depend_on_the_address_or_key_mode(roles_file: Path, monk
     get_settings.cache_clear()
     with patch_config_options({"server.address": "0.0.0.0"}):
         at = as_role(app(), "admin").run()
-    assert not at.error and "ada@corp.test" in _signed_in_as(at)
+    assert not at.error
+    assert "ada@corp.test" in _signed_in_as(at)
 
 
 @pytest.mark.parametrize("mode", ["demo-test-key", "login-live-key"])
@@ -172,9 +192,14 @@ def test_secret_key_never_rendered_or_logged(mode: str, roles_file: Path, monkey
         seen.append(rendered_text(at))
     text = "\n".join(seen)
     assert key[-4:] in text  # the header's hint is there…
-    assert key not in text and key[:-4] not in text and key[8:20] not in text  # …and nothing more of the key
+    # …and nothing more of the key
+    assert key not in text
+    assert key[:-4] not in text
+    assert key[8:20] not in text
     out, err = capfd.readouterr()
-    assert key not in caplog.text and key not in out and key not in err
+    assert key not in caplog.text
+    assert key not in out
+    assert key not in err
 
 
 def test_a_role_granted_in_roles_toml_applies_on_the_next_load(roles_file: Path) -> None:
@@ -187,7 +212,8 @@ def test_a_role_granted_in_roles_toml_applies_on_the_next_load(roles_file: Path)
     os.utime(roles_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # an edit a second later
     at.run()
     assert "no role has been given" not in _infos(at)
-    assert "newcomer@corp.test" in _signed_in_as(at) and "support" in rendered_text(at)
+    assert "newcomer@corp.test" in _signed_in_as(at)
+    assert "support" in rendered_text(at)
 
 
 def test_no_role_screen_shows_the_email_as_text(roles_file: Path) -> None:

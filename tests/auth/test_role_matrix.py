@@ -64,12 +64,17 @@ def test_page_opens_only_for_its_roles(spec: access.PageSpec, role: str, seeded:
     if role in EXPECTED_PAGES[spec.key]:
         assert not any(NO_ACCESS in e for e in errors), errors
         assert not at.exception, [e.value for e in at.exception]
-        assert at.title and at.title[0].value, "an allowed page renders its content"
+        assert at.title, "an allowed page renders its content"
+        assert at.title[0].value, "an allowed page renders its content"
     else:
         assert any(NO_ACCESS in e for e in errors), errors
         text = rendered_text(at)
-        assert SECRET_CUSTOMER not in text and "cus_MATRIXSECRET" not in text
-        assert not at.title and not at.dataframe and not at.main.text_input and not at.main.button
+        assert SECRET_CUSTOMER not in text
+        assert "cus_MATRIXSECRET" not in text
+        assert not at.title
+        assert not at.dataframe
+        assert not at.main.text_input
+        assert not at.main.button
 
 
 @pytest.mark.parametrize("spec", [p for p in access.PAGES if EXPECTED_PAGES[p.key] != ALL], ids=lambda s: s.key)
@@ -79,7 +84,8 @@ def test_page_file_refuses_by_itself(spec: access.PageSpec, seeded: Engine) -> N
     at = as_role(AppTest.from_file(str(PAGES_DIR / spec.file), default_timeout=30), outsiders[0]).run()
     assert [e.value for e in at.error] == [
         "You do not have access to this page. Ask an admin to grant you a role that includes it."]
-    assert len(at.main.children) == 1 and not at.sidebar.children
+    assert len(at.main.children) == 1
+    assert not at.sidebar.children
 
 
 @pytest.mark.parametrize("role", sorted(ALL))

@@ -104,7 +104,7 @@ def path(page: str, world: World) -> str:
     return f"customer?id={world.customers['formula_failed']}" if page == "customer" else page
 
 
-def open_page(browser: Any, base: str, where: str, size: str) -> Any:  # noqa: ANN401
+def open_page(browser: Any, base: str, where: str, size: str) -> Any:
     width, height = SIZES[size]
     context = browser.new_context(viewport={"width": width, "height": height})
     tab = context.new_page()
@@ -114,7 +114,7 @@ def open_page(browser: Any, base: str, where: str, size: str) -> Any:  # noqa: A
     return tab
 
 
-def grid(tab: Any, header: str) -> Any:  # noqa: ANN401
+def grid(tab: Any, header: str) -> Any:
     """The table that has a column `header`, scrolled into view."""
     found = tab.locator("[data-testid='stDataFrame']").filter(
         has=tab.locator("[role=columnheader]", has_text=re.compile(f"^{re.escape(header)}$")))
@@ -124,7 +124,7 @@ def grid(tab: Any, header: str) -> Any:  # noqa: ANN401
     return found
 
 
-def out_of_view(tab: Any, table: Any, required: tuple[str, ...]) -> list[str]:  # noqa: ANN401
+def out_of_view(tab: Any, table: Any, required: tuple[str, ...]) -> list[str]:
     """The required columns that are not wholly inside the viewport (empty: all are)."""
     box = table.bounding_box()
     viewport = tab.viewport_size
@@ -181,7 +181,7 @@ def seen(browser: Any, site: tuple[str, World]) -> Callable[[str, str], Seen]:
     return look
 
 
-def bad_money_cells(table: Any) -> list[str]:  # noqa: ANN401
+def bad_money_cells(table: Any) -> list[str]:
     """Money cells (of the columns in MONEY_HEADERS) that do not follow the one format or have another number
     of decimals than their currency's."""
     seen = table.evaluate(READ_GRID)

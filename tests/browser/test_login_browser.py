@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page
 from sqlmodel import Session
 
 from lib import access
@@ -57,7 +58,7 @@ def login_env(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> d
     }
 
 
-def _nav_titles(page) -> list[str]:  # noqa: ANN001
+def _nav_titles(page: Page) -> list[str]:
     """Titles in the sidebar menu (each link's text ends with the title, after the icon's ligature name)."""
     return [t.strip().splitlines()[-1] for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
 
@@ -67,11 +68,13 @@ def test_login_sees_own_pages_is_refused_others_and_logs_out(login_env: dict[str
         oidc.log_in(page, url, oidc_provider, STAFF["sub"])  # the provider's predefined user
         wait_idle(page)
         sidebar = page.locator("[data-testid='stSidebar']").inner_text()
-        assert "sam@corp.test" in sidebar and "staff" in sidebar
+        assert "sam@corp.test" in sidebar
+        assert "staff" in sidebar
         nav = _nav_titles(page)
         staff_pages = [p.title for p in access.PAGES if access.may_open({"staff"}, p.key)]
         assert sorted(nav) == sorted(staff_pages)
-        assert "Audit log" not in nav and "Duplicates" not in nav
+        assert "Audit log" not in nav
+        assert "Duplicates" not in nav
         screenshot(page, "login_staff_home")
 
         page.goto(url + "/audit")  # an admin page, by direct URL
@@ -98,7 +101,8 @@ def test_anonymous_visitor_sees_login_screen_and_no_data_on_every_page(login_env
             wait_idle(page)
             page.get_by_role("button", name="Log in").wait_for()
             html = page.content()
-            assert LEAK_EMAIL not in html and "Leak Check" not in html, spec.key
+            assert LEAK_EMAIL not in html, spec.key
+            assert "Leak Check" not in html, spec.key
             assert "Signed in as" not in html
             assert _nav_titles(page) == [], spec.key
         screenshot(page, "login_anonymous")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Page
 
 from sandbox import messy
 from tests.utils.browser import browser_page, dashboard, screenshot, wait_idle
@@ -39,12 +40,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, World]
 
 
 @pytest.fixture(scope="module")
-def page(site: tuple[str, World]) -> Iterator:  # noqa: ANN001
+def page(site: tuple[str, World]) -> Iterator:
     with browser_page() as p:
         yield p
 
 
-def open_customer(page, site: tuple[str, World], case: str):  # noqa: ANN001, ANN201
+def open_customer(page: Page, site: tuple[str, World], case: str):
     base, world = site
     page.goto(f"{base}/customer?id={world.customers[case]}")
     wait_idle(page, timeout=60_000)
@@ -54,18 +55,18 @@ def open_customer(page, site: tuple[str, World], case: str):  # noqa: ANN001, AN
 
 
 @pytest.mark.parametrize("case", sorted(NAMES))
-def test_the_name_is_shown_as_literal_text(page, site: tuple[str, World], case: str) -> None:  # noqa: ANN001
+def test_the_name_is_shown_as_literal_text(page: Page, site: tuple[str, World], case: str) -> None:
     open_customer(page, site, case)
     assert page.locator("h1", has_text=NAMES[case]).count() == 1
 
 
 @pytest.mark.parametrize("case", sorted(NAMES))
-def test_no_image_from_the_planted_source(page, site: tuple[str, World], case: str) -> None:  # noqa: ANN001
+def test_no_image_from_the_planted_source(page: Page, site: tuple[str, World], case: str) -> None:
     open_customer(page, site, case)
     assert page.locator("img[src='http://host/track.png'], img[src='x']").count() == 0
 
 
 @pytest.mark.parametrize("case", sorted(NAMES))
-def test_no_link_to_the_planted_host(page, site: tuple[str, World], case: str) -> None:  # noqa: ANN001
+def test_no_link_to_the_planted_host(page: Page, site: tuple[str, World], case: str) -> None:
     open_customer(page, site, case)
     assert page.locator("a[href^='http://host/']").count() == 0

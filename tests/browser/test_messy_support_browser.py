@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Page
 
 from sandbox import messy
 from tests.utils import oidc
@@ -32,7 +33,7 @@ def oidc_provider() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # noqa: ANN001
+def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     """The messy customer's detail page, in a browser signed in as support (yields the Playwright page)."""
     tmp = tmp_path_factory.mktemp("messy_support")
     server = SandboxServer.start()
@@ -52,18 +53,19 @@ def opened(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         server.stop()
 
 
-def test_the_customer_is_opened_by_support(opened) -> None:  # noqa: ANN001
+def test_the_customer_is_opened_by_support(opened: Page) -> None:
     sidebar = opened.locator("[data-testid='stSidebar']").inner_text()
-    assert "sue@corp.test" in sidebar and "support" in sidebar
+    assert "sue@corp.test" in sidebar
+    assert "support" in sidebar
 
 
-def test_support_sees_the_markdown_name_as_literal_text(opened) -> None:  # noqa: ANN001
+def test_support_sees_the_markdown_name_as_literal_text(opened: Page) -> None:
     assert opened.locator("h1", has_text=NAME).count() == 1
 
 
-def test_support_fetches_no_image_from_the_planted_host(opened) -> None:  # noqa: ANN001
+def test_support_fetches_no_image_from_the_planted_host(opened: Page) -> None:
     assert opened.locator("img[src^='http://host/']").count() == 0
 
 
-def test_support_gets_no_link_to_the_planted_host(opened) -> None:  # noqa: ANN001
+def test_support_gets_no_link_to_the_planted_host(opened: Page) -> None:
     assert opened.locator("a[href^='http://host/']").count() == 0

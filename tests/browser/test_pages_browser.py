@@ -13,9 +13,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import create_engine, text
 
@@ -60,14 +60,14 @@ def one(db_url: str, sql: str, **params: str) -> tuple:
         engine.dispose()
 
 
-def select_option(page, label: str, option: str) -> None:  # noqa: ANN001
+def select_option(page: Page, label: str, option: str) -> None:
     page.locator("[data-testid='stSelectbox']").filter(has_text=label).click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
 
 
 
-def download_csv(page: Any, label: str, tries: int = 3) -> str:  # noqa: ANN401
+def download_csv(page: Page, label: str, tries: int = 3) -> str:
     """Click a deferred download button until the file arrives (a person clicks again); the path of the file.
 
     A first click sometimes downloads nothing in full runs under load (seen in CI, never alone; the cause is not
@@ -140,8 +140,10 @@ def test_pages_do_real_work(seeded: dict[str, str]) -> None:
         page.get_by_text(f"{n_code} failed invoice(s)").wait_for()
         wait_idle(page)  # the rerun goes on below the count: a click on the old run's button downloads nothing
         rows = list(csv.DictReader(io.StringIO(Path(download_csv(page, "Download CSV (all pages)")).read_text())))
-        assert len(rows) == n_code and {r["Decline code"] for r in rows} == {code}
-        assert all(r["Meaning"] and r["Suggested next step"] for r in rows)
+        assert len(rows) == n_code
+        assert {r["Decline code"] for r in rows} == {code}
+        assert all(r["Meaning"] for r in rows)
+        assert all(r["Suggested next step"] for r in rows)
         page.get_by_role("heading", name="Failed invoices").scroll_into_view_if_needed()
         screenshot(page, "pages_failed_invoices")
 

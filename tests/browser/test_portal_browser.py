@@ -3,6 +3,7 @@ sandbox's portal page), and followed back to the dashboard through the return UR
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.utils.net import free_port
 pytestmark = [pytest.mark.browser]
 
 
-def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
+def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, tmp_path: Path) -> None:
     make_configuration(sandbox)
     cust = sandbox.client.v1.customers.create(params={"name": "Marie Curie", "email": "marie@example.com"})
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"
@@ -47,7 +48,8 @@ def test_link_from_a_failed_invoice_opens_the_portal_and_returns(sandbox: Any, t
         assert shown.evaluate("e => e.scrollWidth <= e.clientWidth"), "the link is cut off on the right"
         assert link.startswith(sandbox.url + "/_sandbox/pages/portal/bps_"), link
         email_text = page.locator("[data-testid='stCode']").nth(1).inner_text()
-        assert "Hi Marie Curie" in email_text and link in email_text
+        assert "Hi Marie Curie" in email_text
+        assert link in email_text
         page.get_by_text("right before you send it").wait_for()
         screenshot(page, "portal_link_made")
 

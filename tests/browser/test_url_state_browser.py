@@ -43,7 +43,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def signed_in(cache: str, sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory,  # noqa: ANN401
+def signed_in(cache: str, sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory,
               ) -> Iterator[tuple[Any, str]]:
     """A browser signed in as support on a dashboard over `cache`; yields (page, base URL)."""
     with oidc.oidc_provider(SUPPORT) as provider:
@@ -55,7 +55,7 @@ def signed_in(cache: str, sandbox_server: Any, tmp_path_factory: pytest.TempPath
             yield page, base
 
 
-def search_box(page: Any) -> Any:  # noqa: ANN401
+def search_box(page: Any) -> Any:
     return page.get_by_label("Search", exact=True).and_(page.locator("input"))
 
 
@@ -63,7 +63,7 @@ def view_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
-def filtered_page_two(page: Any, base: str) -> None:  # noqa: ANN401
+def filtered_page_two(page: Any, base: str) -> None:
     """Customers: search "filler", tick "Delinquent only", go to page 2 (one customer on it)."""
     page.goto(base + "/customers")
     wait_idle(page)
@@ -78,7 +78,7 @@ def filtered_page_two(page: Any, base: str) -> None:  # noqa: ANN401
     wait_idle(page)
 
 
-def assert_same_view(page: Any) -> None:  # noqa: ANN401
+def assert_same_view(page: Any) -> None:
     """The filtered page 2: the search text, the ticked filter, the page, and its one customer."""
     page.get_by_text("Page 2 ·").wait_for()
     # expect() waits for the widgets to show their values (React sets them just after the page's text)

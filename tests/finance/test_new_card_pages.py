@@ -60,7 +60,7 @@ def cards(session: Session) -> dict[str, str]:
             "customer": changed.id, "new_card": new.id}
 
 
-def _table(at: AppTest, key: str):  # noqa: ANN202
+def _table(at: AppTest, key: str):
     return at.dataframe(key=key).value
 
 

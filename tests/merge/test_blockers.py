@@ -74,7 +74,8 @@ def test_blocker_stops_the_plan_and_writes_nothing(sandbox: SandboxServer, sessi
     plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
     assert plan.blocked
     reason = " ".join(plan.blockers)
-    assert needle in reason and detail in reason, reason
+    assert needle in reason, reason
+    assert detail in reason, reason
     with pytest.raises(merge.MergeError, match="blocked"):
         merge.create_job(plan, user=ADMIN, session=session, confirm_text=w.survivor)
     assert posts(sandbox, since) == []
@@ -85,7 +86,8 @@ def test_survivor_without_card_needs_acknowledgement(sandbox: SandboxServer, ses
     w = make_world(sandbox, survivor_card=False, duplicate_extra=False)
     since = last_seq(sandbox)
     plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
-    assert not plan.blocked and plan.needs_ack == ["no_payment_method"]
+    assert not plan.blocked
+    assert plan.needs_ack == ["no_payment_method"]
     assert "payment-method-update link" in plan.warnings[0].message or any(
         "payment-method-update" in x.message for x in plan.warnings)
     with pytest.raises(merge.MergeError, match="Acknowledge"):
@@ -108,7 +110,11 @@ def test_blocker_appearing_after_the_plan_stops_before_any_write(sandbox: Sandbo
     invoice = _open_invoice(sandbox, w)  # e.g. support sent an invoice while the admin read the plan
     since = last_seq(sandbox)
     job = merge.run_job(job.id, user=ADMIN, session=session)
-    assert job.status == "failed" and "nothing was written" in job.error and invoice in job.error
+    assert job.status == "failed"
+    assert "nothing was written" in job.error
+    assert invoice in job.error
     assert posts(sandbox, since) == []
     (row,) = session.exec(select(AuditLog).where(AuditLog.action == "merge_preflight")).all()
-    assert row.result == "refused" and invoice in row.error  # the Audit log page says why it stopped
+    # the Audit log page says why it stopped
+    assert row.result == "refused"
+    assert invoice in row.error

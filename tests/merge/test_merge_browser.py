@@ -3,6 +3,7 @@ runs it and sees every step done — against the sandbox, in Debian's chromium."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.browser]
 
 
 
-def confirm_and_run(page: Any, dialog: Any, survivor: str) -> None:  # noqa: ANN401
+def confirm_and_run(page: Any, dialog: Any, survivor: str) -> None:
     """Type the survivor's id into the plan's confirm box, press Run merge and wait until it is verified."""
     confirm = dialog.get_by_label(f"Type the survivor's id ({survivor}) to confirm")
     confirm.fill(survivor)
@@ -30,7 +31,7 @@ def confirm_and_run(page: Any, dialog: Any, survivor: str) -> None:  # noqa: ANN
     dialog.get_by_text("Merged. Verified in Stripe").wait_for()
     wait_idle(page, timeout=60_000)
 
-def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
+def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path: Path) -> None:
     w = make_world(sandbox)
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"
     migrate(db_url)
@@ -62,7 +63,7 @@ def test_admin_merges_a_cluster_from_the_duplicates_page(sandbox: Any, tmp_path)
         assert_end_state(sandbox, w, job, session)
 
 
-def test_merging_a_trialing_customer_keeps_the_trial_and_the_overview_mrr(sandbox: Any, tmp_path,  # noqa: ANN001
+def test_merging_a_trialing_customer_keeps_the_trial_and_the_overview_mrr(sandbox: Any, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     w = make_world(sandbox)  # the duplicate has an active subscription and a 14-day trial
     c = sandbox.client

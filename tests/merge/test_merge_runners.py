@@ -76,7 +76,7 @@ def test_a_long_step_keeps_its_job_alive_with_a_heartbeat(sandbox: SandboxServer
     monkeypatch.setattr(merge.jobs, "STALE_RUNNING_SECONDS", 1)
     w, job = _job(sandbox, session)
     first = Paused(db, job.id, seq=2)
-    time.sleep(2.5)  # longer than the staleness limit, inside one step
+    time.sleep(2.5)  # the behaviour under test: time passes beyond the staleness limit inside one step
     with pytest.raises(merge.MergeError, match="running in another session"):
         merge.run_job(job.id, user=ADMIN, session=session, takeover=True)
     assert first.finish() == "succeeded"
@@ -92,7 +92,8 @@ def test_a_frozen_runner_that_wakes_after_a_takeover_stops_and_nothing_is_done_t
                                                           takeover=True)
     assert taken().status == "succeeded"
     outcome = first.finish()
-    assert isinstance(outcome, merge.MergeError) and "took this merge over" in str(outcome)
+    assert isinstance(outcome, merge.MergeError)
+    assert "took this merge over" in str(outcome)
     session.expire_all()
     assert_end_state(sandbox, w, session.get(MergeJob, job.id), session)
     rows = _step_rows(session, job.id)

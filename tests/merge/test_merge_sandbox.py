@@ -40,7 +40,8 @@ def test_plan_reads_stripe_and_suggests_the_survivor(sandbox: SandboxServer, ses
     monkeypatch.setenv("MERGE_EXTERNAL_ID_KEY", "segment")  # the company's own id lives on the duplicate
     get_settings.cache_clear()
     plan = merge.plan_merge((w.survivor, w.duplicate))
-    assert plan.survivor_id == w.duplicate and "segment" in plan.survivor_reason
+    assert plan.survivor_id == w.duplicate
+    assert "segment" in plan.survivor_reason
     plan = merge.plan_merge((w.duplicate, w.survivor), survivor_id=w.survivor)
     assert [s.kind for s in plan.steps] == STEP_KINDS
     assert posts(sandbox, since) == []  # planning only reads
@@ -137,7 +138,8 @@ def test_only_admins_merge(sandbox: SandboxServer, session: Session) -> None:
     assert (stored.status, stored.stop_requested) == ("planned", False)
     refused = session.exec(select(AuditLog).where(AuditLog.action == "merge", AuditLog.result == "refused",
                                                   AuditLog.correlation_id == job.id)).all()
-    assert len(refused) == 3 and {r.actor for r in refused} == {"support@example.test"}
+    assert len(refused) == 3
+    assert {r.actor for r in refused} == {"support@example.test"}
     assert posts(sandbox, since) == []
 
 
@@ -191,6 +193,7 @@ def test_abandoned_half_merge_is_finished_by_a_new_plan_without_a_second_copy(
     survivor_subs = c.v1.subscriptions.list(params={"customer": w.survivor, "status": "all"}).data
     for old_id in w.old_subs:
         copies = [s for s in survivor_subs if s.metadata.to_dict().get("merged_from") == old_id]
-        assert len(copies) == 1 and copies[0].status in ("active", "trialing")
+        assert len(copies) == 1, old_id
+        assert copies[0].status in ("active", "trialing"), old_id
         assert c.v1.subscriptions.retrieve(old_id).status == "canceled"
     assert c.v1.customers.retrieve(w.duplicate).balance == 0

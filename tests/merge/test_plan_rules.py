@@ -36,7 +36,8 @@ def test_survivor_suggestion_order() -> None:
     assert suggest_survivor([a, b_sub])[0] == "cus_b"  # active subscriptions beat money paid
     known = facts("cus_a", metadata={"crm_id": "42"})
     sid, why = suggest_survivor([known, b_sub], external_key="crm_id")
-    assert sid == "cus_a" and "crm_id" in why
+    assert sid == "cus_a"
+    assert "crm_id" in why
 
 
 def test_steps_recreate_cancel_balance_taxids_metadata_mark() -> None:
@@ -54,8 +55,10 @@ def test_steps_recreate_cancel_balance_taxids_metadata_mark() -> None:
                      "cancel_old_subscription", "move_balance", "copy_tax_id", "copy_metadata", "mark_duplicate"]
     create = plan.steps[0].params["create"]
     assert create["items"] == [{"price": "price_pro", "quantity": 3, "metadata": {"seat": "x"}}]
-    assert create["billing_cycle_anchor"] == NOW + 86400 * 10 and create["proration_behavior"] == "none"
-    assert create["discounts"] == [{"coupon": "SAVE"}] and create["metadata"] == {"plan": "pro"}
+    assert create["billing_cycle_anchor"] == NOW + 86400 * 10
+    assert create["proration_behavior"] == "none"
+    assert create["discounts"] == [{"coupon": "SAVE"}]
+    assert create["metadata"] == {"plan": "pro"}
     assert plan.steps[4].params == {"amount": -2500, "currency": "usd"}
     assert plan.steps[5].params == {"type": "gb_vat", "value": "GB123456789"}
     assert plan.steps[6].params == {"metadata": {"segment": "smb"}}  # crm_id kept, merge keys never copied

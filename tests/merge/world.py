@@ -112,7 +112,8 @@ def assert_end_state(sb: SandboxServer, w: World, job: MergeJob, session: Sessio
         assert {k: v for k, v in old.metadata.to_dict().items() if k != "merge_job"} == {
             k: v for k, v in new.metadata.to_dict().items() if k not in ("merged_from", "merge_job")}
     s, d = c.v1.customers.retrieve(w.survivor), c.v1.customers.retrieve(w.duplicate)
-    assert not getattr(s, "deleted", False) and not getattr(d, "deleted", False)
+    assert not getattr(s, "deleted", False)
+    assert not getattr(d, "deleted", False)
     assert s.balance + d.balance == w.survivor_balance + w.duplicate_balance
     assert d.balance == 0
     assert d.metadata.to_dict().get("merged_into") == w.survivor

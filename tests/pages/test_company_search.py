@@ -4,9 +4,10 @@ the indexed `customers.email_domain`, which the sync, webhooks, the customer ref
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlmodel import Session
 
 from lib import queries
@@ -16,6 +17,7 @@ from lib.sync import apply_webhook_event, refresh_customer, run_sync
 from tests.utils.apptest import run_page
 from tests.utils.factories import make_customer
 from tests.utils.migrations import database_at
+from tests.utils.sandbox import SandboxServer
 
 
 def found(session: Session, text_: str) -> set[str]:
@@ -104,14 +106,14 @@ def domain_of(engine: Engine, customer_id: str) -> str | None:
         return conn.execute(text("SELECT email_domain FROM customers WHERE id = :i"), {"i": customer_id}).scalar()
 
 
-def test_the_sync_fills_the_domain(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_the_sync_fills_the_domain(db: Engine, sandbox: SandboxServer) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "Sync@Meridiansystems.COM", "name": "Syn"})
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
     with Session(db) as s:
         assert found(s, "meridiansystems.com") == {made.id}
 
 
-def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     made = client.v1.customers.create(params={"email": "hook@old-co.com"})
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
@@ -122,7 +124,7 @@ def test_a_webhook_moves_the_customer_to_its_new_company(db: Engine, sandbox) ->
     assert domain_of(db, made.id) == "new-co.com"
 
 
-def test_a_customer_refresh_fills_the_domain(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_customer_refresh_fills_the_domain(db: Engine, sandbox: SandboxServer) -> None:
     made = sandbox.client.v1.customers.create(params={"email": "fresh@Refresh.example"})
     refresh_customer(made.id)
     assert domain_of(db, made.id) == "refresh.example"
@@ -134,7 +136,7 @@ OLD_EMAILS = ["Ana@ACME.com", "a@b@acme.com", "x@acme.com.", "y@ acme.com ", "no
               "ω@äö.example", "o'brien@o'acme.com", "%@%_.com", None]
 
 
-def _old_customers(conn) -> None:  # noqa: ANN001
+def _old_customers(conn: Connection) -> None:
     for i, email in enumerate(OLD_EMAILS):
         norm = email.strip().casefold() if email else None
         conn.execute(text("INSERT INTO customers (id, email, email_normalized, created, balance, delinquent, "
@@ -144,7 +146,7 @@ def _old_customers(conn) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_0005_fills_the_domain_of_existing_customers_as_the_sync_would(backend: str, tmp_path) -> None:  # noqa: ANN001
+def test_migration_0005_fills_the_domain_of_existing_customers_as_the_sync_would(backend: str, tmp_path: Path) -> None:
     with database_at(backend, "0004", tmp_path, _old_customers) as url:
         migrate(url)
         from lib.db import get_engine

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select, text, true
+from sqlalchemy import Engine, Select, func, select, text, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -123,7 +124,7 @@ def test_the_customers_page_shows_an_estimate_past_the_limit(session: Session, d
     assert any(c.value.startswith("about 300 customer(s)") for c in at.caption), [c.value for c in at.caption]
 
 
-def _slow():  # noqa: ANN202
+def _slow() -> Select[tuple[str]]:
     """A statement far slower than 1 ms on any database: every triple of customers."""
     b, c = aliased(Customer), aliased(Customer)
     return select(Customer.id).join(b, true()).join(c, true()).where(b.id != c.id)
@@ -146,13 +147,14 @@ def test_a_stopped_count_is_never_below_the_rows_already_shown(session: Session,
     assert got.value >= 75_000_000
 
 
-def _pairs():  # noqa: ANN202
+def _pairs() -> Select[tuple[str]]:
     """90,000 rows for 300 customers: counted in a few ms."""
     return select(Customer.id).join(aliased(Customer), true())
 
 
 @pytest.mark.parametrize(("stmt", "budget_ms"), [(_slow, 1), (_pairs, 50)], ids=["stopped", "finished"])
-def test_the_time_budget_does_not_outlive_the_count(session: Session, three_hundred: int, stmt, budget_ms: int) -> None:  # noqa: ANN001
+def test_the_time_budget_does_not_outlive_the_count(session: Session, three_hundred: int,
+                                                 stmt: Callable[[], Select[tuple[str]]], budget_ms: int) -> None:
     queries.count_rows(session, stmt(), Customer.id, limit=10**9, budget_ms=budget_ms, sample=60)
     n = session.execute(select(func.count()).select_from(_slow().limit(1_000_000).subquery())).scalar_one()
     assert n == 1_000_000  # a long statement afterwards runs to its end (takes well over the budget)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.text import plain
 from lib.models import utcnow
@@ -20,7 +23,7 @@ from tests.utils.factories import (
 )
 
 
-def table(at, column: str):  # noqa: ANN001, ANN201
+def table(at: AppTest, column: str) -> pd.DataFrame:
     """The first dataframe on the page that has `column` (plain dataframes carry no key in AppTest)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
@@ -53,16 +56,19 @@ def test_detail_shows_profile_subscriptions_invoices_cards_and_events(customer: 
     assert metrics["MRR"] == "49.00 USD"
     assert any("Mastercard •••• 4444" in plain(c.value) for c in at.caption), "default card named"
     subs = table(at, "items")
-    assert subs.iloc[0]["status"] == "trialing" and bool(subs.iloc[0]["cancel_at_period_end"])
+    assert subs.iloc[0]["status"] == "trialing"
+    assert bool(subs.iloc[0]["cancel_at_period_end"])
     assert "Pro × 2" in subs.iloc[0]["items"]
     assert subs.iloc[0]["mrr"] == ""  # a trial has no MRR (MRR_STATUSES): shown empty, not 49.00
     assert subs.iloc[0]["stripe"] == f"https://dashboard.stripe.com/test/subscriptions/{customer['sub']}"
     inv = table(at, "decline")
     failed = inv[inv["id"] == customer["invoice"]].iloc[0]
-    assert failed["status"] == "open" and failed["attempts"] == 1
+    assert failed["status"] == "open"
+    assert failed["attempts"] == 1
     assert failed["decline"] == "expired_card"
     assert any("The card on file has expired" in m.value for m in at.markdown), "the decline explained"
-    assert failed["hosted"].endswith(customer["invoice"]) and failed["next_retry"] is not None
+    assert failed["hosted"].endswith(customer["invoice"])
+    assert failed["next_retry"] is not None
     assert metrics["Unpaid on open invoices"] == "49.00 USD"
     cards = table(at, "last4")
     assert set(cards["last4"]) == {"4444", "0005"}
@@ -125,7 +131,7 @@ def test_detail_has_portal_and_merge_action_slots(customer: dict[str, str]) -> N
     ({"id": "cus_doesnotexist"}, "is not in the cache"),
     ({"id": "not-an-id"}, "is not a customer id"),
 ])
-def test_missing_or_bad_id_explains_and_links_back(db, query: dict[str, str], message: str) -> None:  # noqa: ANN001
+def test_missing_or_bad_id_explains_and_links_back(db: Engine, query: dict[str, str], message: str) -> None:
     at = run_page("customer_detail.py", query=query)
     assert not at.exception
     assert any(message in e.value for e in [*at.error, *at.info])
@@ -150,4 +156,5 @@ def test_default_payment_method_that_is_not_a_card(session: Session) -> None:
     assert not at.exception, at.exception
     assert any("Default payment method: us bank account" in plain(x.value) for x in at.caption)
     cards = table(at, "last4")
-    assert cards.iloc[0]["brand"] == "us bank account" and cards.iloc[0]["expires"] == ""
+    assert cards.iloc[0]["brand"] == "us bank account"
+    assert cards.iloc[0]["expires"] == ""

@@ -6,23 +6,26 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from lib import cache_version
 from lib.models import utcnow
 from lib.sync import run_sync
 from tests.utils.apptest import run_page
 from tests.utils.factories import make_customer, make_sync_state
+from tests.utils.sandbox import SandboxServer
 
 PASS_1 = ["customers", "subscriptions", "invoices"]
 
 
-def _events_table(at):  # noqa: ANN001, ANN202
+def _events_table(at: AppTest) -> pd.DataFrame | None:
     return next((d.value for d in at.dataframe if "source" in d.value.columns), None)
 
 
-def test_the_timeline_waits_for_pass_2_then_shows_the_last_30_days(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_the_timeline_waits_for_pass_2_then_shows_the_last_30_days(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     customer = client.v1.customers.create({"name": "Timeline", "email": "timeline@example.com"})
     client.v1.customers.update(customer.id, {"name": "Timeline Renamed"})

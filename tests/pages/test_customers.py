@@ -7,7 +7,9 @@ import io
 from datetime import date, datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.exports import export_csv, query_maker
 from app_pages.components.text import plain
@@ -44,11 +46,11 @@ def people(session: Session) -> dict[str, str]:
     return {"jane": jane.id, "jose": jose.id, "gone": gone.id, "phoned": phoned.id}
 
 
-def ids(at) -> list[str]:  # noqa: ANN001
+def ids(at: AppTest) -> list[str]:
     return list(at.dataframe[0].value["id"]) if at.dataframe else []
 
 
-def search(text: str):  # noqa: ANN201
+def search(text: str) -> AppTest:
     return run_page("customers.py", cust_search=text)
 
 
@@ -92,7 +94,8 @@ def test_bad_search_text_gives_a_hint_not_a_traceback(people: dict[str, str], te
 
 def test_no_match_says_what_to_try(people: dict[str, str]) -> None:
     at = search("nobody@nowhere.example")
-    assert not at.exception and not at.dataframe
+    assert not at.exception
+    assert not at.dataframe
     assert "No customer matches" in at.info[0].value
 
 
@@ -139,7 +142,8 @@ def test_paging(people: dict[str, str]) -> None:
     assert any("of 33" in c.value for c in at.caption)
     at.button(key="cust_next").click().run()
     second = ids(at)
-    assert len(second) == 8 and not set(first) & set(second)
+    assert len(second) == 8
+    assert not set(first) & set(second)
     assert at.button(key="cust_next").disabled
     at.button(key="cust_prev").click().run()
     assert ids(at) == first
@@ -149,7 +153,8 @@ def test_changing_a_filter_goes_back_to_page_one(people: dict[str, str]) -> None
     at = run_page("customers.py")
     at.button(key="cust_next").click().run()
     at.text_input(key="cust_search").input("filler").run()
-    assert len(ids(at)) == 25 and any("Page 1" in c.value for c in at.caption)
+    assert len(ids(at)) == 25
+    assert any("Page 1" in c.value for c in at.caption)
 
 
 def test_csv_has_every_page(people: dict[str, str]) -> None:
@@ -171,7 +176,7 @@ def test_csv_has_every_page(people: dict[str, str]) -> None:
     assert rows[0]["Currency"] == "eur"
 
 
-def test_empty_cache_says_run_a_sync_whatever_the_sort(db) -> None:  # noqa: ANN001
+def test_empty_cache_says_run_a_sync_whatever_the_sort(db: Engine) -> None:
     at = run_page("customers.py", cust_sort="Highest MRR")
     assert not at.exception, at.exception
     assert any("holds no customers yet" in i.value and "Sync page" in i.value for i in at.info)

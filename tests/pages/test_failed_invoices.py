@@ -8,7 +8,9 @@ import io
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.text import plain
 from lib import followups, queries
@@ -35,7 +37,7 @@ def failed(session: Session) -> dict[str, str]:
     return {"funds": funds.id, "expired": expired.id, "euro": euro.id, "dead": dead.id}
 
 
-def worklist(at) -> list[str]:  # noqa: ANN001
+def worklist(at: AppTest) -> list[str]:
     return list(at.dataframe(key="fi_table").value["id"]) if any(d.key == "fi_table" for d in at.dataframe) else []
 
 
@@ -45,7 +47,8 @@ def test_worklist_has_only_failed_invoices_largest_first(failed: dict[str, str])
     assert worklist(at) == [failed["euro"], failed["funds"], failed["dead"], failed["expired"]]
     df = at.dataframe(key="fi_table").value
     row = df[df["id"] == failed["expired"]].iloc[0]
-    assert row["code"] == "expired_card" and "new card" in row["next_step"]
+    assert row["code"] == "expired_card"
+    assert "new card" in row["next_step"]
     assert row["age_days"] == 45
     assert row["next_payment_attempt"] == ""  # no retry scheduled: an empty cell
 
@@ -95,11 +98,13 @@ def test_follow_up_saved_with_who_and_when_and_shown(failed: dict[str, str]) -> 
     assert any("saved" in s.value for s in at.success)
     df = at.dataframe(key="fi_table").value
     row = df[df["id"] == failed["funds"]].iloc[0]
-    assert row["followup_status"] == "promised" and row["followup_note"] == "Will pay Friday"
+    assert row["followup_status"] == "promised"
+    assert row["followup_note"] == "Will pay Friday"
     assert row["followup_by"] == "demo@localhost"
     with session_scope() as s:
         saved = s.get(InvoiceFollowup, failed["funds"])
-        assert saved.updated_by == "demo@localhost" and (utcnow() - saved.updated_at).total_seconds() < 60
+        assert saved.updated_by == "demo@localhost"
+        assert (utcnow() - saved.updated_at).total_seconds() < 60
         audit = s.exec(select(AuditLog).where(AuditLog.action == "followup")).all()
         assert [(a.object_id, a.details["after"]["status"]) for a in audit] == [(failed["funds"], "promised")]
     # filter by follow-up status, and the editor shows the saved note when the invoice is picked again
@@ -107,7 +112,8 @@ def test_follow_up_saved_with_who_and_when_and_shown(failed: dict[str, str]) -> 
     assert worklist(at) == [failed["funds"]]
     assert at.text_area(key="fi_fu_note").value == "Will pay Friday"
     history = next(d.value for d in at.dataframe if "who" in d.value.columns)
-    assert history.iloc[0]["status"] == "promised" and history.iloc[0]["who"] == "demo@localhost"
+    assert history.iloc[0]["status"] == "promised"
+    assert history.iloc[0]["who"] == "demo@localhost"
 
 
 def test_bad_follow_up_is_refused_clearly(failed: dict[str, str]) -> None:
@@ -123,7 +129,8 @@ def test_recovery_weekly_and_rate(failed: dict[str, str]) -> None:
     with session_scope() as s:
         rec = queries.recovery(session=s, currency="usd")
     rate = rec.rates[0]
-    assert rate["currency"] == "usd" and rate["recovered"] == 2000
+    assert rate["currency"] == "usd"
+    assert rate["recovered"] == 2000
     assert rate["failed"] == 5000 + 1500 + 2000  # the recovered one had failed too
     assert {r["kind"] for r in rec.weekly} == {"failed", "recovered"}
     assert all(r["week"].weekday() == 0 for r in rec.weekly), "weeks start on Monday"
@@ -158,6 +165,7 @@ def test_paging_and_csv(session: Session, failed: dict[str, str]) -> None:
     assert len(list(csv.DictReader(io.StringIO(everything.read().decode())))) == 29
 
 
-def test_nothing_failed(db) -> None:  # noqa: ANN001
+def test_nothing_failed(db: Engine) -> None:
     at = run_page("failed_invoices.py")
-    assert not at.exception and "No failed payments" in at.info[0].value
+    assert not at.exception
+    assert "No failed payments" in at.info[0].value

@@ -74,18 +74,18 @@ def test_hostile_email_is_text_on_customer_detail(session: Session) -> None:
     assert verbatim(at) == []
 
 
-def test_id_from_the_url_is_text_in_the_error_box(db: Any) -> None:  # noqa: ANN401
+def test_id_from_the_url_is_text_in_the_error_box(db: Any) -> None:
     at = run_page("customer_detail.py", query={"id": LOGIN})
     assert not at.exception, at.exception
     assert verbatim(at) == []
 
 
-def test_id_from_the_url_still_reads_in_the_message(db: Any) -> None:  # noqa: ANN401
+def test_id_from_the_url_still_reads_in_the_message(db: Any) -> None:
     at = run_page("customer_detail.py", query={"id": LOGIN})
     assert any(LOGIN in plain(e.value) and "not a customer id" in e.value for e in at.error)
 
 
-def test_a_very_long_id_from_the_url_is_shortened_in_the_message(db: Any) -> None:  # noqa: ANN401
+def test_a_very_long_id_from_the_url_is_shortened_in_the_message(db: Any) -> None:
     at = run_page("customer_detail.py", query={"id": "x" * 5000})
     (message,) = [plain(e.value) for e in at.error]
     assert len(message) < 400
@@ -142,13 +142,13 @@ def test_anything_else_makes_no_customer_link(value: object) -> None:
     assert customer_link(value) is None
 
 
-def test_stripe_links_only_for_ids_of_their_kind(db: Any, real_stripe_base: None) -> None:  # noqa: ANN401
+def test_stripe_links_only_for_ids_of_their_kind(db: Any, real_stripe_base: None) -> None:
     assert dashboard_url("invoices", "in_1Abc").endswith("/invoices/in_1Abc")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("kind,value", [("invoices", "cus_1Abc"), ("customers", PHISH),
                                         ("events", "evt_1 ) [x](http://h)"), ("payment_methods", None)])
-def test_no_stripe_link_for_other_ids(db: Any, real_stripe_base: None, kind: str,  # noqa: ANN401
+def test_no_stripe_link_for_other_ids(db: Any, real_stripe_base: None, kind: str,
                                       value: object) -> None:
     assert dashboard_url(kind, value) is None
 

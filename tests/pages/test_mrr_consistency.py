@@ -63,7 +63,8 @@ def test_customer_detail_shows_empty_mrr_outside_mrr_statuses(grace: dict[str, s
     df = _table(at, "items")
     shown = dict(zip(df["status"], df["mrr"], strict=True))
     assert [s for s, m in shown.items() if _empty(m)] == [s for s in shown if s not in MRR_STATUSES]
-    assert shown["unpaid"] != 12.0 and _empty(shown["unpaid"])  # Grace's unpaid row no longer shows 12.00
+    assert shown["unpaid"] != 12.0
+    assert _empty(shown["unpaid"])  # Grace's unpaid row no longer shows 12.00
     assert {m.label: m.value for m in at.metric}["MRR"] == "15.00 USD"  # = 10.00 active + 5.00 past due
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from app_pages.components.format import money_columns
 from app_pages.components.header import run_error
@@ -26,7 +28,7 @@ from tests.utils.factories import (
 GONE = "cus_DeletedInStripe1"
 
 
-def _texts(at) -> list[str]:  # noqa: ANN001
+def _texts(at: AppTest) -> list[str]:
     """Every Markdown-rendered text of the page, as it reads on screen."""
     parts = [*at.title, *at.markdown, *at.caption, *at.error, *at.warning, *at.info]
     return [plain(p.value) for p in parts] + [f"{m.label} {m.value}" for m in at.metric]
@@ -65,7 +67,7 @@ def test_deleted_customer_page_is_not_an_error(orphan: str) -> None:
     assert not at.error
 
 
-def test_customer_with_nothing_cached_still_says_not_in_the_cache(db) -> None:  # noqa: ANN001
+def test_customer_with_nothing_cached_still_says_not_in_the_cache(db: Engine) -> None:
     at = run_page("customer_detail.py", query={"id": "cus_NeverSeen1"})
     assert any("not in the cache" in plain(e.value) for e in at.error)
 
@@ -147,7 +149,9 @@ def test_an_unexpected_error_names_its_class_and_the_log(session: Session) -> No
     make_sync_run(session, status="failed", error="invoices: KeyError: 'lines' at /srv/app/lib/mapping.py")
     at = run_page("sync.py")
     message = next(plain(e.value) for e in at.error if "last run failed" in e.value)
-    assert "KeyError" in message and "log" in message and "/srv/app" not in message
+    assert "KeyError" in message
+    assert "log" in message
+    assert "/srv/app" not in message
 
 
 def test_a_stripe_error_message_is_kept(session: Session) -> None:

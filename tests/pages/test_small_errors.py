@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from lib.config import get_settings
 from tests.utils.apptest import run_page
@@ -44,7 +45,7 @@ def database_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def refresh(at) -> None:  # noqa: ANN001
+def refresh(at: AppTest) -> None:
     at.button(key="sync_refresh").click().run(timeout=60)
 
 
@@ -59,7 +60,8 @@ def test_refresh_with_the_database_down_shows_no_driver_text(database_down: None
     at = run_page("sync.py", timeout=60)
     refresh(at)
     shown = " ".join(e.value for e in at.error)
-    assert "connection" not in shown.lower() and "psycopg" not in shown.lower(), shown
+    assert "connection" not in shown.lower(), shown
+    assert "psycopg" not in shown.lower(), shown
 
 
 def test_refresh_with_the_database_down_is_not_a_traceback(database_down: None) -> None:

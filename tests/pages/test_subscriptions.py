@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from lib import queries
 from lib.db import session_scope
@@ -30,7 +31,7 @@ def subs(session: Session) -> dict[str, str]:
             "far_trial": far_trial.id, "gone": gone.id}
 
 
-def ids(at) -> set[str]:  # noqa: ANN001
+def ids(at: AppTest) -> set[str]:
     return set(at.dataframe(key="subs_table").value["id"]) if at.dataframe else set()
 
 
@@ -62,7 +63,7 @@ def test_totals_per_currency_never_mixed(subs: dict[str, str]) -> None:
     ("interval", "year", {"pro_year"}),
     ("currency", "EUR", {"pro_year"}),
 ])
-def test_each_select_filter(subs: dict[str, str], widget: str, value, expected: set[str]) -> None:  # noqa: ANN001
+def test_each_select_filter(subs: dict[str, str], widget: str, value: str | list[str], expected: set[str]) -> None:
     at = run_page("subscriptions.py")
     if widget == "status":
         for v in value:
@@ -102,7 +103,8 @@ def test_paging_and_csv(session: Session) -> None:
 def test_no_match_message(subs: dict[str, str]) -> None:
     at = run_page("subscriptions.py")
     at.multiselect(key="subs_status").select("paused").run()
-    assert not at.exception and "No subscription matches" in at.info[0].value
+    assert not at.exception
+    assert "No subscription matches" in at.info[0].value
 
 
 def _summed(session: Session) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -38,20 +38,25 @@ def test_sync_page_shows_runs_errors_cursors_and_webhooks(session: Session) -> N
     assert not at.exception, at.exception
     runs = next(d.value for d in at.dataframe if "mode" in d.value.columns)
     assert list(runs["status"]) == ["failed", "succeeded"]
-    assert runs.iloc[1]["objects"] == 420 and runs.iloc[1]["requests"] == 14 and runs.iloc[1]["seconds"] == 30.0
+    assert runs.iloc[1]["objects"] == 420
+    assert runs.iloc[1]["requests"] == 14
+    assert runs.iloc[1]["seconds"] == 30.0
     assert "429" in runs.iloc[0]["error"]
     assert any("The last run failed" in e.value and "429" in e.value for e in at.error)
     cursors = next(d.value for d in at.dataframe if "resource" in d.value.columns).set_index("resource")
     assert 29 <= cursors.loc["customers", "event cursor age (min)"] <= 31
-    assert cursors.loc["invoices", "backfill"] == "in progress" and cursors.loc["customers", "backfill"] == "done"
+    assert cursors.loc["invoices", "backfill"] == "in progress"
+    assert cursors.loc["customers", "backfill"] == "done"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Received in the last 24 h"] == "3" and metrics["Last received"] == "just now"
+    assert metrics["Received in the last 24 h"] == "3"
+    assert metrics["Last received"] == "just now"
     assert at.button(key="sync_refresh")
 
 
-def test_sync_page_empty_cache_says_what_to_do(db) -> None:  # noqa: ANN001
+def test_sync_page_empty_cache_says_what_to_do(db: Engine) -> None:
     at = run_page("sync.py")
-    assert not at.exception and any("No sync has run yet" in i.value for i in at.info)
+    assert not at.exception
+    assert any("No sync has run yet" in i.value for i in at.info)
 
 
 def test_overview_money_per_currency(session: Session) -> None:
@@ -63,7 +68,9 @@ def test_overview_money_per_currency(session: Session) -> None:
     at = run_page("overview.py")
     assert not at.exception, at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "200,000 JPY" in text and "10.00 USD" in text and "25.00 USD" in text
+    assert "200,000 JPY" in text
+    assert "10.00 USD" in text
+    assert "25.00 USD" in text
     assert {m.label: m.value for m in at.metric}["Customers"] == "1"
     key = get_settings().stripe_api_key
     assert {m.label: m.value for m in at.metric}["Stripe key"] == f"TEST …{key[-4:]}", "last 4 as typed, not upper"
@@ -86,7 +93,7 @@ def test_header_warns_when_cache_is_stale(session: Session, monkeypatch: pytest.
     assert any("2 h ago" in w.value and "older than 30 min" in w.value for w in at.warning)
 
 
-def test_header_never_synced(db) -> None:  # noqa: ANN001
+def test_header_never_synced(db: Engine) -> None:
     at = run_app()
     assert any("never been synced" in w.value for w in at.warning)
 
@@ -97,12 +104,14 @@ def _header_only() -> None:
     render_header()
 
 
-def test_header_live_mode_banner(db, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_header_live_mode_banner(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "rk_live_abcdefgh1234")
     get_settings.cache_clear()
     at = AppTest.from_function(_header_only).run()
     banner = " ".join(m.value for m in at.markdown)
-    assert "LIVE MODE" in banner and "…1234" in banner and "abcdefgh" not in banner
+    assert "LIVE MODE" in banner
+    assert "…1234" in banner
+    assert "abcdefgh" not in banner
 
 
 @pytest.mark.parametrize("name", ["overview.py", "customers.py", "customer_detail.py", "subscriptions.py",

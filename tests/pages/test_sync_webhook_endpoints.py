@@ -4,25 +4,29 @@ says what to do. Against the sandbox over HTTP, on SQLite and PostgreSQL, render
 
 from __future__ import annotations
 
+import pandas as pd
 from sqlalchemy import Engine
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from lib.sync import run_sync
 from tests.utils.apptest import run_page
 from tests.utils.factories import make_event
+from tests.utils.sandbox import SandboxServer
 
 URL = "http://127.0.0.1:9/webhooks/stripe"  # nothing listens: deliveries fail quietly in the sandbox
 
 
-def _texts(at) -> str:  # noqa: ANN001
+def _texts(at: AppTest) -> str:
     return " ".join(e.value for e in [*at.info, *at.warning, *at.caption, *at.markdown])
 
 
-def _endpoints(at):  # noqa: ANN001, ANN202
+def _endpoints(at: AppTest) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if "url" in d.value.columns)
 
 
-def test_an_endpoint_configured_in_stripe_is_shown_enabled_before_any_delivery(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_an_endpoint_configured_in_stripe_is_shown_enabled_before_any_delivery(db: Engine,
+                                                                               sandbox: SandboxServer) -> None:
     sandbox.client.v1.webhook_endpoints.create({"url": URL, "enabled_events": ["*"],
                                                 "description": "**Dashboard** <b>hook</b>"})
     assert run_sync(mode="incremental").status == "succeeded"
@@ -39,7 +43,8 @@ def test_an_endpoint_configured_in_stripe_is_shown_enabled_before_any_delivery(d
     assert "No webhook delivery received yet" not in _texts(at)
 
 
-def test_a_delivery_in_the_cache_replaces_the_waiting_note(db: Engine, sandbox, session: Session) -> None:  # noqa: ANN001
+def test_a_delivery_in_the_cache_replaces_the_waiting_note(db: Engine, sandbox: SandboxServer,
+                                                           session: Session) -> None:
     sandbox.client.v1.webhook_endpoints.create({"url": URL, "enabled_events": ["invoice.paid"]})
     assert run_sync(mode="incremental").status == "succeeded"
     make_event(session, "in_1", source="webhook", type="invoice.paid")
@@ -51,7 +56,7 @@ def test_a_delivery_in_the_cache_replaces_the_waiting_note(db: Engine, sandbox, 
     assert "no delivery has reached the cache yet" not in _texts(at)
 
 
-def test_an_endpoint_disabled_in_stripe_says_how_to_enable_it(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_an_endpoint_disabled_in_stripe_says_how_to_enable_it(db: Engine, sandbox: SandboxServer) -> None:
     endpoint = sandbox.client.v1.webhook_endpoints.create({"url": URL, "enabled_events": ["*"]})
     assert run_sync(mode="incremental").status == "succeeded"
     sandbox.client.v1.webhook_endpoints.update(endpoint.id, {"disabled": True})
@@ -63,7 +68,7 @@ def test_an_endpoint_disabled_in_stripe_says_how_to_enable_it(db: Engine, sandbo
     assert any("Every webhook endpoint is disabled" in w.value for w in at.warning)
 
 
-def test_no_endpoint_in_stripe_says_what_to_set_up(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_no_endpoint_in_stripe_says_what_to_set_up(db: Engine, sandbox: SandboxServer) -> None:
     endpoint = sandbox.client.v1.webhook_endpoints.create({"url": URL, "enabled_events": ["*"]})
     assert run_sync(mode="incremental").status == "succeeded"
     sandbox.client.v1.webhook_endpoints.delete(endpoint.id)

@@ -5,9 +5,11 @@ updates the URL; a hostile or unknown value in the URL is ignored (named, never 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -212,7 +214,7 @@ def test_failed_invoices_filters_round_trip(session: Session) -> None:
     assert at.query_params["fi_age"] == "0–7 days"
 
 
-def test_duplicates_filters_round_trip(session: Session, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_duplicates_filters_round_trip(session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lib.config import get_settings
     from tests.utils.login import as_role, write_roles
 
@@ -227,7 +229,7 @@ def test_duplicates_filters_round_trip(session: Session, tmp_path, monkeypatch: 
     assert at.multiselect(key="dup_signals").value == ["phone"]
 
 
-def test_duplicates_confidence_off_the_scale_is_ignored(session: Session, tmp_path,  # noqa: ANN001
+def test_duplicates_confidence_off_the_scale_is_ignored(session: Session, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from lib.config import get_settings
     from tests.utils.login import as_role, write_roles
@@ -240,7 +242,7 @@ def test_duplicates_confidence_off_the_scale_is_ignored(session: Session, tmp_pa
     assert at.slider(key="dup_min_conf").value == 0.0
 
 
-def test_duplicates_search_from_a_link_is_never_markdown(session: Session, tmp_path,  # noqa: ANN001
+def test_duplicates_search_from_a_link_is_never_markdown(session: Session, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The search box's refusal quotes what was typed; from a shared link that is an attacker's text."""
     from lib.config import get_settings
@@ -255,7 +257,7 @@ def test_duplicates_search_from_a_link_is_never_markdown(session: Session, tmp_p
     assert not any("](javascript" in w.value for w in at.warning), [w.value for w in at.warning]
 
 
-def test_audit_date_range_round_trip(db, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_audit_date_range_round_trip(db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lib.config import get_settings
     from tests.utils.login import as_role, write_roles
 
@@ -272,7 +274,7 @@ def test_audit_date_range_round_trip(db, tmp_path, monkeypatch: pytest.MonkeyPat
     assert at.selectbox(key="aud_result").value == "failed"
 
 
-def test_audit_dates_in_the_future_are_ignored(db, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_audit_dates_in_the_future_are_ignored(db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lib.config import get_settings
     from tests.utils.login import as_role, write_roles
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages.components.text import plain
 from lib import followups
 from lib.db import session_scope
+from lib.declines import explain
 from tests.utils.apptest import APP, run_page
 from tests.utils.factories import make_customer, make_failed_invoice, make_invoice
 
@@ -38,7 +39,7 @@ def pick(at: AppTest, *rows: int) -> AppTest:
     return at.run()
 
 
-def table_row(at: AppTest, invoice_id: str) -> Any:  # noqa: ANN401
+def table_row(at: AppTest, invoice_id: str) -> Any:
     df = at.dataframe(key="fi_table").value
     return df[df["id"] == invoice_id].iloc[0]
 
@@ -147,3 +148,20 @@ def test_a_typed_invoice_stays_when_the_page_changes(worklist: dict[str, Any]) -
     at.text_input(key="fi_fu_id").input(worklist["second"]).run()
     at.button(key="fi_next").click().run()
     assert at.text_input(key="fi_fu_id").value == worklist["second"]
+
+
+def test_the_panel_shows_what_the_worklist_leaves_out(session: Session) -> None:
+    """The worklist keeps only the columns that fit at 1440 px; the selected invoice's panel carries the rest:
+    attempts, the decline's meaning, the customer's page and Stripe's pay page (a javascript: URL is no link)."""
+    cus = make_customer(session, email="ann@example.com")
+    inv = make_failed_invoice(session, cus, amount_due=5_000, attempt_count=3,
+                              hosted_invoice_url="https://invoice.stripe.com/i/acct_1/test_x")
+    evil = make_failed_invoice(session, cus, amount_due=100, hosted_invoice_url="javascript:alert(1)")
+    at = pick(run_page("failed_invoices.py"), 0)
+    assert at.text_input(key="fi_fu_id").value == inv.id
+    assert "3 payment attempt(s)" in panel_text(at)
+    assert explain("insufficient_funds").meaning in panel_text(at)
+    assert [b.proto.url for b in at.get("link_button")] == ["https://invoice.stripe.com/i/acct_1/test_x"]
+    assert any(f"customer?id={cus.id}" in m.value for m in at.markdown), "a link to the customer's page"
+    at.text_input(key="fi_fu_id").input(evil.id).run()
+    assert not at.get("link_button")

@@ -53,31 +53,38 @@ def test_200_invoices_within_the_request_budget(sandbox: Any, session: Session, 
 
     assert (result.made, result.failed) == (200, 0)
     sent = portal_requests(sandbox)
-    assert len(sent) == 200 and {r["status"] for r in sent} == {200}
+    assert len(sent) == 200
+    assert {r["status"] for r in sent} == {200}
     # Arrival times jitter when the machine is busy, so look at 2-second windows: at most 2 × budget (+2 for
     # the bucket's edges); without pacing all 200 would arrive within a second or so.
     assert busiest_window(sent, 2.0) <= 2 * 50 + 2, "never more than the budget per second"
     assert sent[-1]["time"] - sent[0]["time"] >= 199 / 50 * 0.95, "paced, not sent in one burst"
     assert len({r["idempotency_key"] for r in sent}) == 200
     assert all(r["params"]["flow_data"] == {"type": "payment_method_update"} for r in sent)
-    assert seen[-1] == (200, 200) and len(seen) == 200
+    assert seen[-1] == (200, 200)
+    assert len(seen) == 200
 
     rows = parse(result.csv())
-    assert len(rows) == 200 and list(rows[0]) == [
+    assert len(rows) == 200
+    assert list(rows[0]) == [
         "Customer", "Name", "Email", "Amount due", "Currency", "Portal link", "Link made", "Error"]
     assert (rows[0]["Amount due"], rows[0]["Currency"]) == ("10.00", "USD")
     assert (rows[1]["Amount due"], rows[1]["Currency"]) == ("10.01", "EUR")
     assert rows[0]["Link made"].endswith("Z"), "an ISO 8601 time in UTC"
-    assert len({r["Portal link"] for r in rows}) == 200 and not any(r["Error"] for r in rows)
+    assert len({r["Portal link"] for r in rows}) == 200
+    assert not any(r["Error"] for r in rows)
     for row in (rows[0], rows[-1]):  # the links open the sandbox's portal page
         with urllib.request.urlopen(row["Portal link"], timeout=10) as resp:
             assert resp.status == 200
 
     links = audit_rows(session)
-    assert len(links) == 200 and {r.result for r in links} == {"succeeded"}
+    assert len(links) == 200
+    assert {r.result for r in links} == {"succeeded"}
     assert {r.correlation_id for r in links} == {result.run_id}
     (parent,) = audit_rows(session, "bulk_portal_links")
-    assert parent.result == "succeeded" and parent.details["made"] == 200 and parent.actor == FINANCE.email
+    assert parent.result == "succeeded"
+    assert parent.details["made"] == 200
+    assert parent.actor == FINANCE.email
     assert not any(r["Portal link"] in repr(a.model_dump()) for a in links[:5] for r in rows)
 
 
@@ -105,7 +112,8 @@ def test_rate_limited_requests_are_retried_with_the_same_key(sandbox: Any, sessi
     by_key: dict[str, list[int]] = {}
     for r in sent:
         by_key.setdefault(r["idempotency_key"], []).append(r["status"])
-    assert len(by_key) == 10 and all(statuses[-1] == 200 for statuses in by_key.values())
+    assert len(by_key) == 10
+    assert all(statuses[-1] == 200 for statuses in by_key.values())
     assert result.requests >= len(sent)
 
 
@@ -116,13 +124,16 @@ def test_portal_not_configured_stops_the_run_and_says_why(sandbox: Any, session:
     invoice_ids = seed_failed_invoices(sandbox, session, 20)
     sandbox.clear_requests()
     result = portal.bulk_links(invoice_ids, user=FINANCE, session=session)
-    assert result.made == 0 and result.failed == 20
-    assert "Customer portal" in result.error and "PORTAL_CONFIGURATION_ID" in result.error
+    assert result.made == 0
+    assert result.failed == 20
+    assert "Customer portal" in result.error
+    assert "PORTAL_CONFIGURATION_ID" in result.error
     assert len(portal_requests(sandbox)) == 2
     rows = parse(result.csv())
     assert sum(r["Error"].startswith("Not attempted") for r in rows) == 18
     (parent,) = audit_rows(session, "bulk_portal_links")
-    assert parent.result == "failed" and "20 of 20" in parent.error
+    assert parent.result == "failed"
+    assert "20 of 20" in parent.error
 
 
 def test_staff_may_not_make_bulk_links(sandbox: Any, session: Session, configured: str) -> None:
@@ -130,7 +141,9 @@ def test_staff_may_not_make_bulk_links(sandbox: Any, session: Session, configure
     sandbox.clear_requests()
     with pytest.raises(PortalError) as info:
         portal.bulk_links(invoice_ids, user=STAFF, session=session)
-    assert info.value.kind == "refused" and "finance or admin" in info.value.message
+    assert info.value.kind == "refused"
+    assert "finance or admin" in info.value.message
     assert portal_requests(sandbox) == []
     (row,) = audit_rows(session, "bulk_portal_links")
-    assert row.result == "refused" and row.actor == STAFF.email
+    assert row.result == "refused"
+    assert row.actor == STAFF.email

@@ -10,6 +10,7 @@ import stripe
 from sqlmodel import Session
 
 from lib import portal
+from lib.auth import User
 from lib.config import get_settings
 from lib.gateway import translate
 from lib.portal import PortalError, PortalRequest
@@ -26,11 +27,11 @@ from tests.utils import factories
 from tests.utils.net import free_port
 
 
-def make(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> portal.PortalLink:  # noqa: ANN001
+def make(req: PortalRequest, session: Session, key: str | None = None, user: User = STAFF) -> portal.PortalLink:
     return portal.create_link(req, user=user, session=session, idempotency_key=key or portal.new_attempt_key())
 
 
-def fail(req: PortalRequest, session: Session, key: str | None = None, user=STAFF) -> PortalError:  # noqa: ANN001
+def fail(req: PortalRequest, session: Session, key: str | None = None, user: User = STAFF) -> PortalError:
     with pytest.raises(PortalError) as info:
         make(req, session, key, user)
     return info.value
@@ -51,14 +52,17 @@ def test_plain_portal_link_sends_customer_and_default_return_url(sandbox: Any, s
     link = make(PortalRequest(cid), session, key="portal-test-plain")
 
     (sent,) = portal_requests(sandbox)
-    assert sent["method"] == "POST" and sent["status"] == 200
+    assert sent["method"] == "POST"
+    assert sent["status"] == 200
     assert sent["params"] == {"customer": cid, "return_url": get_settings().portal_return_url}
     assert sent["idempotency_key"] == "portal-test-plain"
-    assert link.url.startswith("http") and link.session_id.startswith("bps_")
+    assert link.url.startswith("http")
+    assert link.session_id.startswith("bps_")
     (row,) = audit_rows(session)
     assert (row.actor, row.role, row.customer_id, row.flow, row.result, row.error) == (
         STAFF.email, "staff", cid, "portal", "succeeded", None)
-    assert row.details["session_id"] == link.session_id and row.details["idempotency_key"] == "portal-test-plain"
+    assert row.details["session_id"] == link.session_id
+    assert row.details["idempotency_key"] == "portal-test-plain"
     assert_no_url_stored(session, link.url)
 
 
@@ -111,7 +115,8 @@ def test_each_click_has_its_own_key_and_a_retry_reuses_it(sandbox: Any, session:
     a = make(PortalRequest(cid), session)
     b = make(PortalRequest(cid), session)
     keys = [r["idempotency_key"] for r in portal_requests(sandbox)]
-    assert len(set(keys)) == 2 and a.session_id != b.session_id
+    assert len(set(keys)) == 2
+    assert a.session_id != b.session_id
     again = make(PortalRequest(cid), session, key=keys[0])  # the same attempt resent: Stripe replays it
     assert again.session_id == a.session_id
 
@@ -129,13 +134,16 @@ def test_portal_not_configured_says_where_to_configure_it(sandbox: Any, session:
     (sent,) = portal_requests(sandbox)
     assert sent["status"] == 400
     (row,) = audit_rows(session)
-    assert row.result == "failed" and row.error == err.message and row.details["stripe_status"] == 400
+    assert row.result == "failed"
+    assert row.error == err.message
+    assert row.details["stripe_status"] == 400
 
 
 def test_unknown_configuration_id_names_the_setting(sandbox: Any, session: Session, configured: str) -> None:
     cid = stripe_customer(sandbox, session)
     err = fail(PortalRequest(cid, configuration_id="bpc_doesnotexist"), session)
-    assert err.kind == "not_configured" and "bpc_doesnotexist" in err.message
+    assert err.kind == "not_configured"
+    assert "bpc_doesnotexist" in err.message
     assert "PORTAL_CONFIGURATION_ID" in err.message
 
 
@@ -143,15 +151,18 @@ def test_deleted_customer_offers_a_refresh(sandbox: Any, session: Session, confi
     cid = stripe_customer(sandbox, session)
     sandbox.client.v1.customers.delete(cid)
     err = fail(PortalRequest(cid), session)
-    assert err.kind == "customer_missing" and err.offer_refresh
-    assert cid in err.message and "Refresh this customer" in err.message
+    assert err.kind == "customer_missing"
+    assert err.offer_refresh
+    assert cid in err.message
+    assert "Refresh this customer" in err.message
     assert audit_rows(session)[0].result == "failed"
 
 
 def test_customer_missing_in_stripe(sandbox: Any, session: Session, configured: str) -> None:
     factories.make_customer(session, id="cus_onlyinthecache", name="Ghost")
     err = fail(PortalRequest("cus_onlyinthecache", "payment_method_update"), session)
-    assert err.kind == "customer_missing" and err.offer_refresh
+    assert err.kind == "customer_missing"
+    assert err.offer_refresh
 
 
 def test_subscription_of_another_customer_is_refused_from_the_cache(sandbox: Any, session: Session,
@@ -161,7 +172,8 @@ def test_subscription_of_another_customer_is_refused_from_the_cache(sandbox: Any
     bobs_sub = stripe_subscription(sandbox, session, bob)
     sandbox.clear_requests()
     err = fail(PortalRequest(ada, "subscription_cancel", subscription_id=bobs_sub), session)
-    assert err.kind == "subscription_not_customers" and bob in err.message
+    assert err.kind == "subscription_not_customers"
+    assert bob in err.message
     assert portal_requests(sandbox) == [], "nothing is sent to Stripe when the cache already knows"
     (row,) = audit_rows(session)
     assert (row.result, row.object_id, row.flow) == ("failed", bobs_sub, "subscription_cancel")
@@ -174,7 +186,8 @@ def test_subscription_of_another_customer_is_refused_by_stripe(sandbox: Any, ses
     bobs_sub = stripe_subscription(sandbox, session, bob, cache=False)  # the cache has not seen it yet
     sandbox.clear_requests()
     err = fail(PortalRequest(ada, "subscription_update", subscription_id=bobs_sub), session)
-    assert err.kind == "subscription_not_customers" and bobs_sub in err.message
+    assert err.kind == "subscription_not_customers"
+    assert bobs_sub in err.message
     (sent,) = portal_requests(sandbox)
     assert sent["status"] == 400
     assert audit_rows(session)[0].result == "failed"
@@ -186,12 +199,15 @@ def test_rate_limit_says_retry_later_and_the_retry_reuses_the_key(sandbox: Any, 
     sandbox.clear_requests()
     sandbox.faults(rate_limit=1.0)
     err = fail(PortalRequest(cid), session, key="portal-attempt-1")
-    assert err.kind == "rate_limited" and err.retry_same_key and "Wait a minute" in err.message
+    assert err.kind == "rate_limited"
+    assert err.retry_same_key
+    assert "Wait a minute" in err.message
     sandbox.faults()
     make(PortalRequest(cid), session, key="portal-attempt-1")
     sent = portal_requests(sandbox)
     assert {r["idempotency_key"] for r in sent} == {"portal-attempt-1"}
-    assert sent[0]["status"] == 429 and sent[-1]["status"] == 200
+    assert sent[0]["status"] == 429
+    assert sent[-1]["status"] == 200
     assert [r.result for r in audit_rows(session)] == ["failed", "succeeded"]
 
 
@@ -199,7 +215,8 @@ def test_stripe_server_error(sandbox: Any, session: Session, configured: str) ->
     cid = stripe_customer(sandbox, session)
     sandbox.faults(server_error=1.0)
     err = fail(PortalRequest(cid), session)
-    assert err.kind == "server" and "again" in err.message
+    assert err.kind == "server"
+    assert "again" in err.message
     assert audit_rows(session)[0].result == "failed"
 
 
@@ -207,16 +224,20 @@ def test_network_failure(db: Any, session: Session, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     get_settings.cache_clear()
     err = fail(PortalRequest("cus_123"), session)
-    assert err.kind == "network" and err.retry_same_key and "Try again" in err.message
+    assert err.kind == "network"
+    assert err.retry_same_key
+    assert "Try again" in err.message
     (row,) = audit_rows(session)
-    assert row.result == "failed" and "network" in row.error
+    assert row.result == "failed"
+    assert "network" in row.error
 
 
 def test_refused_role_is_audited_and_nothing_is_sent(sandbox: Any, session: Session, configured: str) -> None:
     cid = stripe_customer(sandbox, session)
     sandbox.clear_requests()
     err = fail(PortalRequest(cid), session, user=SUPPORT)
-    assert err.kind == "refused" and "staff, finance or admin" in err.message
+    assert err.kind == "refused"
+    assert "staff, finance or admin" in err.message
     assert portal_requests(sandbox) == []
     (row,) = audit_rows(session)
     assert (row.actor, row.result, row.customer_id) == (SUPPORT.email, "refused", cid)
@@ -224,9 +245,11 @@ def test_refused_role_is_audited_and_nothing_is_sent(sandbox: Any, session: Sess
 
 def test_bad_input_is_caught_before_stripe(sandbox: Any, session: Session) -> None:
     err = fail(PortalRequest("cus_x", "subscription_cancel"), session)
-    assert err.kind == "bad_input" and "Choose the subscription" in err.message
+    assert err.kind == "bad_input"
+    assert "Choose the subscription" in err.message
     err = fail(PortalRequest("cus_x", return_url="ftp://nope"), session)
-    assert err.kind == "bad_input" and "http" in err.message
+    assert err.kind == "bad_input"
+    assert "http" in err.message
     assert portal_requests(sandbox) == []
     assert [r.result for r in audit_rows(session)] == ["failed", "failed"]
 
@@ -275,10 +298,13 @@ def test_invalid_key_says_to_check_the_setting(sandbox: Any, session: Session, c
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_revokedrevokedrevoked1234")  # the sandbox refuses live keys
     get_settings.cache_clear()
     err = fail(PortalRequest(cid), session)
-    assert err.kind == "auth" and "STRIPE_API_KEY" in err.message
+    assert err.kind == "auth"
+    assert "STRIPE_API_KEY" in err.message
     assert "revokedrevoked" not in err.message, "the key is never shown"
     (row,) = audit_rows(session)
-    assert row.result == "failed" and row.details["stripe_status"] == 401 and "revoked" not in repr(row.details)
+    assert row.result == "failed"
+    assert row.details["stripe_status"] == 401
+    assert "revoked" not in repr(row.details)
 
 
 def test_missing_permission_names_the_portal_permission() -> None:
@@ -290,13 +316,16 @@ def test_missing_permission_names_the_portal_permission() -> None:
     )
     err = portal.portal_error(translate(exc), PortalRequest("cus_1"))
     assert err.kind == "permission"
-    assert 'Write access to "Customer portal"' in err.message and "billing portal sessions" in err.message
+    assert 'Write access to "Customer portal"' in err.message
+    assert "billing portal sessions" in err.message
 
 
 def test_subscription_unknown_to_stripe(sandbox: Any, session: Session, configured: str) -> None:
     cid = stripe_customer(sandbox, session)
     err = fail(PortalRequest(cid, "subscription_update", subscription_id="sub_gone"), session)
-    assert err.kind == "subscription_missing" and "sub_gone" in err.message and err.offer_refresh
+    assert err.kind == "subscription_missing"
+    assert "sub_gone" in err.message
+    assert err.offer_refresh
 
 
 def test_canceled_subscription_the_cache_still_shows_live(sandbox: Any, session: Session, configured: str) -> None:
@@ -304,7 +333,9 @@ def test_canceled_subscription_the_cache_still_shows_live(sandbox: Any, session:
     sub = stripe_subscription(sandbox, session, cid)  # cached as active
     sandbox.client.v1.subscriptions.cancel(sub)  # canceled in Stripe, the cache has not heard yet
     err = fail(PortalRequest(cid, "subscription_cancel", subscription_id=sub), session)
-    assert err.kind == "subscription_ended" and "canceled" in err.message and err.offer_refresh
+    assert err.kind == "subscription_ended"
+    assert "canceled" in err.message
+    assert err.offer_refresh
 
 
 def test_flow_disabled_in_the_configuration_says_where_to_enable_it() -> None:
@@ -314,5 +345,6 @@ def test_flow_disabled_in_the_configuration_says_where_to_enable_it() -> None:
         "configuration is disabled.", param="flow_data[type]", http_status=400,
     )
     err = portal.portal_error(translate(exc), PortalRequest("cus_1", "subscription_update", subscription_id="sub_1"))
-    assert err.kind == "flow_disabled" and "Change a subscription's plan" in err.message
+    assert err.kind == "flow_disabled"
+    assert "Change a subscription's plan" in err.message
     assert "Settings → Billing → Customer portal" in err.message

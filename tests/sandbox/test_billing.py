@@ -31,7 +31,9 @@ def test_products_and_prices_in_several_currencies(sandbox: SandboxServer) -> No
                                         "recurring": {"interval": "year"}})
     quarterly = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 2500,
                                            "recurring": {"interval": "month", "interval_count": 3}})
-    assert yearly.currency == "gbp" and yearly.recurring.interval == "year" and monthly.type == "recurring"
+    assert yearly.currency == "gbp"
+    assert yearly.recurring.interval == "year"
+    assert monthly.type == "recurring"
     assert quarterly.recurring.interval_count == 3
     listed = c.v1.prices.list(params={"product": prod.id})
     assert [p.id for p in listed.data] == [quarterly.id, yearly.id, monthly.id]
@@ -49,8 +51,12 @@ def test_cards_fingerprint_attach_detach(sandbox: SandboxServer) -> None:
     a, b = customer(c, None), customer(c, None, email="bob@example.com")
     pa, pb = card(c, VISA), card(c, VISA)
     mc = card(c, "5555555555554444")
-    assert pa.card.brand == "visa" and pa.card.last4 == "4242" and pa.card.exp_year == 2034
-    assert pa.card.fingerprint == pb.card.fingerprint != mc.card.fingerprint and mc.card.brand == "mastercard"
+    assert pa.card.brand == "visa"
+    assert pa.card.last4 == "4242"
+    assert pa.card.exp_year == 2034
+    assert pa.card.fingerprint == pb.card.fingerprint
+    assert pb.card.fingerprint != mc.card.fingerprint
+    assert mc.card.brand == "mastercard"
     c.v1.payment_methods.attach(pa.id, params={"customer": a.id})
     c.v1.payment_methods.attach(pb.id, params={"customer": b.id})
     c.v1.payment_methods.attach(mc.id, params={"customer": a.id})
@@ -65,10 +71,12 @@ def test_cards_fingerprint_attach_detach(sandbox: SandboxServer) -> None:
         c.v1.payment_methods.attach(pa.id, params={"customer": a.id})
     assert "may not be used again" in err.value.user_message
     via_token = c.v1.payment_methods.attach("pm_card_mastercard", params={"customer": b.id})
-    assert via_token.id.startswith("pm_") and via_token.card.brand == "mastercard"
+    assert via_token.id.startswith("pm_")
+    assert via_token.card.brand == "mastercard"
     types = [e.type for e in c.v1.events.list(params={"types": ["payment_method.attached",
                                                                  "payment_method.detached"]}).data]
-    assert types[:2] == ["payment_method.attached", "payment_method.detached"] and len(types) == 5
+    assert types[:2] == ["payment_method.attached", "payment_method.detached"]
+    assert len(types) == 5
 
 
 def test_bad_cards(sandbox: SandboxServer) -> None:
@@ -76,7 +84,8 @@ def test_bad_cards(sandbox: SandboxServer) -> None:
     cus = customer(c, None)
     with pytest.raises(stripe.CardError) as err:
         c.v1.payment_methods.attach(card(c, DECLINE_AT_ATTACH).id, params={"customer": cus.id})
-    assert err.value.code == "card_declined" and err.value.error.decline_code == "generic_decline"
+    assert err.value.code == "card_declined"
+    assert err.value.error.decline_code == "generic_decline"
     with pytest.raises(stripe.CardError) as err:
         card(c, "4242424242424241")
     assert err.value.code == "incorrect_number"
@@ -91,23 +100,34 @@ def test_subscription_with_items_periods_and_first_invoice(sandbox: SandboxServe
     sub = c.v1.subscriptions.create(params={
         "customer": cus.id, "items": [{"price": p1.id}, {"price": p2.id, "quantity": 4}],
         "metadata": {"source": "test"}, "expand": ["latest_invoice", "customer", "default_payment_method"]})
-    assert sub.status == "active" and sub.customer.id == cus.id and sub.currency == "usd"
+    assert sub.status == "active"
+    assert sub.customer.id == cus.id
+    assert sub.currency == "usd"
     item = sub["items"].data[0]
     assert item.current_period_end - item.current_period_start in range(28 * DAY, 32 * DAY)
     inv = sub.latest_invoice
-    assert inv.status == "paid" and inv.total == 2000 and inv.amount_paid == 2000 and inv.amount_remaining == 0
-    assert inv.parent.subscription_details.subscription == sub.id and inv.billing_reason == "subscription_create"
-    assert inv.number.endswith("-0001") and inv.customer_email == "ann@example.com" and inv.attempted is True
-    assert inv.hosted_invoice_url.startswith(sandbox.url) and inv.status_transitions.paid_at is not None
+    assert inv.status == "paid"
+    assert inv.total == 2000
+    assert inv.amount_paid == 2000
+    assert inv.amount_remaining == 0
+    assert inv.parent.subscription_details.subscription == sub.id
+    assert inv.billing_reason == "subscription_create"
+    assert inv.number.endswith("-0001")
+    assert inv.customer_email == "ann@example.com"
+    assert inv.attempted is True
+    assert inv.hosted_invoice_url.startswith(sandbox.url)
+    assert inv.status_transitions.paid_at is not None
     assert [ln.amount for ln in inv.lines.data] == [1000, 1000]
     assert c.v1.customers.retrieve(cus.id).currency == "usd"
     got = c.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
     assert got.latest_invoice.id == inv.id
     updated = c.v1.subscriptions.update(sub.id, params={"metadata": {"source": ""},
                                                         "items": [{"id": item.id, "quantity": 2}]})
-    assert updated.metadata.to_dict() == {} and updated["items"].data[0].quantity == 2
+    assert updated.metadata.to_dict() == {}
+    assert updated["items"].data[0].quantity == 2
     ev = c.v1.events.list(params={"type": "customer.subscription.updated", "limit": 1}).data[0]
-    assert ev.data.object.id == sub.id and "metadata" in ev.data.previous_attributes
+    assert ev.data.object.id == sub.id
+    assert "metadata" in ev.data.previous_attributes
 
 
 def test_subscription_errors(sandbox: SandboxServer) -> None:
@@ -116,13 +136,15 @@ def test_subscription_errors(sandbox: SandboxServer) -> None:
     usd, eur = price(c, 1000), price(c, 900, currency="eur")
     with pytest.raises(stripe.InvalidRequestError) as err:
         subscribe(c, "cus_missing", usd.id)
-    assert err.value.param == "customer" and err.value.code == "resource_missing"
+    assert err.value.param == "customer"
+    assert err.value.code == "resource_missing"
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": usd.id}, {"price": eur.id}]})
     assert err.value.param == "items"
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": usd.id}], "colour": "red"})
-    assert "unknown parameter" in err.value.user_message and err.value.param == "colour"
+    assert "unknown parameter" in err.value.user_message
+    assert err.value.param == "colour"
     with pytest.raises(stripe.InvalidRequestError):
         c.v1.subscriptions.retrieve("sub_nope")
 
@@ -132,13 +154,17 @@ def test_many_items_and_lines_paginate_beyond_ten(sandbox: SandboxServer) -> Non
     cus = customer(c)
     prices = [price(c, 100 + i, name=f"Addon {i}") for i in range(12)]
     sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": p.id} for p in prices]})
-    assert len(sub["items"].data) == 10 and sub["items"].has_more is True
+    assert len(sub["items"].data) == 10
+    assert sub["items"].has_more is True
     all_items = list(sub["items"].auto_paging_iter())
     assert [i.price.id for i in all_items] == [p.id for p in prices]
     inv = c.v1.invoices.retrieve(sub.latest_invoice)
-    assert len(inv.lines.data) == 10 and inv.lines.has_more is True
+    assert len(inv.lines.data) == 10
+    assert inv.lines.has_more is True
     lines = list(inv.lines.auto_paging_iter())
-    assert len(lines) == 12 and sum(ln.amount for ln in lines) == inv.total == sum(100 + i for i in range(12))
+    assert len(lines) == 12
+    assert sum(ln.amount for ln in lines) == inv.total
+    assert inv.total == sum(100 + i for i in range(12))
     assert len(c.v1.invoices.line_items.list(inv.id, params={"limit": 5}).data) == 5
 
 
@@ -155,13 +181,18 @@ def test_declined_first_payment_leaves_subscription_incomplete(sandbox: SandboxS
     sub = subscribe(c, cus.id, price(c).id, expand=["latest_invoice.payments"])
     assert sub.status == "incomplete"
     inv = sub.latest_invoice
-    assert inv.status == "open" and inv.attempt_count == 1 and inv.amount_remaining == 1500
+    assert inv.status == "open"
+    assert inv.attempt_count == 1
+    assert inv.amount_remaining == 1500
     assert inv.last_finalization_error is None
     pi = c.v1.payment_intents.retrieve(inv.payments.data[0].payment.payment_intent)
     err = pi.last_payment_error
-    assert (err.code, err.decline_code, err.type) == (code, decline, "card_error") and err.message
+    assert (err.code, err.decline_code, err.type) == (code, decline, "card_error")
+    assert err.message
     charge = c.v1.charges.retrieve(pi.latest_charge)
-    assert charge.status == "failed" and charge.failure_code == code and charge.outcome.reason == decline
+    assert charge.status == "failed"
+    assert charge.failure_code == code
+    assert charge.outcome.reason == decline
     failed = c.v1.events.list(params={"type": "invoice.payment_failed"}).data
     assert [e.data.object.id for e in failed] == [inv.id]
     sandbox.advance(days=1)
@@ -174,7 +205,8 @@ def test_error_if_incomplete_creates_nothing(sandbox: SandboxServer) -> None:
     cus = customer(c, INSUFFICIENT)
     with pytest.raises(stripe.CardError) as err:
         subscribe(c, cus.id, price(c).id, payment_behavior="error_if_incomplete")
-    assert err.value.error.decline_code == "insufficient_funds" and err.value.http_status == 402
+    assert err.value.error.decline_code == "insufficient_funds"
+    assert err.value.http_status == 402
     assert c.v1.subscriptions.list(params={"customer": cus.id, "status": "all"}).data == []
 
 
@@ -187,7 +219,8 @@ def test_paying_an_incomplete_invoice_with_a_new_card(sandbox: SandboxServer) ->
     good = card(c, VISA)
     c.v1.payment_methods.attach(good.id, params={"customer": cus.id})
     paid = c.v1.invoices.pay(sub.latest_invoice, params={"payment_method": good.id})
-    assert paid.status == "paid" and paid.attempt_count == 3
+    assert paid.status == "paid"
+    assert paid.attempt_count == 3
     assert c.v1.subscriptions.retrieve(sub.id).status == "active"
     with pytest.raises(stripe.InvalidRequestError):
         c.v1.invoices.pay(paid.id)
@@ -199,7 +232,8 @@ def test_invoice_void_uncollectible_and_list_filters(sandbox: SandboxServer) -> 
     pr = price(c)
     sa, sb = subscribe(c, a.id, pr.id), subscribe(c, b.id, pr.id)
     voided = c.v1.invoices.void_invoice(sa.latest_invoice)
-    assert voided.status == "void" and voided.status_transitions.voided_at is not None
+    assert voided.status == "void"
+    assert voided.status_transitions.voided_at is not None
     bad = c.v1.invoices.mark_uncollectible(sb.latest_invoice)
     assert bad.status == "uncollectible"
     with pytest.raises(stripe.InvalidRequestError):

@@ -16,10 +16,12 @@ def test_events_carry_the_object_then_and_what_changed(sandbox: SandboxServer) -
     c.v1.customers.update(cus.id, params={"name": "After", "metadata": {"k": "v"}})
     created, updated = (c.v1.events.list(params={"type": t}).data[0]
                         for t in ("customer.created", "customer.updated"))
-    assert created.data.object.name == "Before" and "previous_attributes" not in created.data
+    assert created.data.object.name == "Before"
+    assert "previous_attributes" not in created.data
     assert updated.data.object.name == "After"
     assert updated.data.previous_attributes.to_dict() == {"name": "Before", "metadata": {}}
-    assert updated.request.id.startswith("req_") and updated.api_version.startswith("2026-10-28")
+    assert updated.request.id.startswith("req_")
+    assert updated.api_version.startswith("2026-10-28")
     assert c.v1.events.retrieve(updated.id).type == "customer.updated"
     with pytest.raises(stripe.InvalidRequestError):
         c.v1.events.retrieve("evt_missing")
@@ -38,7 +40,8 @@ def test_event_types_for_a_subscription_lifecycle(sandbox: SandboxServer) -> Non
         assert expected in types, expected
     assert types[0] == "customer.subscription.deleted"
     inv_types = [e.type for e in c.v1.events.list(params={"type": "invoice.*"}).data]
-    assert inv_types and all(t.startswith("invoice.") for t in inv_types)
+    assert inv_types
+    assert all(t.startswith("invoice.") for t in inv_types)
     both = c.v1.events.list(params={"types": ["customer.created", "customer.subscription.deleted"]}).data
     assert [e.type for e in both] == ["customer.subscription.deleted", "customer.created"]
     with pytest.raises(stripe.InvalidRequestError):
@@ -50,7 +53,8 @@ def test_events_page_by_created_and_cursor(sandbox: SandboxServer) -> None:
     for i in range(5):
         c.v1.customers.create(params={"email": f"e{i}@example.com"})
     first = c.v1.events.list(params={"limit": 2})
-    assert len(first.data) == 2 and first.has_more is True
+    assert len(first.data) == 2
+    assert first.has_more is True
     rest = list(c.v1.events.list(params={"limit": 2, "starting_after": first.data[-1].id}).auto_paging_iter())
     assert len(rest) == 3
     newer = c.v1.events.list(params={"ending_before": rest[-1].id, "limit": 10}).data
@@ -91,7 +95,8 @@ def test_subscription_item_changes_pause_and_resume(sandbox: SandboxServer) -> N
     assert paused.pause_collection.behavior == "void"
     sandbox.advance(days=32)
     renewal = c.v1.invoices.retrieve(c.v1.subscriptions.retrieve(sub.id).latest_invoice)
-    assert renewal.status == "void" and renewal.total == 300
+    assert renewal.status == "void"
+    assert renewal.total == 300
     c.v1.subscriptions.update(sub.id, params={"pause_collection": ""})
     assert c.v1.subscriptions.retrieve(sub.id).pause_collection is None
 
@@ -101,7 +106,8 @@ def test_trial_end_now_and_resume_from_paused(sandbox: SandboxServer) -> None:
     cus = customer(c)
     sub = subscribe(c, cus.id, price(c).id, trial_period_days=30)
     ended = c.v1.subscriptions.update(sub.id, params={"trial_end": "now", "expand": ["latest_invoice"]})
-    assert ended.status == "active" and ended.latest_invoice.amount_paid == 1500
+    assert ended.status == "active"
+    assert ended.latest_invoice.amount_paid == 1500
     nocard = customer(c, None, email="n@example.com")
     paused = subscribe(c, nocard.id, price(c).id, trial_period_days=1,
                        trial_settings={"end_behavior": {"missing_payment_method": "pause"}})
@@ -111,7 +117,8 @@ def test_trial_end_now_and_resume_from_paused(sandbox: SandboxServer) -> None:
     c.v1.payment_methods.attach(pm.id, params={"customer": nocard.id})
     c.v1.subscriptions.update(paused.id, params={"default_payment_method": pm.id})
     resumed = c.v1.subscriptions.resume(paused.id, params={"expand": ["latest_invoice"]})
-    assert resumed.status == "active" and resumed.latest_invoice.status == "paid"
+    assert resumed.status == "active"
+    assert resumed.latest_invoice.status == "paid"
     kinds = [e.type for e in c.v1.events.list(params={"type": "customer.subscription.*", "limit": 100}).data
              if e.data.object.id == paused.id]
     assert kinds.index("customer.subscription.resumed") < kinds.index("customer.subscription.paused")
@@ -131,7 +138,8 @@ def test_one_type_pages_and_ages_out(sandbox: SandboxServer) -> None:
     made = [c.v1.customers.create(params={"email": f"t{i}@example.com"}).id for i in range(5)]
     c.v1.products.create(params={"name": "noise"})
     page = c.v1.events.list(params={"type": "customer.created", "limit": 2})
-    assert [e.data.object.id for e in page.data] == made[:-3:-1] and page.has_more
+    assert [e.data.object.id for e in page.data] == made[:-3:-1]
+    assert page.has_more
     every = [e.data.object.id for e in page.auto_paging_iter()]
     assert every == made[::-1]
     older = c.v1.events.list(params={"type": "customer.created", "ending_before": page.data[-1].id}).data

@@ -17,7 +17,8 @@ def test_keys(sandbox: SandboxServer) -> None:
     live = stripe.StripeClient("sk_live_abcdefghijkl1234", base_addresses={"api": sandbox.url})
     with pytest.raises(stripe.AuthenticationError) as err:
         live.v1.customers.list()
-    assert err.value.http_status == 401 and "1234" in err.value.user_message
+    assert err.value.http_status == 401
+    assert "1234" in err.value.user_message
     assert "abcdefghijkl" not in err.value.user_message
 
 
@@ -30,11 +31,15 @@ def test_idempotency_keys(sandbox: SandboxServer) -> None:
     assert len(c.v1.customers.list().data) == 1
     with pytest.raises(stripe.IdempotencyError) as err:
         c.v1.customers.create(params={"email": "other@example.com"}, options={"idempotency_key": "k-1"})
-    assert err.value.http_status == 400 and "k-1" in err.value.user_message
+    assert err.value.http_status == 400
+    assert "k-1" in err.value.user_message
     log = sandbox.requests()
     assert [e["idempotency_key"] for e in log] == ["k-1", "k-1", None, "k-1"]
-    assert log[0]["params"] == {"email": "idem@example.com"} and log[0]["method"] == "POST"
-    assert log[0]["path"] == "/v1/customers" and log[0]["status"] == 200 and log[3]["status"] == 400
+    assert log[0]["params"] == {"email": "idem@example.com"}
+    assert log[0]["method"] == "POST"
+    assert log[0]["path"] == "/v1/customers"
+    assert log[0]["status"] == 200
+    assert log[3]["status"] == 400
 
 
 def test_nested_params_and_expand(sandbox: SandboxServer) -> None:
@@ -44,13 +49,16 @@ def test_nested_params_and_expand(sandbox: SandboxServer) -> None:
     page = c.v1.subscriptions.list(params={"expand": ["data.customer", "data.default_payment_method",
                                                       "data.latest_invoice"]})
     got = page.data[0]
-    assert got.customer.id == cus.id and got.customer.address.country == "DE"
-    assert got.latest_invoice.id == sub.latest_invoice and got.default_payment_method is None
+    assert got.customer.id == cus.id
+    assert got.customer.address.country == "DE"
+    assert got.latest_invoice.id == sub.latest_invoice
+    assert got.default_payment_method is None
     full = c.v1.customers.retrieve(cus.id, params={"expand": ["invoice_settings.default_payment_method"]})
     assert full.invoice_settings.default_payment_method.card.last4 == "4242"
     assert full.metadata.to_dict() == {"a": "1", "b": "2"}
     logged = sandbox.requests()[0]["params"]
-    assert logged["metadata"] == {"a": "1", "b": "2"} and logged["address"]["line1"] == "Main 1"
+    assert logged["metadata"] == {"a": "1", "b": "2"}
+    assert logged["address"]["line1"] == "Main 1"
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.customers.retrieve(cus.id, params={"expand": ["nonsense"]})
     assert err.value.param == "expand"
@@ -70,13 +78,15 @@ def test_wrongly_shaped_params_are_400s(sandbox: SandboxServer) -> None:
     for bad in bad_calls:
         with pytest.raises(stripe.InvalidRequestError) as err:
             bad()
-        assert err.value.http_status == 400 and err.value.param
+        assert err.value.http_status == 400, err.value
+        assert err.value.param, err.value
 
 
 def test_unknown_url_is_a_stripe_404(sandbox: SandboxServer) -> None:
     with pytest.raises(stripe.InvalidRequestError) as err:
         sandbox.client.raw_request("get", "/v1/unicorns")
-    assert err.value.http_status == 404 and "Unrecognized request URL" in err.value.user_message
+    assert err.value.http_status == 404
+    assert "Unrecognized request URL" in err.value.user_message
 
 
 def test_rate_limit_fault_says_retry(sandbox: SandboxServer) -> None:
@@ -84,8 +94,11 @@ def test_rate_limit_fault_says_retry(sandbox: SandboxServer) -> None:
     with pytest.raises(stripe.RateLimitError) as err:
         sandbox.client.v1.customers.list()
     e = err.value
-    assert e.http_status == 429 and e.error.code == "rate_limit" and e.error.type == "invalid_request_error"
-    assert e.headers["Stripe-Should-Retry"] == "true" and e.headers["Retry-After"] == "1"
+    assert e.http_status == 429
+    assert e.error.code == "rate_limit"
+    assert e.error.type == "invalid_request_error"
+    assert e.headers["Stripe-Should-Retry"] == "true"
+    assert e.headers["Retry-After"] == "1"
     sandbox.faults()
     assert sandbox.client.v1.customers.list().data == []
 

@@ -22,7 +22,9 @@ def test_schedule_from_subscription_sets_subscription_schedule_and_releases(sand
     cus = customer(c)
     sub = subscribe(c, cus.id, price(c, 1500).id, metadata={"plan": "pro"})
     sched = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
-    assert sched.id.startswith("sub_sched_") and sched.status == "active" and sched.subscription == sub.id
+    assert sched.id.startswith("sub_sched_")
+    assert sched.status == "active"
+    assert sched.subscription == sub.id
     assert sched.end_behavior == "release"
     phase = sched.phases[0]
     item = sub["items"].data[0]
@@ -30,7 +32,8 @@ def test_schedule_from_subscription_sets_subscription_schedule_and_releases(sand
     assert [(i.price, i.quantity) for i in phase["items"]] == [(item.price.id, 1)]
     assert c.v1.subscriptions.retrieve(sub.id).schedule == sched.id
     got = c.v1.subscription_schedules.retrieve(sched.id, params={"expand": ["subscription"]})
-    assert got.subscription.id == sub.id and got.subscription.schedule == sched.id
+    assert got.subscription.id == sub.id
+    assert got.subscription.schedule == sched.id
     listed = c.v1.subscription_schedules.list(params={"customer": cus.id}).data
     assert [s.id for s in listed] == [sched.id]
     assert c.v1.subscription_schedules.list(params={"customer": customer(c, None).id}).data == []
@@ -39,10 +42,13 @@ def test_schedule_from_subscription_sets_subscription_schedule_and_releases(sand
         c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
 
     released = c.v1.subscription_schedules.release(sched.id)
-    assert released.status == "released" and released.released_subscription == sub.id
-    assert released.subscription is None and released.released_at is not None
+    assert released.status == "released"
+    assert released.released_subscription == sub.id
+    assert released.subscription is None
+    assert released.released_at is not None
     after = c.v1.subscriptions.retrieve(sub.id)
-    assert after.schedule is None and after.status == "active"
+    assert after.schedule is None
+    assert after.status == "active"
     with pytest.raises(stripe.InvalidRequestError, match="`released` status"):
         c.v1.subscription_schedules.cancel(sched.id)
     assert _event_types(c, "subscription_schedule.") == ["subscription_schedule.released",
@@ -54,7 +60,8 @@ def test_canceling_a_schedule_cancels_its_subscription(sandbox: SandboxServer) -
     sub = subscribe(c, customer(c).id, price(c).id)
     sched = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     canceled = c.v1.subscription_schedules.cancel(sched.id)
-    assert canceled.status == "canceled" and canceled.canceled_at is not None
+    assert canceled.status == "canceled"
+    assert canceled.canceled_at is not None
     assert c.v1.subscriptions.retrieve(sub.id).status == "canceled"
     assert "subscription_schedule.canceled" in _event_types(c, "subscription_schedule.")
     with pytest.raises(stripe.InvalidRequestError, match="canceled subscription"):
@@ -68,7 +75,8 @@ def test_schedule_releases_at_the_phase_end_and_the_subscription_renews(sandbox:
     sandbox.advance(days=32)
     assert c.v1.subscription_schedules.retrieve(sched.id).status == "released"
     after = c.v1.subscriptions.retrieve(sub.id)
-    assert after.schedule is None and after.status == "active"
+    assert after.schedule is None
+    assert after.status == "active"
     assert len(c.v1.invoices.list(params={"subscription": sub.id}).data) == 2
 
 
@@ -83,7 +91,8 @@ def test_schedule_errors(sandbox: SandboxServer) -> None:
         c.v1.subscription_schedules.create(params={"from_subscription": "sub_x", "customer": "cus_x"})
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.subscription_schedules.retrieve("sub_sched_nope")
-    assert err.value.http_status == 404 and err.value.code == "resource_missing"
+    assert err.value.http_status == 404
+    assert err.value.code == "resource_missing"
 
 
 # --- cash balances ------------------------------------------------------------------------------------
@@ -92,10 +101,13 @@ def test_fund_cash_balance_shows_available_per_currency(sandbox: SandboxServer) 
     c = sandbox.client
     cus = customer(c)
     empty = c.v1.customers.cash_balance.retrieve(cus.id)
-    assert empty.object == "cash_balance" and empty.customer == cus.id and empty.available is None
+    assert empty.object == "cash_balance"
+    assert empty.customer == cus.id
+    assert empty.available is None
     txn = c.v1.test_helpers.customers.fund_cash_balance(cus.id, params={"amount": 5000, "currency": "usd",
                                                                       "reference": "INV-77"})
-    assert txn.object == "customer_cash_balance_transaction" and txn.type == "funded"
+    assert txn.object == "customer_cash_balance_transaction"
+    assert txn.type == "funded"
     assert (txn.net_amount, txn.ending_balance, txn.currency) == (5000, 5000, "usd")
     assert txn.funded.bank_transfer.reference == "INV-77"
     c.v1.test_helpers.customers.fund_cash_balance(cus.id, params={"amount": 250, "currency": "usd"})
@@ -113,7 +125,8 @@ def test_cash_balance_errors(sandbox: SandboxServer) -> None:
     c = sandbox.client
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.customers.cash_balance.retrieve("cus_nope")
-    assert err.value.http_status == 404 and err.value.code == "resource_missing"
+    assert err.value.http_status == 404
+    assert err.value.code == "resource_missing"
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.v1.test_helpers.customers.fund_cash_balance("cus_nope", params={"amount": 1, "currency": "usd"})
     assert err.value.http_status == 404
@@ -155,7 +168,8 @@ def test_subscription_discount_applies_to_invoices(sandbox: SandboxServer) -> No
     coupon = c.v1.coupons.create(params={"percent_off": 20, "duration": "forever"})
     cus = customer(c)
     sub = subscribe(c, cus.id, price(c, 2000).id, discounts=[{"coupon": coupon.id}])
-    assert len(sub.discounts) == 1 and isinstance(sub.discounts[0], str)
+    assert len(sub.discounts) == 1
+    assert isinstance(sub.discounts[0], str)
     got = c.v1.subscriptions.retrieve(sub.id, params={"expand": ["discounts"]})
     d = got.discounts[0]
     assert (d.object, d.source.coupon, d.source.type, d.subscription, d.end) == ("discount", coupon.id, "coupon",
@@ -168,7 +182,8 @@ def test_subscription_discount_applies_to_invoices(sandbox: SandboxServer) -> No
     assert inv.lines.data[0].amount == 2000
     sandbox.advance(days=32)
     renewal = c.v1.invoices.list(params={"subscription": sub.id}).data[0]
-    assert renewal.billing_reason == "subscription_cycle" and renewal.amount_paid == 1600
+    assert renewal.billing_reason == "subscription_cycle"
+    assert renewal.amount_paid == 1600
     assert c.v1.coupons.retrieve(coupon.id).times_redeemed == 1
 
 

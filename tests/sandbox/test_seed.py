@@ -86,11 +86,13 @@ def test_seeded_account_has_every_status_declines_and_the_planted_duplicates(
     # a year of history, ending now
     now = sandbox.now()
     created = sorted(c.created for c in customers.values())
-    assert created[0] < now - 200 * 86400 and created[-1] > now - 3 * 86400
+    assert created[0] < now - 200 * 86400
+    assert created[-1] > now - 3 * 86400
 
     # every subscription status, one subscription per customer
     subs = list(client.v1.subscriptions.list({"status": "all", "limit": 100}).auto_paging_iter())
-    assert len(subs) == N and {s.customer for s in subs} == set(customers)
+    assert len(subs) == N
+    assert {s.customer for s in subs} == set(customers)
     assert {s.status for s in subs} == set(seed.STATUSES)
     assert {s.currency for s in subs} >= {"usd", "eur"}
     assert {s["items"].data[0].price.recurring.interval for s in subs} == {"month", "year"}
@@ -171,7 +173,8 @@ def test_seed_refuses_a_sandbox_that_already_holds_data(sandbox: SandboxServer, 
                       "--webhook-url", "none"])
     assert code == 1
     err = capsys.readouterr().err
-    assert "empty sandbox" in err and "--reset" in err
+    assert "empty sandbox" in err
+    assert "--reset" in err
     assert [c.email for c in _customers(sandbox.client)] == ["someone@example.com"]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from tests.sandbox.helpers import customer, price, subscribe
 from tests.utils.sandbox import SandboxServer
+from tests.utils.wait import wait_until
 
 
 def test_state_survives_restart_and_hard_kill(tmp_path: Path) -> None:
@@ -21,7 +21,8 @@ def test_state_survives_restart_and_hard_kill(tmp_path: Path) -> None:
         server.advance(days=40)
     finally:
         server.stop()  # graceful: saved on shutdown
-    assert state.exists() and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+    assert state.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]
 
     server = SandboxServer.start(state_file=state)
     try:
@@ -29,7 +30,8 @@ def test_state_survives_restart_and_hard_kill(tmp_path: Path) -> None:
         assert c.v1.customers.retrieve(cus.id).email == "ann@example.com"
         assert len(c.v1.invoices.list(params={"subscription": sub.id}).data) == 2
         later = c.v1.customers.create(params={"email": "late@example.com"})
-        time.sleep(1.6)  # the autosave runs every second
+        wait_until(lambda: later.id.encode() in state.read_bytes(), timeout=30,
+                   what="the autosave wrote the new customer")  # saved once the API is quiet for 0.5 s
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)  # a crash: no shutdown hook runs
         server.proc.wait(timeout=10)

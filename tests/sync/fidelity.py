@@ -3,13 +3,12 @@ field by field) lives in bench/fidelity.py, which the backfill benchmark shares,
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import stripe
 
 from bench.fidelity import differences as differences
+from tests.utils.sandbox import SandboxServer
 
 CARD_OK = "4242424242424242"
 CARD_FAILS = "4000000000000341"  # attaches, every charge declined (generic_decline)
@@ -86,7 +85,7 @@ def build_account(client: stripe.StripeClient, *, customers: int = 6) -> Account
     return acc
 
 
-def apply_changes(client: stripe.StripeClient, acc: Account, sandbox: Any) -> None:
+def apply_changes(client: stripe.StripeClient, acc: Account, sandbox: SandboxServer) -> None:
     """Updates, cancellations, a deleted customer, a detached card, then 3 days of clock: a failed renewal."""
     c0, c2, c3, c4 = acc.customers[0], acc.customers[2], acc.customers[3], acc.customers[4]
     client.v1.customers.update(c2, {"email": "NEW.Address@Example.org", "name": "Renamed Ünïcode",
@@ -99,12 +98,3 @@ def apply_changes(client: stripe.StripeClient, acc: Account, sandbox: Any) -> No
     client.v1.payment_methods.detach(spare)
     client.v1.payment_methods.detach(acc.cards[c0])
     sandbox.advance(days=3)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()

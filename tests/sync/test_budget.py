@@ -36,8 +36,11 @@ def test_low_priority_requests_wait_while_a_normal_one_waits() -> None:
     order: list[str] = []
     bucket.acquire()  # the bucket is empty now
 
+    low_started = threading.Event()
+
     def low() -> None:
         with gw.low_priority():
+            low_started.set()
             bucket.acquire()
         order.append("low")
 
@@ -47,7 +50,7 @@ def test_low_priority_requests_wait_while_a_normal_one_waits() -> None:
 
     t_low = threading.Thread(target=low)
     t_low.start()
-    time.sleep(0.05)  # the low one waits first
+    assert low_started.wait(5)  # the low one waits first (no token comes for ~500 ms)
     t_normal = threading.Thread(target=normal)
     t_normal.start()
     t_low.join(5)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 
 from lib.sync import run_sync, sync_lock
 from tests.sync.fidelity import build_account, differences
+from tests.utils.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,14 +21,15 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_second_sync_names_the_holder_and_exits_0_without_work(db: Engine, sandbox: SandboxServer) -> None:
     sandbox.client.v1.customers.create({"email": "a@example.com"})
     with sync_lock(db, "billing-worker-2:4242"):
         done = cli("sync", "--full")
         result = run_sync(mode="full")
     assert done.returncode == 0, done.stderr
     assert "another sync is running (billing-worker-2:4242" in done.stdout
-    assert result.status == "skipped" and "billing-worker-2:4242" in (result.error or "")
+    assert result.status == "skipped"
+    assert "billing-worker-2:4242" in (result.error or "")
     with db.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM customers")).scalar() == 0  # no work was done
         runs = conn.execute(text("SELECT status FROM sync_runs")).scalars().all()
@@ -39,11 +41,12 @@ def test_cli_reports_an_unreachable_stripe_in_one_line_and_exits_1(db: Engine) -
     done = cli("sync", "--full", env={"STRIPE_API_BASE": "http://127.0.0.1:9"})
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "could not be reached" in errors[0], done.stderr
+    assert len(errors) == 1, done.stderr
+    assert "could not be reached" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     build_account(client, customers=2)
     assert run_sync(mode="full").status == "succeeded"
@@ -56,7 +59,7 @@ def test_cursor_past_the_30_day_retention_says_so_and_backfills(db: Engine, sand
     assert differences(client, db) == []
 
 
-def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: Engine, sandbox: SandboxServer) -> None:
     build_account(sandbox.client, customers=2)
     assert run_sync(mode="full", resources=["customers"]).status == "succeeded"
     sandbox.reset()  # as if the key now pointed at another (empty) account
@@ -67,7 +70,7 @@ def test_an_empty_answer_for_a_full_cache_is_a_failure_and_removes_nothing(db: E
         assert conn.execute(text("SELECT COUNT(*) FROM customers WHERE deleted")).scalar() == 0
 
 
-def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox: SandboxServer) -> None:
     from lib.sync import refresh_customer
     from tests.sync.fidelity import card
 
@@ -88,7 +91,7 @@ def test_refresh_customer_brings_one_customer_up_to_date(db: Engine, sandbox) ->
         assert set(pms) == {new_card}
 
 
-def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, sandbox: SandboxServer) -> None:
     from lib.sync import refresh_customer
 
     client = sandbox.client
@@ -102,10 +105,13 @@ def test_refresh_of_a_deleted_customer_marks_it_and_frees_its_cards(db: Engine, 
         cards = conn.execute(text("SELECT COUNT(*) FROM payment_methods WHERE customer_id = :c"), {"c": gone}).scalar()
         live = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE customer_id = :c AND status <> 'canceled'"),
                             {"c": gone}).scalar()
-    assert deleted in (True, 1) and cards == 0 and live == 0
+    assert deleted in (True, 1)
+    assert cards == 0
+    assert live == 0
 
 
-def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_first(
+        db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     assert run_sync(mode="full").status == "succeeded"  # an empty account: no event to start the cursors at
     ids = [client.v1.customers.create({"email": f"late{i}@example.com", "name": f"Late {i}"}).id
@@ -121,4 +127,5 @@ def test_events_after_a_backfill_of_an_eventless_account_are_applied_oldest_firs
         assert conn.execute(text("SELECT name FROM customers WHERE id = :id"), {"id": ids[0]}).scalar() == \
             "Renamed Last"
     again = run_sync(mode="incremental", resources=["customers"])  # the cursor moved to the newest event
-    assert again.status == "succeeded" and again.counts["customers"] == 0
+    assert again.status == "succeeded"
+    assert again.counts["customers"] == 0

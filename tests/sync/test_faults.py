@@ -9,15 +9,18 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import stripe
 from sqlalchemy import Engine, text
 
 from lib.sync import run_sync
-from tests.sync.fidelity import build_account, card, differences, wait_until
+from tests.sync.fidelity import build_account, card, differences
+from tests.utils.sandbox import SandboxServer
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     build_account(client, customers=3)
     sandbox.clear_requests()
@@ -27,7 +30,8 @@ def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engi
     sandbox.faults()
     assert result.status == "succeeded", result.error
     statuses = [r["status"] for r in log]
-    assert statuses.count(429) >= 1 and statuses.count(429) + statuses.count(500) >= 3, statuses
+    assert statuses.count(429) >= 1, statuses
+    assert statuses.count(429) + statuses.count(500) >= 3, statuses
     assert differences(client, db) == []
     # 5% of a small account's requests may miss the 500s: a second, full run with more of them.
     client.v1.customers.update(client.v1.customers.list({"limit": 1}).data[0].id, {"name": "After faults"})
@@ -41,7 +45,7 @@ def test_rate_limits_server_errors_and_latency_leave_an_identical_cache(db: Engi
     assert differences(client, db) == []
 
 
-def _seed_customers(client, n: int) -> None:  # noqa: ANN001
+def _seed_customers(client: stripe.StripeClient, n: int) -> None:
     def one(i: int) -> None:
         c = client.v1.customers.create({"email": f"bulk{i}@example.com", "name": f"Bulk {i}"})
         if i % 50 == 0:
@@ -68,7 +72,8 @@ def _resource(path: str) -> str:
     return "payment_methods" if path.endswith("/payment_methods") else path
 
 
-def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Engine, sandbox, db_url) -> None:  # noqa: ANN001
+def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(
+        db: Engine, sandbox: SandboxServer, db_url: str) -> None:
     client = sandbox.client
     _seed_customers(client, 250)
     build_account(client, customers=2)
@@ -83,14 +88,16 @@ def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Eng
             return bool(conn.execute(text("SELECT COUNT(*) FROM customers")).scalar())
 
     try:
-        assert wait_until(customers_page_committed, timeout=30)
+        wait_until(customers_page_committed, timeout=30, what="a first committed page of customers")
     finally:
         os.kill(slow.pid, signal.SIGKILL)
         slow.wait()
     with db.connect() as conn:
         cached = conn.execute(text("SELECT COUNT(*) FROM customers")).scalar()
         cursor = conn.execute(text("SELECT backfill_cursor FROM sync_state WHERE resource = 'customers'")).scalar()
-    assert 0 < cached < 253 and cursor is not None  # killed mid-backfill, with a committed page
+    # killed mid-backfill, with a committed page
+    assert 0 < cached < 253
+    assert cursor is not None
     first = sandbox.requests()
     last_seq = max(r["seq"] for r in first)
 
@@ -106,4 +113,6 @@ def test_sync_killed_mid_backfill_resumes_and_refetches_at_most_one_page(db: Eng
     assert all(n <= 1 for n in refetched.values()), refetched
     with db.connect() as conn:
         statuses = conn.execute(text("SELECT status, error FROM sync_runs ORDER BY id")).all()
-    assert statuses[0][0] == "failed" and "interrupted" in statuses[0][1] and statuses[-1][0] == "succeeded"
+    assert statuses[0][0] == "failed"
+    assert "interrupted" in statuses[0][1]
+    assert statuses[-1][0] == "succeeded"

@@ -6,9 +6,10 @@ from sqlalchemy import Engine, text
 
 from lib.sync import run_sync
 from tests.sync.fidelity import apply_changes, build_account, differences
+from tests.utils.sandbox import SandboxServer
 
 
-def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
 
@@ -24,13 +25,17 @@ def test_full_then_incremental_sync_matches_stripe_field_by_field(db: Engine, sa
                                   "GROUP BY invoice_id) AS per_invoice")).scalar()
         same_person = conn.execute(text("SELECT COUNT(*) FROM customers WHERE email_normalized = "
                                         "'zoe.angstrom@example.com'")).scalar()
-    assert items == 20 and lines == 20  # nested lists beyond the 10 Stripe embeds
+    # nested lists beyond the 10 Stripe embeds
+    assert items == 20
+    assert lines == 20
     assert same_person == 2  # emails that differ only in case meet in email_normalized
 
     apply_changes(client, acc, sandbox)
     result = run_sync(mode="incremental")
     assert result.status == "succeeded", result.error
-    assert result.counts["invoices"] > 0 and result.notes == []  # applied from events, no backfill
+    # applied from events, no backfill
+    assert result.counts["invoices"] > 0
+    assert result.notes == []
     assert differences(client, db) == []
     with db.connect() as conn:
         deleted = conn.execute(text("SELECT deleted FROM customers WHERE id = :c"), {"c": acc.customers[3]}).scalar()

@@ -5,22 +5,26 @@ Against the sandbox through the real gateway; the sandbox's request log shows th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from lib import gateway as gw
 from lib import ids
 from lib.sync import refresh_customer
+from tests.utils.sandbox import SandboxServer
 
 
 @pytest.fixture
-def two_customers(sandbox) -> tuple[str, str]:  # noqa: ANN001
+def two_customers(sandbox: SandboxServer) -> tuple[str, str]:
     x = sandbox.client.v1.customers.create({"email": "x@example.com"}).id
     y = sandbox.client.v1.customers.create({"email": "victim@example.com"}).id
     sandbox.clear_requests()
     return x, y
 
 
-def test_a_traversing_customer_id_makes_no_request_and_says_why(sandbox, two_customers) -> None:  # noqa: ANN001
+def test_a_traversing_customer_id_makes_no_request_and_says_why(
+        sandbox: SandboxServer, two_customers: tuple[str, str]) -> None:
     x, y = two_customers
     hostile = f"{x}/../{y}"
     with pytest.raises(gw.GatewayError) as err:
@@ -36,7 +40,8 @@ def test_a_traversing_customer_id_makes_no_request_and_says_why(sandbox, two_cus
     "/v1/customers/{x}/tax_ids/../../{y}",
     "/v1/subscriptions/{y}",  # a customer id where a subscription id belongs
 ])
-def test_generic_reads_refuse_paths_with_a_bad_id_before_any_request(sandbox, two_customers, path: str) -> None:  # noqa: ANN001
+def test_generic_reads_refuse_paths_with_a_bad_id_before_any_request(
+        sandbox: SandboxServer, two_customers: tuple[str, str], path: str) -> None:
     x, y = two_customers
     with pytest.raises(gw.InvalidRequest):
         gw.retrieve(path.format(x=x, y=y))
@@ -52,14 +57,15 @@ def test_generic_reads_refuse_paths_with_a_bad_id_before_any_request(sandbox, tw
     lambda bad: gw.subscriptions.update(bad, {"metadata": {"a": "b"}}, idempotency_key="k4"),
     lambda bad: refresh_customer(bad),
 ])
-def test_every_id_taking_call_refuses_a_bad_id_before_any_request(sandbox, two_customers, call) -> None:  # noqa: ANN001
+def test_every_id_taking_call_refuses_a_bad_id_before_any_request(
+        sandbox: SandboxServer, two_customers: tuple[str, str], call: Callable[[str], object]) -> None:
     x, y = two_customers
     with pytest.raises(gw.GatewayError):
         call(f"{x}/../{y}")
     assert sandbox.requests() == []
 
 
-def test_well_formed_ids_still_reach_stripe(sandbox, two_customers) -> None:  # noqa: ANN001
+def test_well_formed_ids_still_reach_stripe(sandbox: SandboxServer, two_customers: tuple[str, str]) -> None:
     x, _ = two_customers
     assert gw.customers.retrieve(x)["id"] == x
 

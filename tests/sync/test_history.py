@@ -4,17 +4,19 @@ against the sandbox over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import stripe
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from lib import queries
 from lib.sync import run_sync
 from tests.sync.fidelity import build_account
+from tests.utils.sandbox import SandboxServer
 
 PASS_1 = ["customers", "subscriptions", "invoices"]
 
 
-def _stripe_event_ids(client, object_ids: set[str]) -> set[str]:  # noqa: ANN001
+def _stripe_event_ids(client: stripe.StripeClient, object_ids: set[str]) -> set[str]:
     """Every event the sandbox lists (the last 30 days) about one of `object_ids`."""
     return {e.id for e in client.v1.events.list({"limit": 100}).auto_paging_iter()
             if e.data.object.id in object_ids}
@@ -32,7 +34,8 @@ def _history_complete(engine: Engine) -> bool:
         return queries.event_history(session=session)["complete"]
 
 
-def test_a_full_backfill_fills_each_customers_timeline_with_its_last_30_days(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_full_backfill_fills_each_customers_timeline_with_its_last_30_days(db: Engine,
+                                                                             sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     cid = acc.failing_customer
@@ -49,7 +52,7 @@ def test_a_full_backfill_fills_each_customers_timeline_with_its_last_30_days(db:
     assert _history_complete(db) is True
 
 
-def test_pass_1_alone_leaves_the_history_for_later_and_says_so(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_pass_1_alone_leaves_the_history_for_later_and_says_so(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     sandbox.clear_requests()
@@ -63,7 +66,7 @@ def test_pass_1_alone_leaves_the_history_for_later_and_says_so(db: Engine, sandb
     assert listed == []  # pass 1's budget is for what the pages show
 
 
-def test_the_next_incremental_sync_fetches_a_missing_history(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_the_next_incremental_sync_fetches_a_missing_history(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     assert run_sync(mode="full", resources=PASS_1).status == "succeeded"
@@ -79,7 +82,8 @@ def test_the_next_incremental_sync_fetches_a_missing_history(db: Engine, sandbox
     assert _timeline(db, acc.customers[0], set()) == _stripe_event_ids(client, {acc.customers[0]})
 
 
-def test_events_newer_than_a_resources_cursor_are_left_for_the_refresh_to_apply(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_events_newer_than_a_resources_cursor_are_left_for_the_refresh_to_apply(db: Engine,
+                                                                                sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     assert run_sync(mode="full", resources=PASS_1).status == "succeeded"

@@ -21,28 +21,40 @@ def test_customer_current_and_2017_shapes_map_alike() -> None:
     old = {k: v for k, v in current.items() if k not in ("balance", "invoice_settings")}
     old |= {"account_balance": -500, "invoice_settings": {"default_payment_method": "pm_9"}}
     a, b = mapping.customer_row(current, 7), mapping.customer_row(old, 7)
-    for row in (a, b):
-        assert row["balance"] == -500 and row["default_payment_method_id"] == "pm_9"
-        assert row["email_normalized"] == "ana.lima+vip@gmail.com"
-        assert row["email_canonical"] == "analima@gmail.com"
-        assert row["name_search"] == "jose nunez"
-        assert row["phone_normalized"] == "+14155550100"
-        assert row["created"] == from_ts(T0) and row["delinquent"] is True and row["metadata"] == {"crm": "42"}
-        assert "brand_new_field" not in row
+    for shape, row in (("current", a), ("2017", b)):
+        assert row["balance"] == -500, shape
+        assert row["default_payment_method_id"] == "pm_9", shape
+        assert row["email_normalized"] == "ana.lima+vip@gmail.com", shape
+        assert row["email_canonical"] == "analima@gmail.com", shape
+        assert row["name_search"] == "jose nunez", shape
+        assert row["phone_normalized"] == "+14155550100", shape
+        assert row["created"] == from_ts(T0), shape
+        assert row["delinquent"] is True, shape
+        assert row["metadata"] == {"crm": "42"}, shape
+        assert "brand_new_field" not in row, shape
     assert {k: v for k, v in a.items() if k != "synced_at"} == {k: v for k, v in b.items() if k != "synced_at"}
 
 
 def test_missing_and_malformed_optionals_become_null_not_errors() -> None:
     row = mapping.customer_row({"id": "cus_2", "created": "not-a-time", "balance": None, "metadata": "junk",
                                 "email": 12, "address": None}, 1)
-    assert row["email"] is None and row["balance"] == 0 and row["metadata"] == {} and row["address"] == {}
+    assert row["email"] is None
+    assert row["balance"] == 0
+    assert row["metadata"] == {}
+    assert row["address"] == {}
     sub, items = mapping.subscription_rows({"id": "sub_1", "items": {"data": [{"id": "si_1"}]}}, 1)
-    assert sub["customer_id"] == "" and sub["current_period_end"] is None and sub["mrr"] == 0
-    assert items[0]["unit_amount"] is None and items[0]["quantity"] == 1
+    assert sub["customer_id"] == ""
+    assert sub["current_period_end"] is None
+    assert sub["mrr"] == 0
+    assert items[0]["unit_amount"] is None
+    assert items[0]["quantity"] == 1
     inv, lines = mapping.invoice_rows({"id": "in_1", "lines": "garbage", "status_transitions": None}, 1)
-    assert inv["subscription_id"] is None and inv["failure_code"] is None and lines == []
+    assert inv["subscription_id"] is None
+    assert inv["failure_code"] is None
+    assert lines == []
     pm = mapping.payment_method_row({"id": "pm_1", "card": None}, 1)
-    assert pm["customer_id"] is None and pm["card_last4"] is None
+    assert pm["customer_id"] is None
+    assert pm["card_last4"] is None
 
 
 def test_subscription_periods_from_items_or_from_the_subscription() -> None:
@@ -62,8 +74,10 @@ def test_subscription_periods_from_items_or_from_the_subscription() -> None:
            "items": {"data": [{"id": "si_a", "plan": {"id": "plan_1", "amount": 700, "currency": "usd",
                                                       "interval": "week", "product": "prod_1"}, "quantity": 3}]}}
     row, item_rows = mapping.subscription_rows(old, 5)
-    assert row["current_period_start"] == from_ts(T0) and row["current_period_end"] == from_ts(T0 + 99)
-    assert item_rows[0]["price_id"] == "plan_1" and item_rows[0]["interval"] == "week"
+    assert row["current_period_start"] == from_ts(T0)
+    assert row["current_period_end"] == from_ts(T0 + 99)
+    assert item_rows[0]["price_id"] == "plan_1"
+    assert item_rows[0]["interval"] == "week"
     assert row["mrr"] == round(700 * 3 * 52 / 12)
 
 
@@ -110,4 +124,5 @@ def test_invoice_lines_current_and_old_shapes() -> None:
     _, rows = mapping.invoice_rows({"id": "in_1", "lines": lines}, 1)
     assert [(r["price_id"], r["product_id"], r["subscription_id"], r["proration"]) for r in rows] == [
         ("price_1", "prod_1", "sub_1", True), ("price_2", "prod_2", "sub_2", False)]
-    assert rows[0]["period_end"] == from_ts(T0 + 9) and rows[1]["period_start"] is None
+    assert rows[0]["period_end"] == from_ts(T0 + 9)
+    assert rows[1]["period_start"] is None

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from lib.sync import PageWriter, get_state
-from tests.sync.fidelity import wait_until
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 1_760_000_000
@@ -105,7 +105,8 @@ def refuse_customer(db: Engine) -> Iterator[None]:
         yield
 
 
-def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(db: Engine, refuse_customer) -> None:  # noqa: ANN001
+def test_a_refused_page_writes_nothing_keeps_the_cursor_and_fails_its_resource(
+        db: Engine, refuse_customer: None) -> None:
     writer = PageWriter(db)
     writer.write("customers", [_customer(1)], T, cursor="cus_0001")
     with pytest.raises(Exception, match="refused by test trigger"):
@@ -126,7 +127,7 @@ def refuse_item(db: Engine) -> Iterator[None]:
         yield
 
 
-def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item) -> None:  # noqa: ANN001
+def test_a_page_failing_in_a_later_statement_leaves_nothing_of_its_earlier_ones(db: Engine, refuse_item: None) -> None:
     with PageWriter(db) as writer:
         writer.write("customers", [_customer(1), _customer(2)], T, cursor="cus_0002")
     writer = PageWriter(db)
@@ -187,7 +188,8 @@ def test_a_sent_page_is_committed_even_if_the_process_is_killed_before_reading_t
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "DATABASE_URL": db_url})
     assert done.returncode == -signal.SIGKILL, done.stderr
-    assert wait_until(lambda: _scalar(pg, "SELECT COUNT(*) FROM customers") == 100, timeout=10)
+    wait_until(lambda: _scalar(pg, "SELECT COUNT(*) FROM customers") == 100, timeout=10,
+               what="the 100 customers the killed sync committed")
     assert get_state(pg, "customers")["backfill_cursor"] == "cus_0099"
 
 

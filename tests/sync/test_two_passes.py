@@ -4,15 +4,17 @@ sandbox."""
 
 from __future__ import annotations
 
+import stripe
 from sqlalchemy import Engine
 
 from lib.sync import card_pass_progress, run_sync
 from tests.sync.fidelity import CARD_FAILS, build_account, card, differences
+from tests.utils.sandbox import SandboxServer
 
 PASS_1 = ["customers", "subscriptions", "invoices"]
 
 
-def _failing_renewal(client, sandbox) -> str:  # noqa: ANN001
+def _failing_renewal(client: stripe.StripeClient, sandbox: SandboxServer) -> str:
     """A customer whose renewal is declined (an attempted open invoice with a decline on its PaymentIntent)."""
     c = client.v1.customers.create({"name": "Declined", "email": "declined@example.com"})
     bad = card(client, c.id, CARD_FAILS)
@@ -26,7 +28,8 @@ def _failing_renewal(client, sandbox) -> str:  # noqa: ANN001
     return c.id
 
 
-def test_pass_1_shows_every_default_card_and_decline_without_per_object_requests(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_pass_1_shows_every_default_card_and_decline_without_per_object_requests(db: Engine,
+                                                                                 sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     _failing_renewal(client, sandbox)
@@ -43,7 +46,7 @@ def test_pass_1_shows_every_default_card_and_decline_without_per_object_requests
     assert differences(client, db, all_cards=False) == []
 
 
-def test_pass_2_completes_every_card_list_and_reports_progress(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_pass_2_completes_every_card_list_and_reports_progress(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     for cid in acc.customers[:3]:
@@ -60,7 +63,7 @@ def test_pass_2_completes_every_card_list_and_reports_progress(db: Engine, sandb
     assert differences(client, db) == []
 
 
-def test_pass_2_under_rate_limits_and_server_errors_ends_complete(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_pass_2_under_rate_limits_and_server_errors_ends_complete(db: Engine, sandbox: SandboxServer) -> None:
     client = sandbox.client
     acc = build_account(client)
     for cid in acc.customers[:3]:

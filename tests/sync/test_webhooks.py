@@ -12,6 +12,7 @@ import urllib.request
 from sqlalchemy import Engine, text
 
 from tests.utils.browser import dashboard
+from tests.utils.sandbox import SandboxServer
 
 SECRET = "whsec_test_secret"  # tests/conftest.py puts it in STRIPE_WEBHOOK_SECRET
 
@@ -37,7 +38,7 @@ def rows(engine: Engine, sql: str, **params: object) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
-def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, db_url: str) -> None:  # noqa: ANN001
+def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox: SandboxServer, db_url: str) -> None:
     client = sandbox.client
     customer = client.v1.customers.create({"name": "Version 1", "email": "hook@example.com"})
     client.v1.customers.update(customer.id, {"name": "Version 2"})
@@ -55,7 +56,8 @@ def test_webhooks_verify_dedupe_and_keep_the_newest_state(db: Engine, sandbox, d
         tampered = bodies[-1].replace(b"Version 4", b"Hacked 4")
         assert post(url, tampered, signed(bodies[-1]))[0] == 400
         assert post(url, bodies[-1], signed(bodies[-1], age=600))[0] == 400  # a replayed old delivery
-        assert rows(db, "SELECT id FROM customers") == [] and rows(db, "SELECT id FROM stripe_events") == []
+        assert rows(db, "SELECT id FROM customers") == []
+        assert rows(db, "SELECT id FROM stripe_events") == []
 
         # Newest first, then duplicates and the older ones in a shuffled order.
         outcomes = []

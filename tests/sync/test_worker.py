@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from sandbox.process import free_port
-from tests.sync.fidelity import wait_until
+from tests.utils.sandbox import SandboxServer
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 1.0
@@ -61,16 +62,16 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
 
 
 def test_a_change_in_stripe_reaches_the_cache_within_the_interval_and_sigterm_exits_cleanly(
-        db: Engine, sandbox) -> None:  # noqa: ANN001
+        db: Engine, sandbox: SandboxServer) -> None:
     with worker() as (proc, base):
-        assert wait_until(lambda: synced(base), timeout=60)
+        wait_until(lambda: synced(base), timeout=60, what="a first successful run")
         cid = sandbox.client.v1.customers.create({"email": "fresh@example.com", "name": "Fresh"}).id
 
         def cached() -> bool:
             with db.connect() as conn:
                 return conn.execute(text("SELECT COUNT(*) FROM customers WHERE id = :c"), {"c": cid}).scalar() == 1
 
-        assert wait_until(cached, timeout=INTERVAL + 5)
+        wait_until(cached, timeout=INTERVAL + 5, what="the new customer in the cache")
         code, out = stop(proc)
     assert code == 0, out
     assert "Traceback" not in out
@@ -78,26 +79,30 @@ def test_a_change_in_stripe_reaches_the_cache_within_the_interval_and_sigterm_ex
         assert conn.execute(text("SELECT COUNT(*) FROM sync_lock")).scalar() == 0  # both locks released
 
 
-def test_a_second_worker_waits_for_the_lock_and_takes_over_when_the_first_stops(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_a_second_worker_waits_for_the_lock_and_takes_over_when_the_first_stops(
+        db: Engine, sandbox: SandboxServer) -> None:
     with worker() as (first, first_base):
-        assert wait_until(lambda: synced(first_base), timeout=60)
+        wait_until(lambda: synced(first_base), timeout=60, what="a first successful run")
         with worker() as (second, second_base):
-            assert wait_until(lambda: health(second_base).get("state") == "waiting", timeout=30)
+            wait_until(lambda: health(second_base).get("state") == "waiting", timeout=30,
+                       what="the second worker waiting for the lock")
             assert second.poll() is None  # waiting, not failed
             assert not synced(second_base)
             code, _ = stop(first)
             assert code == 0
-            assert wait_until(lambda: synced(second_base), timeout=30)
+            wait_until(lambda: synced(second_base), timeout=30, what="a run by the second worker")
             code, out = stop(second)
     assert code == 0, out
     assert "waiting for the worker lock" in out
 
 
-def test_metrics_endpoint_answers_with_the_named_metrics(db: Engine, sandbox) -> None:  # noqa: ANN001
+def test_metrics_endpoint_answers_with_the_named_metrics(db: Engine, sandbox: SandboxServer) -> None:
     sandbox.client.v1.customers.create({"email": "m@example.com"})
     with worker() as (proc, base):
-        if not wait_until(lambda: synced(base), timeout=60):
-            raise AssertionError(f"no successful run: {health(base)} {stop(proc)}")
+        try:
+            wait_until(lambda: synced(base), timeout=60, what="a successful run")
+        except AssertionError as missed:
+            raise AssertionError(f"no successful run: {health(base)} {stop(proc)}") from missed
         with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
             body = resp.read().decode()
         stop(proc)

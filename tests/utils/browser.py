@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from playwright.sync_api import Page
+
 from tests.utils.net import free_port, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +58,7 @@ def dashboard(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def browser_page() -> Iterator:  # noqa: ANN201
+def browser_page() -> Iterator:
     """A fresh Playwright page in Debian's chromium (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
 
@@ -71,12 +73,12 @@ def browser_page() -> Iterator:  # noqa: ANN201
             browser.close()
 
 
-def wait_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001
+def wait_idle(page: Page, timeout: float = 30_000) -> None:
     """Wait until Streamlit has finished running the script."""
     page.wait_for_selector(APP_IDLE, timeout=timeout)
 
 
-def screenshot(page, name: str) -> Path:  # noqa: ANN001
+def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
