@@ -34,11 +34,11 @@ def install(out: Path, profile: bool) -> None:
     lock = threading.Lock()
     original = script_runner.ScriptRunner._run_script
 
-    def page_of(rerun_data) -> str:  # noqa: ANN001
+    def page_of(rerun_data) -> str:
         name = (getattr(rerun_data, "page_name", "") or "").strip("/") or "overview"
         return name + ("+fragment" if getattr(rerun_data, "fragment_id_queue", None) else "")
 
-    def wrapped(self, rerun_data):  # noqa: ANN001, ANN202
+    def wrapped(self, rerun_data):
         page = page_of(rerun_data)
         prof = cProfile.Profile() if profile else None
         t = time.thread_time()
@@ -76,7 +76,7 @@ def install(out: Path, profile: bool) -> None:
 
     atexit.register(dump)
 
-    def on_signal(signum, frame):  # noqa: ANN001, ANN202
+    def on_signal(signum, frame):
         dump()
         sys.exit(0)
 

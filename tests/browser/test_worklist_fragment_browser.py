@@ -3,6 +3,7 @@ still moves what depends on it elsewhere on the page."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from tests.utils.browser import browser_page, dashboard, wait_idle
 pytestmark = [pytest.mark.browser]
 
 
-def test_a_follow_up_saved_under_a_follow_up_filter_updates_the_summary(sandbox: Any, tmp_path) -> None:  # noqa: ANN001
+def test_a_follow_up_saved_under_a_follow_up_filter_updates_the_summary(sandbox: Any, tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"
     migrate(db_url)
     with Session(get_engine(db_url)) as session:
