@@ -31,6 +31,7 @@ from app_pages.components.tables import (
     chosen,
     frame,
     guarded,
+    in_fragment_rerun,
     link_to,
     paged,
     pager_controls,
@@ -178,8 +179,10 @@ def _save_followup(user: User) -> None:
         st.session_state[f"{P}_fu_error"] = "Could not save the follow-up: the cache database did not answer. " \
                                             "Try again in a moment."
         return
-    data.clear()  # the worklist row and the editor read the saved follow-up in the run that follows
+    data.written()  # the worklist row and the editor read the saved follow-up in the run that follows
     st.session_state[f"{P}_fu_saved"] = f"Follow-up for {md(invoice_id)} saved."
+    if chosen(f"{P}_followup") is not None:  # the summary above counts by follow-up status: redraw it too
+        st.session_state[f"{P}_whole_page"] = True
 
 
 def follow_selection(selected: list[str], rows: list[dict]) -> None:
@@ -344,12 +347,29 @@ def render_worklist(user, filters: FailedFilters) -> None:  # noqa: ANN001
         st.info(f"**{md(d.code)}** — {d.meaning} Next step: {d.next_step}")
 
 
+@st.fragment
+def worklist_part(user, filters: FailedFilters) -> None:  # noqa: ANN001
+    """The worklist with the selected invoice's panel, rerun on its own: a row selected, a pager click or a
+    follow-up saved redraws this part only (the filters, summary and chart stay as drawn; a filter change
+    reruns the whole page). A save while the page is filtered by follow-up status reruns the whole page, as
+    the summary's counts move with it."""
+    if st.session_state.pop(f"{P}_whole_page", False) and in_fragment_rerun():
+        st.rerun(scope="app")
+    guarded(render_worklist, user, filters)
+
+
+@st.fragment
+def recovery_part() -> None:
+    """The recovery chart, rerun on its own when its currency changes."""
+    guarded(render_recovery)
+
+
 def render(user) -> None:  # noqa: ANN001
     st.title("Failed invoices")
     filters = filters_from_widgets()
     render_summary(filters)
-    render_worklist(user, filters)
-    render_recovery()
+    worklist_part(user, filters)
+    recovery_part()
 
 
 user = require_page("failed-invoices")

@@ -131,10 +131,13 @@ class Stats:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
     interactions: int = 0
+    t0: float = field(default_factory=time.monotonic)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (finished at, seconds from t0; latency)
 
     def record(self, step: str, res: RunResult) -> None:
         self.interactions += 1
         self.latencies[step].append(res.seconds)
+        self.timeline.append((time.monotonic() - self.t0, res.seconds))
         problems = [*res.exceptions, *(f"alert: {a}" for a in res.alerts)]
         if res.finished != "FINISHED_SUCCESSFULLY":
             problems.append(f"run ended {res.finished}")
@@ -346,6 +349,7 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
     per_idle = (sum(rss_idle) - sum(rss_before)) / args.idle_sessions if args.idle_sessions else None
 
     stats = Stats()
+    stats.t0 = time.monotonic()
     users = [Role(ROLES[i % len(ROLES)], urls[i % len(urls)], stats, random.Random(rng.random()), args.think,
                   churn=args.churn) for i in range(args.sessions)]
     cpu0 = [proc_cpu_seconds(p) for p in pids]
@@ -373,6 +377,10 @@ async def drive(urls: list[str], pids: list[int], args: argparse.Namespace) -> d
         "interactions": stats.interactions, "interactions_per_s": round(stats.interactions / wall, 2),
         "latency_s": summary(every),
         "latency_by_step_s": {k: summary(v) for k, v in sorted(stats.latencies.items())},
+        # p95 per 20-second window of the run (by when the interaction finished): a start-up burst vs steady state
+        "p95_by_20s_window": [pct([lat for t, lat in stats.timeline if w <= t < w + 20], 95)
+                              for w in range(0, int(wall) + 1, 20)],
+        "latency_after_first_30s_s": summary([lat for t, lat in stats.timeline if t >= 30]),
         "cross_replica_visibility_s": visibility if len(urls) == 2 else None,
         "errors": sum(stats.errors.values()), "errors_by_step": dict(stats.errors),
         "error_samples": stats.error_samples,

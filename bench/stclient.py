@@ -64,6 +64,7 @@ class StSession:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.ids: dict[str, str] = {}  # user key -> element id
+        self.fragments: dict[str, str] = {}  # user key -> id of the fragment that drew it ('' for none)
         self.states: dict[str, WidgetState] = {}  # element id -> the state sent on each rerun
         self.page = ""
         self.query = ""
@@ -105,6 +106,7 @@ class StSession:
         clicked) and collect its output until script_finished."""
         if page is not None and page != self.page:
             self.page, self.states, self.ids = page, {}, {}  # a new page: the browser drops its widgets too
+            self.fragments = {}
         if query is not None:
             self.query = query
         for key, value in (set or {}).items():
@@ -115,14 +117,22 @@ class StSession:
         cs = msg.rerun_script
         cs.query_string = self.query
         cs.page_name = self.page
+        fragment = self._fragment_of([*(set or {}), *([click] if click else [])]) if page is None else ""
+        if fragment:  # as the browser does: a widget drawn by a fragment reruns only that fragment
+            cs.fragment_id = fragment
         cs.widget_states.widgets.extend(self.states.values())
         for wid in [w for w, s in self.states.items() if s.WhichOneof("value") == "trigger_value"]:
             del self.states[wid]  # a click is sent once
         started = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
-        return await self._collect(started, timeout)
+        return await self._collect(started, timeout, fragment=bool(fragment))
 
-    async def _collect(self, started: float, timeout: float) -> RunResult:
+    def _fragment_of(self, keys: list[str]) -> str:
+        """The fragment that drew all of `keys` (the widgets this rerun changes), or '' for a full run."""
+        found = {self.fragments.get(k, "") for k in keys}
+        return found.pop() if len(found) == 1 else ""
+
+    async def _collect(self, started: float, timeout: float, fragment: bool = False) -> RunResult:
         result = RunResult(seconds=0.0, finished="")
         deadline = started + timeout
         while True:
@@ -138,10 +148,16 @@ class StSession:
             kind = fm.WhichOneof("type")
             if kind == "delta":
                 self._delta(fm.delta, result)
+            elif kind == "new_session" and not fm.metadata.run.fragment_ids:
+                fragment = False  # a full run starts (st.rerun(scope="app") from a fragment, or none was asked)
             elif kind == "script_finished":
                 name = ForwardMsg.ScriptFinishedStatus.Name(fm.script_finished)
-                if name == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY":
+                if name == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY" and not fragment:
                     continue
+                if name == "FINISHED_EARLY_FOR_RERUN":  # st.rerun(): the run that follows is the answer
+                    continue
+                if fragment and name == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY":
+                    name = "FINISHED_SUCCESSFULLY"
                 result.seconds = time.perf_counter() - started
                 result.finished = name
                 return result
@@ -149,6 +165,7 @@ class StSession:
     def _delta(self, delta: Any, result: RunResult) -> None:
         if delta.WhichOneof("type") != "new_element":
             return
+        fragment_id = delta.fragment_id
         el = delta.new_element
         result.elements.append(el)
         kind = el.WhichOneof("type")
@@ -163,6 +180,7 @@ class StSession:
         key = _user_key(wid) if isinstance(wid, str) else None
         if key:
             self.ids[key] = wid
+            self.fragments[key] = fragment_id
             result.widgets[key] = inner
 
 

@@ -63,6 +63,14 @@ SYNCED_ONLY = frozenset({
 })
 
 
+# lib.queries functions that join follow-ups only when their `filters` name a follow-up status
+# (`FailedFilters.followup`, see `lib.queries.failed._failed_from`): the Failed invoices page's summary tables.
+# Keyed like SYNCED_ONLY when the filters leave the follow-up status open, so a saved follow-up keeps them.
+SYNCED_UNLESS_FOLLOWUP_FILTER = frozenset({"lib.queries.failed.at_risk_by_currency",
+                                           "lib.queries.failed.failed_by_decline_code",
+                                           "lib.queries.failed.failed_by_age"})
+
+
 @dataclass
 class _Memo:
     value: Generation
@@ -101,10 +109,20 @@ def query_name(query: Callable[..., Any]) -> str:
     return f"{query.__module__}.{query.__qualname__}"
 
 
-def key_for(query: Callable[..., Any], stamp: Generation) -> Generation:
-    """The part of `stamp` a cached result of `query` depends on: without the audit part for
-    `SYNCED_ONLY` queries, the whole stamp for any other (a new query is safe by default)."""
-    return stamp[1:] if query_name(query) in SYNCED_ONLY else stamp
+def key_for(query: Callable[..., Any], stamp: Generation, kwargs: dict[str, Any] | None = None) -> Generation:
+    """The part of `stamp` a cached result of `query` called with `kwargs` depends on: without the audit part
+    for `SYNCED_ONLY` queries and for `SYNCED_UNLESS_FOLLOWUP_FILTER` ones whose `filters` (given, not None)
+    have no follow-up status; the whole stamp for any other (a new query is safe by default)."""
+    return stamp[1:] if synced_only(query_name(query), kwargs or {}) else stamp
+
+
+def synced_only(name: str, kwargs: dict[str, Any]) -> bool:
+    """True when this call of the query named `name` (`query_name`) reads only tables the sync writes."""
+    if name in SYNCED_ONLY:
+        return True
+    filters = kwargs.get("filters")
+    return (name in SYNCED_UNLESS_FOLLOWUP_FILTER and filters is not None
+            and getattr(filters, "followup", "unknown") is None)
 
 
 def forget(url: str | None = None) -> None:

@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from lib import cache_version, followups
 from lib.models import AuditLog, StripeEvent, SyncRun, SyncState, utcnow
-from lib.queries import customers, failed
+from lib.queries import FailedFilters, customers, failed
 from tests.utils.factories import make_customer, make_failed_invoice
 
 
@@ -66,6 +66,31 @@ def test_a_follow_up_keeps_synced_only_results_and_renews_the_worklist(session: 
         customers.search_customers, before)
     assert cache_version.key_for(failed.failed_invoices, after) != cache_version.key_for(
         failed.failed_invoices, before)
+
+
+def test_a_follow_up_keeps_the_failed_summary_unless_it_is_filtered_by_follow_up(session: Session,
+                                                                                 db_url: str) -> None:
+    invoice = make_failed_invoice(session, make_customer(session))
+    before = cache_version.read_generation(db_url)
+    followups.set_followup(session=session, invoice_id=invoice.id, status="promised", note="Friday",
+                           actor="fran@corp.test")
+    after = cache_version.read_generation(db_url)
+    plain = {"filters": FailedFilters(currency="usd")}
+    by_followup = {"filters": FailedFilters(followup="promised")}
+    at_risk = failed.at_risk_by_currency
+    assert cache_version.key_for(at_risk, after, plain) == cache_version.key_for(at_risk, before, plain)
+    assert cache_version.key_for(at_risk, after, by_followup) != cache_version.key_for(at_risk, before, by_followup)
+
+
+def test_summary_queries_join_follow_ups_only_through_the_follow_up_filter() -> None:
+    import inspect
+    import pkgutil
+
+    assert "if f is None or f.followup:" in inspect.getsource(failed._failed_from)
+    for name in sorted(cache_version.SYNCED_UNLESS_FOLLOWUP_FILTER):
+        source = inspect.getsource(pkgutil.resolve_name(name))
+        assert "_failed_from(" in source, name
+        assert "Followup" not in source, name
 
 
 def test_synced_only_names_are_queries_that_read_no_dashboard_written_table() -> None:

@@ -4,8 +4,9 @@
 …)` and keeps the result for TTL seconds, keyed on the query's name (`cache_version.query_name`: module and
 qualified name), its arguments, the database URL and the cache's change stamp (`lib.cache_version`): a write made
 anywhere (another replica, the sync worker, a webhook) changes the stamp, so every replica reads fresh rows within
-a second instead of after the TTL. A sync or a follow-up change made here calls `clear()`, which drops this
-process's results and re-reads the stamp at once.
+a second instead of after the TTL. A sync or a refresh made here calls `clear()`, which drops this process's
+results and re-reads the stamp at once; a follow-up saved here calls `written()`, which only re-reads the stamp
+(the follow-up's audit row moves it).
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ def query(fn: Callable[..., T], /, **kwargs: Any) -> T:
     """Run a lib.queries function through the cache: `fn(session=…, **kwargs)`, raising what it raises."""
     url = get_settings().database_url
     name = cache_version.query_name(fn)
-    result: T = _cached(name, url, cache_version.key_for(fn, cache_version.generation(url)), kwargs, fn)
+    result: T = _cached(name, url, cache_version.key_for(fn, cache_version.generation(url), kwargs), kwargs, fn)
     return result
+
+
+def written() -> None:
+    """After a write made here that the change stamp covers (it leaves an audit row in its transaction: a
+    follow-up): read the stamp again at the next query, so this process's next run shows the write. Results of
+    queries that do not read what was written (`cache_version.key_for`) stay cached; `clear()` drops them all."""
+    cache_version.forget()
 
 
 def clear() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitPageNotFoundError
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app_pages.components.format import count
 from app_pages.components.text import IdKind, md, safe_id
@@ -91,23 +92,39 @@ def past_the_end(prefix: str, page: Page) -> bool:
     if page.rows or page.page <= 1:
         return False
     st.session_state[f"{prefix}_page"] = 1
-    st.rerun()
+    rerun_this_part()
     return True  # not reached: st.rerun() stops this run
+
+
+def in_fragment_rerun() -> bool:
+    """True while a fragment reruns on its own (a row selected, a pager click in it), not in a full run."""
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+def rerun_this_part() -> NoReturn:
+    """st.rerun() of what is running: the fragment in a fragment's own rerun (a row selected, a pager click in
+    it), else the whole page (Streamlit refuses a fragment-scoped rerun during a full run)."""
+    st.rerun(scope="fragment" if in_fragment_rerun() else "app")
+    raise AssertionError("unreachable")  # st.rerun raises
+
+
+def _turn_to(prefix: str, page_no: int) -> None:
+    """Pager button callback: the page to show, set before the run (one run per click, no st.rerun)."""
+    st.session_state[f"{prefix}_page"] = page_no
 
 
 def pager_controls(prefix: str, page: Page) -> None:
     """Previous / next buttons, the page position and the page size under a table."""
     left, mid, right, size = st.columns([1, 3, 1, 1])
-    if left.button("← Previous", key=f"{prefix}_prev", disabled=page.page <= 1):
-        st.session_state[f"{prefix}_page"] = max(1, page.page - 1)
-        st.rerun()
+    left.button("← Previous", key=f"{prefix}_prev", disabled=page.page <= 1, on_click=_turn_to,
+                args=(prefix, max(1, page.page - 1)))
     shown_from = (page.page - 1) * page.page_size + (1 if page.rows else 0)
     shown_to = (page.page - 1) * page.page_size + len(page.rows)
     of = f" of {page.total_label}" if page.total is not None else ""
     mid.caption(f"Page {page.page} · rows {count(shown_from)}–{count(shown_to)}{of}")
-    if right.button("Next →", key=f"{prefix}_next", disabled=not page.has_more):
-        st.session_state[f"{prefix}_page"] = page.page + 1
-        st.rerun()
+    right.button("Next →", key=f"{prefix}_next", disabled=not page.has_more, on_click=_turn_to,
+                 args=(prefix, page.page + 1))
     size.selectbox("Rows per page", PAGE_SIZES, key=f"{prefix}_size", label_visibility="collapsed",
                    format_func=lambda n: f"{n} per page")
 
